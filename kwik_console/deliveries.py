@@ -1,0 +1,85 @@
+"""Reading the event log: a webhook's deliveries, newest first, and one delivery's attempts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sqlmodel import Session, col, select
+
+from kwik_console import catalog
+from kwik_console.errors import InvalidInput, NotFound
+from kwik_console.models import Attempt, Delivery, DeliveryStatus, Event, Webhook
+
+PAGE_SIZE = 50
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryPage:
+    items: list[Delivery]
+    # Pass as `before_id` for the next page; None on the last page.
+    next_before_id: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryDetail:
+    delivery: Delivery
+    event: Event
+    webhook: Webhook
+    attempts: list[Attempt]
+
+
+def parse_status(status: str | None) -> str | None:
+    if status is None or status == "":
+        return None
+    value = status.strip().lower()
+    if value not in {s.value for s in DeliveryStatus}:
+        raise InvalidInput({"status": "Status must be one of Pending, Success, Retrying or Failure."})
+    return value
+
+
+def list_deliveries(
+    *,
+    session: Session,
+    webhook_id: int | None = None,
+    status: str | None = None,
+    event_type: str | None = None,
+    test: bool | None = None,
+    before_id: int | None = None,
+    limit: int = PAGE_SIZE,
+) -> DeliveryPage:
+    """Deliveries newest first, paged by keyset (`before_id`) so every page costs the same."""
+    if not 1 <= limit <= 500:
+        raise InvalidInput({"limit": "Page size must be between 1 and 500."})
+    status = parse_status(status)
+    if event_type and not catalog.is_event_type(event_type):
+        raise InvalidInput({"event_type": f"Unknown event type {event_type!r}."})
+    query = select(Delivery)
+    if webhook_id is not None:
+        query = query.where(Delivery.webhook_id == webhook_id)
+    if status:
+        query = query.where(Delivery.status == status)
+    if event_type:
+        query = query.where(Delivery.event_type == event_type)
+    if test is not None:
+        query = query.where(Delivery.test == test)
+    if before_id is not None:
+        query = query.where(col(Delivery.id) < before_id)
+    rows = list(session.exec(query.order_by(col(Delivery.id).desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    items = rows[:limit]
+    return DeliveryPage(items=items, next_before_id=items[-1].id if more else None)
+
+
+def get_delivery(*, session: Session, delivery_id: int) -> DeliveryDetail:
+    delivery = session.get(Delivery, delivery_id)
+    if delivery is None:
+        raise NotFound(f"Delivery {delivery_id} does not exist.")
+    attempts = session.exec(
+        select(Attempt).where(Attempt.delivery_id == delivery_id).order_by(col(Attempt.number))
+    ).all()
+    return DeliveryDetail(
+        delivery=delivery,
+        event=session.get(Event, delivery.event_id),
+        webhook=session.get(Webhook, delivery.webhook_id),
+        attempts=list(attempts),
+    )

@@ -1,0 +1,1 @@
+"""Sending events to webhooks: signing, one attempt, retries, and the dispatcher."""

@@ -1,0 +1,180 @@
+"""APScheduler wiring: when the dispatcher looks for due deliveries.
+
+The scheduler keeps nothing a crash could lose; it only decides when to look:
+- `dispatch-due`, an interval job, polls every KWIK_POLL_SECONDS (it also takes
+  over the leases of crashed processes and sees other processes' work);
+- `next-retry`, a date job, fires when the earliest scheduled retry falls due;
+- `dispatch-now`, a one-off job that `wake()` adds (publish calls it), looks at once.
+
+The scheduler and its dispatcher run on an event loop in a thread of their
+own, so delivery work never holds up the console's pages, and vice versa.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import threading
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from kwik_console.delivery.dispatcher import Dispatcher, Outcome
+from kwik_console.models import utcnow
+from kwik_console.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run at INFO
+
+POLL_JOB = "dispatch-due"
+RETRY_JOB = "next-retry"
+WAKE_JOB = "dispatch-now"
+
+_current: DeliveryScheduler | None = None
+
+
+class DeliveryScheduler:
+    def __init__(self, settings: Settings | None = None, engine=None):
+        from kwik_console.db import get_engine
+
+        self.settings = settings or get_settings()
+        self.dispatcher = Dispatcher(self.settings, engine or get_engine())
+        self.dispatcher.on_recorded = self._after_record
+        self._aps: AsyncIOScheduler | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._failure: BaseException | None = None
+        self._wake_pending = False  # a dispatch-now job is queued and has not started yet
+
+    # -------------------------------------------------- lifecycle (any thread)
+
+    def start(self) -> None:
+        """Start the delivery thread; return once its scheduler runs."""
+        global _current
+        self._thread = threading.Thread(target=self._run, name="kwik-delivery", daemon=True)
+        self._thread.start()
+        self._started.wait()
+        if self._failure is not None:
+            raise self._failure
+        _current = self
+        log.info("delivery scheduler started (%s)", self.dispatcher.owner)
+
+    def stop(self) -> None:
+        """Stop looking, let attempts in flight finish and be recorded, then end the thread."""
+        global _current
+        if _current is self:
+            _current = None
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join()
+        log.info("delivery scheduler stopped")
+
+    def wake(self) -> None:
+        """Look for due deliveries now. Safe to call from any thread."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake_now)
+
+    async def deliver(self, delivery_ids: list[int]) -> list[Outcome]:
+        """Attempt deliveries at once on the delivery thread; await their outcomes from any loop."""
+        future = asyncio.run_coroutine_threadsafe(self.dispatcher.deliver(delivery_ids), self._loop)
+        return await asyncio.wrap_future(future)
+
+    # -------------------------------------------------- on the delivery thread
+
+    def _run(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        try:
+            self._loop.run_until_complete(self._main())
+        finally:
+            self._loop.close()
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            await self.dispatcher.start()
+            self._aps = AsyncIOScheduler(
+                event_loop=self._loop,
+                timezone=dt.UTC,
+                # A late run is still a run: never skip a look because the loop was busy.
+                job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            )
+            self._aps.add_job(self._poll, IntervalTrigger(seconds=self.settings.poll_seconds), id=POLL_JOB,
+                              next_run_time=utcnow())
+            self._aps.start()
+        except BaseException as exc:  # noqa: BLE001  reported to start()'s caller
+            self._failure = exc
+            self._started.set()
+            return
+        self._started.set()
+        await self._stop.wait()
+        self._aps.shutdown(wait=False)
+        await self.dispatcher.close()
+
+    def _wake_now(self) -> None:
+        if self._aps is None or not self._aps.running:
+            return
+        if not self.dispatcher.request_pass() and not self._wake_pending:
+            self._wake_pending = True
+            self._aps.add_job(self._dispatch, id=WAKE_JOB, replace_existing=True)
+
+    def _arm_retry(self, when: dt.datetime | None) -> None:
+        """Make sure a look happens when the earliest known retry falls due."""
+        if when is None or self._aps is None or not self._aps.running:
+            return
+        job = self._aps.get_job(RETRY_JOB)
+        if job is None or job.next_run_time is None or when < job.next_run_time:
+            self._aps.add_job(self._dispatch, DateTrigger(run_date=when), id=RETRY_JOB, replace_existing=True)
+
+    async def _dispatch(self) -> None:
+        self._wake_pending = False
+        await self.dispatcher.dispatch_due()
+
+    async def _poll(self) -> None:
+        await self._dispatch()
+        self._arm_retry(self.dispatcher.next_due_at())
+
+    def _after_record(self, outcomes: list[Outcome]) -> None:
+        self._arm_retry(min((o.next_attempt_at for o in outcomes if o.next_attempt_at), default=None))
+
+
+def current() -> DeliveryScheduler | None:
+    return _current
+
+
+def wake() -> None:
+    """Wake this process's scheduler, if it runs one (publish calls this after committing)."""
+    if _current is not None:
+        _current.wake()
+
+
+async def deliver_now(delivery_ids: list[int]) -> list[Outcome]:
+    """Attempt deliveries at once and return their outcomes (Test Webhook, CLI publish).
+
+    Uses this process's dispatcher when one runs, or a short-lived one.
+    """
+    if _current is not None:
+        return await _current.deliver(delivery_ids)
+    from kwik_console.db import get_engine
+
+    dispatcher = Dispatcher(get_settings(), get_engine())
+    await dispatcher.start()
+    try:
+        return await dispatcher.deliver(delivery_ids)
+    finally:
+        await dispatcher.close()
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings | None = None):
+    """The scheduler for the lifetime of a block: the console's lifespan task and `kwik-console worker`."""
+    scheduler = DeliveryScheduler(settings)
+    await asyncio.to_thread(scheduler.start)
+    try:
+        yield scheduler
+    finally:
+        await asyncio.to_thread(scheduler.stop)

@@ -1,0 +1,156 @@
+"""Publishing: one event, stored once, fanned out into a delivery per subscribed Live webhook."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import bindparam, insert, literal
+from sqlmodel import Session, col, select
+
+from kwik_console import catalog
+from kwik_console.errors import InvalidInput, NotFound
+from kwik_console.models import (
+    Delivery,
+    DeliveryStatus,
+    Event,
+    Subscription,
+    UTCDateTime,
+    Webhook,
+    WebhookStatus,
+    utcnow,
+)
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32
+
+
+def new_event_id() -> str:
+    """`evt_` + 26 characters; time-ordered, like a ULID."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        value, index = divmod(value, 32)
+        chars.append(_ALPHABET[index])
+    return "evt_" + "".join(reversed(chars))
+
+
+@dataclasses.dataclass(frozen=True)
+class Published:
+    event: Event
+    delivery_ids: list[int]
+
+
+def envelope(*, event_id: str, event_type: str, created_at, test: bool, data: dict[str, Any]) -> str:
+    """The JSON body every attempt of this event sends, byte for byte."""
+    return json.dumps(
+        {
+            "id": event_id,
+            "type": event_type,
+            "created_at": created_at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{created_at.microsecond // 1000:03d}Z",
+            "test": test,
+            "data": data,
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def publish(
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    test: bool = False,
+    webhook_id: int | None = None,
+    session: Session | None = None,
+    wake: bool = True,
+) -> Published:
+    """Store the event and its deliveries in one transaction, then wake the dispatcher.
+
+    A test event goes to `webhook_id` only; otherwise every Live webhook
+    subscribed to `event_type` gets a delivery.
+    """
+    if session is None:
+        from kwik_console.db import session_scope
+
+        with session_scope() as own:
+            published = _publish(own, event_type, data, test=test, webhook_id=webhook_id)
+    else:
+        published = _publish(session, event_type, data, test=test, webhook_id=webhook_id)
+        session.commit()
+    if wake and published.delivery_ids:
+        from kwik_console.delivery import scheduler
+
+        scheduler.wake()
+    return published
+
+
+def _publish(session: Session, event_type: str, data, *, test: bool, webhook_id: int | None) -> Published:
+    errors = {}
+    if not catalog.is_event_type(event_type):
+        errors["type"] = f"Unknown event type {event_type!r}; see `kwik-console events types`."
+    if not isinstance(data, dict):
+        errors["data"] = "Event data must be a JSON object."
+    if test and webhook_id is None:
+        errors["webhook"] = "A test event needs the webhook to send it to."
+    if errors:
+        raise InvalidInput(errors)
+    if webhook_id is not None:
+        webhook = session.get(Webhook, webhook_id)
+        if webhook is None:
+            raise NotFound(f"Webhook {webhook_id} does not exist.")
+        if webhook.status != WebhookStatus.LIVE:
+            raise InvalidInput({"webhook": f"Webhook {webhook.name!r} is Disabled: set its Status to Live first."})
+
+    now = utcnow()
+    event = Event(id=new_event_id(), type=event_type, test=test, created_at=now, body="")
+    event.body = envelope(event_id=event.id, event_type=event_type, created_at=now, test=test, data=data)
+    # Prebuilt Core statements on the session's connection: publishing is the hot path.
+    conn = session.connection()
+    conn.execute(_INSERT_EVENT, {"id": event.id, "type": event_type, "test": test, "body": event.body,
+                                 "created_at": now})
+    if webhook_id is None:
+        fan_out = _FAN_OUT_TO_SUBSCRIBERS
+    else:
+        fan_out = _FAN_OUT_TEST if test else _FAN_OUT_TO_ONE
+    inserted = conn.execute(fan_out, {"event_id": event.id, "event_type": event_type, "test": test,
+                                      "now": now, "webhook_id": webhook_id})
+    return Published(event=event, delivery_ids=sorted(inserted.scalars()))
+
+
+def _fan_out(targets) -> sa.Insert:
+    """INSERT ... SELECT: one statement makes a delivery for every target webhook, however many."""
+    when = UTCDateTime()
+    rows = targets.subquery()
+    values = select(
+        rows.c[0],
+        bindparam("event_id"),
+        bindparam("event_type"),
+        bindparam("test", type_=sa.Boolean()),
+        literal(DeliveryStatus.PENDING.value),
+        literal(0),
+        bindparam("now", type_=when),
+        bindparam("now", type_=when),
+        bindparam("now", type_=when),
+    )
+    columns = ["webhook_id", "event_id", "event_type", "test", "status", "attempt_count",
+               "next_attempt_at", "created_at", "updated_at"]
+    return insert(Delivery).from_select(columns, values).returning(Delivery.id)
+
+
+_INSERT_EVENT = insert(Event)
+_FAN_OUT_TO_SUBSCRIBERS = _fan_out(
+    select(Subscription.webhook_id)
+    .join(Webhook, col(Webhook.id) == Subscription.webhook_id)
+    .where(Subscription.event_type == bindparam("event_type"), Webhook.status == WebhookStatus.LIVE.value)
+)
+# A test goes to its one webhook, subscribed or not; a real event to one webhook needs the subscription.
+_FAN_OUT_TEST = _fan_out(select(bindparam("webhook_id", type_=sa.Integer())))
+_FAN_OUT_TO_ONE = _fan_out(
+    select(Subscription.webhook_id).where(
+        Subscription.webhook_id == bindparam("webhook_id"), Subscription.event_type == bindparam("event_type")
+    )
+)

@@ -1,0 +1,159 @@
+"""SQLModel tables: webhooks, their subscriptions, events, deliveries and attempts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import JSON, Column, Field, SQLModel
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """Timezone-aware UTC datetimes on every database.
+
+    SQLite has no time zone type, so values are stored as naive UTC and come
+    back aware; PostgreSQL stores `timestamptz`.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where UTC is required")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _when(*, index: bool = False, nullable: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), index=index, nullable=nullable))
+
+
+class WebhookStatus(StrEnum):
+    LIVE = "live"
+    DISABLED = "disabled"
+
+    @property
+    def label(self) -> str:
+        return self.value.capitalize()
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # not attempted yet
+    SUCCESS = "success"
+    RETRYING = "retrying"  # failed, next retry scheduled
+    FAILURE = "failure"  # retries exhausted, 410, or webhook disabled / deleted
+
+    @property
+    def label(self) -> str:
+        return self.value.capitalize()
+
+
+class Webhook(SQLModel, table=True):
+    __table_args__ = (
+        # The list, newest first.
+        sa.Index("ix_webhook_created", "created_at", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    url: str = Field(max_length=2048)
+    status: str = Field(default=WebhookStatus.LIVE, max_length=16)
+    secret: str
+    # Kept for a day after a rotation so receivers can switch keys without losing events.
+    previous_secret: str | None = None
+    previous_secret_expires_at: dt.datetime | None = _when(nullable=True)
+    # lower(name + " " + url): the search bar matches against this one column.
+    search_text: str = Field(sa_column=Column(sa.String(2200), nullable=False, index=True))
+    created_at: dt.datetime = _when()
+    updated_at: dt.datetime = _when()
+
+
+class Subscription(SQLModel, table=True):
+    """One event type a webhook receives: the Events field, one row per type."""
+
+    __table_args__ = (sa.Index("ix_subscription_event_type", "event_type", "webhook_id"),)
+
+    webhook_id: int = Field(
+        sa_column=Column(sa.Integer, sa.ForeignKey("webhook.id", ondelete="CASCADE"), primary_key=True)
+    )
+    event_type: str = Field(primary_key=True, max_length=64)
+
+
+class Event(SQLModel, table=True):
+    """An event published once; `body` is the exact JSON envelope every attempt sends."""
+
+    id: str = Field(primary_key=True, max_length=40)
+    type: str = Field(max_length=64)
+    test: bool = False
+    body: str
+    created_at: dt.datetime = _when()
+
+
+class Delivery(SQLModel, table=True):
+    """One event to one webhook: a chain of attempts."""
+
+    __table_args__ = (
+        # A webhook's event log, newest first (keyset on id).
+        sa.Index("ix_delivery_webhook", "webhook_id", "id"),
+        # Due deliveries by next attempt time; only those still to be attempted.
+        sa.Index(
+            "ix_delivery_due",
+            "next_attempt_at",
+            sqlite_where=sa.text("next_attempt_at IS NOT NULL"),
+            postgresql_where=sa.text("next_attempt_at IS NOT NULL"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(sa_column=Column(sa.String(40), sa.ForeignKey("event.id"), nullable=False))
+    webhook_id: int = Field(
+        sa_column=Column(sa.Integer, sa.ForeignKey("webhook.id", ondelete="CASCADE"), nullable=False)
+    )
+    # Copied from the event so the log filters without a join.
+    event_type: str = Field(max_length=64)
+    test: bool = False
+    status: str = Field(default=DeliveryStatus.PENDING, max_length=16)
+    attempt_count: int = 0
+    last_http_code: int | None = None
+    # When the next attempt is due; None once the delivery is finished.
+    next_attempt_at: dt.datetime | None = _when(nullable=True)
+    # A claim by one dispatcher; expired claims are taken over.
+    lease_until: dt.datetime | None = _when(nullable=True)
+    leased_by: str | None = Field(default=None, max_length=80)
+    created_at: dt.datetime = _when()
+    updated_at: dt.datetime = _when()
+
+    @property
+    def retry_counter(self) -> int:
+        return max(self.attempt_count - 1, 0)
+
+
+class Attempt(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(
+        sa_column=Column(
+            sa.Integer, sa.ForeignKey("delivery.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    number: int
+    attempted_at: dt.datetime = _when()
+    http_code: int | None = None
+    duration_ms: int = 0
+    request_headers: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    response_headers: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    response_body: str = ""
+    error: str | None = None

@@ -1,0 +1,107 @@
+"""Every setting, read from the environment in one place.
+
+A bad value fails at start with a message naming the variable, rather than
+surfacing later as a confusing delivery error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from pathlib import Path
+
+# SPEC section 2: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h -> 8 attempts in all.
+DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value Kwik Console cannot use."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    database_url: str
+    # "local" (a laptop: http:// to loopback allowed) or "hosted".
+    mode: str = "local"
+    retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+    connect_timeout: float = 5.0
+    attempt_timeout: float = 15.0
+    # A claim outlives the longest attempt, so a live worker never loses one;
+    # a crashed worker's claims are taken over once this expires.
+    lease_seconds: float = 60.0
+    max_in_flight: int = 64
+    max_in_flight_per_webhook: int = 8
+    poll_seconds: float = 1.0
+    response_body_limit: int = 20 * 1024
+
+    @property
+    def local_mode(self) -> bool:
+        return self.mode == "local"
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.retry_schedule) + 1
+
+
+def parse_retry_schedule(text: str) -> tuple[float, ...]:
+    """Parse `KWIK_RETRY_SCHEDULE`: comma-separated delays in seconds."""
+    try:
+        delays = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise SettingsError(
+            f"KWIK_RETRY_SCHEDULE must be comma-separated seconds, like '5,300,1800'; got {text!r}"
+        ) from None
+    if not delays or any(d <= 0 for d in delays):
+        raise SettingsError(
+            f"KWIK_RETRY_SCHEDULE needs at least one delay, each above 0 seconds; got {text!r}"
+        )
+    return delays
+
+
+def _number(env: dict[str, str], name: str, default: float, *, kind=float, minimum=0.0):
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number; got {raw!r}") from None
+    if value <= minimum:
+        raise SettingsError(f"{name} must be above {minimum:g}; got {raw!r}")
+    return value
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{Path.cwd() / 'data' / 'kwik.db'}"
+
+
+def from_env(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    mode = env.get("KWIK_MODE", "local").strip().lower() or "local"
+    if mode not in ("local", "hosted"):
+        raise SettingsError(f"KWIK_MODE must be 'local' or 'hosted'; got {mode!r}")
+    attempt_timeout = _number(env, "KWIK_ATTEMPT_TIMEOUT", 15.0)
+    lease_seconds = _number(env, "KWIK_LEASE_SECONDS", max(60.0, attempt_timeout * 2))
+    if lease_seconds <= attempt_timeout:
+        raise SettingsError(
+            "KWIK_LEASE_SECONDS must be longer than KWIK_ATTEMPT_TIMEOUT, "
+            "or a slow attempt could be sent twice"
+        )
+    schedule_text = env.get("KWIK_RETRY_SCHEDULE", "")
+    return Settings(
+        database_url=env.get("KWIK_DATABASE_URL") or env.get("DATABASE_URL") or default_database_url(),
+        mode=mode,
+        retry_schedule=parse_retry_schedule(schedule_text) if schedule_text.strip() else DEFAULT_RETRY_SCHEDULE,
+        connect_timeout=_number(env, "KWIK_CONNECT_TIMEOUT", 5.0),
+        attempt_timeout=attempt_timeout,
+        lease_seconds=lease_seconds,
+        max_in_flight=_number(env, "KWIK_MAX_IN_FLIGHT", 64, kind=int),
+        max_in_flight_per_webhook=_number(env, "KWIK_MAX_IN_FLIGHT_PER_WEBHOOK", 8, kind=int),
+        poll_seconds=_number(env, "KWIK_POLL_SECONDS", 1.0),
+    )
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return from_env()

@@ -1,0 +1,297 @@
+"""The webhook service: validate, create, get, update, delete, list and search, rotate secret.
+
+Every face (console, CLI, API) calls these; the rules of SPEC section 1 live here only.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import ipaddress
+import secrets
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from sqlmodel import Session, col, delete, func, select, update
+
+from kwik_console import catalog
+from kwik_console.errors import InvalidInput, NotFound
+from kwik_console.models import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Subscription,
+    Webhook,
+    WebhookStatus,
+    utcnow,
+)
+from kwik_console.settings import get_settings
+
+NAME_MAX = 100
+URL_MAX = 2048
+PAGE_SIZE = 25
+SECRET_PREFIX = "whsec_"
+# How long the old secret still signs after a rotation, so receivers can switch keys.
+ROTATION_OVERLAP = dt.timedelta(hours=24)
+
+
+@dataclasses.dataclass
+class WebhookInput:
+    """What a merchant submits in the Create / Edit form. None means "unchanged" on update."""
+
+    name: str | None = None
+    url: str | None = None
+    events: list[str] | None = None
+    status: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class WebhookPage:
+    items: list[Webhook]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+# ---------------------------------------------------------------- validation (pure)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_name(name: str | None) -> tuple[str, str | None]:
+    name = (name or "").strip()
+    if not name:
+        return name, "Name is required."
+    if len(name) > NAME_MAX:
+        return name, f"Name must be at most {NAME_MAX} characters (it has {len(name)})."
+    return name, None
+
+
+def validate_url(url: str | None, *, local_mode: bool) -> tuple[str, str | None]:
+    url = (url or "").strip()
+    if not url:
+        return url, "Webhook URL is required."
+    if len(url) > URL_MAX:
+        return url, f"Webhook URL must be at most {URL_MAX:,} characters."
+    if any(ch.isspace() for ch in url):
+        return url, "Webhook URL must not contain spaces."
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018  (raises on a bad port)
+    except ValueError:
+        return url, "Webhook URL is not a valid URL."
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http") or not parts.netloc:
+        return url, "Webhook URL must be an absolute https:// URL, like https://example.com/webhooks."
+    if not host:
+        return url, "Webhook URL must include a host name."
+    if parts.username is not None or parts.password is not None:
+        return url, "Webhook URL must not include a user name or password."
+    if parts.fragment or url.endswith("#"):
+        return url, "Webhook URL must not include a #fragment."
+    if scheme == "http":
+        if not (local_mode and _is_loopback(host)):
+            hint = " (http:// is allowed only for localhost when running locally)"
+            return url, f"Webhook URL must use https://{hint}."
+    return url, None
+
+
+def validate_events(events: Iterable[str] | None) -> tuple[list[str], str | None]:
+    chosen = [e.strip() for e in (events or []) if e and e.strip()]
+    if not chosen:
+        return [], "Select at least one event."
+    unknown = sorted({e for e in chosen if not catalog.is_event_type(e)})
+    if unknown:
+        return chosen, f"Unknown event type: {', '.join(unknown)}."
+    # Catalogue order, no duplicates.
+    return [name for name in catalog.event_type_names() if name in set(chosen)], None
+
+
+def validate_status(status: str | None) -> tuple[str, str | None]:
+    value = (status or "").strip().lower()
+    if value not in {s.value for s in WebhookStatus}:
+        return value, "Status must be Live or Disabled."
+    return value, None
+
+
+def validate(data: WebhookInput, *, partial: bool = False, local_mode: bool | None = None) -> WebhookInput:
+    """Check every field at once; raise InvalidInput naming each bad field, or return clean values."""
+    local_mode = get_settings().local_mode if local_mode is None else local_mode
+    errors: dict[str, str] = {}
+    clean = WebhookInput()
+    checks = {
+        "name": lambda v: validate_name(v),
+        "url": lambda v: validate_url(v, local_mode=local_mode),
+        "events": lambda v: validate_events(v),
+        "status": lambda v: validate_status(v),
+    }
+    for field, check in checks.items():
+        value = getattr(data, field)
+        if value is None and partial:
+            continue
+        if value is None and field == "status":
+            value = WebhookStatus.LIVE.value
+        cleaned, error = check(value)
+        setattr(clean, field, cleaned)
+        if error:
+            errors[field] = error
+    if errors:
+        raise InvalidInput(errors)
+    return clean
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _search_text(name: str, url: str) -> str:
+    return f"{name} {url}".lower()
+
+
+# ---------------------------------------------------------------- service functions
+
+
+def create_webhook(*, session: Session, data: WebhookInput) -> Webhook:
+    clean = validate(data)
+    now = utcnow()
+    webhook = Webhook(
+        name=clean.name,
+        url=clean.url,
+        status=clean.status,
+        secret=new_secret(),
+        search_text=_search_text(clean.name, clean.url),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(webhook)
+    session.flush()
+    session.add_all(Subscription(webhook_id=webhook.id, event_type=e) for e in clean.events)
+    session.flush()
+    return webhook
+
+
+def get_webhook(*, session: Session, webhook_id: int) -> Webhook:
+    webhook = session.get(Webhook, webhook_id)
+    if webhook is None:
+        raise NotFound(f"Webhook {webhook_id} does not exist.")
+    return webhook
+
+
+def webhook_events(*, session: Session, webhook_id: int) -> list[str]:
+    """The event types a webhook receives, in catalogue order."""
+    chosen = set(session.exec(select(Subscription.event_type).where(Subscription.webhook_id == webhook_id)))
+    return [name for name in catalog.event_type_names() if name in chosen]
+
+
+def update_webhook(*, session: Session, webhook_id: int, data: WebhookInput) -> Webhook:
+    webhook = get_webhook(session=session, webhook_id=webhook_id)
+    clean = validate(data, partial=True)
+    if clean.name is not None:
+        webhook.name = clean.name
+    if clean.url is not None:
+        webhook.url = clean.url
+    webhook.search_text = _search_text(webhook.name, webhook.url)
+    if clean.events is not None:
+        session.exec(delete(Subscription).where(Subscription.webhook_id == webhook_id))
+        session.add_all(Subscription(webhook_id=webhook_id, event_type=e) for e in clean.events)
+    if clean.status is not None and clean.status != webhook.status:
+        webhook.status = clean.status
+        if clean.status == WebhookStatus.DISABLED:
+            cancel_retries(session=session, webhook_id=webhook_id)
+    webhook.updated_at = utcnow()
+    session.add(webhook)
+    session.flush()
+    return webhook
+
+
+def cancel_retries(*, session: Session, webhook_id: int) -> int:
+    """Finish every unfinished delivery of a webhook as Failure: nothing more is sent.
+
+    An attempt already in flight completes, and the dispatcher then records
+    it without scheduling another.
+    """
+    result = session.exec(
+        update(Delivery)
+        .where(Delivery.webhook_id == webhook_id, col(Delivery.next_attempt_at).is_not(None))
+        .values(status=DeliveryStatus.FAILURE, next_attempt_at=None, updated_at=utcnow())
+    )
+    return result.rowcount
+
+
+def delete_webhook(*, session: Session, webhook_id: int) -> None:
+    """Remove the webhook, its deliveries with their attempts, and any scheduled retries."""
+    get_webhook(session=session, webhook_id=webhook_id)
+    # Explicit rather than relying on ON DELETE CASCADE, which SQLite only
+    # honours on connections that turned foreign keys on.
+    deliveries = select(Delivery.id).where(Delivery.webhook_id == webhook_id)
+    session.exec(delete(Attempt).where(col(Attempt.delivery_id).in_(deliveries)))
+    session.exec(delete(Delivery).where(Delivery.webhook_id == webhook_id))
+    session.exec(delete(Subscription).where(Subscription.webhook_id == webhook_id))
+    session.exec(delete(Webhook).where(Webhook.id == webhook_id))
+
+
+def list_webhooks(
+    *, session: Session, search: str | None = None, page: int = 1, per_page: int = PAGE_SIZE
+) -> WebhookPage:
+    """Webhooks newest first; `search` matches name or URL, ignoring case."""
+    if page < 1:
+        raise InvalidInput({"page": "Page must be 1 or more."})
+    if not 1 <= per_page <= 100:
+        raise InvalidInput({"per_page": "Page size must be between 1 and 100."})
+    query = select(Webhook)
+    count = select(func.count()).select_from(Webhook)
+    term = (search or "").strip().lower()
+    if term:
+        # Escape LIKE wildcards so "100%" means the text, not a pattern.
+        pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        match = col(Webhook.search_text).like(pattern, escape="\\")
+        query = query.where(match)
+        count = count.where(match)
+    total = session.exec(count).one()
+    items = session.exec(
+        query.order_by(col(Webhook.created_at).desc(), col(Webhook.id).desc())
+        .offset((page - 1) * per_page)
+        .limit(per_page)
+    ).all()
+    return WebhookPage(items=list(items), total=total, page=page, per_page=per_page)
+
+
+def rotate_secret(*, session: Session, webhook_id: int) -> Webhook:
+    """A new signing secret; the old one keeps signing alongside it for a day."""
+    webhook = get_webhook(session=session, webhook_id=webhook_id)
+    now = utcnow()
+    webhook.previous_secret = webhook.secret
+    webhook.previous_secret_expires_at = now + ROTATION_OVERLAP
+    webhook.secret = new_secret()
+    webhook.updated_at = now
+    session.add(webhook)
+    session.flush()
+    return webhook
+
+
+__all__ = [
+    "WebhookInput",
+    "WebhookPage",
+    "cancel_retries",
+    "create_webhook",
+    "delete_webhook",
+    "get_webhook",
+    "list_webhooks",
+    "rotate_secret",
+    "update_webhook",
+    "validate",
+    "webhook_events",
+]

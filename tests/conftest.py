@@ -1,0 +1,104 @@
+"""Shared fixtures: a real SQLite file per test, settings from the environment, a real receiver."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from kwik_console import db, settings
+from tests.receiver import Receiver
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def configure(monkeypatch, **env: str) -> settings.Settings:
+    """Point Kwik at this environment for the rest of the test."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings.get_settings.cache_clear()
+    return settings.get_settings()
+
+
+POSTGRES_ADMIN_URL = os.environ.get("KWIK_TEST_POSTGRES_URL", "postgresql://postgres:postgres@127.0.0.1:5432/postgres")
+
+
+def _postgres_database(name: str):
+    """Create an empty PostgreSQL database for one test; None if no server is reachable."""
+    import psycopg
+
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError:
+        return None
+    with admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def _drop_postgres_database(name: str):
+    import psycopg
+
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """Every database-backed test runs on a real SQLite file and on a real PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'kwik.db'}"
+        return
+    name = f"kwik_test_{os.getpid()}_{abs(hash(request.node.nodeid)) % 10**8}"
+    url = _postgres_database(name)
+    if url is None:
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}; .ci/run starts it")
+    yield url
+    db._engine_for.cache_clear()
+    _drop_postgres_database(name)
+
+
+@pytest.fixture
+def kwik(monkeypatch, database_url):
+    """Settings for a fast test: a real database file, short timeouts and a short retry schedule."""
+    s = configure(
+        monkeypatch,
+        KWIK_DATABASE_URL=database_url,
+        KWIK_MODE="local",
+        KWIK_RETRY_SCHEDULE="0.3,0.3",
+        KWIK_CONNECT_TIMEOUT="1",
+        KWIK_ATTEMPT_TIMEOUT="1",
+        KWIK_LEASE_SECONDS="3",
+        KWIK_POLL_SECONDS="0.2",
+    )
+    yield s
+    settings.get_settings.cache_clear()
+
+
+@pytest.fixture
+def session(kwik):
+    with db.session_scope() as s:
+        yield s
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver(slow_seconds=2.5).start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def cli_env(kwik) -> dict[str, str]:
+    """Environment for a `kwik-console` subprocess sharing this test's database and settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KWIK_")}
+    env.update({k: v for k, v in os.environ.items() if k.startswith("KWIK_")})
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+# The installed entry point, as a merchant runs it.
+KWIK_CONSOLE = [str(Path(sys.executable).parent / "kwik-console")]

@@ -1,0 +1,274 @@
+"""The dispatcher against real HTTP endpoints on 127.0.0.1 and a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import socket
+import time
+
+import pytest
+from sqlmodel import Session, select
+from standardwebhooks.webhooks import Webhook as Verifier
+
+from kwik_console import __version__, db, webhooks
+from kwik_console.delivery import scheduler
+from kwik_console.delivery.dispatcher import claim_deliveries
+from kwik_console.events import publish
+from kwik_console.models import Attempt, Delivery, utcnow
+from kwik_console.webhooks import WebhookInput
+
+
+def make_hook(url, events=("payment.created",), name="Endpoint"):
+    with db.session_scope() as s:
+        return webhooks.create_webhook(session=s, data=WebhookInput(name=name, url=url, events=list(events)))
+
+
+def send_test(webhook_id, event_type="payment.created"):
+    published = publish(event_type, {"object": "payment", "id": "pay_1", "amount": 100}, test=True,
+                        webhook_id=webhook_id, wake=False)
+    (outcome,) = asyncio.run(scheduler.deliver_now(published.delivery_ids))
+    return published, outcome
+
+
+def load(model, ident):
+    with Session(db.get_engine()) as s:
+        return s.get(model, ident)
+
+
+def attempts_of(delivery_id):
+    with Session(db.get_engine()) as s:
+        return s.exec(select(Attempt).where(Attempt.delivery_id == delivery_id).order_by(Attempt.number)).all()
+
+
+def test_success_is_signed_and_recorded(kwik, receiver):
+    webhook = make_hook(receiver.url("/ok"))
+    published, outcome = send_test(webhook.id)
+    assert (outcome.status, outcome.http_code, outcome.error) == ("success", 200, None)
+    assert outcome.response_body == '{"received":true}'
+
+    (request,) = receiver.hits("/ok")
+    assert request.body == published.event.body.encode()
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["user-agent"] == f"Kwik-Webhooks/{__version__}"
+    assert request.headers["webhook-id"] == published.event.id
+    assert abs(int(request.headers["webhook-timestamp"]) - time.time()) < 30
+    assert Verifier(webhook.secret).verify(request.body, request.headers)["test"] is True
+
+    delivery = load(Delivery, outcome.delivery_id)
+    assert (delivery.status, delivery.attempt_count, delivery.last_http_code) == ("success", 1, 200)
+    assert delivery.next_attempt_at is None and delivery.lease_until is None
+    (attempt,) = attempts_of(delivery.id)
+    assert attempt.request_headers["webhook-id"] == published.event.id
+    assert attempt.response_headers["content-type"] == "text/plain"
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code", "error"),
+    [
+        ("/fail", "retrying", 500, None),
+        ("/gone", "failure", 410, None),
+        ("/moved", "retrying", 301, None),
+        ("/slow", "retrying", None, "timeout"),
+        ("/reset", "retrying", None, "connection"),
+    ],
+)
+def test_failed_attempts(kwik, receiver, path, status, code, error):
+    webhook = make_hook(receiver.url(path))
+    before = utcnow()
+    _, outcome = send_test(webhook.id)
+    assert (outcome.status, outcome.http_code) == (status, code)
+    if error:
+        assert error in outcome.error
+    else:
+        assert outcome.error is None
+    delivery = load(Delivery, outcome.delivery_id)
+    assert delivery.status == status
+    if status == "retrying":
+        # First retry after 0.3 s +-20 % (the test schedule).
+        delay = (delivery.next_attempt_at - before).total_seconds()
+        assert 0.24 <= delay <= 0.36 + (outcome.duration_ms / 1000) + 0.5
+    else:
+        assert delivery.next_attempt_at is None
+    assert len(attempts_of(delivery.id)) == 1
+
+
+def test_redirect_is_not_followed(kwik, receiver):
+    webhook = make_hook(receiver.url("/moved"))
+    _, outcome = send_test(webhook.id)
+    assert outcome.http_code == 301
+    assert receiver.hits("/moved") and not receiver.hits("/ok")
+
+
+def test_retry_after_is_honoured_but_clamped(kwik, receiver):
+    webhook = make_hook(receiver.url("/busy"))  # asks for 120 s
+    before = utcnow()
+    _, outcome = send_test(webhook.id)
+    assert (outcome.status, outcome.http_code) == ("retrying", 503)
+    # Clamped to 2x the 0.3 s scheduled delay.
+    delay = (outcome.next_attempt_at - before).total_seconds()
+    assert 0.6 <= delay <= 0.6 + outcome.duration_ms / 1000 + 0.5
+
+
+def test_connection_refused(kwik):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed once we leave: nothing listens there
+    webhook = make_hook(f"http://127.0.0.1:{port}/hook")
+    _, outcome = send_test(webhook.id)
+    assert outcome.status == "retrying" and outcome.error == "connection refused"
+
+
+def test_big_response_is_cut_at_20_kb_and_not_downloaded(kwik, receiver):
+    webhook = make_hook(receiver.url("/big"))
+    _, outcome = send_test(webhook.id)
+    assert (outcome.status, outcome.http_code) == ("success", 200)
+    assert len(outcome.response_body) == 20 * 1024
+    assert len(attempts_of(outcome.delivery_id)[0].response_body) == 20 * 1024
+    assert receiver.big_finished.wait(5)
+    # The receiver stopped being able to write long before the 1 MB was out.
+    assert receiver.big_bytes_sent < 512 * 1024
+
+
+def run_scheduler(until, timeout=15.0):
+    """Run the real scheduler (APScheduler jobs) until `until()` holds; return whether it did."""
+
+    async def main():
+        async with scheduler.running():
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if await asyncio.to_thread(until):
+                    return True
+                await asyncio.sleep(0.05)
+            return False
+
+    return asyncio.run(main())
+
+
+def test_retries_run_from_the_scheduler_until_success(kwik, receiver):
+    webhook = make_hook(receiver.url("/flaky"))  # 500 once, then 200
+    published = publish("payment.created", {"object": "payment"}, wake=False)
+    (delivery_id,) = published.delivery_ids
+    assert run_scheduler(lambda: load(Delivery, delivery_id).status == "success")
+    first, second = receiver.hits("/flaky")
+    assert first.headers["webhook-id"] == second.headers["webhook-id"] == published.event.id
+    assert second.at - first.at >= 0.3 * 0.8
+    codes = [a.http_code for a in attempts_of(delivery_id)]
+    assert codes == [500, 200]
+    assert Verifier(webhook.secret).verify(second.body, second.headers)
+
+
+def test_retries_exhaust_into_failure(kwik, receiver):
+    make_hook(receiver.url("/fail"))
+    (delivery_id,) = publish("payment.created", {"object": "payment"}, wake=False).delivery_ids
+    assert run_scheduler(lambda: load(Delivery, delivery_id).status == "failure")
+    delivery = load(Delivery, delivery_id)
+    # Schedule "0.3,0.3": 3 attempts in all, so the Retry Counter ends at 2.
+    assert (delivery.attempt_count, delivery.retry_counter, delivery.next_attempt_at) == (3, 2, None)
+    assert len(receiver.hits("/fail")) == 3
+
+
+def test_publish_wakes_the_running_dispatcher(kwik, receiver):
+    make_hook(receiver.url("/ok"))
+
+    async def main():
+        async with scheduler.running() as running:
+            # Push the polling tick far away: only the wake-up can deliver it in time.
+            running._aps.modify_job(scheduler.POLL_JOB, next_run_time=utcnow() + dt.timedelta(hours=1))
+            await asyncio.sleep(0.1)
+            published = await asyncio.to_thread(publish, "payment.created", {"object": "payment"})
+            return await asyncio.to_thread(receiver.wait_for, lambda reqs: len(reqs) == 1, 3.0), published
+
+    delivered, published = asyncio.run(main())
+    assert delivered
+    assert receiver.hits("/ok")[0].headers["webhook-id"] == published.event.id
+
+
+def test_disabling_cancels_scheduled_retries(kwik, receiver, monkeypatch):
+    monkeypatch.setenv("KWIK_RETRY_SCHEDULE", "0.5,0.5")
+    kwik.__class__  # settings are re-read below
+    from kwik_console import settings
+
+    settings.get_settings.cache_clear()
+    webhook = make_hook(receiver.url("/fail"))
+    _, outcome = send_test(webhook.id)
+    assert outcome.status == "retrying"
+    with db.session_scope() as s:
+        webhooks.update_webhook(session=s, webhook_id=webhook.id, data=WebhookInput(status="disabled"))
+    # Give the scheduler well past the retry time: nothing more is sent.
+    run_scheduler(lambda: False, timeout=1.5)
+    assert len(receiver.hits("/fail")) == 1
+    delivery = load(Delivery, outcome.delivery_id)
+    assert (delivery.status, delivery.next_attempt_at) == ("failure", None)
+
+
+def test_deleting_cancels_scheduled_retries(kwik, receiver):
+    webhook = make_hook(receiver.url("/fail"))
+    _, outcome = send_test(webhook.id)
+    with db.session_scope() as s:
+        webhooks.delete_webhook(session=s, webhook_id=webhook.id)
+    run_scheduler(lambda: False, timeout=1.0)
+    assert len(receiver.hits("/fail")) == 1
+    assert load(Delivery, outcome.delivery_id) is None
+
+
+def test_slow_endpoint_does_not_starve_the_others(kwik, receiver, monkeypatch):
+    monkeypatch.setenv("KWIK_MAX_IN_FLIGHT", "6")
+    monkeypatch.setenv("KWIK_MAX_IN_FLIGHT_PER_WEBHOOK", "2")
+    from kwik_console import settings
+
+    settings.get_settings.cache_clear()
+    make_hook(receiver.url("/slow"), events=["payout.created"], name="Slow")
+    make_hook(receiver.url("/ok"), events=["payment.created"], name="Fast")
+    slow_ids = [i for _ in range(10) for i in publish("payout.created", {}, wake=False).delivery_ids]
+    fast_ids = [i for _ in range(20) for i in publish("payment.created", {}, wake=False).delivery_ids]
+
+    def fast_done():
+        with Session(db.get_engine()) as s:
+            return all(s.get(Delivery, i).status == "success" for i in fast_ids)
+
+    assert run_scheduler(fast_done, timeout=10)
+    # All 20 fast deliveries got through while the slow endpoint had only
+    # its 2 slots busy; each slow attempt takes the 1 s timeout.
+    assert len(receiver.hits("/ok")) == 20
+    assert receiver.max_concurrent["/slow"] <= 2
+    assert len(receiver.hits("/slow")) < 10
+    assert len(slow_ids) == 10
+
+
+def test_a_delivery_in_flight_is_never_claimed_twice_and_expired_leases_are_taken_over(kwik, receiver):
+    make_hook(receiver.url("/ok"))
+    ids = [i for _ in range(5) for i in publish("payment.created", {}, wake=False).delivery_ids]
+    engine = db.get_engine()
+    now = utcnow()
+    lease = now + dt.timedelta(seconds=60)
+    first, taken = claim_deliveries(engine, owner="a", now=now, lease_until=lease, limit=3)
+    assert taken == 3 and [c.delivery_id for c in first] == ids[:3]
+    second, _ = claim_deliveries(engine, owner="b", now=now, lease_until=lease, limit=10)
+    assert [c.delivery_id for c in second] == ids[3:]
+    assert claim_deliveries(engine, owner="c", now=now, lease_until=lease, limit=10)[0] == []
+    # "a" crashed: once its lease expires, its claims are taken over.
+    later = now + dt.timedelta(seconds=61)
+    taken_over, _ = claim_deliveries(engine, owner="c", now=later, lease_until=later + dt.timedelta(seconds=60),
+                                     limit=10)
+    assert sorted(c.delivery_id for c in taken_over) == ids
+
+
+def test_per_webhook_room_hands_back_extra_claims(kwik, receiver):
+    make_hook(receiver.url("/ok"))
+    ids = [i for _ in range(6) for i in publish("payment.created", {}, wake=False).delivery_ids]
+    now = utcnow()
+    claims, taken = claim_deliveries(db.get_engine(), owner="a", now=now, lease_until=now + dt.timedelta(seconds=60),
+                                     limit=6, per_webhook=2)
+    assert taken == 6 and [c.delivery_id for c in claims] == ids[:2]
+    with Session(db.get_engine()) as s:
+        leased = s.exec(select(Delivery.id).where(Delivery.leased_by.is_not(None))).all()
+    assert sorted(leased) == ids[:2]
+
+
+def test_test_event_envelope_is_what_was_sent(kwik, receiver):
+    webhook = make_hook(receiver.url("/ok"))
+    published, _ = send_test(webhook.id, "invoice.created")
+    body = json.loads(receiver.hits("/ok")[0].body)
+    assert body["type"] == "invoice.created" and body["test"] is True and body["id"] == published.event.id

@@ -1,0 +1,167 @@
+import pytest
+from sqlmodel import func, select
+
+from kwik_console import webhooks
+from kwik_console.errors import InvalidInput, NotFound
+from kwik_console.events import publish
+from kwik_console.models import Attempt, Delivery, Subscription, Webhook
+from kwik_console.webhooks import WebhookInput
+
+GOOD = dict(name="Orders service", url="https://hooks.example.com/kwik", events=["payment.created"])
+
+
+def make(session, **overrides):
+    return webhooks.create_webhook(session=session, data=WebhookInput(**(GOOD | overrides)))
+
+
+def count(session, model):
+    return session.exec(select(func.count()).select_from(model)).one()
+
+
+def test_create_trims_and_stores_everything(session):
+    webhook = make(session, name="  Orders  ", events=["payment.updated", "customer.created", "payment.updated"])
+    assert webhook.id and webhook.name == "Orders" and webhook.status == "live"
+    assert webhook.secret.startswith("whsec_")
+    assert webhook.created_at.tzinfo is not None
+    assert webhooks.webhook_events(session=session, webhook_id=webhook.id) == ["customer.created", "payment.updated"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("name", "", "Name is required"),
+        ("name", "   ", "Name is required"),
+        ("name", "x" * 101, "at most 100 characters"),
+        ("url", "", "Webhook URL is required"),
+        ("url", "hooks.example.com/kwik", "absolute https:// URL"),
+        ("url", "ftp://hooks.example.com/kwik", "absolute https:// URL"),
+        ("url", "https://", "absolute https:// URL"),
+        ("url", "http://hooks.example.com/kwik", "must use https://"),
+        ("url", "http://10.0.0.5/kwik", "must use https://"),
+        ("url", "https://user:pw@hooks.example.com/kwik", "user name or password"),
+        ("url", "https://hooks.example.com/kwik#top", "#fragment"),
+        ("url", "https://hooks.example.com:99999/kwik", "not a valid URL"),
+        ("url", "https://hooks.example.com/a b", "spaces"),
+        ("url", "https://hooks.example.com/" + "a" * 2030, "at most 2,048 characters"),
+        ("events", [], "Select at least one event"),
+        ("events", ["payment.created", "payment.deleted"], "Unknown event type: payment.deleted"),
+        ("status", "paused", "Status must be Live or Disabled"),
+    ],
+)
+def test_invalid_input_names_the_field_and_writes_nothing(session, field, value, message):
+    with pytest.raises(InvalidInput) as raised:
+        make(session, **{field: value})
+    assert list(raised.value.errors) == [field]
+    assert message in raised.value.errors[field]
+    assert count(session, Webhook) == 0 and count(session, Subscription) == 0
+
+
+def test_every_bad_field_is_reported_at_once(session):
+    with pytest.raises(InvalidInput) as raised:
+        webhooks.create_webhook(session=session, data=WebhookInput(name="", url="nope", events=[]))
+    assert set(raised.value.errors) == {"name", "url", "events"}
+
+
+@pytest.mark.parametrize("url", ["http://localhost:8080/hook", "http://127.0.0.1/hook", "http://127.9.9.9/h",
+                                 "http://[::1]:9000/hook", "https://hooks.example.com/kwik?x=1"])
+def test_loopback_http_is_allowed_in_local_mode(session, url):
+    assert make(session, url=url).url == url
+
+
+def test_loopback_http_is_refused_when_hosted():
+    with pytest.raises(InvalidInput, match="https"):
+        webhooks.validate(WebhookInput(**(GOOD | {"url": "http://localhost/hook"})), local_mode=False)
+
+
+def test_get_missing_webhook(session):
+    with pytest.raises(NotFound, match="Webhook 99 does not exist"):
+        webhooks.get_webhook(session=session, webhook_id=99)
+
+
+def test_update_changes_only_what_is_given(session):
+    webhook = make(session)
+    secret = webhook.secret
+    updated = webhooks.update_webhook(
+        session=session, webhook_id=webhook.id, data=WebhookInput(events=["invoice.created", "invoice.updated"])
+    )
+    assert updated.name == GOOD["name"] and updated.url == GOOD["url"] and updated.secret == secret
+    assert webhooks.webhook_events(session=session, webhook_id=webhook.id) == ["invoice.created", "invoice.updated"]
+    webhooks.update_webhook(session=session, webhook_id=webhook.id, data=WebhookInput(name="Renamed"))
+    assert webhooks.get_webhook(session=session, webhook_id=webhook.id).name == "Renamed"
+
+
+def test_invalid_update_changes_nothing(session):
+    webhook = make(session)
+    session.commit()
+    with pytest.raises(InvalidInput):
+        webhooks.update_webhook(session=session, webhook_id=webhook.id,
+                                data=WebhookInput(name="New name", url="http://example.com"))
+    session.rollback()
+    again = webhooks.get_webhook(session=session, webhook_id=webhook.id)
+    assert again.name == GOOD["name"] and again.url == GOOD["url"]
+
+
+def test_update_missing_webhook(session):
+    with pytest.raises(NotFound):
+        webhooks.update_webhook(session=session, webhook_id=42, data=WebhookInput(name="x"))
+
+
+def test_list_is_newest_first_paginated_and_searchable(session):
+    for i in range(30):
+        make(session, name=f"Hook {i:02d}", url=f"https://svc{i % 3}.example.com/kwik")
+    page1 = webhooks.list_webhooks(session=session)
+    assert page1.total == 30 and page1.pages == 2 and len(page1.items) == 25
+    assert page1.items[0].name == "Hook 29"
+    page2 = webhooks.list_webhooks(session=session, page=2)
+    assert [w.name for w in page2.items] == [f"Hook {i:02d}" for i in range(4, -1, -1)]
+
+    by_url = webhooks.list_webhooks(session=session, search="SVC1.example")
+    assert by_url.total == 10 and all("svc1" in w.url for w in by_url.items)
+    by_name = webhooks.list_webhooks(session=session, search="hook 1")
+    assert {w.name for w in by_name.items} == {f"Hook {i}" for i in range(10, 20)}
+    assert webhooks.list_webhooks(session=session, search="100%").total == 0  # wildcards are text
+    assert webhooks.list_webhooks(session=session, search="_").total == 0
+
+
+def test_list_rejects_bad_paging(session):
+    with pytest.raises(InvalidInput, match="Page must be 1 or more"):
+        webhooks.list_webhooks(session=session, page=0)
+    with pytest.raises(InvalidInput, match="Page size"):
+        webhooks.list_webhooks(session=session, per_page=1000)
+
+
+def test_rotate_secret_keeps_the_old_one_for_a_day(session):
+    webhook = make(session)
+    old = webhook.secret
+    rotated = webhooks.rotate_secret(session=session, webhook_id=webhook.id)
+    assert rotated.secret != old and rotated.previous_secret == old
+    hours = (rotated.previous_secret_expires_at - rotated.updated_at).total_seconds() / 3600
+    assert hours == 24
+    with pytest.raises(NotFound):
+        webhooks.rotate_secret(session=session, webhook_id=777)
+
+
+def test_disable_cancels_scheduled_retries(session):
+    webhook = make(session)
+    session.commit()
+    published = publish("payment.created", {"object": "payment"}, session=session, wake=False)
+    webhooks.update_webhook(session=session, webhook_id=webhook.id, data=WebhookInput(status="disabled"))
+    delivery = session.get(Delivery, published.delivery_ids[0])
+    session.refresh(delivery)
+    assert delivery.status == "failure" and delivery.next_attempt_at is None
+
+
+def test_delete_removes_webhook_deliveries_and_attempts(session):
+    keep, gone = make(session, name="Keep"), make(session, name="Gone")
+    session.commit()
+    publish("payment.created", {"object": "payment"}, session=session, wake=False)
+    gone_delivery = session.exec(select(Delivery).where(Delivery.webhook_id == gone.id)).one()
+    session.add(Attempt(delivery_id=gone_delivery.id, number=1, attempted_at=gone_delivery.created_at))
+    session.commit()
+    webhooks.delete_webhook(session=session, webhook_id=gone.id)
+    session.commit()
+    assert [w.id for w in session.exec(select(Webhook))] == [keep.id]
+    assert [d.webhook_id for d in session.exec(select(Delivery))] == [keep.id]
+    assert count(session, Attempt) == 0
+    with pytest.raises(NotFound):
+        webhooks.delete_webhook(session=session, webhook_id=gone.id)

@@ -1,0 +1,124 @@
+"""`kwik-console worker` processes: crash safety and two workers sharing one database."""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+from sqlmodel import Session, func, select
+
+from kwik_console import db, webhooks
+from kwik_console.events import publish
+from kwik_console.models import Attempt, Delivery
+from kwik_console.webhooks import WebhookInput
+from tests.conftest import KWIK_CONSOLE
+
+
+def start_worker(env) -> subprocess.Popen:
+    """Start `kwik-console worker` and return once it says it is running."""
+    worker = subprocess.Popen([*KWIK_CONSOLE, "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    worker.lines = []
+    running = threading.Event()
+
+    def read():  # drain the pipe so the worker never blocks on its own logging
+        for line in worker.stdout:
+            worker.lines.append(line)
+            if "Kwik worker running" in line:
+                running.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    assert running.wait(20), "".join(worker.lines)
+    return worker
+
+
+def burst(receiver, count: int, path: str = "/steady") -> list[int]:
+    with db.session_scope() as s:
+        webhooks.create_webhook(session=s, data=WebhookInput(name="Steady", url=receiver.url(path),
+                                                             events=["payment.created"]))
+    return [i for n in range(count) for i in publish("payment.created", {"n": n}, wake=False).delivery_ids]
+
+
+def statuses() -> collections.Counter:
+    with Session(db.get_engine()) as s:
+        return collections.Counter(s.exec(select(Delivery.status)).all())
+
+
+def wait_until(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def stop(worker: subprocess.Popen, sig=signal.SIGTERM) -> str:
+    if worker.poll() is None:
+        worker.send_signal(sig)
+    worker.wait(timeout=20)
+    time.sleep(0.1)  # let the reader take the last lines
+    return "".join(worker.lines)
+
+
+@pytest.fixture
+def worker_env(cli_env):
+    cli_env["KWIK_MAX_IN_FLIGHT"] = "16"
+    cli_env["KWIK_MAX_IN_FLIGHT_PER_WEBHOOK"] = "16"
+    return cli_env
+
+
+def test_worker_stops_cleanly_on_sigterm_and_sigint(kwik, receiver, worker_env):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        worker = start_worker(worker_env)
+        out = stop(worker, sig)
+        assert worker.returncode == 0 and "Kwik worker stopped after 0 attempts." in out
+
+
+def test_sigkill_mid_burst_loses_nothing(kwik, receiver, worker_env):
+    ids = burst(receiver, 300)
+    worker = start_worker(worker_env)
+    assert receiver.wait_for(lambda reqs: len(reqs) >= 60, timeout=30)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=10)
+    at_kill = statuses()
+    assert at_kill["pending"] > 0, "the kill should land mid-burst"
+
+    worker = start_worker(worker_env)
+    try:
+        # Claims the dead worker held are taken over once their 3 s lease expires.
+        assert wait_until(lambda: statuses() == {"success": len(ids)}, timeout=60), statuses()
+    finally:
+        stop(worker)
+
+    delivered = {r.headers["webhook-id"] for r in receiver.hits("/steady")}
+    with Session(db.get_engine()) as s:
+        event_ids = set(s.exec(select(Delivery.event_id)).all())
+        stuck = s.exec(select(func.count()).select_from(Delivery).where(Delivery.leased_by.is_not(None))).one()
+    assert delivered == event_ids  # every delivery reached the receiver at least once
+    assert stuck == 0
+
+
+def test_two_workers_never_send_the_same_attempt_twice(kwik, receiver, worker_env):
+    ids = burst(receiver, 400)
+    workers = [start_worker(worker_env), start_worker(worker_env)]
+    try:
+        assert wait_until(lambda: statuses() == {"success": len(ids)}, timeout=60), statuses()
+    finally:
+        outputs = [stop(w) for w in workers]
+    sent = collections.Counter(r.headers["webhook-id"] for r in receiver.hits("/steady"))
+    assert len(sent) == 400 and set(sent.values()) == {1}
+    with Session(db.get_engine()) as s:
+        per_delivery = s.exec(select(Attempt.delivery_id, func.count()).group_by(Attempt.delivery_id)).all()
+        owners = s.exec(select(func.count()).select_from(Delivery).where(Delivery.leased_by.is_not(None))).one()
+    assert len(per_delivery) == 400 and {n for _, n in per_delivery} == {1}
+    assert owners == 0
+    # Both shared the work.
+    made = [int(re.search(r"Kwik worker stopped after (\d+) attempts", out).group(1)) for out in outputs]
+    assert sum(made) == 400 and min(made) > 0, made
