@@ -1,8 +1,8 @@
 """Engine, sessions, SQLite pragmas and schema creation.
 
-The schema is created on start by `init_db()` (SQLModel's `create_all`): it
-adds missing tables and indexes and never alters or drops existing ones.
-Every entry point (console, worker, CLI) calls it before touching data.
+The schema is created on start by `init_db()`: missing tables are created
+(SQLModel's `create_all`) and missing indexes added to existing tables; nothing
+is altered or dropped. Every entry point (console, worker, CLI) calls it first.
 """
 
 from __future__ import annotations
@@ -63,6 +63,10 @@ def get_engine() -> Engine:
 
 def init_db(engine: Engine) -> None:
     SQLModel.metadata.create_all(engine)
+    # create_all skips the indexes of tables that already exist: add new ones.
+    for table in SQLModel.metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(engine, checkfirst=True)
 
 
 def is_postgres(engine: Engine) -> bool:

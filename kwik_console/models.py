@@ -107,8 +107,11 @@ class Delivery(SQLModel, table=True):
     """One event to one webhook: a chain of attempts."""
 
     __table_args__ = (
-        # A webhook's event log, newest first (keyset on id).
+        # A webhook's event log, newest first (keyset on id), and its three filters.
         sa.Index("ix_delivery_webhook", "webhook_id", "id"),
+        sa.Index("ix_delivery_webhook_status", "webhook_id", "status", "id"),
+        sa.Index("ix_delivery_webhook_type", "webhook_id", "event_type", "id"),
+        sa.Index("ix_delivery_webhook_test", "webhook_id", "test", "id"),
         # Due deliveries by next attempt time; only those still to be attempted.
         sa.Index(
             "ix_delivery_due",

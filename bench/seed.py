@@ -1,0 +1,99 @@
+"""Seed a database for the console benchmark: 10,000 webhooks, and 1,000,000 deliveries on one of them.
+
+    .venv/bin/python bench/seed.py --database sqlite:////tmp/kwik-bench.db [--webhooks 10000] [--deliveries 1000000]
+
+Rows go in with bulk INSERTs in large transactions; each delivery has its own
+event, a mix of statuses, event types and test flags, and one attempt per
+hundred deliveries so the details drawer has something to show.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database", required=True, help="a KWIK_DATABASE_URL; an existing SQLite file is replaced")
+    parser.add_argument("--webhooks", type=int, default=10_000)
+    parser.add_argument("--deliveries", type=int, default=1_000_000)
+    args = parser.parse_args()
+    if args.database.startswith("sqlite:///"):
+        Path(args.database.removeprefix("sqlite:///")).unlink(missing_ok=True)
+    os.environ["KWIK_DATABASE_URL"] = args.database
+
+    from sqlalchemy import insert
+
+    from kwik_console import catalog, db
+    from kwik_console.events import envelope, new_event_id
+    from kwik_console.models import Attempt, Delivery, Event, Subscription, Webhook
+    from kwik_console.webhooks import new_secret
+
+    engine = db.get_engine()
+    rng = random.Random(7)
+    types = catalog.event_type_names()
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    words = ["orders", "billing", "crm", "ledger", "payouts", "analytics", "shop", "erp", "invoices", "alerts"]
+    began = time.perf_counter()
+
+    with engine.begin() as conn:
+        rows = []
+        for i in range(args.webhooks):
+            name = f"{rng.choice(words).title()} {rng.choice(words)} {i}"
+            url = f"https://{rng.choice(words)}{i}.example.com/kwik/webhooks"
+            when = start + dt.timedelta(minutes=i)
+            rows.append({"name": name, "url": url, "status": "live" if i % 7 else "disabled", "secret": new_secret(),
+                         "search_text": f"{name} {url}".lower(), "created_at": when, "updated_at": when})
+        conn.execute(insert(Webhook), rows)
+        conn.execute(insert(Subscription), [{"webhook_id": i + 1, "event_type": t}
+                                            for i in range(args.webhooks) for t in rng.sample(types, 3)])
+    print(f"{args.webhooks:,} webhooks in {time.perf_counter() - began:.1f} s", flush=True)
+
+    target = args.webhooks  # the newest webhook: first in the list
+    statuses = ["success"] * 90 + ["failure"] * 4 + ["retrying"] * 5 + ["pending"]
+    batch = 50_000
+    for offset in range(0, args.deliveries, batch):
+        events, deliveries, attempts = [], [], []
+        for n in range(offset, min(offset + batch, args.deliveries)):
+            when = start + dt.timedelta(seconds=n * 20)
+            event_type, test = types[n % len(types)], n % 50 == 0
+            event_id = new_event_id()
+            events.append({"id": event_id, "type": event_type, "test": test, "created_at": when,
+                           "body": envelope(event_id=event_id, event_type=event_type, created_at=when, test=test,
+                                            data={"object": event_type.split(".")[0], "n": n})})
+            status = statuses[n % len(statuses)]
+            tries = 1 if status in ("success", "pending") else 3
+            deliveries.append({
+                "event_id": event_id, "webhook_id": target, "event_type": event_type, "test": test,
+                "status": status, "attempt_count": 0 if status == "pending" else tries,
+                "last_http_code": None if status == "pending" else (200 if status == "success" else 500),
+                "next_attempt_at": when + dt.timedelta(hours=2) if status in ("retrying", "pending") else None,
+                "created_at": when, "updated_at": when,
+            })
+            if n % 100 == 0 and status != "pending":
+                attempts.append({"delivery_id": n + 1, "number": 1, "attempted_at": when, "duration_ms": 42,
+                                 "http_code": 200, "request_headers": {}, "response_headers": {},
+                                 "response_body": "ok"})
+        with engine.begin() as conn:
+            conn.execute(insert(Event), events)
+            conn.execute(insert(Delivery), deliveries)
+            if attempts:
+                conn.execute(insert(Attempt), attempts)
+        done = min(offset + batch, args.deliveries)
+        print(f"  {done:,} / {args.deliveries:,} deliveries ({time.perf_counter() - began:.0f} s)", flush=True)
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+    print(f"Seeded {args.database} in {time.perf_counter() - began:.0f} s; deliveries are on webhook {target}.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The browser console: thin Reflex states over the services, pages and components."""

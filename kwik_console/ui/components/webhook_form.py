@@ -1,0 +1,162 @@
+"""The Create / Edit dialog: Name, Webhook URL, Events (grouped by resource), Status, and the signing secret."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from kwik_console import catalog
+from kwik_console.ui.components.common import code_block, field_error
+from kwik_console.ui.state.webhooks import WebhookFormState as Form
+
+VERIFY_EXAMPLE = """from standardwebhooks.webhooks import Webhook
+
+# raises WebhookVerificationError unless Kwik signed it
+event = Webhook(KWIK_SIGNING_SECRET).verify(request.body, request.headers)"""
+
+
+def _label(text: str, html_for: str) -> rx.Component:
+    return rx.el.label(rx.text(text, size="2", weight="medium"), html_for=html_for)
+
+
+def _event_checkbox(event_type: catalog.EventType) -> rx.Component:
+    return rx.el.label(
+        rx.hstack(
+            rx.checkbox(
+                checked=Form.events.contains(event_type.name),
+                on_change=lambda checked: Form.toggle_event(event_type.name, checked),
+                margin_top="2px",
+            ),
+            rx.vstack(
+                rx.code(event_type.name, size="2", variant="ghost"),
+                rx.text(event_type.description, size="1", color_scheme="gray"),
+                spacing="0",
+            ),
+            align="start", spacing="2",
+        ),
+        cursor="pointer",
+    )
+
+
+def _events_field() -> rx.Component:
+    groups = [
+        rx.box(
+            rx.text(resource.replace("_", " ").title() + "s", size="1", weight="bold", color_scheme="gray",
+                    text_transform="uppercase", letter_spacing="0.04em"),
+            rx.vstack(*[_event_checkbox(t) for t in types], spacing="2", padding_top="6px"),
+        )
+        for resource, types in catalog.grouped().items()
+    ]
+    return rx.vstack(
+        rx.hstack(
+            rx.text("Events", size="2", weight="medium"),
+            rx.spacer(),
+            rx.text(Form.events.length().to_string() + f" of {len(catalog.EVENT_TYPES)} selected", size="1",
+                    color_scheme="gray"),
+            rx.button("Select all", size="1", variant="ghost", type="button", on_click=Form.select_all),
+            rx.button("Select none", size="1", variant="ghost", type="button", on_click=Form.select_none),
+            align="center", width="100%", spacing="3",
+        ),
+        rx.scroll_area(
+            rx.grid(*groups, columns=rx.breakpoints(initial="1", sm="2"), spacing="4", padding="12px"),
+            type="auto", scrollbars="vertical",
+            style={"max_height": "260px", "border": f"1px solid {rx.color('gray', 6)}", "border_radius": "8px"},
+        ),
+        field_error(Form.errors["events"]),
+        spacing="2", width="100%",
+    )
+
+
+def _secret_section() -> rx.Component:
+    return rx.vstack(
+        rx.separator(size="4"),
+        rx.text("Signing secret", size="2", weight="medium"),
+        rx.text("Kwik signs every request with this secret (Standard Webhooks). Verify the signature before "
+                "trusting a payload.", size="1", color_scheme="gray"),
+        rx.hstack(
+            rx.code(rx.cond(Form.secret_shown, Form.secret, "whsec_" + "•" * 24), size="2", variant="soft",
+                    style={"word_break": "break-all", "flex": "1", "padding": "6px 8px"}),
+            rx.button(rx.cond(Form.secret_shown, "Hide", "Reveal"), size="1", variant="soft", type="button",
+                      on_click=Form.toggle_secret),
+            rx.button("Copy", size="1", variant="soft", type="button", on_click=Form.copy_secret),
+            rx.alert_dialog.root(
+                rx.alert_dialog.trigger(rx.button("Rotate", size="1", variant="soft", color_scheme="orange",
+                                                  type="button")),
+                rx.alert_dialog.content(
+                    rx.alert_dialog.title("Rotate the signing secret?"),
+                    rx.alert_dialog.description(
+                        "A new secret signs every request from now on. The current one also keeps signing for "
+                        "24 hours, so you can update your endpoint without missing events."
+                    ),
+                    rx.hstack(
+                        rx.alert_dialog.cancel(rx.button("Cancel", variant="soft", color_scheme="gray")),
+                        rx.alert_dialog.action(rx.button("Rotate secret", color_scheme="orange",
+                                                         on_click=Form.rotate_secret)),
+                        justify="end", spacing="3", margin_top="16px",
+                    ),
+                ),
+            ),
+            width="100%", align="center", spacing="2", wrap="wrap",
+        ),
+        rx.text("Verify in Python with the standardwebhooks package:", size="1", color_scheme="gray"),
+        code_block(VERIFY_EXAMPLE, max_height="120px"),
+        spacing="2", width="100%",
+    )
+
+
+def webhook_form_dialog() -> rx.Component:
+    return rx.dialog.root(
+        rx.dialog.content(
+            rx.dialog.title(rx.cond(Form.editing, "Edit webhook", "Create webhook")),
+            rx.dialog.description(
+                "Kwik sends a signed POST to the Webhook URL whenever one of the selected events occurs.",
+                size="2", color_scheme="gray", margin_bottom="16px",
+            ),
+            rx.form(
+                rx.vstack(
+                    rx.vstack(
+                        _label("Name", "webhook-name"),
+                        rx.input(id="webhook-name", value=Form.name, on_change=Form.set_name,
+                                 placeholder="Orders service", max_length=100, width="100%",
+                                 color_scheme=rx.cond(Form.errors["name"] != "", "red", "gray")),
+                        field_error(Form.errors["name"]),
+                        spacing="1", width="100%",
+                    ),
+                    rx.vstack(
+                        _label("Webhook URL", "webhook-url"),
+                        rx.input(id="webhook-url", value=Form.url, on_change=Form.set_url,
+                                 placeholder="https://example.com/kwik/webhooks", width="100%", type="url",
+                                 color_scheme=rx.cond(Form.errors["url"] != "", "red", "gray")),
+                        field_error(Form.errors["url"]),
+                        spacing="1", width="100%",
+                    ),
+                    _events_field(),
+                    rx.vstack(
+                        rx.text("Status", size="2", weight="medium"),
+                        rx.segmented_control.root(
+                            rx.segmented_control.item("Live", value="live"),
+                            rx.segmented_control.item("Disabled", value="disabled"),
+                            value=Form.status, on_change=Form.set_status, aria_label="Status",
+                        ),
+                        rx.text(rx.cond(Form.status == "live", "The webhook will receive events from Kwik.",
+                                        "The webhook is inactive and no events will be sent."),
+                                size="1", color_scheme="gray"),
+                        field_error(Form.errors["status"]),
+                        spacing="1", width="100%",
+                    ),
+                    rx.cond(Form.editing, _secret_section()),
+                    rx.hstack(
+                        rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray", type="button",
+                                                  disabled=Form.saving)),
+                        rx.button(rx.cond(Form.editing, "Save", "Create"), type="submit", loading=Form.saving),
+                        justify="end", spacing="3", width="100%", padding_top="8px",
+                    ),
+                    spacing="4", width="100%",
+                ),
+                on_submit=lambda _: Form.save(),
+                reset_on_submit=False,
+            ),
+            max_width="640px",
+        ),
+        open=Form.open,
+        on_open_change=Form.set_open,
+    )

@@ -1,0 +1,202 @@
+"""The event log of one webhook (/webhooks/[id]/events): filters, pages, live refresh and the details drawer."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from kwik_console import catalog
+from kwik_console.ui.components.common import code_block, error_callout, loading_rows, local_time, page, status_badge
+from kwik_console.ui.state.event_log import ALL, EventLogState as Log
+from kwik_console.ui.views import AttemptView, DeliveryRow, Header
+
+REFRESH_MS = 2500
+COLUMNS = ("Event", "Status", "HTTP Code", "Test Event", "Retry Timestamp", "Retry Counter")
+
+
+def _select(label: str, value, on_change, options: list[tuple[str, str]]) -> rx.Component:
+    return rx.select.root(
+        rx.select.trigger(aria_label=label, min_width="150px"),
+        rx.select.content(*[rx.select.item(text, value=v) for v, text in options]),
+        value=value, on_change=on_change,
+    )
+
+
+def _filters() -> rx.Component:
+    return rx.hstack(
+        _select("Status", Log.status, Log.set_status,
+                [(ALL, "All statuses"), ("pending", "Pending"), ("success", "Success"), ("retrying", "Retrying"),
+                 ("failure", "Failure")]),
+        _select("Event type", Log.event_type, Log.set_event_type,
+                [(ALL, "All event types"), *[(n, n) for n in catalog.event_type_names()]]),
+        _select("Test Event", Log.test, Log.set_test,
+                [(ALL, "Test and live events"), ("yes", "Test events only"), ("no", "Live events only")]),
+        spacing="3", wrap="wrap",
+    )
+
+
+def _row(row: DeliveryRow) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(
+            rx.vstack(
+                rx.text(row.event_type, weight="medium", size="2"),
+                rx.text(row.event_id, size="1", color_scheme="gray", font_family="var(--code-font-family)"),
+                spacing="0",
+            )
+        ),
+        rx.table.cell(status_badge(row.status)),
+        rx.table.cell(rx.text(row.http_code, font_family="var(--code-font-family)")),
+        rx.table.cell(rx.cond(row.test, rx.badge("Test", color_scheme="violet", variant="soft"),
+                              rx.text("No", color_scheme="gray", size="2"))),
+        rx.table.cell(rx.cond(row.retry_at != "", local_time(row.retry_at), rx.text(""))),
+        rx.table.cell(row.retry_counter),
+        on_click=Log.show(row.id),
+        cursor="pointer",
+        style={"_hover": {"background": rx.color("accent", 2)}},
+        aria_label="Delivery " + row.id.to_string() + ": " + row.event_type,
+        align="center",
+    )
+
+
+def _table() -> rx.Component:
+    return rx.box(
+        rx.table.root(
+            rx.table.header(rx.table.row(*[rx.table.column_header_cell(c, white_space="nowrap") for c in COLUMNS])),
+            rx.table.body(rx.cond(Log.loading, loading_rows(len(COLUMNS)), rx.foreach(Log.rows, _row))),
+            variant="surface", width="100%", size="2",
+        ),
+        width="100%", overflow_x="auto",
+    )
+
+
+def _empty() -> rx.Component:
+    return rx.card(
+        rx.vstack(
+            rx.icon("inbox", size=28, color=rx.color("gray", 9)),
+            rx.text("No deliveries yet", weight="medium"),
+            rx.text(rx.cond((Log.status == ALL) & (Log.event_type == ALL) & (Log.test == ALL),
+                            "Deliveries appear here as events occur. Use Test Webhook to send one now.",
+                            "No deliveries match these filters."),
+                    size="2", color_scheme="gray", align="center"),
+            align="center", spacing="2", padding="32px",
+        ),
+        width="100%",
+    )
+
+
+def _pager() -> rx.Component:
+    return rx.hstack(
+        rx.text("Newest first · refreshes every few seconds", size="1", color_scheme="gray",
+                display=["none", "block"]),
+        rx.spacer(),
+        rx.button("Newer", size="1", variant="soft", on_click=Log.newer, disabled=Log.cursors.length() == 0),
+        rx.text("Page " + Log.page_number.to_string(), size="2", white_space="nowrap"),
+        rx.button("Older", size="1", variant="soft", on_click=Log.older, disabled=Log.next_before == 0),
+        width="100%", align="center", spacing="3", padding_top="12px",
+    )
+
+
+def _headers(headers) -> rx.Component:
+    return rx.box(
+        rx.foreach(headers, lambda h: rx.hstack(
+            rx.text(h.name, size="1", weight="medium", min_width="150px", font_family="var(--code-font-family)"),
+            rx.text(h.value, size="1", style={"word_break": "break-all"}, font_family="var(--code-font-family)"),
+            spacing="3", align="start",
+        )),
+        width="100%",
+    )
+
+
+def _attempt(a: AttemptView) -> rx.Component:
+    return rx.card(
+        rx.vstack(
+            rx.hstack(
+                rx.text("Attempt " + a.number.to_string(), weight="bold", size="2"),
+                rx.text(local_time(a.attempted_at), size="1", color_scheme="gray"),
+                rx.spacer(),
+                rx.badge("HTTP " + rx.cond(a.http_code != "", a.http_code, "—"),
+                         color_scheme=rx.cond(a.http_code.startswith("2"), "green", "red"), variant="soft"),
+                rx.text(a.duration_ms.to_string() + " ms", size="1", color_scheme="gray"),
+                width="100%", align="center", spacing="2", wrap="wrap",
+            ),
+            rx.cond(a.error != "", rx.text("Error: " + a.error, color_scheme="red", size="2")),
+            rx.cond(a.response_headers.length() > 0, rx.vstack(
+                rx.text("Response headers", size="1", weight="bold", color_scheme="gray"),
+                _headers(a.response_headers), spacing="1", width="100%")),
+            rx.cond(a.response_body != "", rx.vstack(
+                rx.text("Response body (first 20 KB)", size="1", weight="bold", color_scheme="gray"),
+                code_block(a.response_body, max_height="160px"), spacing="1", width="100%")),
+            spacing="2", width="100%",
+        ),
+        width="100%",
+    )
+
+
+def _drawer() -> rx.Component:
+    d = Log.detail
+    return rx.drawer.root(
+        rx.drawer.overlay(z_index="50"),
+        rx.drawer.portal(
+            rx.drawer.content(
+                rx.vstack(
+                    rx.hstack(
+                        rx.drawer.title(d.row.event_type, size="5"),
+                        rx.spacer(),
+                        rx.drawer.close(rx.icon_button(rx.icon("x", size=16), variant="ghost", color_scheme="gray",
+                                                       aria_label="Close details")),
+                        width="100%", align="center",
+                    ),
+                    rx.drawer.description(d.row.event_id, size="1", color_scheme="gray",
+                                          font_family="var(--code-font-family)"),
+                    rx.hstack(status_badge(d.row.status),
+                              rx.cond(d.row.test, rx.badge("Test event", color_scheme="violet", variant="soft")),
+                              rx.text("Retry Counter: " + d.row.retry_counter.to_string(), size="1",
+                                      color_scheme="gray"),
+                              rx.cond(d.row.retry_at != "",
+                                      rx.text("Next retry ", local_time(d.row.retry_at), size="1",
+                                              color_scheme="gray")),
+                              spacing="3", align="center", wrap="wrap"),
+                    rx.text("Payload", size="2", weight="bold", padding_top="8px"),
+                    code_block(d.payload, max_height="260px"),
+                    rx.text("Request headers", size="2", weight="bold", padding_top="8px"),
+                    rx.cond(d.request_headers.length() > 0, _headers(d.request_headers),
+                            rx.text("Not attempted yet.", size="2", color_scheme="gray")),
+                    rx.text("Attempts", size="2", weight="bold", padding_top="8px"),
+                    rx.cond(d.attempts.length() > 0, rx.vstack(rx.foreach(d.attempts, _attempt), width="100%"),
+                            rx.text("Not attempted yet.", size="2", color_scheme="gray")),
+                    spacing="2", width="100%", padding="20px",
+                ),
+                role="dialog", aria_label="Delivery details",
+                top="0", right="0", left="auto", height="100%", width=["100%", "100%", "560px"], z_index="60",
+                overflow_y="auto", background=rx.color("gray", 1), position="fixed",
+            ),
+        ),
+        open=Log.detail_open, on_open_change=Log.set_detail_open, direction="right",
+    )
+
+
+def event_log_page() -> rx.Component:
+    return page(
+        rx.moment(interval=REFRESH_MS, on_change=Log.refresh, display="none"),
+        rx.vstack(
+            rx.link(rx.hstack(rx.icon("arrow-left", size=14), rx.text("Webhooks"), align="center", spacing="1"),
+                    href="/", size="2"),
+            rx.cond(
+                Log.missing,
+                rx.callout.root(rx.callout.text("This webhook does not exist. It may have been deleted."),
+                                color_scheme="amber"),
+                rx.fragment(
+                    rx.vstack(
+                        rx.heading("Events · " + Log.webhook_name, size="6"),
+                        rx.text(Log.webhook_url, size="2", color_scheme="gray", style={"word_break": "break-all"}),
+                        spacing="1",
+                    ),
+                    rx.cond(Log.error != "", error_callout(Log.error, Log.refresh)),
+                    _filters(),
+                    rx.cond(~Log.loading & (Log.rows.length() == 0), _empty(), _table()),
+                    _pager(),
+                ),
+            ),
+            spacing="4", width="100%",
+        ),
+        _drawer(),
+    )

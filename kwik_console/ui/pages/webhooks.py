@@ -1,0 +1,170 @@
+"""The Webhooks page: the list, search, pagination, empty state and each row's actions."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from kwik_console.ui.components.common import error_callout, loading_rows, local_time, page, status_badge
+from kwik_console.ui.components.dialogs import delete_dialog, test_dialog
+from kwik_console.ui.components.webhook_form import webhook_form_dialog
+from kwik_console.ui.state.test_webhook import TestWebhookState
+from kwik_console.ui.state.webhooks import DeleteState, WebhookFormState, WebhooksState as List
+from kwik_console.ui.views import WebhookRow
+
+INTRO = "Receive real-time notifications from Kwik when events occur on your account."
+
+
+def _actions(row: WebhookRow) -> rx.Component:
+    return rx.dropdown_menu.root(
+        rx.dropdown_menu.trigger(
+            rx.icon_button(rx.icon("ellipsis", size=16), variant="ghost", color_scheme="gray",
+                           aria_label="Actions for " + row.name),
+        ),
+        rx.dropdown_menu.content(
+            rx.dropdown_menu.item("Test Webhook", on_click=TestWebhookState.start(row.id, row.name)),
+            rx.dropdown_menu.item("View Events", on_click=rx.redirect("/webhooks/" + row.id.to_string() + "/events")),
+            rx.dropdown_menu.item("Edit", on_click=WebhookFormState.open_edit(row.id)),
+            rx.dropdown_menu.separator(),
+            rx.dropdown_menu.item("Delete", color_scheme="red", on_click=DeleteState.ask(row.id, row.name)),
+            align="end",
+        ),
+    )
+
+
+def _row(row: WebhookRow) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(local_time(row.created_at, "D MMM YYYY, HH:mm"), white_space="nowrap",
+                      display=["none", "none", "table-cell"]),
+        rx.table.cell(
+            rx.text(row.name, weight="medium"),
+            # On a phone the URL goes under the name instead of in a column of its own.
+            rx.text(row.url, color_scheme="gray", size="1", style={"word_break": "break-all"},
+                    display=["block", "none"]),
+        ),
+        rx.table.cell(rx.text(row.url, color_scheme="gray", style={"word_break": "break-all"}, size="2"),
+                      display=["none", "table-cell"]),
+        rx.table.cell(status_badge(row.status)),
+        rx.table.cell(_actions(row), text_align="right"),
+        align="center",
+    )
+
+
+def _table() -> rx.Component:
+    return rx.table.root(
+        rx.table.header(
+            rx.table.row(
+                rx.table.column_header_cell("Created", display=["none", "none", "table-cell"]),
+                rx.table.column_header_cell("Name"),
+                rx.table.column_header_cell("Webhook URL", display=["none", "table-cell"]),
+                rx.table.column_header_cell("Status"),
+                rx.table.column_header_cell(rx.el.span("Actions", class_name="rt-sr-only",
+                                                       style={"position": "absolute", "width": "1px",
+                                                              "height": "1px", "overflow": "hidden",
+                                                              "clip": "rect(0 0 0 0)"}),
+                                            width="56px"),
+            )
+        ),
+        rx.table.body(
+            rx.cond(
+                List.loading,
+                loading_rows(5),
+                rx.foreach(List.rows, _row),
+            )
+        ),
+        variant="surface", width="100%", size="2",
+    )
+
+
+def _no_match() -> rx.Component:
+    return rx.card(
+        rx.vstack(
+            rx.icon("search-x", size=28, color=rx.color("gray", 9)),
+            rx.text("No webhooks match “", List.search, "”.", weight="medium"),
+            rx.button("Clear search", variant="soft", on_click=List.clear_search),
+            align="center", spacing="3", padding="24px",
+        ),
+        width="100%",
+    )
+
+
+def _pagination() -> rx.Component:
+    return rx.hstack(
+        rx.text(List.total.to_string() + rx.cond(List.total == 1, " webhook", " webhooks"), size="2",
+                color_scheme="gray"),
+        rx.spacer(),
+        rx.cond(
+            List.pages > 1,
+            rx.hstack(
+                rx.button("Previous", size="1", variant="soft", on_click=List.previous_page,
+                          disabled=List.page <= 1),
+                rx.text("Page " + List.page.to_string() + " of " + List.pages.to_string(), size="2"),
+                rx.button("Next", size="1", variant="soft", on_click=List.next_page,
+                          disabled=List.page >= List.pages),
+                align="center", spacing="3",
+            ),
+        ),
+        width="100%", align="center", padding_top="12px",
+    )
+
+
+def _empty_state() -> rx.Component:
+    return rx.card(
+        rx.vstack(
+            rx.box(rx.icon("webhook", size=32, color=rx.color("accent", 11)), background=rx.color("accent", 3),
+                   border_radius="999px", padding="14px"),
+            rx.heading("No webhooks yet", size="5"),
+            rx.text(
+                "Webhooks let Kwik tell your application the moment something happens on your account: a payment "
+                "is confirmed, a customer is created, a payout is paid. Instead of polling the API, your endpoint "
+                "receives a signed notification and reacts at once.",
+                align="center", color_scheme="gray", max_width="520px",
+            ),
+            rx.button(rx.icon("plus", size=16), "Create", size="3", on_click=WebhookFormState.open_create),
+            align="center", spacing="4", padding_y="48px", padding_x="16px",
+        ),
+        width="100%",
+    )
+
+
+def webhooks_page() -> rx.Component:
+    return page(
+        rx.vstack(
+            rx.hstack(
+                rx.vstack(
+                    rx.heading("Webhooks", size="7"),
+                    rx.text(INTRO, color_scheme="gray", size="2"),
+                    spacing="1",
+                ),
+                rx.spacer(),
+                rx.button(rx.icon("plus", size=16), "Create", size="2", on_click=WebhookFormState.open_create),
+                width="100%", align="end", spacing="4",
+            ),
+            rx.cond(List.error != "", error_callout(List.error, List.load)),
+            rx.cond(
+                List.any_webhooks | List.loading,
+                rx.vstack(
+                    rx.input(
+                        rx.input.slot(rx.icon("search", size=16)),
+                        placeholder="Search by name or URL",
+                        value=List.search,
+                        on_change=List.set_search,
+                        debounce_timeout=300,
+                        aria_label="Search webhooks",
+                        width="100%", max_width="420px", size="2",
+                    ),
+                    rx.cond(
+                        (List.total == 0) & ~List.loading & (List.search != ""),
+                        _no_match(),
+                        rx.box(_table(), width="100%", overflow_x="auto"),
+                    ),
+                    _pagination(),
+                    width="100%", spacing="3",
+                ),
+                _empty_state(),
+            ),
+            spacing="5", width="100%",
+        ),
+        webhook_form_dialog(),
+        delete_dialog(),
+        test_dialog(),
+    )

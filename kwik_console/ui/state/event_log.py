@@ -1,0 +1,128 @@
+"""The event log of one webhook: filters, keyset pages, live refresh, and a delivery's details."""
+
+from __future__ import annotations
+
+import logging
+
+import reflex as rx
+from sqlalchemy.exc import SQLAlchemyError
+
+from kwik_console import deliveries, webhooks
+from kwik_console.db import session_scope
+from kwik_console.errors import InvalidInput, NotFound
+from kwik_console.ui.views import DeliveryDetailView, DeliveryRow
+
+log = logging.getLogger(__name__)
+ALL = "all"
+PAGE_SIZE = 25
+
+
+class EventLogState(rx.State):
+    webhook_id_shown: int = 0
+    webhook_name: str = ""
+    webhook_url: str = ""
+    rows: list[DeliveryRow] = []
+    status: str = ALL
+    event_type: str = ALL
+    test: str = ALL  # all | yes | no
+    # Keyset pages: the `before_id` of each page visited, newest first.
+    cursors: list[int] = []
+    next_before: int = 0
+    loading: bool = True
+    error: str = ""
+    missing: bool = False
+    detail_open: bool = False
+    detail: DeliveryDetailView = DeliveryDetailView()
+
+    @rx.var
+    def page_number(self) -> int:
+        return len(self.cursors) + 1
+
+    def _webhook_id(self) -> int:
+        try:
+            return int(self.router.url.path.rstrip("/").split("/")[-2])
+        except (ValueError, IndexError):
+            return 0
+
+    @rx.event
+    def open_page(self):
+        """On arrival: fresh filters for a different webhook, then load."""
+        webhook_id = self._webhook_id()
+        if webhook_id != self.webhook_id_shown:
+            self.status, self.event_type, self.test = ALL, ALL, ALL
+            self.rows, self.detail_open = [], False
+        self.webhook_id_shown, self.cursors, self.loading = webhook_id, [], True
+        return EventLogState.refresh
+
+    @rx.event
+    def refresh(self):
+        """Reload the current page; the 2.5 s timer calls this too, keeping filters and page."""
+        webhook_id = self.webhook_id_shown
+        try:
+            with session_scope() as session:
+                webhook = webhooks.get_webhook(session=session, webhook_id=webhook_id)
+                page = deliveries.list_deliveries(
+                    session=session, webhook_id=webhook_id,
+                    status=None if self.status == ALL else self.status,
+                    event_type=None if self.event_type == ALL else self.event_type,
+                    test=None if self.test == ALL else self.test == "yes",
+                    before_id=self.cursors[-1] if self.cursors else None,
+                    limit=PAGE_SIZE,
+                )
+                if self.detail_open:
+                    self.detail = DeliveryDetailView.of(
+                        deliveries.get_delivery(session=session, delivery_id=self.detail.row.id))
+        except NotFound:
+            self.missing, self.loading, self.rows = True, False, []
+            return
+        except (InvalidInput, SQLAlchemyError) as exc:
+            log.exception("loading the event log failed")
+            self.error, self.loading = f"The event log could not be loaded: {exc}", False
+            return
+        self.webhook_name, self.webhook_url = webhook.name, webhook.url
+        self.rows = [DeliveryRow.of(d) for d in page.items]
+        self.next_before = page.next_before_id or 0
+        self.loading, self.error, self.missing = False, "", False
+
+    def _filter(self, **changes):
+        for key, value in changes.items():
+            setattr(self, key, value)
+        self.cursors = []
+        return EventLogState.refresh
+
+    @rx.event
+    def set_status(self, value: str):
+        return self._filter(status=value)
+
+    @rx.event
+    def set_event_type(self, value: str):
+        return self._filter(event_type=value)
+
+    @rx.event
+    def set_test(self, value: str):
+        return self._filter(test=value)
+
+    @rx.event
+    def older(self):
+        if self.next_before:
+            self.cursors = [*self.cursors, self.next_before]
+            return EventLogState.refresh
+
+    @rx.event
+    def newer(self):
+        if self.cursors:
+            self.cursors = self.cursors[:-1]
+            return EventLogState.refresh
+
+    @rx.event
+    def show(self, delivery_id: int):
+        try:
+            with session_scope() as session:
+                self.detail = DeliveryDetailView.of(deliveries.get_delivery(session=session, delivery_id=delivery_id))
+        except NotFound as exc:
+            return rx.toast.error(str(exc))
+        self.detail_open = True
+
+    @rx.event
+    def set_detail_open(self, value: bool):
+        self.detail_open = value

@@ -1,0 +1,211 @@
+"""The webhook list, the Create / Edit dialog, the signing secret and Delete."""
+
+from __future__ import annotations
+
+import logging
+
+import reflex as rx
+from sqlalchemy.exc import SQLAlchemyError
+
+from kwik_console import catalog, webhooks
+from kwik_console.db import session_scope
+from kwik_console.errors import InvalidInput, NotFound
+from kwik_console.ui.views import WebhookRow
+
+log = logging.getLogger(__name__)
+UNAVAILABLE = "The webhooks could not be loaded: the database is unavailable. Try again in a moment."
+
+
+class WebhooksState(rx.State):
+    rows: list[WebhookRow] = []
+    search: str = ""
+    page: int = 1
+    pages: int = 1
+    total: int = 0
+    # False only when there are no webhooks at all: the empty state, not "no match".
+    any_webhooks: bool = True
+    loading: bool = True
+    error: str = ""
+
+    @rx.event
+    def load(self):
+        try:
+            with session_scope() as session:
+                result = webhooks.list_webhooks(session=session, search=self.search, page=self.page)
+                if result.page > result.pages:  # the last row of the last page was deleted
+                    result = webhooks.list_webhooks(session=session, search=self.search, page=result.pages)
+                any_webhooks = result.total > 0 or bool(
+                    self.search and webhooks.list_webhooks(session=session, per_page=1).total
+                )
+        except SQLAlchemyError:
+            log.exception("listing webhooks failed")
+            self.error, self.loading = UNAVAILABLE, False
+            return
+        self.rows = [WebhookRow.of(w) for w in result.items]
+        self.page, self.pages, self.total = result.page, result.pages, result.total
+        self.any_webhooks = any_webhooks
+        self.loading, self.error = False, ""
+
+    @rx.event
+    def set_search(self, value: str):
+        self.search = value
+        self.page = 1
+        return WebhooksState.load
+
+    @rx.event
+    def clear_search(self):
+        return WebhooksState.set_search("")
+
+    @rx.event
+    def next_page(self):
+        if self.page < self.pages:
+            self.page += 1
+            return WebhooksState.load
+
+    @rx.event
+    def previous_page(self):
+        if self.page > 1:
+            self.page -= 1
+            return WebhooksState.load
+
+
+def _blank_errors() -> dict[str, str]:
+    return {"name": "", "url": "", "events": "", "status": ""}
+
+
+class WebhookFormState(rx.State):
+    """Create and Edit share one dialog; `webhook_id` is 0 when creating."""
+
+    open: bool = False
+    webhook_id: int = 0
+    name: str = ""
+    url: str = ""
+    events: list[str] = []
+    status: str = "live"
+    errors: dict[str, str] = _blank_errors()
+    saving: bool = False
+    secret: str = ""
+    secret_shown: bool = False
+
+    @rx.var
+    def editing(self) -> bool:
+        return self.webhook_id != 0
+
+    @rx.event
+    def open_create(self):
+        self._fill(0, "", "", [], "live", "")
+
+    @rx.event
+    def open_edit(self, webhook_id: int):
+        try:
+            with session_scope() as session:
+                webhook = webhooks.get_webhook(session=session, webhook_id=webhook_id)
+                events = webhooks.webhook_events(session=session, webhook_id=webhook_id)
+        except NotFound as exc:
+            return [rx.toast.error(str(exc)), WebhooksState.load]
+        self._fill(webhook.id, webhook.name, webhook.url, events, webhook.status, webhook.secret)
+
+    def _fill(self, webhook_id, name, url, events, status, secret):
+        self.webhook_id, self.name, self.url, self.events, self.status = webhook_id, name, url, events, status
+        self.secret, self.secret_shown = secret, False
+        self.errors, self.saving, self.open = _blank_errors(), False, True
+
+    @rx.event
+    def set_open(self, value: bool):
+        if not self.saving:
+            self.open = value
+
+    @rx.event
+    def set_name(self, value: str):
+        self.name, self.errors["name"] = value, ""
+
+    @rx.event
+    def set_url(self, value: str):
+        self.url, self.errors["url"] = value, ""
+
+    @rx.event
+    def set_status(self, value: str | list[str]):
+        self.status = value if isinstance(value, str) else value[0]
+
+    @rx.event
+    def toggle_event(self, name: str, checked: bool):
+        chosen = set(self.events) | {name} if checked else set(self.events) - {name}
+        self.events = [e for e in catalog.event_type_names() if e in chosen]
+        self.errors["events"] = ""
+
+    @rx.event
+    def select_all(self):
+        self.events, self.errors["events"] = catalog.event_type_names(), ""
+
+    @rx.event
+    def select_none(self):
+        self.events = []
+
+    @rx.event
+    def save(self):
+        self.saving = True
+        yield
+        data = webhooks.WebhookInput(name=self.name, url=self.url, events=self.events, status=self.status)
+        try:
+            with session_scope() as session:
+                if self.editing:
+                    webhook = webhooks.update_webhook(session=session, webhook_id=self.webhook_id, data=data)
+                else:
+                    webhook = webhooks.create_webhook(session=session, data=data)
+        except InvalidInput as exc:
+            self.errors = _blank_errors() | exc.errors
+            self.saving = False
+            return
+        except NotFound as exc:
+            self.saving, self.open = False, False
+            yield [rx.toast.error(str(exc)), WebhooksState.load]
+            return
+        self.saving, self.open = False, False
+        verb = "saved" if self.editing else "created"
+        yield [rx.toast.success(f"Webhook “{webhook.name}” {verb}."), WebhooksState.load]
+
+    @rx.event
+    def toggle_secret(self):
+        self.secret_shown = not self.secret_shown
+
+    @rx.event
+    def copy_secret(self):
+        return [rx.set_clipboard(self.secret), rx.toast.success("Signing secret copied.")]
+
+    @rx.event
+    def rotate_secret(self):
+        try:
+            with session_scope() as session:
+                webhook = webhooks.rotate_secret(session=session, webhook_id=self.webhook_id)
+        except NotFound as exc:
+            return rx.toast.error(str(exc))
+        self.secret, self.secret_shown = webhook.secret, True
+        return rx.toast.success("New signing secret created. The previous one keeps signing for 24 hours.")
+
+
+class DeleteState(rx.State):
+    open: bool = False
+    webhook_id: int = 0
+    name: str = ""
+    deleting: bool = False
+
+    @rx.event
+    def ask(self, webhook_id: int, name: str):
+        self.webhook_id, self.name, self.deleting, self.open = webhook_id, name, False, True
+
+    @rx.event
+    def set_open(self, value: bool):
+        if not self.deleting:
+            self.open = value
+
+    @rx.event
+    def confirm(self):
+        self.deleting = True
+        yield
+        try:
+            with session_scope() as session:
+                webhooks.delete_webhook(session=session, webhook_id=self.webhook_id)
+        except NotFound:
+            pass  # already gone: the outcome the merchant wanted
+        self.deleting, self.open = False, False
+        yield [rx.toast.success(f"Webhook “{self.name}” deleted."), WebhooksState.load]

@@ -1,0 +1,108 @@
+"""Plain shapes the states hand to the browser, built from the service results."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+
+from kwik_console.deliveries import DeliveryDetail
+from kwik_console.delivery.dispatcher import Outcome
+from kwik_console.models import Attempt, Delivery, DeliveryStatus, Webhook, WebhookStatus
+
+
+def iso(value: dt.datetime | None) -> str:
+    """UTC, ISO 8601; the browser shows it in the viewer's own time zone."""
+    return value.astimezone(dt.UTC).isoformat() if value else ""
+
+
+@dataclasses.dataclass
+class WebhookRow:
+    id: int = 0
+    name: str = ""
+    url: str = ""
+    status: str = ""  # Live | Disabled
+    created_at: str = ""
+
+    @classmethod
+    def of(cls, webhook: Webhook) -> WebhookRow:
+        return cls(webhook.id, webhook.name, webhook.url, WebhookStatus(webhook.status).label,
+                   iso(webhook.created_at))
+
+
+@dataclasses.dataclass
+class DeliveryRow:
+    id: int = 0
+    event_type: str = ""
+    event_id: str = ""
+    status: str = ""  # Pending | Success | Retrying | Failure
+    http_code: str = ""
+    test: bool = False
+    retry_at: str = ""  # when the next retry runs, if one is scheduled
+    retry_counter: int = 0
+
+    @classmethod
+    def of(cls, d: Delivery) -> DeliveryRow:
+        retrying = d.status == DeliveryStatus.RETRYING
+        return cls(d.id, d.event_type, d.event_id, DeliveryStatus(d.status).label,
+                   "" if d.last_http_code is None else str(d.last_http_code), d.test,
+                   iso(d.next_attempt_at) if retrying else "", d.retry_counter)
+
+
+@dataclasses.dataclass
+class Header:
+    name: str = ""
+    value: str = ""
+
+
+def headers_of(mapping: dict[str, str]) -> list[Header]:
+    return [Header(k, v) for k, v in mapping.items()]
+
+
+@dataclasses.dataclass
+class AttemptView:
+    number: int = 0
+    attempted_at: str = ""
+    http_code: str = ""
+    duration_ms: int = 0
+    response_headers: list[Header] = dataclasses.field(default_factory=list)
+    response_body: str = ""
+    error: str = ""
+
+    @classmethod
+    def of(cls, a: Attempt) -> AttemptView:
+        return cls(a.number, iso(a.attempted_at), "" if a.http_code is None else str(a.http_code),
+                   a.duration_ms, headers_of(a.response_headers), a.response_body, a.error or "")
+
+
+@dataclasses.dataclass
+class DeliveryDetailView:
+    row: DeliveryRow = dataclasses.field(default_factory=DeliveryRow)
+    created_at: str = ""
+    payload: str = ""
+    request_headers: list[Header] = dataclasses.field(default_factory=list)
+    attempts: list[AttemptView] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def of(cls, detail: DeliveryDetail) -> DeliveryDetailView:
+        attempts = [AttemptView.of(a) for a in detail.attempts]
+        # The headers of the latest attempt: the signature changes on every attempt.
+        request = detail.attempts[-1].request_headers if detail.attempts else {}
+        return cls(DeliveryRow.of(detail.delivery), iso(detail.delivery.created_at),
+                   json.dumps(json.loads(detail.event.body), indent=2), headers_of(request),
+                   list(reversed(attempts)))
+
+
+@dataclasses.dataclass
+class TestOutcome:
+    status: str = ""
+    http_code: str = ""
+    duration_ms: int = 0
+    response: str = ""
+    error: str = ""
+    retry_at: str = ""
+
+    @classmethod
+    def of(cls, o: Outcome) -> TestOutcome:
+        return cls(DeliveryStatus(o.status).label, "" if o.http_code is None else str(o.http_code),
+                   o.duration_ms, o.response_body[:2000], o.error or "", iso(o.next_attempt_at))
