@@ -75,7 +75,7 @@ def _delivery_json(d: Delivery) -> dict:
         "status": d.status,
         "http_code": d.last_http_code,
         "test": d.test,
-        "retry_at": _iso(d.next_attempt_at) if d.status == DeliveryStatus.RETRYING else None,
+        "retry_at": _iso(d.retry_at),
         "retry_counter": d.retry_counter,
         "created_at": _iso(d.created_at),
     }
@@ -215,7 +215,7 @@ def cmd_deliveries_list(args) -> None:
     rows = [
         (d.id, d.webhook_id, f"{d.event_type} {d.event_id}", DeliveryStatus(d.status).label, d.last_http_code,
          "yes" if d.test else "no",
-         _when(d.next_attempt_at) if d.status == DeliveryStatus.RETRYING else "", d.retry_counter)
+         _when(d.retry_at), d.retry_counter)
         for d in page.items
     ]
     text = _table(["ID", "Webhook", "Event", "Status", "HTTP Code", "Test Event", "Retry Timestamp",
@@ -233,7 +233,7 @@ def cmd_deliveries_show(args) -> None:
         f"Delivery {d.id}: {d.event_type} {d.event_id} to webhook {d.webhook_id} ({detail.webhook.name})",
         f"  Status           {DeliveryStatus(d.status).label}",
         f"  Test Event       {'yes' if d.test else 'no'}",
-        f"  Retry Timestamp  {_when(d.next_attempt_at) if d.status == DeliveryStatus.RETRYING else ''}",
+        f"  Retry Timestamp  {_when(d.retry_at)}",
         f"  Retry Counter    {d.retry_counter}",
         "",
     ]

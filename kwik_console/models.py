@@ -142,7 +142,13 @@ class Delivery(SQLModel, table=True):
 
     @property
     def retry_counter(self) -> int:
+        """Retries attempted so far: attempts - 1."""
         return max(self.attempt_count - 1, 0)
+
+    @property
+    def retry_at(self) -> dt.datetime | None:
+        """The Retry Timestamp: when the next retry runs, if one is scheduled."""
+        return self.next_attempt_at if self.status == DeliveryStatus.RETRYING else None
 
 
 class Attempt(SQLModel, table=True):

@@ -43,10 +43,9 @@ class DeliveryRow:
 
     @classmethod
     def of(cls, d: Delivery) -> DeliveryRow:
-        retrying = d.status == DeliveryStatus.RETRYING
         return cls(d.id, d.event_type, d.event_id, DeliveryStatus(d.status).label,
-                   "" if d.last_http_code is None else str(d.last_http_code), d.test,
-                   iso(d.next_attempt_at) if retrying else "", d.retry_counter)
+                   "" if d.last_http_code is None else str(d.last_http_code), d.test, iso(d.retry_at),
+                   d.retry_counter)
 
 
 @dataclasses.dataclass
