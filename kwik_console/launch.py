@@ -56,6 +56,9 @@ def reflex_command(*, dev: bool, port: int, host: str) -> list[str]:
 
 def run_console(*, dev: bool = False, port: int = 3000, host: str = "127.0.0.1") -> int:
     env = toolchain_env()
+    if dev:
+        # Reload on code changes only: the database in data/ changes every second.
+        env.setdefault("REFLEX_HOT_RELOAD_OVERRIDE_PATHS", str(ROOT / "kwik_console"))
     ensure_bun(env=env)
     from kwik_console.db import get_engine
 

@@ -1,4 +1,5 @@
 import json
+import time
 
 import pytest
 from sqlmodel import func, select
@@ -82,3 +83,5 @@ def test_event_ids_are_unique_and_time_ordered():
     ids = [new_event_id() for _ in range(1000)]
     assert len(set(ids)) == 1000
     assert all(len(i) == 30 for i in ids)
+    time.sleep(0.002)
+    assert new_event_id() > max(ids)  # a later millisecond sorts after
