@@ -81,6 +81,26 @@ def test_worker_stops_cleanly_on_sigterm_and_sigint(kwik, receiver, worker_env):
         assert worker.returncode == 0 and "Kwik worker stopped after 0 attempts." in out
 
 
+def test_sigterm_mid_burst_finishes_in_flight_and_hands_back_the_rest(kwik, receiver, worker_env):
+    ids = burst(receiver, 300)
+    worker = start_worker(worker_env)
+    assert receiver.wait_for(lambda reqs: len(reqs) >= 60, timeout=30)
+    stop(worker)
+    assert worker.returncode == 0
+    with Session(db.get_engine()) as s:
+        leased = s.exec(select(func.count()).select_from(Delivery).where(Delivery.leased_by.is_not(None))).one()
+    assert leased == 0  # nothing waits for a lease to expire
+    assert statuses()["pending"] > 0, "the stop should land mid-burst"
+
+    worker = start_worker(worker_env)
+    try:
+        assert wait_until(lambda: statuses() == {"success": len(ids)}, timeout=60), statuses()
+    finally:
+        stop(worker)
+    sent = collections.Counter(r.headers["webhook-id"] for r in receiver.hits("/steady"))
+    assert len(sent) == 300 and set(sent.values()) == {1}  # a graceful stop sends nothing twice
+
+
 def test_sigkill_mid_burst_loses_nothing(kwik, receiver, worker_env):
     ids = burst(receiver, 300)
     worker = start_worker(worker_env)

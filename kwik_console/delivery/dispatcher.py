@@ -182,6 +182,14 @@ def claim_deliveries(
     return claims, len(taken)
 
 
+def release_claims(engine: Engine, *, owner: str, ids: list[int]) -> None:
+    """Give back claims that were never attempted, so any dispatcher can take them now."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(Delivery).where(D.id.in_(ids), D.leased_by == owner).values(lease_until=None, leased_by=None)
+        )
+
+
 _STILL_OURS = (
     select(D.id, W.status)
     .join(Webhook, W.id == D.webhook_id)
@@ -331,6 +339,11 @@ class Dispatcher:
         expire and another dispatcher takes them over.
         """
         self._closing = True
+        # Claims still waiting for a slot go back at once, not when their lease expires.
+        waiting = [c.delivery_id for queue in self._ready.values() for c in queue]
+        self._ready.clear()
+        if waiting:
+            self._db(release_claims, owner=self.owner, ids=waiting)
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout or self.settings.attempt_timeout + 1)
         await self._flush()
@@ -446,9 +459,13 @@ class Dispatcher:
     def _start(self, claims: list[Claim]) -> None:
         for claim in claims:
             self._in_flight[claim.webhook_id] += 1
-            task = asyncio.create_task(self._attempt(claim), name=f"kwik-attempt-{claim.delivery_id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._attempt(claim))
+
+    def _spawn(self, coroutine) -> None:
+        # Hold a reference: the event loop keeps only weak ones to its tasks.
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _attempt(self, claim: Claim) -> None:
         attempted_at = utcnow()
@@ -469,7 +486,7 @@ class Dispatcher:
         self._start_ready()  # a slot is free: the next ready claim takes it at once
         # Top up once half the ready claims are used, rather than wait for the next tick.
         if self._backlog and self.ready <= self.settings.max_in_flight // 2 and not self.request_pass():
-            asyncio.create_task(self.dispatch_due())
+            self._spawn(self.dispatch_due())
 
     async def _record_loop(self) -> None:
         while True:

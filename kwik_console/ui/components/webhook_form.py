@@ -18,6 +18,16 @@ def _label(text: str, html_for: str) -> rx.Component:
     return rx.el.label(rx.text(text, size="2", weight="medium"), html_for=html_for)
 
 
+def _invalid_when(error: rx.Var) -> dict:
+    """A red outline and aria-invalid while the field has an error."""
+    invalid = error != ""
+    return {
+        "color_scheme": rx.cond(invalid, "red", "gray"),
+        "aria_invalid": rx.cond(invalid, "true", "false"),
+        "box_shadow": rx.cond(invalid, "inset 0 0 0 1px var(--red-8)", "inset 0 0 0 1px var(--gray-a7)"),
+    }
+
+
 def _event_checkbox(event_type: catalog.EventType) -> rx.Component:
     return rx.el.label(
         rx.hstack(
@@ -117,7 +127,7 @@ def webhook_form_dialog() -> rx.Component:
                         _label("Name", "webhook-name"),
                         rx.input(id="webhook-name", value=Form.name, on_change=Form.set_name,
                                  placeholder="Orders service", max_length=100, width="100%",
-                                 color_scheme=rx.cond(Form.errors["name"] != "", "red", "gray")),
+                                 **_invalid_when(Form.errors["name"])),
                         field_error(Form.errors["name"]),
                         spacing="1", width="100%",
                     ),
@@ -125,7 +135,7 @@ def webhook_form_dialog() -> rx.Component:
                         _label("Webhook URL", "webhook-url"),
                         rx.input(id="webhook-url", value=Form.url, on_change=Form.set_url,
                                  placeholder="https://example.com/kwik/webhooks", width="100%", type="url",
-                                 color_scheme=rx.cond(Form.errors["url"] != "", "red", "gray")),
+                                 **_invalid_when(Form.errors["url"])),
                         field_error(Form.errors["url"]),
                         spacing="1", width="100%",
                     ),
