@@ -272,3 +272,17 @@ def test_test_event_envelope_is_what_was_sent(kwik, receiver):
     published, _ = send_test(webhook.id, "invoice.created")
     body = json.loads(receiver.hits("/ok")[0].body)
     assert body["type"] == "invoice.created" and body["test"] is True and body["id"] == published.event.id
+
+
+def test_dns_error(kwik):
+    webhook = make_hook("https://no-such-host.invalid/kwik")
+    _, outcome = send_test(webhook.id)
+    assert outcome.status == "retrying" and outcome.error.startswith("DNS error")
+
+
+def test_tls_error(kwik, receiver):
+    # https:// to an endpoint that only speaks plain HTTP: the handshake fails.
+    webhook = make_hook(receiver.url("/ok").replace("http://", "https://"))
+    _, outcome = send_test(webhook.id)
+    assert outcome.status == "retrying" and outcome.error.startswith("TLS error")
+    assert not receiver.hits("/ok")

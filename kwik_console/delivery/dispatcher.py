@@ -319,8 +319,6 @@ class Dispatcher:
         self._record_wakeup = asyncio.Event()
         self._recorder: asyncio.Task | None = None
         self._waiters: dict[int, asyncio.Future[Outcome]] = {}
-        self._passing = False
-        self._again = False
         self._closing = False
         self.attempts_recorded = 0
 
@@ -362,12 +360,6 @@ class Dispatcher:
     def next_due_at(self) -> dt.datetime | None:
         return self._db(next_due_at, now=utcnow())
 
-    def request_pass(self) -> bool:
-        """Ask a pass under way to look again; False if none is under way."""
-        if self._passing:
-            self._again = True
-        return self._passing
-
     async def dispatch_due(self) -> int:
         """Claim due deliveries while there is room, and start their attempts.
 
@@ -376,35 +368,28 @@ class Dispatcher:
         so refilling rarely waits on the database. A ready claim waits at
         most one attempt's time, well inside its lease.
         """
-        if self.request_pass():
-            return 0
-        self._passing = True
         started = self.in_flight
-        try:
-            while not self._closing:
-                self._again = False
-                self._start_ready()
-                cap, per_webhook = self.settings.max_in_flight, self.settings.max_in_flight_per_webhook
-                limit = 2 * cap - self.in_flight - self.ready
-                if limit <= 0 or self.ready >= cap:
-                    break
-                held = collections.Counter(self._in_flight)
-                held.update({w: len(q) for w, q in self._ready.items()})
-                now = utcnow()
-                claims, taken = self._db(
-                    claim_deliveries, owner=self.owner, now=now,
-                    lease_until=now + dt.timedelta(seconds=self.settings.lease_seconds),
-                    limit=limit, room={w: 2 * per_webhook - n for w, n in held.items()},
-                    per_webhook=2 * per_webhook,
-                )
-                for claim in claims:
-                    self._ready.setdefault(claim.webhook_id, collections.deque()).append(claim)
-                self._start_ready()
-                self._backlog = taken >= limit
-                if not self._backlog and not self._again:
-                    break
-        finally:
-            self._passing = False
+        cap, per_webhook = self.settings.max_in_flight, self.settings.max_in_flight_per_webhook
+        while not self._closing:
+            self._start_ready()
+            limit = 2 * cap - self.in_flight - self.ready
+            if limit <= 0 or self.ready >= cap:
+                break
+            held = collections.Counter(self._in_flight)
+            held.update({w: len(q) for w, q in self._ready.items()})
+            now = utcnow()
+            claims, taken = self._db(
+                claim_deliveries, owner=self.owner, now=now,
+                lease_until=now + dt.timedelta(seconds=self.settings.lease_seconds),
+                limit=limit, room={w: 2 * per_webhook - n for w, n in held.items()},
+                per_webhook=2 * per_webhook,
+            )
+            for claim in claims:
+                self._ready.setdefault(claim.webhook_id, collections.deque()).append(claim)
+            self._start_ready()
+            self._backlog = taken >= limit
+            if not self._backlog:
+                break
         return self.in_flight - started
 
     @property
@@ -485,7 +470,7 @@ class Dispatcher:
             return
         self._start_ready()  # a slot is free: the next ready claim takes it at once
         # Top up once half the ready claims are used, rather than wait for the next tick.
-        if self._backlog and self.ready <= self.settings.max_in_flight // 2 and not self.request_pass():
+        if self._backlog and self.ready <= self.settings.max_in_flight // 2:
             self._spawn(self.dispatch_due())
 
     async def _record_loop(self) -> None:

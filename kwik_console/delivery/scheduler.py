@@ -118,7 +118,7 @@ class DeliveryScheduler:
     def _wake_now(self) -> None:
         if self._aps is None or not self._aps.running:
             return
-        if not self.dispatcher.request_pass() and not self._wake_pending:
+        if not self._wake_pending:
             self._wake_pending = True
             self._aps.add_job(self._dispatch, id=WAKE_JOB, replace_existing=True)
 

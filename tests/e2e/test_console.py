@@ -184,6 +184,27 @@ def test_view_events_columns_filters_and_details(page: Page, console):
     expect(page.get_by_role("row").filter(has_text="invoice.created")).to_be_visible()
 
 
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_usable_on_a_390_px_phone_in_both_themes(browser, console, scheme):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                                  color_scheme=scheme)
+    page = context.new_page()
+    try:
+        page.goto(console.url)
+        expect(row(page, "Orders service")).to_be_visible()
+        # Nothing sticks out sideways: the page does not scroll horizontally.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        dark = page.evaluate("document.documentElement.classList.contains('dark')")
+        assert dark == (scheme == "dark")
+        action(page, "Orders service", "View Events")
+        expect(page.get_by_role("heading", name="Events · Orders service")).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390  # the table scrolls in its box
+        page.get_by_role("row").filter(has_text="invoice.created").first.click()
+        expect(page.get_by_role("dialog").get_by_text("Attempt 1")).to_be_visible()
+    finally:
+        context.close()
+
+
 def test_delete(page: Page, console):
     page.goto(console.url)
     action(page, "CRM sync", "Delete")
