@@ -74,18 +74,20 @@ def main() -> None:
     print(f"Screenshots in {OUT}")
 
 
+def snap(page, url: str, wait_for: str, name: str) -> None:
+    """Open a page, wait for its content to show, and save a screenshot."""
+    page.goto(url)
+    page.get_by_text(wait_for).first.wait_for()
+    time.sleep(0.5)
+    page.screenshot(path=OUT / name)
+
+
 def shoot(browser, base: str, scheme: str) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme=scheme)
     page = context.new_page()
-    page.goto(base)
-    page.get_by_text("Orders service").wait_for()
-    time.sleep(0.5)
-    page.screenshot(path=OUT / f"webhooks-{scheme}.png")
+    snap(page, base, "Orders service", f"webhooks-{scheme}.png")
     if scheme == "dark":
-        page.goto(base + "/webhooks/1/events")
-        page.get_by_text("checkout.completed").first.wait_for()
-        time.sleep(0.5)
-        page.screenshot(path=OUT / "event-log-dark.png")
+        snap(page, base + "/webhooks/1/events", "checkout.completed", "event-log-dark.png")
         context.close()
         return
 
@@ -110,14 +112,8 @@ def shoot(browser, base: str, scheme: str) -> None:
     page.screenshot(path=OUT / "test-webhook.png")
     page.keyboard.press("Escape")
 
-    page.goto(base + "/webhooks/4/events")
-    page.get_by_text("transaction.created").first.wait_for()
-    time.sleep(0.5)
-    page.screenshot(path=OUT / "event-log-retrying.png")
-    page.goto(base + "/webhooks/1/events")
-    page.get_by_text("checkout.completed").first.wait_for()
-    time.sleep(0.5)
-    page.screenshot(path=OUT / "event-log.png")
+    snap(page, base + "/webhooks/4/events", "transaction.created", "event-log-retrying.png")
+    snap(page, base + "/webhooks/1/events", "checkout.completed", "event-log.png")
     page.get_by_text("checkout.completed").first.click()
     page.get_by_text("Attempt 1").wait_for()
     time.sleep(0.6)
@@ -129,14 +125,8 @@ def phone(browser, base: str) -> None:
     context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
                                   has_touch=True)
     page = context.new_page()
-    page.goto(base)
-    page.get_by_text("Orders service").wait_for()
-    time.sleep(0.5)
-    page.screenshot(path=OUT / "webhooks-phone.png")
-    page.goto(base + "/webhooks/1/events")
-    page.get_by_text("checkout.completed").first.wait_for()
-    time.sleep(0.5)
-    page.screenshot(path=OUT / "event-log-phone.png")
+    snap(page, base, "Orders service", "webhooks-phone.png")
+    snap(page, base + "/webhooks/1/events", "checkout.completed", "event-log-phone.png")
     context.close()
 
 

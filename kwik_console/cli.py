@@ -365,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kwik-console: error: {exc}", file=sys.stderr)
         return 2
     except InvalidInput as exc:
-        print(f"kwik-console: error: {' '.join(exc.errors.values())}", file=sys.stderr)
+        print(f"kwik-console: error: {exc.message}", file=sys.stderr)
         return 2
     except (NotFound, SettingsError) as exc:
         print(f"kwik-console: error: {exc}", file=sys.stderr)

@@ -10,6 +10,11 @@ class InvalidInput(ValueError):
         self.errors = dict(errors)
         super().__init__("; ".join(f"{field}: {message}" for field, message in self.errors.items()))
 
+    @property
+    def message(self) -> str:
+        """Every field's message, as one line for people."""
+        return " ".join(self.errors.values())
+
 
 class NotFound(LookupError):
     """The webhook, event or delivery asked for does not exist."""

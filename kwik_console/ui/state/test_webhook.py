@@ -65,6 +65,6 @@ class TestWebhookState(rx.State):
             outcomes = await scheduler.deliver_now(published.delivery_ids)
             outcome, error = (TestOutcome.of(outcomes[0]), "") if outcomes else (TestOutcome(), "No outcome yet.")
         except (InvalidInput, NotFound) as exc:
-            outcome, error = TestOutcome(), " ".join(exc.errors.values()) if isinstance(exc, InvalidInput) else str(exc)
+            outcome, error = TestOutcome(), exc.message if isinstance(exc, InvalidInput) else str(exc)
         async with self:
             self.outcome, self.error, self.sending, self.sent = outcome, error, False, True
