@@ -1,7 +1,10 @@
 """The `kwik-console` command: run the console or the worker, manage webhooks, publish events, read deliveries.
 
-Tables for people; `--json` for machines. Bad input prints one line to stderr
-and exits with status 2.
+Tables for people; `--json` for machines. Bad input, including a bad setting
+or a malformed KWIK_DATABASE_URL, prints one line to stderr and exits with
+status 2; a database that cannot be reached prints one line and exits with
+status 1, since trying again later may work. Text for people never carries raw
+control characters from stored data: they are shown escaped (`\x1b`, `\n`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 from kwik_console import catalog, deliveries, webhooks
 from kwik_console.errors import InvalidInput, NotFound
+from kwik_console.events import DATA_MAX_DEPTH_MESSAGE
 from kwik_console.models import Delivery, DeliveryStatus, Webhook, WebhookStatus
 from kwik_console.settings import SettingsError, get_settings
 
@@ -34,6 +38,16 @@ class _Parser(argparse.ArgumentParser):
 # ---------------------------------------------------------------- output
 
 
+def _shown(value: Any) -> str:
+    """Text safe for a terminal: control characters (ANSI escapes, newlines, ...) escaped, not obeyed.
+
+    Data stored before names were checked, or sent back by an endpoint, may hold them.
+    """
+    text = "" if value is None else str(value)
+    escape = lambda m: ascii(m.group())[1:-1]  # noqa: E731
+    return webhooks.LONE_SURROGATE.sub(escape, webhooks.CONTROL_CHARACTERS.sub(escape, text))
+
+
 def _when(value: dt.datetime | None) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
 
@@ -43,7 +57,7 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in row] for row in rows]
+    cells = [[str(h) for h in headers]] + [[_shown(v) for v in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -101,10 +115,10 @@ def _split_events(text: str | None) -> list[str] | None:
 def _show_webhook(args, webhook: Webhook, events: list[str], *, secret: bool) -> None:
     text = "\n".join(
         [
-            f"Webhook {webhook.id}: {webhook.name}",
-            f"  Webhook URL     {webhook.url}",
+            f"Webhook {webhook.id}: {_shown(webhook.name)}",
+            f"  Webhook URL     {_shown(webhook.url)}",
             f"  Status          {WebhookStatus(webhook.status).label}",
-            f"  Events          {', '.join(events)}",
+            f"  Events          {_shown(', '.join(events))}",
             f"  Created         {_when(webhook.created_at)}",
         ]
         + ([f"  Signing secret  {webhook.secret}"] if secret else [])
@@ -152,18 +166,24 @@ def cmd_webhooks_delete(args) -> None:
         webhook = webhooks.get_webhook(session=session, webhook_id=args.id)
         name = webhook.name
         webhooks.delete_webhook(session=session, webhook_id=args.id)
-    _emit(args, {"id": args.id, "deleted": True}, f"Deleted webhook {args.id} ({name}).")
+    _emit(args, {"id": args.id, "deleted": True}, f"Deleted webhook {args.id} ({_shown(name)}).")
 
 
 def cmd_webhooks_rotate(args) -> None:
     with _session() as session:
         webhook = webhooks.rotate_secret(session=session, webhook_id=args.id)
+        still_signing = webhooks.previous_secrets(session=session, webhook_id=args.id)
+    replaced = still_signing[0]  # the secret this rotation replaced: the newest
+    text = (f"New signing secret for webhook {webhook.id}: {webhook.secret}\n"
+            f"The previous secret also signs until {_when(replaced.expires_at)}.")
+    if len(still_signing) > 1:
+        text += f"\nOlder secrets still signing: {len(still_signing) - 1} (each for 24 h after it was replaced)."
     _emit(
         args,
         {"id": webhook.id, "secret": webhook.secret,
-         "previous_secret_expires_at": _iso(webhook.previous_secret_expires_at)},
-        f"New signing secret for webhook {webhook.id}: {webhook.secret}\n"
-        f"The previous secret also signs until {_when(webhook.previous_secret_expires_at)}.",
+         "previous_secret_expires_at": _iso(replaced.expires_at),
+         "previous_secrets_expire_at": [_iso(p.expires_at) for p in still_signing]},
+        text,
     )
 
 
@@ -183,6 +203,8 @@ def cmd_events_publish(args) -> None:
             data = json.loads(args.data)
         except json.JSONDecodeError as exc:
             raise InvalidInput({"data": f"--data is not valid JSON: {exc.msg} at column {exc.colno}"}) from None
+        except RecursionError:  # the parser gives up long before memory does
+            raise InvalidInput({"data": DATA_MAX_DEPTH_MESSAGE}) from None
     elif catalog.is_event_type(args.type):
         data = catalog.sample_data(args.type)
     else:
@@ -230,7 +252,7 @@ def cmd_deliveries_show(args) -> None:
         detail = deliveries.get_delivery(session=session, delivery_id=args.id)
     d = detail.delivery
     lines = [
-        f"Delivery {d.id}: {d.event_type} {d.event_id} to webhook {d.webhook_id} ({detail.webhook.name})",
+        f"Delivery {d.id}: {d.event_type} {d.event_id} to webhook {d.webhook_id} ({_shown(detail.webhook.name)})",
         f"  Status           {DeliveryStatus(d.status).label}",
         f"  Test Event       {'yes' if d.test else 'no'}",
         f"  Retry Timestamp  {_when(d.retry_at)}",
@@ -352,24 +374,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = dl.add_parser("show", parents=[out], help="a delivery and every attempt")
     p.add_argument("id", type=int)
     p.set_defaults(func=cmd_deliveries_show)
+    from kwik_console import cli_members  # `users ...` (hosted mode's members) lives in its own module
+
+    cli_members.register(commands, out)
     return parser
 
 
+def _fail(message: str, status: int) -> int:
+    print(f"kwik-console: error: {_shown(message)}", file=sys.stderr)
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from kwik_console.db import DatabaseUnavailable
+
     try:
         args = build_parser().parse_args(argv)
         args.json = getattr(args, "json", False)
         get_settings()  # a bad setting fails here, whatever the command
         args.func(args)
-    except UsageError as exc:
-        print(f"kwik-console: error: {exc}", file=sys.stderr)
-        return 2
     except InvalidInput as exc:
-        print(f"kwik-console: error: {exc.message}", file=sys.stderr)
-        return 2
-    except (NotFound, SettingsError) as exc:
-        print(f"kwik-console: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc.message, 2)
+    except (UsageError, NotFound, SettingsError) as exc:
+        return _fail(str(exc), 2)
+    except DatabaseUnavailable as exc:
+        return _fail(str(exc), 1)
     except KeyboardInterrupt:
         return 130
     return 0

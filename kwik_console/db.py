@@ -11,14 +11,25 @@ import contextlib
 import functools
 from pathlib import Path
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, insert, or_, select, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine
 
 from kwik_console import models  # noqa: F401  (registers the tables)
-from kwik_console.settings import get_settings
+from kwik_console import member_models  # noqa: F401  (members, sessions, audit trail)
+from kwik_console.models import PreviousSecret, Webhook, utcnow
+from kwik_console.settings import SettingsError, get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+URL_SETTING = "KWIK_DATABASE_URL"
+
+
+class DatabaseUnavailable(SQLAlchemyError):
+    """The database KWIK_DATABASE_URL names cannot be opened: not running, unreachable, or refused us.
+
+    An SQLAlchemyError, so the console's "database unavailable" handling covers it.
+    """
 
 
 def make_engine(url: str) -> Engine:
@@ -51,14 +62,47 @@ def make_engine(url: str) -> Engine:
 
 @functools.cache
 def _engine_for(url: str) -> Engine:
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        raise SettingsError(
+            f"{URL_SETTING} is not a database URL; use sqlite:///path/to/kwik.db or postgresql://user@host/db"
+        ) from None
+    if backend not in ("sqlite", "postgresql"):
+        raise SettingsError(f"{URL_SETTING} must name a SQLite or PostgreSQL database; got {_shown(url)!r}")
     engine = make_engine(url)
     init_db(engine)
     return engine
 
 
 def get_engine() -> Engine:
-    """The process's engine, with the schema in place."""
-    return _engine_for(get_settings().database_url)
+    """The process's engine, with the schema in place.
+
+    Raises SettingsError for a URL that is not one Kwik can use, and
+    DatabaseUnavailable when the database cannot be opened; each says so in
+    one line naming KWIK_DATABASE_URL, without the password.
+    """
+    url = get_settings().database_url
+    try:
+        return _engine_for(url)
+    except (SettingsError, DatabaseUnavailable):
+        raise
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise SettingsError(f"{URL_SETTING} cannot be used ({_shown(url)}): {_first_line(exc)}") from None
+    except (SQLAlchemyError, OSError) as exc:
+        reason = _first_line(getattr(exc, "orig", None) or exc)
+        raise DatabaseUnavailable(
+            f"{URL_SETTING} names a database that cannot be opened ({_shown(url)}): {reason}"
+        ) from exc
+
+
+def _shown(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip() if lines else type(exc).__name__
 
 
 def init_db(engine: Engine) -> None:
@@ -67,6 +111,25 @@ def init_db(engine: Engine) -> None:
     for table in SQLModel.metadata.sorted_tables:
         for index in table.indexes:
             index.create(engine, checkfirst=True)
+    _move_legacy_previous_secrets(engine)
+
+
+def _move_legacy_previous_secrets(engine: Engine) -> None:
+    """Earlier versions kept one previous secret on the webhook row: move it to previous_secret.
+
+    Idempotent; the legacy columns stay, unused and empty, until there are migrations.
+    """
+    legacy = or_(Webhook.previous_secret.is_not(None), Webhook.previous_secret_expires_at.is_not(None))
+    with engine.connect() as conn:
+        # Read first: a start with nothing to move must not take SQLite's write lock.
+        if conn.execute(select(Webhook.id).where(legacy).limit(1)).first() is None:
+            return
+    with engine.begin() as conn:
+        still_signing = select(Webhook.id, Webhook.previous_secret, Webhook.previous_secret_expires_at).where(
+            Webhook.previous_secret.is_not(None), Webhook.previous_secret_expires_at > utcnow()
+        )
+        conn.execute(insert(PreviousSecret).from_select(["webhook_id", "secret", "expires_at"], still_signing))
+        conn.execute(update(Webhook).where(legacy).values(previous_secret=None, previous_secret_expires_at=None))
 
 
 def is_postgres(engine: Engine) -> bool:

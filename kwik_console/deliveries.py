@@ -7,7 +7,7 @@ import dataclasses
 from sqlmodel import Session, col, select
 
 from kwik_console import catalog
-from kwik_console.errors import InvalidInput, NotFound
+from kwik_console.errors import ID_MAX, InvalidInput, NotFound, check_id
 from kwik_console.models import Attempt, Delivery, DeliveryStatus, Event, Webhook
 
 PAGE_SIZE = 50
@@ -47,12 +47,21 @@ def list_deliveries(
     before_id: int | None = None,
     limit: int = PAGE_SIZE,
 ) -> DeliveryPage:
-    """Deliveries newest first, paged by keyset (`before_id`) so every page costs the same."""
+    """Deliveries newest first, paged by keyset (`before_id`) so every page costs the same.
+
+    A `webhook_id` that names no webhook raises NotFound.
+    """
     if not 1 <= limit <= 500:
         raise InvalidInput({"limit": "Page size must be between 1 and 500."})
     status = parse_status(status)
     if event_type and not catalog.is_event_type(event_type):
         raise InvalidInput({"event_type": f"Unknown event type {event_type!r}."})
+    if webhook_id is not None and session.get(Webhook, check_id("Webhook", webhook_id)) is None:
+        raise NotFound(f"Webhook {webhook_id} does not exist.")
+    if before_id is not None and before_id < 1:
+        return DeliveryPage(items=[], next_before_id=None)  # no id is below 1
+    if before_id is not None and before_id > ID_MAX:
+        before_id = None  # every id is below it
     query = select(Delivery)
     if webhook_id is not None:
         query = query.where(Delivery.webhook_id == webhook_id)
@@ -71,7 +80,7 @@ def list_deliveries(
 
 
 def get_delivery(*, session: Session, delivery_id: int) -> DeliveryDetail:
-    delivery = session.get(Delivery, delivery_id)
+    delivery = session.get(Delivery, check_id("Delivery", delivery_id))
     if delivery is None:
         raise NotFound(f"Delivery {delivery_id} does not exist.")
     attempts = session.exec(

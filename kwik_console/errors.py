@@ -18,3 +18,16 @@ class InvalidInput(ValueError):
 
 class NotFound(LookupError):
     """The webhook, event or delivery asked for does not exist."""
+
+
+# Ids are INTEGER on PostgreSQL (and at most 2^63 - 1 on SQLite): a number
+# outside this range names no row, and sent to the database it would fail
+# with an overflow error instead of finding nothing.
+ID_MAX = 2**31 - 1
+
+
+def check_id(kind: str, value: int) -> int:
+    """Raise NotFound ("Webhook 0 does not exist.") for an id no row can have, before any query."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= ID_MAX:
+        raise NotFound(f"{kind} {value} does not exist.")
+    return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from typing import Any
@@ -13,7 +14,7 @@ from sqlalchemy import bindparam, insert, literal
 from sqlmodel import Session, col, select
 
 from kwik_console import catalog
-from kwik_console.errors import InvalidInput, NotFound
+from kwik_console.errors import InvalidInput, NotFound, check_id
 from kwik_console.models import (
     Delivery,
     DeliveryStatus,
@@ -26,6 +27,12 @@ from kwik_console.models import (
 )
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32
+
+# Limits on what one event may carry: deeper nesting or a bigger body is a
+# mistake, not a payment, and receivers' JSON parsers have limits too.
+DATA_MAX_DEPTH = 32
+BODY_MAX_BYTES = 256 * 1024
+DATA_MAX_DEPTH_MESSAGE = f"Event data must be nested at most {DATA_MAX_DEPTH} levels deep."
 
 
 def new_event_id() -> str:
@@ -45,7 +52,10 @@ class Published:
 
 
 def envelope(*, event_id: str, event_type: str, created_at, test: bool, data: dict[str, Any]) -> str:
-    """The JSON body every attempt of this event sends, byte for byte."""
+    """The JSON body every attempt of this event sends, byte for byte.
+
+    Strictly JSON: NaN and Infinity raise ValueError rather than being written as invalid JSON.
+    """
     return json.dumps(
         {
             "id": event_id,
@@ -56,7 +66,45 @@ def envelope(*, event_id: str, event_type: str, created_at, test: bool, data: di
         },
         separators=(",", ":"),
         ensure_ascii=False,
+        allow_nan=False,
     )
+
+
+def _data_error(data: Any) -> str | None:
+    """Why `data` cannot be an event's data, or None: the depth limit and JSON's own number rules.
+
+    Walks without recursion, so any depth is answered cleanly.
+    """
+    if not isinstance(data, dict):
+        return "Event data must be a JSON object."
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > DATA_MAX_DEPTH:
+            return DATA_MAX_DEPTH_MESSAGE
+        children = value.values() if isinstance(value, dict) else value
+        for child in children:
+            if isinstance(child, (dict, list, tuple)):
+                stack.append((child, depth + 1))
+            elif isinstance(child, float) and not math.isfinite(child):
+                return "Event data must not contain NaN or Infinity: JSON has no such numbers."
+    return None
+
+
+def _body(*, event_id: str, event_type: str, created_at, test: bool, data: dict[str, Any]) -> str:
+    """The envelope, or InvalidInput naming what in `data` (checked by _data_error) still cannot be sent."""
+    try:
+        body = envelope(event_id=event_id, event_type=event_type, created_at=created_at, test=test, data=data)
+        size = len(body.encode("utf-8"))
+    except UnicodeEncodeError:
+        error = "Event data must be valid Unicode text: it holds half of a UTF-16 surrogate pair (like \\ud800)."
+    except (TypeError, ValueError):  # a value JSON has no form for, or an integer too long to print
+        error = "Event data must hold only JSON values: objects, arrays, text, numbers, true, false and null."
+    else:
+        if size <= BODY_MAX_BYTES:
+            return body
+        error = f"Event data is too large: the event is {size:,} bytes; the limit is {BODY_MAX_BYTES:,}."
+    raise InvalidInput({"data": error})
 
 
 def publish(
@@ -92,14 +140,14 @@ def _publish(session: Session, event_type: str, data, *, test: bool, webhook_id:
     errors = {}
     if not catalog.is_event_type(event_type):
         errors["type"] = f"Unknown event type {event_type!r}; see `kwik-console events types`."
-    if not isinstance(data, dict):
-        errors["data"] = "Event data must be a JSON object."
+    if data_error := _data_error(data):
+        errors["data"] = data_error
     if test and webhook_id is None:
         errors["webhook"] = "A test event needs the webhook to send it to."
     if errors:
         raise InvalidInput(errors)
     if webhook_id is not None:
-        webhook = session.get(Webhook, webhook_id)
+        webhook = session.get(Webhook, check_id("Webhook", webhook_id))
         if webhook is None:
             raise NotFound(f"Webhook {webhook_id} does not exist.")
         if webhook.status != WebhookStatus.LIVE:
@@ -107,7 +155,7 @@ def _publish(session: Session, event_type: str, data, *, test: bool, webhook_id:
 
     now = utcnow()
     event = Event(id=new_event_id(), type=event_type, test=test, created_at=now, body="")
-    event.body = envelope(event_id=event.id, event_type=event_type, created_at=now, test=test, data=data)
+    event.body = _body(event_id=event.id, event_type=event_type, created_at=now, test=test, data=data)
     # Prebuilt Core statements on the session's connection: publishing is the hot path.
     conn = session.connection()
     conn.execute(_INSERT_EVENT, {"id": event.id, "type": event_type, "test": test, "body": event.body,
@@ -118,7 +166,11 @@ def _publish(session: Session, event_type: str, data, *, test: bool, webhook_id:
         fan_out = _FAN_OUT_TEST if test else _FAN_OUT_TO_ONE
     inserted = conn.execute(fan_out, {"event_id": event.id, "event_type": event_type, "test": test,
                                       "now": now, "webhook_id": webhook_id})
-    return Published(event=event, delivery_ids=sorted(inserted.scalars()))
+    delivery_ids = sorted(inserted.scalars())
+    if delivery_ids and conn.dialect.name == "postgresql":
+        # Sent on commit: every dispatcher process, on any machine, looks at once.
+        conn.execute(_NOTIFY_DUE)
+    return Published(event=event, delivery_ids=delivery_ids)
 
 
 def _fan_out(targets) -> sa.Insert:
@@ -142,6 +194,7 @@ def _fan_out(targets) -> sa.Insert:
 
 
 _INSERT_EVENT = insert(Event)
+_NOTIFY_DUE = sa.text("SELECT pg_notify('kwik_due', '')")  # the channel delivery/scheduler.py listens on
 _FAN_OUT_TO_SUBSCRIBERS = _fan_out(
     select(Subscription.webhook_id)
     .join(Webhook, col(Webhook.id) == Subscription.webhook_id)

@@ -1,17 +1,39 @@
-"""The Reflex app: pages and the delivery scheduler's lifespan task. Wiring only."""
+"""The Reflex app: pages, the access guard, the sign-in routes and the delivery scheduler's lifespan task. Wiring only."""
 
 import reflex as rx
 
+from kwik_console import auth_routes
 from kwik_console.delivery import scheduler
+from kwik_console.ui.guard import AccessGuard
+from kwik_console.ui.pages.audit import audit_page
 from kwik_console.ui.pages.event_log import event_log_page
+from kwik_console.ui.pages.members import members_page
+from kwik_console.ui.pages.sign_in import accept_page, sign_in_page
 from kwik_console.ui.pages.webhooks import webhooks_page
+from kwik_console.ui.state.audit import AuditState
 from kwik_console.ui.state.event_log import EventLogState
+from kwik_console.ui.state.members import MembersState
+from kwik_console.ui.state.session import SessionState
+from kwik_console.ui.state.sign_in import AcceptState, SignInState
 from kwik_console.ui.state.webhooks import WebhooksState
 
-app = rx.App(toaster=rx.toast.provider(position="bottom-right", close_button=True))
-app.add_page(webhooks_page, route="/", title="Webhooks · Kwik Console", on_load=WebhooksState.load)
-app.add_page(webhooks_page, route="/webhooks", title="Webhooks · Kwik Console", on_load=WebhooksState.load)
+app = rx.App(
+    toaster=rx.toast.provider(position="bottom-right", close_button=True),
+    # POST /auth/* set and clear the HttpOnly session cookie; they come before Reflex's own routes.
+    api_transformer=auth_routes.app(),
+)
+# Every state event passes here first: no handler runs unless access.py allows it.
+app.add_middleware(AccessGuard())
+
+app.add_page(sign_in_page, route="/sign-in", title="Sign in · Kwik Console", on_load=SignInState.open_page)
+app.add_page(accept_page, route="/accept", title="Choose your password · Kwik Console", on_load=AcceptState.open_page)
+app.add_page(webhooks_page, route="/", title="Webhooks · Kwik Console", on_load=[SessionState.load, WebhooksState.load])
+app.add_page(webhooks_page, route="/webhooks", title="Webhooks · Kwik Console",
+             on_load=[SessionState.load, WebhooksState.load])
 app.add_page(event_log_page, route="/webhooks/[webhook_id]/events", title="Events · Kwik Console",
-             on_load=EventLogState.open_page)
+             on_load=[SessionState.load, EventLogState.open_page])
+app.add_page(members_page, route="/members", title="Members · Kwik Console",
+             on_load=[SessionState.load, MembersState.load])
+app.add_page(audit_page, route="/audit", title="Audit trail · Kwik Console", on_load=[SessionState.load, AuditState.load])
 # Never at import time: Reflex imports this module in more than one process.
 app.register_lifespan_task(scheduler.running)

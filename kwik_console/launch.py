@@ -54,7 +54,42 @@ def reflex_command(*, dev: bool, port: int, host: str) -> list[str]:
     return [*reflex, "--env", "prod", "--single-port", "--frontend-port", str(port), "--backend-port", str(port)]
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def check_mode(*, host: str) -> None:
+    """Local mode is one person on one machine: loopback only. Hosted mode needs the address members use."""
+    from kwik_console.settings import get_settings
+
+    settings = get_settings()
+    if settings.local_mode and host not in LOOPBACK_HOSTS and not host.startswith("127."):
+        raise SystemExit(
+            f"kwik-console: error: local mode has no sign-in, so it serves only on loopback, not on {host}. "
+            "To share the console, set KWIK_MODE=hosted and KWIK_PUBLIC_URL=https://<its address>."
+        )
+    if not settings.local_mode and not settings.public_url:
+        raise SystemExit(
+            "kwik-console: error: hosted mode needs KWIK_PUBLIC_URL, the address members open "
+            "(e.g. https://kwik.example.com): sign-in and the websocket accept only that origin."
+        )
+
+
+def first_admin_hint() -> str | None:
+    from kwik_console import members
+    from kwik_console.db import session_scope
+    from kwik_console.settings import get_settings
+
+    if get_settings().local_mode:
+        return None
+    with session_scope() as session:
+        if members.count_members(session=session):
+            return None
+    return ("No members yet. Create the first admin, who gets a one-time sign-in link:\n"
+            "  kwik-console users create --email you@example.com --role admin")
+
+
 def run_console(*, dev: bool = False, port: int = 3000, host: str = "127.0.0.1") -> int:
+    check_mode(host=host)
     env = toolchain_env()
     if dev:
         # Reload on code changes only: the database in data/ changes every second.
@@ -63,6 +98,8 @@ def run_console(*, dev: bool = False, port: int = 3000, host: str = "127.0.0.1")
     from kwik_console.db import get_engine
 
     get_engine()  # create the schema, and fail fast on a bad database URL
+    if hint := first_admin_hint():
+        print(hint, flush=True)
     where = "with hot reload" if dev else "in production mode; the first start builds the frontend"
     print(f"Starting Kwik Console on http://{host}:{port} {where}...", flush=True)
     try:

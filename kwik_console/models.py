@@ -112,6 +112,15 @@ class Delivery(SQLModel, table=True):
         sa.Index("ix_delivery_webhook_status", "webhook_id", "status", "id"),
         sa.Index("ix_delivery_webhook_type", "webhook_id", "event_type", "id"),
         sa.Index("ix_delivery_webhook_test", "webhook_id", "test", "id"),
+        # Claiming, one webhook at a time: which webhooks have unfinished
+        # deliveries, and each one's oldest due. Only unfinished rows are indexed.
+        sa.Index(
+            "ix_delivery_pending",
+            "webhook_id",
+            "next_attempt_at",
+            sqlite_where=sa.text("next_attempt_at IS NOT NULL"),
+            postgresql_where=sa.text("next_attempt_at IS NOT NULL"),
+        ),
         # Due deliveries by next attempt time; only those still to be attempted.
         sa.Index(
             "ix_delivery_due",
@@ -166,3 +175,16 @@ class Attempt(SQLModel, table=True):
     response_headers: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     response_body: str = ""
     error: str | None = None
+
+
+class PreviousSecret(SQLModel, table=True):
+    """A signing secret replaced by a rotation; it still signs until `expires_at`."""
+
+    __tablename__ = "previous_secret"
+
+    id: int | None = Field(default=None, primary_key=True)
+    webhook_id: int = Field(
+        sa_column=Column(sa.Integer, sa.ForeignKey("webhook.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    secret: str
+    expires_at: dt.datetime = _when()

@@ -27,13 +27,19 @@ class Settings:
     retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     connect_timeout: float = 5.0
     attempt_timeout: float = 15.0
-    # A claim outlives the longest attempt, so a live worker never loses one;
-    # a crashed worker's claims are taken over once this expires.
+    # A claim outlives a wait for a free slot plus the longest attempt, so a live
+    # worker never loses one; a crashed worker's claims are taken over once it expires.
     lease_seconds: float = 60.0
     max_in_flight: int = 64
     max_in_flight_per_webhook: int = 8
     poll_seconds: float = 1.0
     response_body_limit: int = 20 * 1024
+    # Hosted mode: the address members use, e.g. https://kwik.example.com. The websocket and the
+    # sign-in form accept only this origin; the session cookie is Secure when it is https.
+    public_url: str = ""
+    session_idle_minutes: float = 30.0
+    session_max_hours: float = 12.0
+    link_hours: float = 24.0  # how long an invitation or reset link works
 
     @property
     def local_mode(self) -> bool:
@@ -72,6 +78,22 @@ def _number(env: dict[str, str], name: str, default: float, *, kind=float, minim
     return value
 
 
+def parse_public_url(text: str) -> str:
+    """`KWIK_PUBLIC_URL`: an origin (scheme, host, port), https unless the host is loopback."""
+    from urllib.parse import urlsplit
+
+    text = text.strip().rstrip("/")
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+        raise SettingsError(f"KWIK_PUBLIC_URL must be like https://kwik.example.com, with no path; got {text!r}")
+    if parts.scheme == "http" and not loopback:
+        raise SettingsError(f"KWIK_PUBLIC_URL must use https:// (http:// only for a loopback address); got {text!r}")
+    return text
+
+
 def default_database_url() -> str:
     return f"sqlite:///{Path.cwd() / 'data' / 'kwik.db'}"
 
@@ -82,11 +104,14 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
     if mode not in ("local", "hosted"):
         raise SettingsError(f"KWIK_MODE must be 'local' or 'hosted'; got {mode!r}")
     attempt_timeout = _number(env, "KWIK_ATTEMPT_TIMEOUT", 15.0)
-    lease_seconds = _number(env, "KWIK_LEASE_SECONDS", max(60.0, attempt_timeout * 2))
-    if lease_seconds <= attempt_timeout:
+    shortest_lease = 2 * attempt_timeout + 1
+    lease_seconds = _number(env, "KWIK_LEASE_SECONDS", max(60.0, shortest_lease))
+    if lease_seconds < shortest_lease:
+        # A claim may wait up to one attempt's time for a free slot, then needs a
+        # whole attempt's time and a second to record it before its lease ends.
         raise SettingsError(
-            "KWIK_LEASE_SECONDS must be longer than KWIK_ATTEMPT_TIMEOUT, "
-            "or a slow attempt could be sent twice"
+            f"KWIK_LEASE_SECONDS must be at least twice KWIK_ATTEMPT_TIMEOUT plus 1 ({shortest_lease:g} s); "
+            f"got {lease_seconds:g}"
         )
     schedule_text = env.get("KWIK_RETRY_SCHEDULE", "")
     return Settings(
@@ -99,6 +124,10 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         max_in_flight=_number(env, "KWIK_MAX_IN_FLIGHT", 64, kind=int),
         max_in_flight_per_webhook=_number(env, "KWIK_MAX_IN_FLIGHT_PER_WEBHOOK", 8, kind=int),
         poll_seconds=_number(env, "KWIK_POLL_SECONDS", 1.0),
+        public_url=parse_public_url(env.get("KWIK_PUBLIC_URL", "")),
+        session_idle_minutes=_number(env, "KWIK_SESSION_IDLE_MINUTES", 30.0),
+        session_max_hours=_number(env, "KWIK_SESSION_MAX_HOURS", 12.0),
+        link_hours=_number(env, "KWIK_LINK_HOURS", 24.0),
     )
 
 

@@ -9,18 +9,21 @@ import base64
 import dataclasses
 import datetime as dt
 import ipaddress
+import re
 import secrets
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+import idna
 from sqlmodel import Session, col, delete, func, select, update
 
 from kwik_console import catalog
-from kwik_console.errors import InvalidInput, NotFound
+from kwik_console.errors import InvalidInput, NotFound, check_id
 from kwik_console.models import (
     Attempt,
     Delivery,
     DeliveryStatus,
+    PreviousSecret,
     Subscription,
     Webhook,
     WebhookStatus,
@@ -60,6 +63,24 @@ class WebhookPage:
 
 # ---------------------------------------------------------------- validation (pure)
 
+# Characters that act on a terminal or a page instead of showing themselves:
+# C0/C1 controls (newline, tab, ESC of ANSI codes, NUL, DEL), line and
+# paragraph separators, and the invisible bidirectional overrides that reorder
+# what a person reads.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Half of a UTF-16 pair on its own: not text, and no database can store it.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text_error(label: str, text: str) -> str | None:
+    """The rule for text people read back (names, URLs): printable, storable Unicode."""
+    if LONE_SURROGATE.search(text):
+        return f"{label} must be valid Unicode text."
+    if CONTROL_CHARACTERS.search(text):
+        return f"{label} must not contain control characters."
+    return None
+
+
 
 def _is_loopback(host: str) -> bool:
     if host.lower() == "localhost":
@@ -76,7 +97,24 @@ def validate_name(name: str | None) -> tuple[str, str | None]:
         return name, "Name is required."
     if len(name) > NAME_MAX:
         return name, f"Name must be at most {NAME_MAX} characters (it has {len(name)})."
-    return name, None
+    return name, _text_error("Name", name)
+
+
+def _normalise_host(url: str, netloc: str, host: str) -> tuple[str, str | None]:
+    """An international host name checked (IDNA 2008, UTS 46) and put in its A-label (xn--) form.
+
+    The A-label is what goes on the wire, and it shows look-alike letters for what they are.
+    """
+    if host.isascii() and not any(label.startswith("xn--") for label in host.split(".")):
+        return url, None
+    try:
+        ascii_host = idna.encode(host, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        return url, "Webhook URL has an invalid international host name."
+    start = url.index("//") + 2  # no user info is allowed, so the netloc starts here
+    port = netloc.rpartition(":")[2] if ":" in netloc else None
+    new_netloc = ascii_host if port is None else f"{ascii_host}:{port}"
+    return url[:start] + new_netloc + url[start + len(netloc):], None
 
 
 def validate_url(url: str | None, *, local_mode: bool) -> tuple[str, str | None]:
@@ -85,14 +123,18 @@ def validate_url(url: str | None, *, local_mode: bool) -> tuple[str, str | None]
         return url, "Webhook URL is required."
     if len(url) > URL_MAX:
         return url, f"Webhook URL must be at most {URL_MAX:,} characters."
+    if error := _text_error("Webhook URL", url):
+        return url, error
     if any(ch.isspace() for ch in url):
         return url, "Webhook URL must not contain spaces."
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
-        parts.port  # noqa: B018  (raises on a bad port)
+        port = parts.port  # raises on a port above 65535
     except ValueError:
         return url, "Webhook URL is not a valid URL."
+    if port == 0:
+        return url, "Webhook URL's port must be between 1 and 65535."
     scheme = parts.scheme.lower()
     if scheme not in ("https", "http") or not parts.netloc:
         return url, "Webhook URL must be an absolute https:// URL, like https://example.com/webhooks."
@@ -102,6 +144,9 @@ def validate_url(url: str | None, *, local_mode: bool) -> tuple[str, str | None]
         return url, "Webhook URL must not include a user name or password."
     if parts.fragment or url.endswith("#"):
         return url, "Webhook URL must not include a #fragment."
+    url, error = _normalise_host(url, parts.netloc, host)
+    if error:
+        return url, error
     if scheme == "http":
         if not (local_mode and _is_loopback(host)):
             hint = " (http:// is allowed only for localhost when running locally)"
@@ -110,7 +155,8 @@ def validate_url(url: str | None, *, local_mode: bool) -> tuple[str, str | None]
 
 
 def validate_events(events: Iterable[str] | None) -> tuple[list[str], str | None]:
-    chosen = [e.strip() for e in (events or []) if e and e.strip()]
+    chosen = [e.strip() if isinstance(e, str) else repr(e) for e in (events or []) if e]
+    chosen = [e for e in chosen if e]
     if not chosen:
         return [], "Select at least one event."
     unknown = sorted({e for e in chosen if not catalog.is_event_type(e)})
@@ -184,7 +230,7 @@ def create_webhook(*, session: Session, data: WebhookInput) -> Webhook:
 
 
 def get_webhook(*, session: Session, webhook_id: int) -> Webhook:
-    webhook = session.get(Webhook, webhook_id)
+    webhook = session.get(Webhook, check_id("Webhook", webhook_id))
     if webhook is None:
         raise NotFound(f"Webhook {webhook_id} does not exist.")
     return webhook
@@ -192,6 +238,7 @@ def get_webhook(*, session: Session, webhook_id: int) -> Webhook:
 
 def webhook_events(*, session: Session, webhook_id: int) -> list[str]:
     """The event types a webhook receives, in catalogue order."""
+    check_id("Webhook", webhook_id)
     chosen = set(session.exec(select(Subscription.event_type).where(Subscription.webhook_id == webhook_id)))
     return [name for name in catalog.event_type_names() if name in chosen]
 
@@ -240,6 +287,7 @@ def delete_webhook(*, session: Session, webhook_id: int) -> None:
     session.exec(delete(Attempt).where(col(Attempt.delivery_id).in_(deliveries)))
     session.exec(delete(Delivery).where(Delivery.webhook_id == webhook_id))
     session.exec(delete(Subscription).where(Subscription.webhook_id == webhook_id))
+    session.exec(delete(PreviousSecret).where(PreviousSecret.webhook_id == webhook_id))
     session.exec(delete(Webhook).where(Webhook.id == webhook_id))
 
 
@@ -254,6 +302,9 @@ def list_webhooks(
     query = select(Webhook)
     count = select(func.count()).select_from(Webhook)
     term = (search or "").strip().lower()
+    if "\x00" in term or LONE_SURROGATE.search(term):
+        # No name or URL can hold these, and databases refuse them as query text.
+        return WebhookPage(items=[], total=0, page=page, per_page=per_page)
     if term:
         # Escape LIKE wildcards so "100%" means the text, not a pattern.
         pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -270,16 +321,38 @@ def list_webhooks(
 
 
 def rotate_secret(*, session: Session, webhook_id: int) -> Webhook:
-    """A new signing secret; the old one keeps signing alongside it for a day."""
+    """A new signing secret; the one it replaces keeps signing alongside it for a day.
+
+    Secrets replaced by earlier rotations keep signing too until their own day
+    ends, so a second rotation never cuts off a receiver still on the first secret.
+    """
     webhook = get_webhook(session=session, webhook_id=webhook_id)
     now = utcnow()
-    webhook.previous_secret = webhook.secret
-    webhook.previous_secret_expires_at = now + ROTATION_OVERLAP
+    session.exec(
+        delete(PreviousSecret).where(PreviousSecret.webhook_id == webhook_id, col(PreviousSecret.expires_at) <= now)
+    )
+    session.add(PreviousSecret(webhook_id=webhook_id, secret=webhook.secret, expires_at=now + ROTATION_OVERLAP))
+    # The single-secret columns of earlier versions; previous_secret rows replace them.
+    webhook.previous_secret = None
+    webhook.previous_secret_expires_at = None
     webhook.secret = new_secret()
     webhook.updated_at = now
     session.add(webhook)
     session.flush()
     return webhook
+
+
+def previous_secrets(*, session: Session, webhook_id: int, now: dt.datetime | None = None) -> list[PreviousSecret]:
+    """Replaced secrets that still sign (their overlap has not ended), newest first."""
+    check_id("Webhook", webhook_id)
+    now = now or utcnow()
+    return list(
+        session.exec(
+            select(PreviousSecret)
+            .where(PreviousSecret.webhook_id == webhook_id, col(PreviousSecret.expires_at) > now)
+            .order_by(col(PreviousSecret.expires_at).desc(), col(PreviousSecret.id).desc())
+        )
+    )
 
 
 __all__ = [
@@ -290,6 +363,7 @@ __all__ = [
     "delete_webhook",
     "get_webhook",
     "list_webhooks",
+    "previous_secrets",
     "rotate_secret",
     "update_webhook",
     "validate",

@@ -10,6 +10,10 @@
     /big      a 1 MB body, written in small pieces
     /flaky    500 for the first `flaky_failures` requests, then 200
     /steady   200 after 50 ms, like a real application doing a little work
+    /half     200 after half a second
+    /hang     holds the request until `release` is set (or 20 s), then answers `hang_code`
+    /nul      200 with a NUL byte in the body, which PostgreSQL cannot store as text
+    /gzip     200 with 99 KB of gzip that inflates to 100 MB
 
 `max_concurrent[path]` is the most requests to a path that were open at once.
 
@@ -23,6 +27,7 @@ import socket
 import struct
 import threading
 import time
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -32,6 +37,15 @@ class Request:
     headers: dict[str, str]
     body: bytes
     at: float
+
+
+def _gzip_bomb() -> bytes:
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = bytes(1024 * 1024)
+    return b"".join(squeeze.compress(block) for _ in range(100)) + squeeze.flush()
+
+
+_GZIP_BOMB = _gzip_bomb()
 
 
 class _Server(ThreadingHTTPServer):
@@ -48,6 +62,9 @@ class Receiver:
         self.big_bytes_sent = 0
         self.big_finished = threading.Event()
         self.max_concurrent: dict[str, int] = {}
+        self.max_concurrent_all = 0
+        self.release = threading.Event()
+        self.hang_code = 200
         self._open: dict[str, int] = {}
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), self._handler())
@@ -99,6 +116,7 @@ class Receiver:
                     flaky_count = sum(1 for r in receiver.requests if r.path == "/flaky")
                     receiver._open[path] = receiver._open.get(path, 0) + 1
                     receiver.max_concurrent[path] = max(receiver.max_concurrent.get(path, 0), receiver._open[path])
+                    receiver.max_concurrent_all = max(receiver.max_concurrent_all, sum(receiver._open.values()))
                 try:
                     self._route(path, flaky_count)
                 finally:
@@ -117,6 +135,10 @@ class Receiver:
                     "/big": self._big,
                     "/flaky": lambda: self._reply(500 if flaky_count <= receiver.flaky_failures else 200, b"flaky"),
                     "/steady": lambda: (time.sleep(0.05), self._reply(200, b"ok")),
+                    "/half": lambda: (time.sleep(0.5), self._reply(200, b"ok")),
+                    "/hang": self._hang,
+                    "/nul": lambda: self._reply(200, b"before\x00after"),
+                    "/gzip": lambda: self._reply(200, _GZIP_BOMB, {"Content-Encoding": "gzip"}),
                 }.get(path, lambda: self._reply(404, b"no such path"))
                 route()
 
@@ -128,6 +150,13 @@ class Receiver:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def _hang(self):
+                receiver.release.wait(20)
+                try:
+                    self._reply(receiver.hang_code, b"at last")
+                except OSError:
+                    pass  # the client gave up waiting
 
             def _slow(self):
                 time.sleep(receiver.slow_seconds)

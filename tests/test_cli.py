@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -16,6 +17,15 @@ def run(capsys, *argv):
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def cells(line: str) -> list[str]:
+    """A table row's cells: columns are at least two spaces apart, and no cell here holds two spaces."""
+    return re.split(r"\s{2,}", line.strip())
+
+
+WHEN = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"
+EVENT_ID = r"evt_[0-9a-z]{26}"
 
 
 def create(capsys, url, events="payment.created,customer.created", name="Orders"):
@@ -67,7 +77,13 @@ def test_publish_delivers_at_once_and_deliveries_show_attempts(kwik, capsys, rec
     assert Verifier(created["secret"]).verify(request.body, request.headers)["data"]["id"].startswith("pay_")
 
     code, out, _ = run(capsys, "events", "publish", "customer.created", "--data", '{"object":"customer","id":"cus_9"}')
-    assert code == 0 and "Success" in out and "200" in out
+    assert code == 0
+    summary, header, _rule, row = out.splitlines()
+    assert re.fullmatch(rf"Published {EVENT_ID} \(customer\.created\) to 1 webhook\(s\)\.", summary)
+    assert cells(header) == ["Delivery", "Status", "HTTP Code", "Duration", "Response"]
+    delivery_id, status, http_code, duration, response = cells(row)
+    assert (delivery_id, status, http_code, response) == ("2", "Success", "200", '{"received":true}')
+    assert re.fullmatch(r"\d+ ms", duration)
 
     code, out, _ = run(capsys, "deliveries", "list", "--webhook", "1", "--json")
     items = json.loads(out)["items"]
@@ -79,15 +95,35 @@ def test_publish_delivers_at_once_and_deliveries_show_attempts(kwik, capsys, rec
     assert shown["attempts"][0]["request_headers"]["webhook-id"] == shown["event_id"]
 
     code, out, _ = run(capsys, "deliveries", "show", str(items[0]["id"]))
-    assert "Attempt" in out and "200" in out
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == f"Delivery 2: customer.created {shown['event_id']} to webhook 1 (Orders)"
+    assert [cells(line) for line in lines[1:5]] == [
+        ["Status", "Success"], ["Test Event", "no"], ["Retry Timestamp"], ["Retry Counter", "0"]]
+    assert lines[5] == "" and len(lines) == 9
+    assert cells(lines[6]) == ["Attempt", "Time", "HTTP Code", "Duration", "Response / error"]
+    number, when, http_code, duration, response = cells(lines[8])
+    assert (number, http_code, response) == ("1", "200", '{"received":true}')
+    assert re.fullmatch(WHEN, when) and re.fullmatch(r"\d+ ms", duration)
 
 
 def test_test_event_to_a_failing_endpoint_shows_retrying(kwik, capsys, receiver):
     create(capsys, receiver.url("/fail"))
     code, out, _ = run(capsys, "events", "publish", "invoice.created", "--test", "--webhook", "1")
-    assert code == 0 and "Retrying" in out and "500" in out
+    assert code == 0
+    _summary, _header, _rule, row = out.splitlines()
+    delivery_id, status, http_code, _duration, response = cells(row)
+    assert (delivery_id, status, http_code, response) == ("1", "Retrying", "500", "internal error")
+
     code, out, _ = run(capsys, "deliveries", "list", "--status", "retrying")
-    assert "invoice.created" in out and "yes" in out
+    assert code == 0
+    header, _rule, row = out.splitlines()
+    assert cells(header) == ["ID", "Webhook", "Event", "Status", "HTTP Code", "Test Event", "Retry Timestamp",
+                             "Retry Counter"]
+    delivery_id, webhook_id, event, status, http_code, test, retry_at, retry_counter = cells(row)
+    assert (delivery_id, webhook_id, status, http_code, test, retry_counter) == (
+        "1", "1", "Retrying", "500", "yes", "0")
+    assert re.fullmatch(rf"invoice\.created {EVENT_ID}", event) and re.fullmatch(WHEN, retry_at)
 
 
 @pytest.mark.parametrize(

@@ -53,12 +53,32 @@ def test_gone_stops_at_once():
         (429, "7", 1, 7.0),  # within 1x..2x: honoured
         (503, "1", 2, 300.0),  # below the schedule: the schedule wins
         (503, "Sat, 28 Nov 2026 15:08:00 GMT", 2, 480.0),  # an HTTP date
+        (503, "7.5", 1, 7.5),  # fractional delta-seconds
     ],
 )
 def test_retry_after_is_honoured_within_1x_to_2x(code, header, attempts, expected):
     status, when = decide(code, attempts, retry_after=header)
     assert status == DeliveryStatus.RETRYING
-    assert (when - NOW).total_seconds() == pytest.approx(expected)
+    # Never sooner than asked (within the clamp), jittered upwards by at most 20 %.
+    assert expected <= (when - NOW).total_seconds() <= expected * 1.2
+
+
+def test_retry_after_keeps_the_jitter():
+    rng = random.Random(7)
+    delays = {
+        retry.decide(http_code=503, attempts_made=1, schedule=DEFAULT_RETRY_SCHEDULE, now=NOW,
+                     retry_after_header="7", rng=rng)[1]
+        for _ in range(1000)
+    }
+    # A thousand deliveries told the same Retry-After come back spread out, not at one instant.
+    assert len(delays) > 900
+    spread = (max(delays) - min(delays)).total_seconds()
+    assert spread > 7 * 0.15
+
+
+@pytest.mark.parametrize("header", ["-1", "nan", "inf", ""])
+def test_retry_after_nonsense_is_ignored(header):
+    assert retry.parse_retry_after(header, NOW) is None
 
 
 def test_retry_after_only_counts_on_429_and_503():
@@ -87,7 +107,9 @@ def test_schedule_setting():
         ({"KWIK_MODE": "cloud"}, "KWIK_MODE"),
         ({"KWIK_ATTEMPT_TIMEOUT": "fast"}, "KWIK_ATTEMPT_TIMEOUT must be a number"),
         ({"KWIK_MAX_IN_FLIGHT": "0"}, "KWIK_MAX_IN_FLIGHT must be above 0"),
-        ({"KWIK_ATTEMPT_TIMEOUT": "30", "KWIK_LEASE_SECONDS": "20"}, "KWIK_LEASE_SECONDS must be longer"),
+        ({"KWIK_ATTEMPT_TIMEOUT": "30", "KWIK_LEASE_SECONDS": "20"}, "KWIK_LEASE_SECONDS must be at least twice KWIK_ATTEMPT_TIMEOUT plus 1"),
+        # The case: accepted before, and one process then sent 10 requests for 8 events.
+        ({"KWIK_ATTEMPT_TIMEOUT": "0.9", "KWIK_LEASE_SECONDS": "1.5"}, "KWIK_LEASE_SECONDS must be at least twice KWIK_ATTEMPT_TIMEOUT plus 1"),
     ],
 )
 def test_bad_settings_name_the_variable(env, message):

@@ -32,7 +32,7 @@ def test_headers_verify_with_the_standardwebhooks_library():
 def test_during_rotation_both_secrets_sign():
     old, new = new_secret(), new_secret()
     now = dt.datetime.now(dt.UTC)
-    keys = active_secrets(new, old, now + dt.timedelta(hours=1), now)
+    keys = active_secrets(new, [(old, now + dt.timedelta(hours=1))], now)
     assert keys == [new, old]
     body = b"{}"
     headers = signature_headers(keys, "evt_2", int(now.timestamp()), body)
@@ -41,10 +41,25 @@ def test_during_rotation_both_secrets_sign():
     Verifier(new).verify(body, headers)  # and one that has switched
 
 
+def test_every_secret_whose_overlap_lasts_signs_newest_first():
+    first, second, current = new_secret(), new_secret(), new_secret()
+    now = dt.datetime.now(dt.UTC)
+    previous = [(first, now + dt.timedelta(hours=2)), (second, now + dt.timedelta(hours=23))]
+    keys = active_secrets(current, previous, now)
+    assert keys == [current, second, first]
+    body = b'{"id":"evt_3"}'
+    headers = signature_headers(keys, "evt_3", int(now.timestamp()), body)
+    for secret in (first, second, current):
+        assert Verifier(secret).verify(body, headers) == {"id": "evt_3"}
+
+
 def test_previous_secret_stops_signing_after_the_overlap():
     now = dt.datetime.now(dt.UTC)
-    assert active_secrets("whsec_new", "whsec_old", now - dt.timedelta(seconds=1), now) == ["whsec_new"]
-    assert active_secrets("whsec_new", None, None, now) == ["whsec_new"]
+    assert active_secrets("whsec_new", [("whsec_old", now - dt.timedelta(seconds=1))], now) == ["whsec_new"]
+    assert active_secrets("whsec_new", [("whsec_old", now)], now) == ["whsec_new"]  # the overlap ends at expires_at
+    assert active_secrets("whsec_new", [], now) == ["whsec_new"]
+    later = [("whsec_a", now - dt.timedelta(hours=1)), ("whsec_b", now + dt.timedelta(hours=1))]
+    assert active_secrets("whsec_new", later, now) == ["whsec_new", "whsec_b"]
 
 
 def test_new_secret_is_32_random_bytes():

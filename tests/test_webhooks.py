@@ -1,10 +1,15 @@
-import pytest
-from sqlmodel import func, select
+import datetime as dt
 
-from kwik_console import webhooks
+import pytest
+from sqlmodel import func, select, update
+from standardwebhooks.webhooks import Webhook as Verifier
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from kwik_console import db, webhooks
+from kwik_console.delivery.signing import active_secrets, signature_headers
 from kwik_console.errors import InvalidInput, NotFound
 from kwik_console.events import publish
-from kwik_console.models import Attempt, Delivery, Subscription, Webhook
+from kwik_console.models import Attempt, Delivery, PreviousSecret, Subscription, Webhook, utcnow
 from kwik_console.webhooks import WebhookInput
 
 GOOD = dict(name="Orders service", url="https://hooks.example.com/kwik", events=["payment.created"])
@@ -134,11 +139,95 @@ def test_rotate_secret_keeps_the_old_one_for_a_day(session):
     webhook = make(session)
     old = webhook.secret
     rotated = webhooks.rotate_secret(session=session, webhook_id=webhook.id)
-    assert rotated.secret != old and rotated.previous_secret == old
-    hours = (rotated.previous_secret_expires_at - rotated.updated_at).total_seconds() / 3600
-    assert hours == 24
+    assert rotated.secret != old
+    (previous,) = webhooks.previous_secrets(session=session, webhook_id=webhook.id)
+    assert previous.secret == old
+    assert (previous.expires_at - rotated.updated_at).total_seconds() / 3600 == 24
+    # The single-secret columns of earlier versions are no longer used.
+    assert rotated.previous_secret is None and rotated.previous_secret_expires_at is None
     with pytest.raises(NotFound):
         webhooks.rotate_secret(session=session, webhook_id=777)
+
+
+def signed_by_every_active_secret(session, webhook_id: int, now: dt.datetime) -> dict[str, str]:
+    """The headers a delivery gets now: built as the dispatcher builds them."""
+    webhook = webhooks.get_webhook(session=session, webhook_id=webhook_id)
+    previous = [(p.secret, p.expires_at) for p in webhooks.previous_secrets(session=session, webhook_id=webhook_id)]
+    return signature_headers(active_secrets(webhook.secret, previous, now), "evt_1", int(now.timestamp()), BODY)
+
+
+BODY = b'{"id":"evt_1","type":"payment.created"}'
+
+
+def test_a_second_rotation_within_a_day_keeps_the_original_secret_signing(session):
+    webhook = make(session)
+    original = webhook.secret
+    second = webhooks.rotate_secret(session=session, webhook_id=webhook.id).secret
+    session.commit()
+    current = webhooks.rotate_secret(session=session, webhook_id=webhook.id).secret
+    session.commit()
+    assert len({original, second, current}) == 3
+    assert [p.secret for p in webhooks.previous_secrets(session=session, webhook_id=webhook.id)] == [second, original]
+
+    headers = signed_by_every_active_secret(session, webhook.id, utcnow())
+    assert len(headers["webhook-signature"].split(" ")) == 3
+    for secret in (original, second, current):  # a receiver on any of them still verifies
+        assert Verifier(secret).verify(BODY, headers)["id"] == "evt_1"
+
+
+def test_a_secret_stops_signing_when_its_overlap_ends_and_is_then_cleared(session):
+    webhook = make(session)
+    original = webhook.secret
+    second = webhooks.rotate_secret(session=session, webhook_id=webhook.id).secret
+    session.commit()
+    current = webhooks.rotate_secret(session=session, webhook_id=webhook.id).secret
+    session.commit()
+    # A day after the first rotation: the original's overlap has ended, the second's has not.
+    first_row = session.exec(select(PreviousSecret).where(PreviousSecret.secret == original)).one()
+    session.exec(update(PreviousSecret).where(PreviousSecret.id == first_row.id)
+                 .values(expires_at=utcnow() - dt.timedelta(seconds=1)))
+    session.commit()
+
+    headers = signed_by_every_active_secret(session, webhook.id, utcnow())
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    with pytest.raises(WebhookVerificationError):
+        Verifier(original).verify(BODY, headers)
+    assert Verifier(second).verify(BODY, headers) and Verifier(current).verify(BODY, headers)
+
+    webhooks.rotate_secret(session=session, webhook_id=webhook.id)  # the next rotation clears it
+    session.commit()
+    stored = session.exec(select(PreviousSecret.secret).where(PreviousSecret.webhook_id == webhook.id)).all()
+    assert sorted(stored) == sorted([second, current])
+
+
+def test_delete_removes_the_previous_secrets_too(session):
+    keep, gone = make(session, name="Keep"), make(session, name="Gone")
+    for webhook in (keep, gone, gone):
+        webhooks.rotate_secret(session=session, webhook_id=webhook.id)
+    session.commit()
+    webhooks.delete_webhook(session=session, webhook_id=gone.id)
+    session.commit()
+    assert session.exec(select(PreviousSecret.webhook_id)).all() == [keep.id]
+
+
+def test_start_moves_a_still_signing_legacy_previous_secret_once(session):
+    """Databases from before previous_secret kept one previous secret on the webhook row."""
+    signing, expired = make(session, name="Signing"), make(session, name="Expired")
+    now = utcnow()
+    for webhook, expires_at in ((signing, now + dt.timedelta(hours=5)), (expired, now - dt.timedelta(hours=1))):
+        session.exec(update(Webhook).where(Webhook.id == webhook.id)
+                     .values(previous_secret=f"whsec_legacy{webhook.id}", previous_secret_expires_at=expires_at))
+    session.commit()
+
+    db.init_db(db.get_engine())
+    db.init_db(db.get_engine())  # idempotent: a second start moves nothing again
+
+    session.expire_all()
+    rows = session.exec(select(PreviousSecret)).all()
+    assert [(r.webhook_id, r.secret) for r in rows] == [(signing.id, f"whsec_legacy{signing.id}")]
+    assert abs((rows[0].expires_at - (now + dt.timedelta(hours=5))).total_seconds()) < 0.001
+    legacy = session.exec(select(Webhook.previous_secret, Webhook.previous_secret_expires_at)).all()
+    assert set(legacy) == {(None, None)}
 
 
 def test_disable_cancels_scheduled_retries(session):

@@ -33,7 +33,8 @@ def start_worker(env) -> subprocess.Popen:
             if "Kwik worker running" in line:
                 running.set()
 
-    threading.Thread(target=read, daemon=True).start()
+    worker.reader = threading.Thread(target=read, daemon=True)
+    worker.reader.start()
     assert running.wait(20), "".join(worker.lines)
     return worker
 
@@ -63,7 +64,7 @@ def stop(worker: subprocess.Popen, sig=signal.SIGTERM) -> str:
     if worker.poll() is None:
         worker.send_signal(sig)
     worker.wait(timeout=20)
-    time.sleep(0.1)  # let the reader take the last lines
+    worker.reader.join(timeout=10)  # the pipe is closed: the reader has taken the last lines
     return "".join(worker.lines)
 
 
@@ -126,8 +127,9 @@ def test_sigkill_mid_burst_loses_nothing(kwik, receiver, worker_env):
 
 
 def test_two_workers_never_send_the_same_attempt_twice(kwik, receiver, worker_env):
-    ids = burst(receiver, 400)
+    # Both running before the burst, so both take part whichever starts faster.
     workers = [start_worker(worker_env), start_worker(worker_env)]
+    ids = burst(receiver, 400)
     try:
         assert wait_until(lambda: statuses() == {"success": len(ids)}, timeout=60), statuses()
     finally:

@@ -3,14 +3,25 @@
 The database is the source of truth. A claim is a lease on the delivery row
 (`lease_until`, `leased_by`): a delivery in flight is never claimed by another
 dispatcher, and a crashed dispatcher's claims are taken over once they expire.
-Finished attempts are recorded in batches, and claims run a batch ahead of
-the caps, so the database is touched a few times per batch, not per attempt.
+
+Three rules keep it fast and fair:
+- Database work runs on a thread of its own, never on the loop that carries
+  the HTTP attempts: a slow write (another process holding SQLite's lock)
+  delays records, not responses.
+- Claims are taken per webhook, round-robin across the webhooks with due
+  deliveries, each up to its room, so a webhook with a huge backlog costs a
+  claim no more than one with a single event.
+- Endpoints that hang cannot starve a healthy one: a webhook that already has
+  attempts on the wire may not take the last quarter of the global slots, and
+  an attempt still waiting after a second stops counting against the global
+  cap (up to the cap again: at most twice the cap on the wire).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import dataclasses
 import datetime as dt
 import functools
@@ -19,24 +30,45 @@ import os
 import random
 import secrets
 import socket
+import time
 from collections.abc import Callable, Iterable
 
 import httpx
-from sqlalchemy import Engine, bindparam, insert, or_, select, update, func
+from sqlalchemy import Engine, bindparam, func, insert, select, text, update
 
 from kwik_console.delivery import client as http
 from kwik_console.delivery import retry
 from kwik_console.delivery.signing import active_secrets, signature_headers
-from kwik_console.models import Attempt, Delivery, DeliveryStatus, Event, UTCDateTime, Webhook, WebhookStatus, utcnow
+from kwik_console.models import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    PreviousSecret,
+    UTCDateTime,
+    Webhook,
+    WebhookStatus,
+    utcnow,
+)
 from kwik_console.settings import Settings
 
 log = logging.getLogger(__name__)
 
-RECORD_GATHER_SECONDS = 0.01
+RECORD_GATHER_SECONDS = 0.005
+# Time kept at the end of a lease for recording an attempt's outcome.
+RECORD_MARGIN_SECONDS = 1.0
+# A claim that waited longer than this for a slot is checked again before its
+# request starts: the webhook may have been disabled or deleted meanwhile.
+RECHECK_AFTER_SECONDS = 0.05
+# An attempt still waiting for its response after this long is a slow one: it
+# gives its global slot to others (it keeps its webhook's).
+SLOW_ATTEMPT_SECONDS = 1.0
 
 D = Delivery.__table__.c
 W = Webhook.__table__.c
 E = Event.__table__.c
+P = PreviousSecret.__table__.c
+A = Attempt.__table__.c
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +82,9 @@ class Claim:
     event_id: str
     body: bytes
     attempt_number: int
+    # time.monotonic() by which the request must start, or the lease could end mid-attempt.
+    send_by: float = float("inf")
+    claimed_at: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,45 +109,136 @@ class Finished:
     attempted_at: dt.datetime
 
 
+@dataclasses.dataclass(frozen=True)
+class Taken:
+    """What a claim took: the claims kept, and the webhooks that may have more due."""
+
+    claims: list[Claim]
+    # Webhooks the claim looked at, and those of them that may have more due.
+    checked: set[int]
+    saturated: set[int]
+    # The claim stopped at its overall limit: other webhooks may have more due.
+    limited: bool
+
+
 # ---------------------------------------------------------------- database steps
+
+_WHEN = UTCDateTime()
+
+# The webhooks with unfinished deliveries, one index seek each (a loose index
+# scan): the cost follows the number of such webhooks, not of their deliveries.
+_PENDING_WEBHOOKS = text(
+    """
+    WITH RECURSIVE pending(webhook_id) AS (
+        SELECT min(webhook_id) FROM delivery WHERE next_attempt_at IS NOT NULL
+        UNION ALL
+        SELECT (SELECT min(d.webhook_id) FROM delivery d
+                WHERE d.next_attempt_at IS NOT NULL AND d.webhook_id > pending.webhook_id)
+        FROM pending WHERE pending.webhook_id IS NOT NULL
+    )
+    SELECT webhook_id FROM pending WHERE webhook_id IS NOT NULL
+    """
+)
+
+# Each webhook's oldest due, unleased deliveries, up to :per of each.
+_DUE_PER_WEBHOOK = {
+    "postgresql": text(
+        """
+        SELECT d.id, d.webhook_id, d.next_attempt_at
+        FROM unnest(CAST(:webhooks AS integer[])) AS w(id)
+        CROSS JOIN LATERAL (
+            SELECT id, webhook_id, next_attempt_at FROM delivery
+            WHERE webhook_id = w.id AND next_attempt_at IS NOT NULL AND next_attempt_at <= :now
+              AND (lease_until IS NULL OR lease_until < :now)
+            ORDER BY next_attempt_at LIMIT :per
+        ) AS d
+        """
+    ).bindparams(bindparam("now", type_=_WHEN)),
+    "sqlite": text(
+        """
+        SELECT d.id, d.webhook_id, d.next_attempt_at
+        FROM json_each(:webhooks) AS w
+        JOIN delivery d ON d.id IN (
+            SELECT id FROM delivery
+            WHERE webhook_id = w.value AND next_attempt_at IS NOT NULL AND next_attempt_at <= :now
+              AND (lease_until IS NULL OR lease_until < :now)
+            ORDER BY next_attempt_at LIMIT :per
+        )
+        """
+    ).bindparams(bindparam("now", type_=_WHEN)),
+}
 
 
 @functools.cache
-def _claim_statement(postgres: bool, *, by_ids: bool):
-    """UPDATE ... RETURNING that leases due rows; built once, since claiming is the hot path."""
-    when = UTCDateTime()
-    unleased = or_(D.lease_until.is_(None), D.lease_until < bindparam("now", type_=when))
-    due = select(D.id).where(D.next_attempt_at.is_not(None), unleased)
-    if by_ids:
-        due = due.where(D.id.in_(bindparam("ids", expanding=True)))
-    else:
-        due = (
-            due.where(D.next_attempt_at <= bindparam("now", type_=when),
-                      D.webhook_id.not_in(bindparam("full", expanding=True)))
-            .order_by(D.next_attempt_at)
-            .limit(bindparam("limit"))
-        )
+def _lease_statement(postgres: bool):
+    """Lease exactly these rows, if still unfinished and unleased: the re-check makes a race harmless."""
+    now = bindparam("now", type_=_WHEN)
+    rows = select(D.id).where(
+        D.id.in_(bindparam("ids", expanding=True)),
+        D.next_attempt_at.is_not(None),
+        (D.lease_until.is_(None)) | (D.lease_until < now),
+    )
     if postgres:
-        due = due.with_for_update(skip_locked=True)  # replicas skip each other's rows instead of waiting
+        rows = rows.with_for_update(skip_locked=True)  # replicas skip each other's rows instead of waiting
     return (
         update(Delivery)
-        .where(D.id.in_(due.scalar_subquery()))
-        .values(lease_until=bindparam("lease_until", type_=when), leased_by=bindparam("owner"))
+        .where(D.id.in_(rows.scalar_subquery()))
+        .values(lease_until=bindparam("lease_until", type_=_WHEN), leased_by=bindparam("owner"))
         .returning(D.id, D.webhook_id)
     )
 
 
 # What an attempt needs, for the deliveries just claimed.
 _CLAIMED = (
-    select(
-        D.id, D.webhook_id, D.attempt_count, D.event_id, E.body, W.url, W.status,
-        W.secret, W.previous_secret, W.previous_secret_expires_at,
-    )
+    select(D.id, D.webhook_id, D.attempt_count, D.event_id, E.body, W.url, W.status, W.secret)
     .join(Webhook, W.id == D.webhook_id)
     .join(Event, E.id == D.event_id)
     .where(D.id.in_(bindparam("kept", expanding=True)))
     .order_by(D.id)
 )
+_PREVIOUS_SECRETS = select(P.webhook_id, P.secret, P.expires_at).where(
+    P.webhook_id.in_(bindparam("webhooks", expanding=True)), P.expires_at > bindparam("now", type_=_WHEN)
+)
+_STOP = (
+    update(Delivery)
+    .where(D.id.in_(bindparam("stopped", expanding=True)))
+    .values(status=DeliveryStatus.FAILURE, next_attempt_at=None, lease_until=None, leased_by=None,
+            updated_at=bindparam("now", type_=_WHEN))
+)
+
+
+def _due_candidates(conn, *, now, limit: int, room: dict[int, int], per_webhook: int):
+    """Pick up to `limit` due deliveries, round-robin across webhooks, each within its room.
+
+    Returns the ids, the webhooks looked at, those that may have more due, and
+    whether the overall limit cut the choice short.
+    """
+    pending = [w for w in conn.execute(_PENDING_WEBHOOKS).scalars() if room.get(w, per_webhook) > 0]
+    if not pending:
+        return [], set(), set(), False
+    # No more of each than its room, nor than its fair part of the limit (+1, so
+    # a webhook left short can be told from one with nothing more due).
+    per = min(per_webhook, max(1, -(-limit // len(pending))) + 1)
+    if conn.dialect.name == "postgresql":
+        params = {"webhooks": pending, "now": now, "per": per}
+    else:
+        params = {"webhooks": "[" + ",".join(map(str, pending)) + "]", "now": now, "per": per}
+    rows = conn.execute(_DUE_PER_WEBHOOK[conn.dialect.name], params).all()
+    by_webhook: dict[int, list] = collections.defaultdict(list)
+    for row in rows:
+        by_webhook[row.webhook_id].append(row)
+    ranked = []
+    for webhook_id, due in by_webhook.items():
+        due.sort(key=lambda r: (r.next_attempt_at, r.id))
+        ranked.extend((rank, r.next_attempt_at, r.id, webhook_id) for rank, r in enumerate(due[: room.get(webhook_id, per_webhook)]))
+    ranked.sort()
+    chosen = ranked[:limit]
+    taken = collections.Counter(w for *_, w in chosen)
+    saturated = {
+        w for w, n in taken.items()
+        if len(by_webhook[w]) >= per or len(by_webhook[w]) > n or n >= room.get(w, per_webhook)
+    }
+    return [i for _, _, i, _ in chosen], set(pending), saturated, len(ranked) > limit
 
 
 def claim_deliveries(
@@ -125,37 +251,32 @@ def claim_deliveries(
     ids: Iterable[int] | None = None,
     room: dict[int, int] | None = None,
     per_webhook: int | None = None,
-) -> tuple[list[Claim], int]:
+) -> Taken:
     """Lease up to `limit` due deliveries (or exactly `ids`, due or not yet attempted).
 
-    `room` says how many more each busy webhook may take; claims beyond a
-    webhook's room are handed back in the same transaction. Returns the kept
-    claims and how many rows the claim took before handing back.
+    `room` says how many more each busy webhook may take (default
+    `per_webhook`). Claims of webhooks no longer Live are finished as Failure.
     """
-    full = [w for w, r in (room or {}).items() if r <= 0]
-    params = {"now": now, "lease_until": lease_until, "owner": owner, "limit": limit, "full": full,
-              "ids": list(ids or [])}
     with engine.begin() as conn:
-        statement = _claim_statement(conn.dialect.name == "postgresql", by_ids=ids is not None)
-        taken = conn.execute(statement, params).all()
-        kept, handed_back = [], []
-        if per_webhook is None:
-            kept = [row.id for row in taken]
-        else:
-            left = dict(room or {})
-            for row in sorted(taken, key=lambda r: r.id):
-                if left.setdefault(row.webhook_id, per_webhook) > 0:
-                    left[row.webhook_id] -= 1
-                    kept.append(row.id)
-                else:
-                    handed_back.append(row.id)
-        if handed_back:
-            conn.execute(
-                update(Delivery).where(D.id.in_(handed_back)).values(lease_until=None, leased_by=None)
+        postgres = conn.dialect.name == "postgresql"
+        checked, saturated, limited = set(), set(), False
+        if ids is None:
+            wanted, checked, saturated, limited = _due_candidates(
+                conn, now=now, limit=limit, room=dict(room or {}), per_webhook=per_webhook or limit
             )
-        if not kept:
-            return [], len(taken)
-        rows = conn.execute(_CLAIMED, {"kept": kept}).all()
+        else:
+            wanted = list(ids)
+        if not wanted:
+            return Taken([], checked, set(), False)
+        leased = conn.execute(
+            _lease_statement(postgres), {"ids": wanted, "now": now, "lease_until": lease_until, "owner": owner}
+        ).all()
+        if not leased:  # taken by another dispatcher in the meantime
+            return Taken([], checked, saturated, False)
+        rows = conn.execute(_CLAIMED, {"kept": [r.id for r in leased]}).all()
+        previous = collections.defaultdict(list)
+        for p in conn.execute(_PREVIOUS_SECRETS, {"webhooks": sorted({r.webhook_id for r in rows}), "now": now}):
+            previous[p.webhook_id].append((p.secret, p.expires_at))
         claims, stopped = [], []
         for row in rows:
             if row.status != WebhookStatus.LIVE:
@@ -166,20 +287,17 @@ def claim_deliveries(
                     delivery_id=row.id,
                     webhook_id=row.webhook_id,
                     url=row.url,
-                    secrets=active_secrets(row.secret, row.previous_secret, row.previous_secret_expires_at, now),
+                    secrets=active_secrets(row.secret, previous[row.webhook_id], now),
                     event_id=row.event_id,
                     body=row.body.encode(),
                     attempt_number=row.attempt_count + 1,
                 )
             )
         if stopped:  # the webhook was disabled after this delivery was scheduled
-            conn.execute(
-                update(Delivery)
-                .where(D.id.in_(stopped))
-                .values(status=DeliveryStatus.FAILURE, next_attempt_at=None, lease_until=None,
-                        leased_by=None, updated_at=now)
-            )
-    return claims, len(taken)
+            conn.execute(_STOP, {"stopped": stopped, "now": now})
+    order = {i: n for n, i in enumerate(wanted)}
+    claims.sort(key=lambda c: order.get(c.delivery_id, 0))
+    return Taken(claims, checked, saturated, limited)
 
 
 def release_claims(engine: Engine, *, owner: str, ids: list[int]) -> None:
@@ -188,6 +306,24 @@ def release_claims(engine: Engine, *, owner: str, ids: list[int]) -> None:
         conn.execute(
             update(Delivery).where(D.id.in_(ids), D.leased_by == owner).values(lease_until=None, leased_by=None)
         )
+
+
+_SENDABLE = (
+    select(D.id)
+    .join(Webhook, W.id == D.webhook_id)
+    .where(
+        D.id.in_(bindparam("ids", expanding=True)),
+        D.leased_by == bindparam("owner"),
+        D.next_attempt_at.is_not(None),
+        W.status == WebhookStatus.LIVE.value,
+    )
+)
+
+
+def still_sendable(engine: Engine, *, owner: str, ids: list[int]) -> set[int]:
+    """Of these claims, the ones still ours, unfinished, and of a Live webhook."""
+    with engine.connect() as conn:
+        return set(conn.execute(_SENDABLE, {"ids": ids, "owner": owner}).scalars())
 
 
 _STILL_OURS = (
@@ -203,12 +339,25 @@ _RECORD = (
         status=bindparam("_status"),
         attempt_count=bindparam("_number"),
         last_http_code=bindparam("_code"),
-        next_attempt_at=bindparam("_next", type_=UTCDateTime()),
+        next_attempt_at=bindparam("_next", type_=_WHEN),
         lease_until=None,
         leased_by=None,
-        updated_at=bindparam("_now", type_=UTCDateTime()),
+        updated_at=bindparam("_now", type_=_WHEN),
     )
 )
+
+
+def storable(text: str | None, limit: int | None = None) -> str | None:
+    """Text as every database takes it: no NUL characters (PostgreSQL refuses them), no lone surrogates."""
+    if text is None:
+        return None
+    text = text.replace("\x00", "\N{REPLACEMENT CHARACTER}")
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    return text if limit is None else text[:limit]
+
+
+def _storable_headers(headers: dict[str, str]) -> dict[str, str]:
+    return {storable(k): storable(v) for k, v in headers.items()}
 
 
 def record_attempts(
@@ -220,7 +369,32 @@ def record_attempts(
     now: dt.datetime,
     rng: random.Random | None = None,
 ) -> list[Outcome]:
-    """Store each attempt and move its delivery on, in one transaction for the batch."""
+    """Store each attempt and move its delivery on, in one transaction for the batch.
+
+    A batch the database refuses is recorded again one attempt at a time, so
+    one bad row never takes its neighbours with it.
+    """
+    try:
+        return _record(engine, owner=owner, finished=finished, schedule=schedule, now=now, rng=rng)
+    except Exception:  # noqa: BLE001  retried row by row below
+        if len(finished) == 1:
+            raise
+        log.exception("recording %d attempts together failed; recording them one by one", len(finished))
+    outcomes = []
+    for f in finished:
+        try:
+            outcomes += _record(engine, owner=owner, finished=[f], schedule=schedule, now=now, rng=rng)
+        except Exception as exc:  # noqa: BLE001  keep the outcome, drop what the database would not take
+            log.exception("recording the attempt of delivery %s failed; recording it without its response",
+                          f.claim.delivery_id)
+            bare = http.AttemptResult(http_code=f.result.http_code, duration_ms=f.result.duration_ms,
+                                      error=f"{f.result.error or ''} (response not stored: {type(exc).__name__})")
+            outcomes += _record(engine, owner=owner, finished=[dataclasses.replace(f, result=bare)],
+                                schedule=schedule, now=now, rng=rng)
+    return outcomes
+
+
+def _record(engine, *, owner, finished, schedule, now, rng) -> list[Outcome]:
     ids = [f.claim.delivery_id for f in finished]
     with engine.begin() as conn:
         # Only deliveries still ours: a deleted webhook takes its deliveries with
@@ -239,6 +413,7 @@ def record_attempts(
             )
             if status == DeliveryStatus.RETRYING and live[c.delivery_id] != WebhookStatus.LIVE:
                 status, next_at = DeliveryStatus.FAILURE, None  # disabled while in flight
+            body, error = storable(r.response_body), storable(r.error)
             attempts.append(
                 {
                     "delivery_id": c.delivery_id,
@@ -247,9 +422,9 @@ def record_attempts(
                     "http_code": r.http_code,
                     "duration_ms": r.duration_ms,
                     "request_headers": f.request_headers,
-                    "response_headers": r.response_headers,
-                    "response_body": r.response_body,
-                    "error": r.error,
+                    "response_headers": _storable_headers(r.response_headers),
+                    "response_body": body,
+                    "error": error,
                 }
             )
             updates.append(
@@ -257,8 +432,8 @@ def record_attempts(
                  "_code": r.http_code, "_next": next_at, "_now": now}
             )
             outcomes.append(
-                Outcome(c.delivery_id, c.attempt_number, status.value, r.http_code, r.duration_ms,
-                        r.response_body, r.error, next_at)
+                Outcome(c.delivery_id, c.attempt_number, status.value, r.http_code, r.duration_ms, body, error,
+                        next_at)
             )
         if attempts:
             conn.execute(_INSERT_ATTEMPT, attempts)
@@ -268,7 +443,6 @@ def record_attempts(
 
 def read_outcome(engine: Engine, delivery_id: int) -> Outcome | None:
     """The delivery's state and latest attempt, as recorded by whichever dispatcher sent it."""
-    A = Attempt.__table__.c
     with engine.connect() as conn:
         row = conn.execute(
             select(D.id, D.status, D.next_attempt_at, A.number, A.http_code, A.duration_ms,
@@ -297,7 +471,8 @@ class Dispatcher:
     """Runs attempts concurrently under a global cap and a per-webhook cap.
 
     One per process; `dispatch_due()` is called by the scheduler's jobs,
-    `deliver()` sends given deliveries at once and returns their outcomes.
+    `deliver()` sends given deliveries at once (ahead of the queue, within the
+    same caps) and returns their outcomes.
     """
 
     def __init__(self, settings: Settings, engine: Engine, *, rng: random.Random | None = None):
@@ -308,23 +483,42 @@ class Dispatcher:
         # Called with each recorded batch's outcomes (the scheduler arms retries from them).
         self.on_recorded: Callable[[list[Outcome]], None] | None = None
         self._client: httpx.AsyncClient | None = None
-        # Attempts on the wire, per webhook: the caps count these. A finished
-        # attempt keeps its lease until recorded, so no one else claims it meanwhile.
+        # One thread for every database step, in order.
+        self._database = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kwik-database")
+        # Attempts on the wire (or being re-checked), per webhook: the caps count these.
+        # A finished attempt keeps its lease until recorded, so no one else claims it meanwhile.
         self._in_flight: collections.Counter[int] = collections.Counter()
-        self._backlog = False  # the last claim filled every free slot: more may be due
-        # Claimed, waiting for a slot, per webhook (see dispatch_due).
+        # When each attempt on the wire started (time.monotonic()), by delivery.
+        self._on_wire: dict[int, float] = {}
+        self._nudge: asyncio.TimerHandle | None = None
+        # Claimed, waiting for a slot, per webhook; `deliver()`'s claims go first.
         self._ready: dict[int, collections.deque[Claim]] = {}
+        self._urgent: collections.deque[Claim] = collections.deque()
+        # Webhooks that may have more due than they were given, and whether the
+        # last claim stopped at its overall limit (see `_top_up`).
+        self._saturated: set[int] = set()
+        self._limited = False
+        self._claiming: asyncio.Task | None = None
+        self._claim_again = False
         self._tasks: set[asyncio.Task] = set()
         self._finished: list[Finished] = []
         self._record_wakeup = asyncio.Event()
         self._recorder: asyncio.Task | None = None
+        self._recheck: dict[int, asyncio.Future[bool]] = {}
+        self._rechecking: asyncio.Task | None = None
         self._waiters: dict[int, asyncio.Future[Outcome]] = {}
         self._closing = False
         self.attempts_recorded = 0
+        # When the last claim looked for due deliveries: whatever was due then has been seen.
+        self.last_claim_at: dt.datetime | None = None
 
     @property
     def in_flight(self) -> int:
         return sum(self._in_flight.values())
+
+    @property
+    def ready(self) -> int:
+        return sum(len(q) for q in self._ready.values()) + len(self._urgent)
 
     async def start(self) -> None:
         self._client = http.make_client(self.settings)
@@ -338,10 +532,11 @@ class Dispatcher:
         """
         self._closing = True
         # Claims still waiting for a slot go back at once, not when their lease expires.
-        waiting = [c.delivery_id for queue in self._ready.values() for c in queue]
+        waiting = [c.delivery_id for queue in [*self._ready.values(), self._urgent] for c in queue]
         self._ready.clear()
+        self._urgent.clear()
         if waiting:
-            self._db(release_claims, owner=self.owner, ids=waiting)
+            await self._db(release_claims, owner=self.owner, ids=waiting)
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout or self.settings.attempt_timeout + 1)
         await self._flush()
@@ -349,102 +544,133 @@ class Dispatcher:
             self._recorder.cancel()
         if self._client:
             await self._client.aclose()
+        self._database.shutdown(wait=True)
 
-    def _db(self, fn, /, **kwargs):
-        # Inline on this loop, not in a thread: each step is a millisecond or
-        # two, and handing work between threads under the GIL cost a quarter
-        # of the throughput (bench/delivery.py). The scheduler gives this loop
-        # a thread of its own, so the console's UI never waits on it.
-        return fn(self.engine, **kwargs)
+    async def _db(self, fn, /, **kwargs):
+        """Run a database step on the database thread; the HTTP loop goes on meanwhile."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._database, functools.partial(fn, self.engine, **kwargs))
 
-    def next_due_at(self) -> dt.datetime | None:
-        return self._db(next_due_at, now=utcnow())
+    async def next_due_at(self) -> dt.datetime | None:
+        return await self._db(next_due_at, now=utcnow())
+
+    # -------------------------------------------------- claiming
 
     async def dispatch_due(self) -> int:
         """Claim due deliveries while there is room, and start their attempts.
 
-        Claims run one batch ahead of the caps: each webhook may hold up to
-        twice its cap (on the wire, or ready to go the moment a slot frees),
-        so refilling rarely waits on the database. A ready claim waits at
-        most one attempt's time, well inside its lease.
+        One claim runs at a time; a call while one runs asks it to go round
+        again. Claims run one batch ahead of the caps: each webhook may hold up
+        to twice its cap (on the wire, or ready the moment a slot frees).
         """
         started = self.in_flight
-        cap, per_webhook = self.settings.max_in_flight, self.settings.max_in_flight_per_webhook
-        while not self._closing:
-            self._start_ready()
-            limit = 2 * cap - self.in_flight - self.ready
-            if limit <= 0 or self.ready >= cap:
-                break
-            held = collections.Counter(self._in_flight)
-            held.update({w: len(q) for w, q in self._ready.items()})
-            now = utcnow()
-            claims, taken = self._db(
-                claim_deliveries, owner=self.owner, now=now,
-                lease_until=now + dt.timedelta(seconds=self.settings.lease_seconds),
-                limit=limit, room={w: 2 * per_webhook - n for w, n in held.items()},
-                per_webhook=2 * per_webhook,
-            )
-            for claim in claims:
-                self._ready.setdefault(claim.webhook_id, collections.deque()).append(claim)
-            self._start_ready()
-            self._backlog = taken >= limit
-            if not self._backlog:
-                break
+        if self._claiming is not None:
+            self._claim_again = True
+            return 0
+        self._claiming = asyncio.current_task()
+        try:
+            self._claim_again = True
+            while self._claim_again and not self._closing:
+                self._claim_again = False
+                await self._claim_once()
+        finally:
+            self._claiming = None
         return self.in_flight - started
 
-    @property
-    def ready(self) -> int:
-        return sum(len(q) for q in self._ready.values())
-
-    def _start_ready(self) -> None:
-        """Start ready claims while the global and per-webhook caps allow."""
+    async def _claim_once(self) -> None:
         cap, per_webhook = self.settings.max_in_flight, self.settings.max_in_flight_per_webhook
-        for webhook_id in list(self._ready):
-            queue = self._ready[webhook_id]
-            while queue and self.in_flight < cap and self._in_flight[webhook_id] < per_webhook:
-                self._start([queue.popleft()])
-            if not queue:
-                del self._ready[webhook_id]
-
-    async def deliver(self, delivery_ids: list[int]) -> list[Outcome]:
-        """Attempt these deliveries now and wait for their recorded outcomes.
-
-        A delivery another dispatcher already holds is waited for, then read back.
-        """
-        loop = asyncio.get_running_loop()
-        futures = {i: self._waiters.setdefault(i, loop.create_future()) for i in delivery_ids}
+        limit = 2 * cap - self._busy() - self.ready
+        if limit <= 0:
+            return
+        held = collections.Counter(self._in_flight)
+        held.update({w: len(q) for w, q in self._ready.items()})
         now = utcnow()
-        claims, _ = self._db(
+        claimed_at = time.monotonic()
+        taken: Taken = await self._db(
             claim_deliveries, owner=self.owner, now=now,
             lease_until=now + dt.timedelta(seconds=self.settings.lease_seconds),
-            limit=len(delivery_ids), ids=delivery_ids,
+            limit=limit, room={w: 2 * per_webhook - n for w, n in held.items()}, per_webhook=2 * per_webhook,
         )
-        self._start(claims)
-        mine = {c.delivery_id for c in claims}
-        outcomes: dict[int, Outcome] = {}
-        pending = dict(futures)
-        deadline = loop.time() + self.settings.attempt_timeout + 5
-        while pending and loop.time() < deadline:
-            await asyncio.wait(pending.values(), timeout=0.25)
-            for delivery_id, future in list(pending.items()):
-                if future.done():
-                    outcomes[delivery_id] = pending.pop(delivery_id).result()
-                elif delivery_id not in mine:  # held by another dispatcher: read its record
-                    outcome = self._db(read_outcome, delivery_id=delivery_id)
-                    if outcome is not None and outcome.attempt_number:
-                        outcomes[delivery_id] = outcome
-                        pending.pop(delivery_id)
-        for delivery_id in pending:  # still running after the timeout: report where it stands
-            self._waiters.pop(delivery_id, None)
-            outcome = self._db(read_outcome, delivery_id=delivery_id)
-            if outcome is not None:
-                outcomes[delivery_id] = outcome
-        return [outcomes[i] for i in delivery_ids if i in outcomes]
+        self.last_claim_at = now
+        send_by = claimed_at + self.settings.lease_seconds - self.settings.attempt_timeout - RECORD_MARGIN_SECONDS
+        for claim in taken.claims:
+            claim = dataclasses.replace(claim, send_by=send_by, claimed_at=claimed_at)
+            self._ready.setdefault(claim.webhook_id, collections.deque()).append(claim)
+        self._saturated = taken.saturated | (self._saturated - taken.checked)
+        self._limited = taken.limited
+        if self._closing:
+            return
+        self._start_ready()
+        if taken.limited and taken.claims and self.ready < cap:
+            self._claim_again = True
 
-    def _start(self, claims: list[Claim]) -> None:
-        for claim in claims:
-            self._in_flight[claim.webhook_id] += 1
-            self._spawn(self._attempt(claim))
+    def _top_up(self, webhook_id: int) -> None:
+        """After an attempt: claim more if this webhook, or the claim as a whole, may have more due."""
+        if self._closing:
+            return
+        per_webhook = self.settings.max_in_flight_per_webhook
+        low = len(self._ready.get(webhook_id, ())) < per_webhook
+        if (webhook_id in self._saturated and low) or (self._limited and self.ready <= self.settings.max_in_flight // 2):
+            if self._claiming is None:
+                self._spawn(self.dispatch_due())
+            else:
+                self._claim_again = True
+
+    # -------------------------------------------------- starting attempts
+
+    def _busy(self) -> int:
+        """Global slots taken: attempts in flight, less the slow ones (up to the cap)."""
+        busy = self.in_flight
+        if busy < self.settings.max_in_flight:
+            return busy
+        since = time.monotonic() - SLOW_ATTEMPT_SECONDS
+        slow = sum(1 for started in self._on_wire.values() if started < since)
+        return busy - min(slow, self.settings.max_in_flight)
+
+    def _may_start(self, webhook_id: int, busy: int) -> bool:
+        cap, per_webhook = self.settings.max_in_flight, self.settings.max_in_flight_per_webhook
+        mine = self._in_flight[webhook_id]
+        if busy >= cap or mine >= per_webhook:
+            return False
+        # The last quarter of the slots is kept for webhooks with nothing on the
+        # wire, so endpoints that hang until the timeout cannot take them all.
+        return mine == 0 or cap - busy > cap // 4
+
+    def _start_ready(self) -> None:
+        """Start ready claims, round-robin across webhooks, while the caps allow."""
+        busy = self._busy()
+        blocked = collections.deque()
+        while self._urgent:
+            claim = self._urgent.popleft()
+            if self._may_start(claim.webhook_id, busy):
+                self._start(claim)
+                busy += 1
+            else:
+                blocked.append(claim)
+        self._urgent = blocked
+        progress = True
+        while progress and self._ready and busy < self.settings.max_in_flight:
+            progress = False
+            for webhook_id in list(self._ready):
+                queue = self._ready[webhook_id]
+                if self._may_start(webhook_id, busy):
+                    self._start(queue.popleft())
+                    busy += 1
+                    progress = True
+                if not queue:
+                    del self._ready[webhook_id]
+        if (self._ready or self._urgent) and busy >= self.settings.max_in_flight and self._nudge is None:
+            # Every slot is taken: look again soon, when some attempts may have turned slow.
+            def nudge():
+                self._nudge = None
+                if not self._closing:
+                    self._start_ready()
+
+            self._nudge = asyncio.get_running_loop().call_later(SLOW_ATTEMPT_SECONDS / 4, nudge)
+
+    def _start(self, claim: Claim) -> None:
+        self._in_flight[claim.webhook_id] += 1
+        self._spawn(self._attempt(claim))
 
     def _spawn(self, coroutine) -> None:
         # Hold a reference: the event loop keeps only weak ones to its tasks.
@@ -452,26 +678,119 @@ class Dispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _sendable(self, claim: Claim) -> bool:
+        """Whether a claim may be sent now: its lease has time left, and if it waited, it is still wanted."""
+        now = time.monotonic()
+        if now > claim.send_by:
+            log.info("delivery %s: lease too close to its end to attempt; handing it back", claim.delivery_id)
+            return False
+        if now - claim.claimed_at <= RECHECK_AFTER_SECONDS:
+            return True
+        future = self._recheck.get(claim.delivery_id)
+        if future is None:
+            future = self._recheck[claim.delivery_id] = asyncio.get_running_loop().create_future()
+        if self._rechecking is None:
+            self._rechecking = asyncio.create_task(self._recheck_loop())
+        return await future
+
+    async def _recheck_loop(self) -> None:
+        """Check waiting claims in batches: one query for all that are due to start."""
+        try:
+            while self._recheck:
+                batch, self._recheck = self._recheck, {}
+                try:
+                    good = await self._db(still_sendable, owner=self.owner, ids=list(batch))
+                except Exception:  # noqa: BLE001  unsure: don't send; the lease expires and it is retried
+                    log.exception("checking %d waiting claims failed", len(batch))
+                    good = set()
+                for delivery_id, future in batch.items():
+                    if not future.done():
+                        future.set_result(delivery_id in good)
+        finally:
+            self._rechecking = None
+
     async def _attempt(self, claim: Claim) -> None:
+        try:
+            if await self._sendable(claim):
+                await self._send(claim)
+            else:
+                self._resolve_waiter(claim.delivery_id, None)
+                await self._db(release_claims, owner=self.owner, ids=[claim.delivery_id])
+        finally:
+            self._in_flight[claim.webhook_id] -= 1
+            if self._in_flight[claim.webhook_id] <= 0:
+                del self._in_flight[claim.webhook_id]
+            if not self._closing:
+                self._start_ready()  # a slot is free: the next ready claim takes it at once
+                self._top_up(claim.webhook_id)
+
+    async def _send(self, claim: Claim) -> None:
         attempted_at = utcnow()
         headers = signature_headers(claim.secrets, claim.event_id, int(attempted_at.timestamp()), claim.body)
+        self._on_wire[claim.delivery_id] = time.monotonic()
         try:
             result = await http.send(self._client, claim.url, claim.body, headers, self.settings)
         except Exception as exc:  # noqa: BLE001  a bug here must not lose the claim silently
             log.exception("attempt of delivery %s failed unexpectedly", claim.delivery_id)
             result = http.AttemptResult(error=f"internal error: {exc}")
+        finally:
+            self._on_wire.pop(claim.delivery_id, None)
         request_headers = {"content-type": "application/json", "user-agent": http.USER_AGENT, **headers}
         self._finished.append(Finished(claim, request_headers, result, attempted_at))
         self._record_wakeup.set()
-        self._in_flight[claim.webhook_id] -= 1
-        if self._in_flight[claim.webhook_id] <= 0:
-            del self._in_flight[claim.webhook_id]
-        if self._closing:
-            return
-        self._start_ready()  # a slot is free: the next ready claim takes it at once
-        # Top up once half the ready claims are used, rather than wait for the next tick.
-        if self._backlog and self.ready <= self.settings.max_in_flight // 2:
-            self._spawn(self.dispatch_due())
+
+    # -------------------------------------------------- deliver now
+
+    async def deliver(self, delivery_ids: list[int]) -> list[Outcome]:
+        """Attempt these deliveries now, ahead of the queue but within the caps; wait for their outcomes.
+
+        A delivery another dispatcher already holds is waited for, then read back.
+        """
+        loop = asyncio.get_running_loop()
+        futures = {i: self._waiters.setdefault(i, loop.create_future()) for i in delivery_ids}
+        now = utcnow()
+        claimed_at = time.monotonic()
+        taken: Taken = await self._db(
+            claim_deliveries, owner=self.owner, now=now,
+            lease_until=now + dt.timedelta(seconds=self.settings.lease_seconds),
+            limit=len(delivery_ids), ids=delivery_ids,
+        )
+        send_by = claimed_at + self.settings.lease_seconds - self.settings.attempt_timeout - RECORD_MARGIN_SECONDS
+        # Fresh claims: checked at claim time, so `claimed_at` is when the wait for a slot starts.
+        self._urgent.extend(dataclasses.replace(c, send_by=send_by, claimed_at=time.monotonic())
+                            for c in taken.claims)
+        self._start_ready()
+        mine = {c.delivery_id for c in taken.claims}
+        outcomes: dict[int, Outcome] = {}
+        pending = dict(futures)
+        # Waiting for a slot is bounded by the lease; the attempt itself by its timeout.
+        deadline = loop.time() + self.settings.lease_seconds + 5
+        while pending and loop.time() < deadline:
+            await asyncio.wait(pending.values(), timeout=0.25)
+            for delivery_id, future in list(pending.items()):
+                if future.done():
+                    pending.pop(delivery_id)
+                    if future.result() is not None:
+                        outcomes[delivery_id] = future.result()
+                elif delivery_id not in mine:  # held by another dispatcher: read its record
+                    outcome = await self._db(read_outcome, delivery_id=delivery_id)
+                    if outcome is not None and outcome.attempt_number:
+                        outcomes[delivery_id] = outcome
+                        pending.pop(delivery_id)
+        for delivery_id in delivery_ids:  # not sent by us, or still running: report where it stands
+            self._waiters.pop(delivery_id, None)
+            if delivery_id not in outcomes:
+                outcome = await self._db(read_outcome, delivery_id=delivery_id)
+                if outcome is not None:
+                    outcomes[delivery_id] = outcome
+        return [outcomes[i] for i in delivery_ids if i in outcomes]
+
+    def _resolve_waiter(self, delivery_id: int, outcome: Outcome | None) -> None:
+        waiter = self._waiters.pop(delivery_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(outcome)
+
+    # -------------------------------------------------- recording
 
     async def _record_loop(self) -> None:
         while True:
@@ -488,18 +807,16 @@ class Dispatcher:
         outcomes: list[Outcome] = []
         for attempt in range(3):
             try:
-                outcomes = self._db(
+                outcomes = await self._db(
                     record_attempts, owner=self.owner, finished=batch,
                     schedule=self.settings.retry_schedule, now=utcnow(), rng=self.rng,
                 )
                 break
-            except Exception:  # noqa: BLE001  the leases expire and the attempts are made again
+            except Exception:  # noqa: BLE001  the database is away: the leases expire and the attempts are made again
                 log.exception("recording %d attempts failed (try %d of 3)", len(batch), attempt + 1)
                 await asyncio.sleep(0.5 * (attempt + 1))
         self.attempts_recorded += len(outcomes)
         for outcome in outcomes:
-            waiter = self._waiters.pop(outcome.delivery_id, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(outcome)
+            self._resolve_waiter(outcome.delivery_id, outcome)
         if self.on_recorded is not None:
             self.on_recorded(outcomes)

@@ -24,8 +24,12 @@ def parse_retry_after(value: str | None, now: dt.datetime) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    try:  # delta-seconds; fractions too, as many servers send them
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return seconds if seconds >= 0 and seconds == seconds and seconds != float("inf") else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -47,8 +51,11 @@ def next_delay(
         return None
     base = schedule[attempts_made - 1]
     if retry_after is not None:
-        # Honour the endpoint's wish, within 1x to 2x of what we would have waited.
-        return min(max(retry_after, base), 2 * base)
+        # Honour the endpoint's wish, within 1x to 2x of what we would have waited,
+        # and jitter it upwards only: never sooner than asked, but a thousand
+        # deliveries told the same Retry-After must not return at one instant.
+        wish = min(max(retry_after, base), 2 * base)
+        return wish * (1 + (rng or random).uniform(0, JITTER))
     return base * (1 + (rng or random).uniform(-JITTER, JITTER))
 
 

@@ -2,9 +2,13 @@
 
 The scheduler keeps nothing a crash could lose; it only decides when to look:
 - `dispatch-due`, an interval job, polls every KWIK_POLL_SECONDS (it also takes
-  over the leases of crashed processes and sees other processes' work);
-- `next-retry`, a date job, fires when the earliest scheduled retry falls due;
-- `dispatch-now`, a one-off job that `wake()` adds (publish calls it), looks at once.
+  over the leases of crashed processes);
+- `next-retry`, a date job, fires when the earliest scheduled retry falls due,
+  and is set again for the next one each time it runs.
+
+A publish wakes the dispatcher at once: `wake()` in the publishing process, and
+from other processes a PostgreSQL NOTIFY, or on SQLite a change of the
+database's `data_version`, looked at every few milliseconds.
 
 The scheduler and its dispatcher run on an event loop in a thread of their
 own, so delivery work never holds up the console's pages, and vice versa.
@@ -17,7 +21,9 @@ import contextlib
 import datetime as dt
 import logging
 import threading
+import time
 
+import uvloop
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -31,7 +37,9 @@ logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run 
 
 POLL_JOB = "dispatch-due"
 RETRY_JOB = "next-retry"
-WAKE_JOB = "dispatch-now"
+NOTIFY_CHANNEL = "kwik_due"
+# How often, on SQLite, we look whether another process wrote to the database.
+DATA_VERSION_SECONDS = 0.01
 
 _current: DeliveryScheduler | None = None
 
@@ -49,7 +57,7 @@ class DeliveryScheduler:
         self._started = threading.Event()
         self._stop: asyncio.Event | None = None
         self._failure: BaseException | None = None
-        self._wake_pending = False  # a dispatch-now job is queued and has not started yet
+        self._tasks: set[asyncio.Task] = set()
 
     # -------------------------------------------------- lifecycle (any thread)
 
@@ -87,7 +95,7 @@ class DeliveryScheduler:
     # -------------------------------------------------- on the delivery thread
 
     def _run(self) -> None:
-        self._loop = asyncio.new_event_loop()
+        self._loop = uvloop.new_event_loop()
         try:
             self._loop.run_until_complete(self._main())
         finally:
@@ -103,9 +111,11 @@ class DeliveryScheduler:
                 # A late run is still a run: never skip a look because the loop was busy.
                 job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             )
-            self._aps.add_job(self._poll, IntervalTrigger(seconds=self.settings.poll_seconds), id=POLL_JOB,
+            self._aps.add_job(self._dispatch, IntervalTrigger(seconds=self.settings.poll_seconds), id=POLL_JOB,
                               next_run_time=utcnow())
             self._aps.start()
+            watcher = self._loop.create_task(self._watch_other_processes(), name="kwik-wake-watcher")
+            self._tasks.add(watcher)
         except BaseException as exc:  # noqa: BLE001  reported to start()'s caller
             self._failure = exc
             self._started.set()
@@ -114,29 +124,67 @@ class DeliveryScheduler:
         await self._stop.wait()
         self._aps.shutdown(wait=False)
         await self.dispatcher.close()
+        for task in self._tasks:
+            task.cancel()
 
     def _wake_now(self) -> None:
         if self._aps is None or not self._aps.running:
             return
-        if not self._wake_pending:
-            self._wake_pending = True
-            self._aps.add_job(self._dispatch, id=WAKE_JOB, replace_existing=True)
+        # dispatch_due runs one claim at a time and folds wake-ups that come meanwhile.
+        task = self._loop.create_task(self.dispatcher.dispatch_due())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    def _arm_retry(self, when: dt.datetime | None) -> None:
+    async def _watch_other_processes(self) -> None:
+        """Wake when another process publishes: LISTEN on PostgreSQL, `data_version` on SQLite."""
+        engine = self.dispatcher.engine
+        if engine.dialect.name == "postgresql":
+            await asyncio.to_thread(self._listen, engine)
+            return
+        connection = engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            seen = None
+            while not self._stop.is_set():
+                # A read of the shared-memory header: microseconds, never waits for a writer.
+                version = cursor.execute("PRAGMA data_version").fetchone()[0]
+                if version != seen and seen is not None:
+                    self._wake_now()
+                seen = version
+                await asyncio.sleep(DATA_VERSION_SECONDS)
+        finally:
+            connection.close()
+
+    def _listen(self, engine) -> None:
+        """On a thread of its own: wait for NOTIFYs from any process's publish, and wake the loop."""
+        import psycopg
+
+        url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            self._loop.call_soon_threadsafe(self._wake_now)
+            except psycopg.Error:
+                log.warning("listening for publishes failed; polling until it reconnects", exc_info=True)
+                time.sleep(1.0)
+            except RuntimeError:  # the loop closed: we are stopping
+                return
+
+    def _arm_retry(self, when: dt.datetime | None, *, replace: bool = False) -> None:
         """Make sure a look happens when the earliest known retry falls due."""
         if when is None or self._aps is None or not self._aps.running:
             return
         job = self._aps.get_job(RETRY_JOB)
-        if job is None or job.next_run_time is None or when < job.next_run_time:
+        if replace or job is None or job.next_run_time is None or when < job.next_run_time:
             self._aps.add_job(self._dispatch, DateTrigger(run_date=when), id=RETRY_JOB, replace_existing=True)
 
     async def _dispatch(self) -> None:
-        self._wake_pending = False
+        """Claim what is due, then make sure a look happens when the next retry falls due."""
         await self.dispatcher.dispatch_due()
-
-    async def _poll(self) -> None:
-        await self._dispatch()
-        self._arm_retry(self.dispatcher.next_due_at())
+        self._arm_retry(await self.dispatcher.next_due_at(), replace=True)
 
     def _after_record(self, outcomes: list[Outcome]) -> None:
         self._arm_retry(min((o.next_attempt_at for o in outcomes if o.next_attempt_at), default=None))

@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+from collections.abc import Iterable
 
 SECRET_PREFIX = "whsec_"
 
@@ -19,14 +20,17 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
 
 def active_secrets(
     secret: str,
-    previous_secret: str | None,
-    previous_expires_at: dt.datetime | None,
+    previous: Iterable[tuple[str, dt.datetime]],
     now: dt.datetime,
 ) -> list[str]:
-    """The current secret, plus the previous one while a rotation's overlap lasts."""
+    """The current secret first, then every replaced one whose overlap has not ended, newest first.
+
+    `previous` holds (secret, expires_at) pairs, as stored in previous_secret.
+    """
     keys = [secret]
-    if previous_secret and previous_expires_at and previous_expires_at > now:
-        keys.append(previous_secret)
+    for old, _ in sorted(((s, e) for s, e in previous if e > now), key=lambda pair: pair[1], reverse=True):
+        if old not in keys:
+            keys.append(old)
     return keys
 
 

@@ -105,3 +105,43 @@ class TestOutcome:
     def of(cls, o: Outcome) -> TestOutcome:
         return cls(DeliveryStatus(o.status).label, "" if o.http_code is None else str(o.http_code),
                    o.duration_ms, o.response_body[:2000], o.error or "", iso(o.next_attempt_at))
+
+
+@dataclasses.dataclass
+class MemberRow:
+    id: int = 0
+    email: str = ""
+    role: str = ""
+    status: str = ""  # Active | Invited
+    last_sign_in_at: str = ""
+    is_me: bool = False
+
+
+@dataclasses.dataclass
+class AuditRow:
+    id: int = 0
+    at: str = ""
+    actor: str = ""
+    action: str = ""  # the words the page shows
+    target: str = ""
+    detail: str = ""
+    client_address: str = ""
+
+
+def audit_detail(detail: dict) -> str:
+    """One line: `key: value` pairs, with before -> after for a change."""
+    parts = []
+    before, after = detail.get("before"), detail.get("after")
+    if isinstance(before, dict) and isinstance(after, dict):
+        for key in sorted(set(before) | set(after)):
+            if before.get(key) != after.get(key):
+                parts.append(f"{key}: {_short(before.get(key))} → {_short(after.get(key))}")
+    elif before is not None or after is not None:
+        parts.append(f"{_short(before)} → {_short(after)}")
+    parts += [f"{k}: {_short(v)}" for k, v in detail.items() if k not in ("before", "after")]
+    return "; ".join(parts)
+
+
+def _short(value) -> str:
+    text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+    return text if len(text) <= 120 else text[:117] + "…"

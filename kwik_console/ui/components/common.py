@@ -3,6 +3,23 @@
 from __future__ import annotations
 
 import reflex as rx
+from reflex_components_core.el.elements.forms import Form
+
+from kwik_console.ui.state.session import PasswordState, SessionState
+
+
+class NativeForm(Form):
+    """A plain HTML form that the browser posts itself: how a page reaches /auth/*, which sets the cookie.
+
+    Reflex's own form always prevents the browser's submit, to send an event instead.
+    """
+
+    @classmethod
+    def create(cls, *children, **props):
+        return super(Form, cls).create(*children, **props)
+
+
+native_form = NativeForm.create
 
 STATUS_COLORS = {
     "Live": "green",
@@ -47,7 +64,12 @@ def navbar() -> rx.Component:
             rx.hstack(
                 rx.text("Developers", size="2", color=rx.color("gray", 11), display=["none", "block"]),
                 rx.link("Webhooks", href="/", size="2", weight="medium"),
+                rx.cond(SessionState.hosted & SessionState.is_admin, rx.fragment(
+                    rx.link("Members", href="/members", size="2", weight="medium"),
+                    rx.link("Audit trail", href="/audit", size="2", weight="medium", white_space="nowrap"),
+                )),
                 rx.color_mode.button(size="2", variant="ghost", aria_label="Switch light or dark theme"),
+                rx.cond(SessionState.hosted, user_menu()),
                 align="center", spacing="4",
             ),
             align="center", max_width="1200px", margin="0 auto", padding_x=["16px", "24px"], height="56px",
@@ -55,6 +77,79 @@ def navbar() -> rx.Component:
         border_bottom=f"1px solid {rx.color('gray', 5)}",
         background=rx.color("gray", 1),
         position="sticky", top="0", z_index="10",
+    )
+
+
+def _sign_out_form(form_id: str, everywhere: bool) -> rx.Component:
+    return native_form(
+        rx.el.input(type="hidden", name="everywhere", value="1" if everywhere else "0"),
+        id=form_id, action="/auth/sign-out", method="post", display="none",
+    )
+
+
+def user_menu() -> rx.Component:
+    """Who is signed in, and their own account: password, sign out, sign out everywhere (hosted mode)."""
+    return rx.fragment(
+        rx.dropdown_menu.root(
+            rx.dropdown_menu.trigger(
+                rx.button(rx.icon("circle-user", size=16), rx.text(SessionState.email, display=["none", "none", "inline"]),
+                          rx.icon("chevron-down", size=14), variant="soft", color_scheme="gray", size="2",
+                          aria_label="Account menu"),
+            ),
+            rx.dropdown_menu.content(
+                rx.box(
+                    rx.text(SessionState.email, size="2", weight="medium"),
+                    rx.badge(SessionState.role, variant="soft", radius="full", margin_top="4px"),
+                    padding="8px 12px",
+                ),
+                rx.dropdown_menu.separator(),
+                rx.dropdown_menu.item("Change password", on_click=PasswordState.start),
+                rx.dropdown_menu.item("Sign out", on_click=rx.call_script(
+                    "document.getElementById('sign-out-form').submit()")),
+                rx.dropdown_menu.item("Sign out everywhere", color_scheme="red", on_click=rx.call_script(
+                    "document.getElementById('sign-out-everywhere-form').submit()")),
+                align="end",
+            ),
+        ),
+        _sign_out_form("sign-out-form", False),
+        _sign_out_form("sign-out-everywhere-form", True),
+        password_dialog(),
+    )
+
+
+def _password_field(label: str, name: str, autocomplete: str) -> rx.Component:
+    return rx.vstack(
+        rx.el.label(rx.text(label, size="2", weight="medium"), html_for=f"password-{name}"),
+        rx.input(id=f"password-{name}", name=name, type="password", auto_complete=autocomplete, required=True,
+                 width="100%"),
+        field_error(PasswordState.errors[name]),
+        spacing="1", width="100%",
+    )
+
+
+def password_dialog() -> rx.Component:
+    return rx.dialog.root(
+        rx.dialog.content(
+            rx.dialog.title("Change password"),
+            rx.dialog.description("Your other sessions are signed out; this one stays signed in.", size="2",
+                                  color_scheme="gray", margin_bottom="16px"),
+            rx.form(
+                rx.vstack(
+                    _password_field("Current password", "current", "current-password"),
+                    _password_field("New password (at least 12 characters)", "new", "new-password"),
+                    _password_field("Repeat the new password", "confirm", "new-password"),
+                    rx.hstack(
+                        rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray", type="button")),
+                        rx.button("Change password", type="submit"),
+                        justify="end", spacing="3", width="100%", padding_top="8px",
+                    ),
+                    spacing="3", width="100%",
+                ),
+                on_submit=PasswordState.change, reset_on_submit=False,
+            ),
+            max_width="440px",
+        ),
+        open=PasswordState.open, on_open_change=PasswordState.set_open,
     )
 
 

@@ -6,6 +6,7 @@ import reflex as rx
 
 from kwik_console import catalog
 from kwik_console.ui.components.common import code_block, field_error
+from kwik_console.ui.state.session import SessionState
 from kwik_console.ui.state.webhooks import WebhookFormState as Form
 
 VERIFY_EXAMPLE = """from standardwebhooks.webhooks import Webhook
@@ -153,7 +154,7 @@ def webhook_form_dialog() -> rx.Component:
                         field_error(Form.errors["status"]),
                         spacing="1", width="100%",
                     ),
-                    rx.cond(Form.editing, _secret_section()),
+                    rx.cond(Form.editing & SessionState.can_see_secrets, _secret_section()),
                     rx.hstack(
                         rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray", type="button",
                                                   disabled=Form.saving)),

@@ -7,6 +7,7 @@ import reflex as rx
 from kwik_console.ui.components.common import error_callout, loading_rows, local_time, page, status_badge
 from kwik_console.ui.components.dialogs import delete_dialog, test_dialog
 from kwik_console.ui.components.webhook_form import webhook_form_dialog
+from kwik_console.ui.state.session import SessionState
 from kwik_console.ui.state.test_webhook import TestWebhookState
 from kwik_console.ui.state.webhooks import DeleteState, WebhookFormState, WebhooksState as List
 from kwik_console.ui.views import WebhookRow
@@ -21,11 +22,15 @@ def _actions(row: WebhookRow) -> rx.Component:
                            aria_label="Actions for " + row.name),
         ),
         rx.dropdown_menu.content(
-            rx.dropdown_menu.item("Test Webhook", on_click=TestWebhookState.start(row.id, row.name)),
+            # Only what the member's role allows; the guard refuses the rest anyway.
+            rx.cond(SessionState.can_test,
+                    rx.dropdown_menu.item("Test Webhook", on_click=TestWebhookState.start(row.id, row.name))),
             rx.dropdown_menu.item("View Events", on_click=rx.redirect("/webhooks/" + row.id.to_string() + "/events")),
-            rx.dropdown_menu.item("Edit", on_click=WebhookFormState.open_edit(row.id)),
-            rx.dropdown_menu.separator(),
-            rx.dropdown_menu.item("Delete", color_scheme="red", on_click=DeleteState.ask(row.id, row.name)),
+            rx.cond(SessionState.can_write, rx.fragment(
+                rx.dropdown_menu.item("Edit", on_click=WebhookFormState.open_edit(row.id)),
+                rx.dropdown_menu.separator(),
+                rx.dropdown_menu.item("Delete", color_scheme="red", on_click=DeleteState.ask(row.id, row.name)),
+            )),
             align="end",
         ),
     )
@@ -119,7 +124,10 @@ def _empty_state() -> rx.Component:
                 "receives a signed notification and reacts at once.",
                 align="center", color_scheme="gray", max_width="520px",
             ),
-            rx.button(rx.icon("plus", size=16), "Create", size="3", on_click=WebhookFormState.open_create),
+            rx.cond(SessionState.can_write,
+                    rx.button(rx.icon("plus", size=16), "Create", size="3", on_click=WebhookFormState.open_create),
+                    rx.text("Ask a developer or an admin of this console to create one.", size="2",
+                            color_scheme="gray")),
             align="center", spacing="4", padding_y="48px", padding_x="16px",
         ),
         width="100%",
@@ -136,7 +144,8 @@ def webhooks_page() -> rx.Component:
                     spacing="1",
                 ),
                 rx.spacer(),
-                rx.button(rx.icon("plus", size=16), "Create", size="2", on_click=WebhookFormState.open_create),
+                rx.cond(SessionState.can_write,
+                        rx.button(rx.icon("plus", size=16), "Create", size="2", on_click=WebhookFormState.open_create)),
                 width="100%", align="end", spacing="4",
             ),
             rx.cond(List.error != "", error_callout(List.error, List.load)),
@@ -164,7 +173,6 @@ def webhooks_page() -> rx.Component:
             ),
             spacing="5", width="100%",
         ),
-        webhook_form_dialog(),
-        delete_dialog(),
-        test_dialog(),
+        rx.cond(SessionState.can_write, rx.fragment(webhook_form_dialog(), delete_dialog())),
+        rx.cond(SessionState.can_test, test_dialog()),
     )

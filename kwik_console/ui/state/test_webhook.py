@@ -6,7 +6,8 @@ import json
 
 import reflex as rx
 
-from kwik_console import catalog
+from kwik_console import access, audit, catalog
+from kwik_console.db import session_scope
 from kwik_console.delivery import scheduler
 from kwik_console.errors import InvalidInput, NotFound
 from kwik_console.events import publish
@@ -59,11 +60,16 @@ class TestWebhookState(rx.State):
                 return
             self.sending, self.sent, self.error = True, False, ""
             webhook_id, event_type = self.webhook_id, self.event_type
+        actor = access.actor()  # the guard set it for this task, before the handler began
         try:
             published = publish(event_type, catalog.sample_data(event_type), test=True, webhook_id=webhook_id,
                                 wake=False)
             outcomes = await scheduler.deliver_now(published.delivery_ids)
             outcome, error = (TestOutcome.of(outcomes[0]), "") if outcomes else (TestOutcome(), "No outcome yet.")
+            with session_scope() as session:
+                audit.record(session=session, actor=actor, action="test.sent", target=f"webhook {webhook_id}",
+                             detail={"event_type": event_type, "event_id": published.event.id,
+                                     "status": outcome.status, "http_code": outcome.http_code})
         except (InvalidInput, NotFound) as exc:
             outcome, error = TestOutcome(), exc.message if isinstance(exc, InvalidInput) else str(exc)
         async with self:

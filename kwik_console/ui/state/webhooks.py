@@ -7,7 +7,7 @@ import logging
 import reflex as rx
 from sqlalchemy.exc import SQLAlchemyError
 
-from kwik_console import catalog, webhooks
+from kwik_console import access, audit, catalog, webhooks
 from kwik_console.db import session_scope
 from kwik_console.errors import InvalidInput, NotFound
 from kwik_console.ui.views import WebhookRow
@@ -69,6 +69,17 @@ class WebhooksState(rx.State):
             return WebhooksState.load
 
 
+def _target(webhook) -> str:
+    return f"webhook {webhook.id} ({webhook.name})"
+
+
+def _audited(session, webhook_id: int) -> dict:
+    """What the audit trail keeps of a webhook: everything a merchant can edit, never its secret."""
+    webhook = webhooks.get_webhook(session=session, webhook_id=webhook_id)
+    return {"name": webhook.name, "url": webhook.url, "status": webhook.status,
+            "events": webhooks.webhook_events(session=session, webhook_id=webhook_id)}
+
+
 def _blank_errors() -> dict[str, str]:
     return {"name": "", "url": "", "events": "", "status": ""}
 
@@ -84,6 +95,8 @@ class WebhookFormState(rx.State):
     status: str = "live"
     errors: dict[str, str] = _blank_errors()
     saving: bool = False
+    # The signing secret reaches the browser only once a member allowed to see it reveals it;
+    # until then it stays in the database, not even in backend state.
     secret: str = ""
     secret_shown: bool = False
 
@@ -93,7 +106,7 @@ class WebhookFormState(rx.State):
 
     @rx.event
     def open_create(self):
-        self._fill(0, "", "", [], "live", "")
+        self._fill(0, "", "", [], "live")
 
     @rx.event
     def open_edit(self, webhook_id: int):
@@ -103,17 +116,19 @@ class WebhookFormState(rx.State):
                 events = webhooks.webhook_events(session=session, webhook_id=webhook_id)
         except NotFound as exc:
             return [rx.toast.error(str(exc)), WebhooksState.load]
-        self._fill(webhook.id, webhook.name, webhook.url, events, webhook.status, webhook.secret)
+        self._fill(webhook.id, webhook.name, webhook.url, events, webhook.status)
 
-    def _fill(self, webhook_id, name, url, events, status, secret):
+    def _fill(self, webhook_id, name, url, events, status):
         self.webhook_id, self.name, self.url, self.events, self.status = webhook_id, name, url, events, status
-        self.secret, self.secret_shown = secret, False
+        self.secret, self.secret_shown = "", False
         self.errors, self.saving, self.open = _blank_errors(), False, True
 
     @rx.event
     def set_open(self, value: bool):
         if not self.saving:
             self.open = value
+            if not value:
+                self.secret, self.secret_shown = "", False
 
     @rx.event
     def set_name(self, value: str):
@@ -149,34 +164,67 @@ class WebhookFormState(rx.State):
         try:
             with session_scope() as session:
                 if self.editing:
+                    before = _audited(session, self.webhook_id)
                     webhook = webhooks.update_webhook(session=session, webhook_id=self.webhook_id, data=data)
+                    after = _audited(session, webhook.id)
+                    if after != before:
+                        audit.record(session=session, actor=access.actor(), action="webhook.edited",
+                                     target=_target(webhook), detail={"before": before, "after": after})
                 else:
                     webhook = webhooks.create_webhook(session=session, data=data)
+                    audit.record(session=session, actor=access.actor(), action="webhook.created",
+                                 target=_target(webhook), detail={"after": _audited(session, webhook.id)})
         except InvalidInput as exc:
             self.errors = _blank_errors() | exc.errors
-            self.saving = False
             return
         except NotFound as exc:
             self.saving, self.open = False, False
             yield [rx.toast.error(str(exc)), WebhooksState.load]
             return
-        self.saving, self.open = False, False
+        except SQLAlchemyError:
+            log.exception("saving a webhook failed")
+            self.saving = False
+            yield rx.toast.error("The webhook could not be saved: the database is unavailable. Try again in a moment.")
+            return
+        finally:
+            # Whatever went wrong, even an error not caught above, the dialog must not stay "Saving…".
+            self.saving = False
+        self.open = False
         verb = "saved" if self.editing else "created"
         yield [rx.toast.success(f"Webhook “{webhook.name}” {verb}."), WebhooksState.load]
 
+    def _read_secret(self, action: str) -> str:
+        """The secret, read from the database for a member who asked for it, and recorded in the trail."""
+        with session_scope() as session:
+            webhook = webhooks.get_webhook(session=session, webhook_id=self.webhook_id)
+            audit.record(session=session, actor=access.actor(), action=action, target=_target(webhook))
+            return webhook.secret
+
     @rx.event
     def toggle_secret(self):
-        self.secret_shown = not self.secret_shown
+        if self.secret_shown:
+            self.secret, self.secret_shown = "", False
+            return
+        try:
+            self.secret, self.secret_shown = self._read_secret("secret.revealed"), True
+        except NotFound as exc:
+            return rx.toast.error(str(exc))
 
     @rx.event
     def copy_secret(self):
-        return [rx.set_clipboard(self.secret), rx.toast.success("Signing secret copied.")]
+        try:
+            secret = self._read_secret("secret.copied")
+        except NotFound as exc:
+            return rx.toast.error(str(exc))
+        return [rx.set_clipboard(secret), rx.toast.success("Signing secret copied.")]
 
     @rx.event
     def rotate_secret(self):
         try:
             with session_scope() as session:
                 webhook = webhooks.rotate_secret(session=session, webhook_id=self.webhook_id)
+                audit.record(session=session, actor=access.actor(), action="secret.rotated", target=_target(webhook),
+                             detail={"previous_secret_expires_at": str(webhook.previous_secret_expires_at)})
         except NotFound as exc:
             return rx.toast.error(str(exc))
         self.secret, self.secret_shown = webhook.secret, True
@@ -204,7 +252,11 @@ class DeleteState(rx.State):
         yield
         try:
             with session_scope() as session:
+                before = _audited(session, self.webhook_id)
+                target = _target(webhooks.get_webhook(session=session, webhook_id=self.webhook_id))
                 webhooks.delete_webhook(session=session, webhook_id=self.webhook_id)
+                audit.record(session=session, actor=access.actor(), action="webhook.deleted", target=target,
+                             detail={"before": before})
         except NotFound:
             pass  # already gone: the outcome the merchant wanted
         self.deleting, self.open = False, False

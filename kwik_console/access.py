@@ -1,0 +1,158 @@
+"""Who may do what: the one table of roles and actions, and the rule for every state event handler.
+
+The console's Reflex middleware (`ui/guard.py`) asks `decide()` before every
+state event, background and chained events included. A handler with no rule
+in HANDLER_RULES is refused for everyone, and tests/test_access.py fails until
+one is added.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from enum import StrEnum
+
+from kwik_console.member_models import Role
+from kwik_console.sessions import SignedIn
+
+
+class Action(StrEnum):
+    PUBLIC = "public"  # anyone, signed in or not: Reflex's own page loading, the sign-in pages
+    ACCOUNT = "account"  # any signed-in member: who am I, change my own password
+    READ = "webhooks.read"  # the webhook list and the event log
+    WRITE = "webhooks.write"  # create, edit, delete
+    TEST = "webhooks.test"  # Test Webhook
+    REVEAL_SECRET = "secrets.reveal"  # reveal or copy a signing secret
+    ROTATE_SECRET = "secrets.rotate"
+    MEMBERS = "members.manage"
+    AUDIT = "audit.read"
+
+
+ROLE_ACTIONS: dict[str, frozenset[Action]] = {
+    Role.VIEWER: frozenset({Action.ACCOUNT, Action.READ}),
+    Role.DEVELOPER: frozenset({Action.ACCOUNT, Action.READ, Action.WRITE, Action.TEST, Action.REVEAL_SECRET,
+                               Action.ROTATE_SECRET}),
+    Role.ADMIN: frozenset(Action) - {Action.PUBLIC},
+}
+
+_UI = "kwik_console.ui.state"
+# Every state event handler of the app, by module.Class.handler, and the action it needs.
+# `setvar` (Reflex's generic setter, which would let a browser set any var) has no rule: refused.
+HANDLER_RULES: dict[str, Action] = {
+    # Reflex's own events: without them no page loads, not even the sign-in page.
+    "reflex.state.State.hydrate": Action.PUBLIC,
+    "reflex.state.State.hydrate_and_load": Action.PUBLIC,
+    "reflex.state.State.set_is_hydrated": Action.PUBLIC,
+    "reflex.state.OnLoadInternalState.on_load_internal": Action.PUBLIC,  # each page's on_load is checked itself
+    "reflex.state.OnLoadInternalState.set_is_hydrated": Action.PUBLIC,
+    "reflex.state.UpdateVarsInternalState.update_vars_internal": Action.PUBLIC,  # client-storage vars only
+    "reflex.state.FrontendEventExceptionState.handle_frontend_exception": Action.PUBLIC,
+    # Signing in.
+    f"{_UI}.sign_in.SignInState.open_page": Action.PUBLIC,
+    f"{_UI}.sign_in.AcceptState.open_page": Action.PUBLIC,
+    # The signed-in member's own account.
+    f"{_UI}.session.SessionState.load": Action.ACCOUNT,
+    f"{_UI}.session.PasswordState.start": Action.ACCOUNT,
+    f"{_UI}.session.PasswordState.set_open": Action.ACCOUNT,
+    f"{_UI}.session.PasswordState.change": Action.ACCOUNT,
+    # The webhook list.
+    f"{_UI}.webhooks.WebhooksState.load": Action.READ,
+    f"{_UI}.webhooks.WebhooksState.set_search": Action.READ,
+    f"{_UI}.webhooks.WebhooksState.clear_search": Action.READ,
+    f"{_UI}.webhooks.WebhooksState.next_page": Action.READ,
+    f"{_UI}.webhooks.WebhooksState.previous_page": Action.READ,
+    # Create / Edit.
+    f"{_UI}.webhooks.WebhookFormState.open_create": Action.WRITE,
+    f"{_UI}.webhooks.WebhookFormState.open_edit": Action.WRITE,
+    f"{_UI}.webhooks.WebhookFormState.set_open": Action.WRITE,
+    f"{_UI}.webhooks.WebhookFormState.set_name": Action.WRITE,
+    f"{_UI}.webhooks.WebhookFormState.set_url": Action.WRITE,
+    f"{_UI}.webhooks.WebhookFormState.set_status": Action.WRITE,
+    f"{_UI}.webhooks.WebhookFormState.toggle_event": Action.WRITE,
+    f"{_UI}.webhooks.WebhookFormState.select_all": Action.WRITE,
+    f"{_UI}.webhooks.WebhookFormState.select_none": Action.WRITE,
+    f"{_UI}.webhooks.WebhookFormState.save": Action.WRITE,
+    f"{_UI}.webhooks.WebhookFormState.toggle_secret": Action.REVEAL_SECRET,
+    f"{_UI}.webhooks.WebhookFormState.copy_secret": Action.REVEAL_SECRET,
+    f"{_UI}.webhooks.WebhookFormState.rotate_secret": Action.ROTATE_SECRET,
+    f"{_UI}.webhooks.DeleteState.ask": Action.WRITE,
+    f"{_UI}.webhooks.DeleteState.set_open": Action.WRITE,
+    f"{_UI}.webhooks.DeleteState.confirm": Action.WRITE,
+    # Test Webhook.
+    f"{_UI}.test_webhook.TestWebhookState.start": Action.TEST,
+    f"{_UI}.test_webhook.TestWebhookState.set_open": Action.TEST,
+    f"{_UI}.test_webhook.TestWebhookState.set_event_type": Action.TEST,
+    f"{_UI}.test_webhook.TestWebhookState.send": Action.TEST,
+    # The event log.
+    f"{_UI}.event_log.EventLogState.open_page": Action.READ,
+    f"{_UI}.event_log.EventLogState.refresh": Action.READ,
+    f"{_UI}.event_log.EventLogState.set_status": Action.READ,
+    f"{_UI}.event_log.EventLogState.set_event_type": Action.READ,
+    f"{_UI}.event_log.EventLogState.set_test": Action.READ,
+    f"{_UI}.event_log.EventLogState.older": Action.READ,
+    f"{_UI}.event_log.EventLogState.newer": Action.READ,
+    f"{_UI}.event_log.EventLogState.show": Action.READ,
+    f"{_UI}.event_log.EventLogState.set_detail_open": Action.READ,
+    # Members.
+    f"{_UI}.members.MembersState.load": Action.MEMBERS,
+    f"{_UI}.members.MembersState.start_invite": Action.MEMBERS,
+    f"{_UI}.members.MembersState.set_invite_open": Action.MEMBERS,
+    f"{_UI}.members.MembersState.invite": Action.MEMBERS,
+    f"{_UI}.members.MembersState.set_link_open": Action.MEMBERS,
+    f"{_UI}.members.MembersState.set_role": Action.MEMBERS,
+    f"{_UI}.members.MembersState.ask_remove": Action.MEMBERS,
+    f"{_UI}.members.MembersState.set_remove_open": Action.MEMBERS,
+    f"{_UI}.members.MembersState.confirm_remove": Action.MEMBERS,
+    f"{_UI}.members.MembersState.new_link": Action.MEMBERS,
+    # The audit trail.
+    f"{_UI}.audit.AuditState.load": Action.AUDIT,
+    f"{_UI}.audit.AuditState.set_actor": Action.AUDIT,
+    f"{_UI}.audit.AuditState.set_action": Action.AUDIT,
+    f"{_UI}.audit.AuditState.older": Action.AUDIT,
+    f"{_UI}.audit.AuditState.newer": Action.AUDIT,
+}
+
+# The local console's one implicit admin: no sign-in, loopback only.
+LOCAL_ADMIN = SignedIn(member_id=None, email="local admin", role=Role.ADMIN)
+
+# The member behind the event being handled; set by the guard before the handler runs.
+current: contextvars.ContextVar[SignedIn | None] = contextvars.ContextVar("kwik_signed_in", default=None)
+
+
+class Decision(StrEnum):
+    ALLOW = "allow"
+    SIGN_IN = "sign_in"  # nobody is signed in (or the session ended): go to the sign-in page
+    REFUSE = "refuse"  # signed in, but the role does not allow it, or the handler has no rule
+
+
+def may(role: str | None, action: Action | None) -> bool:
+    if action is None:
+        return False
+    if action == Action.PUBLIC:
+        return True
+    return role is not None and action in ROLE_ACTIONS.get(role, frozenset())
+
+
+def decide(handler: str, signed_in: SignedIn | None) -> Decision:
+    """Whether `signed_in` (None: nobody) may run the handler named module.Class.handler."""
+    action = HANDLER_RULES.get(handler)
+    if action == Action.PUBLIC:
+        return Decision.ALLOW
+    if signed_in is None:
+        return Decision.SIGN_IN
+    return Decision.ALLOW if may(signed_in.role, action) else Decision.REFUSE
+
+
+def member() -> SignedIn:
+    """The member the current handler runs for; only the guard sets it, so a handler never runs without one."""
+    signed_in = current.get()
+    if signed_in is None:
+        raise PermissionError("no member: this code must run behind the access guard")
+    return signed_in
+
+
+def actor():
+    """The current member, as the audit trail names them."""
+    from kwik_console.audit import Actor
+
+    signed_in = member()
+    return Actor(signed_in.member_id, signed_in.email)

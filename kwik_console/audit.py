@@ -1,0 +1,87 @@
+"""The audit trail: who did what, when, with the before and after where that matters.
+
+Entries are written in the same transaction as the change they describe, so
+a change that rolls back leaves no entry, and an entry never lacks its change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from sqlmodel import Session, select
+
+from kwik_console.member_models import AuditEntry
+from kwik_console.models import utcnow
+
+# Every action the trail records, with the words the Audit trail page shows.
+ACTIONS: dict[str, str] = {
+    "webhook.created": "Webhook created",
+    "webhook.edited": "Webhook edited",
+    "webhook.deleted": "Webhook deleted",
+    "secret.revealed": "Secret revealed",
+    "secret.copied": "Secret copied",
+    "secret.rotated": "Secret rotated",
+    "test.sent": "Test sent",
+    "member.invited": "Member invited",
+    "member.role_changed": "Role changed",
+    "member.removed": "Member removed",
+    "member.password_reset": "Password reset link made",
+    "member.password_set": "Password set from a link",
+    "member.password_changed": "Password changed",
+    "sign_in.succeeded": "Signed in",
+    "sign_in.failed": "Sign-in failed",
+    "sign_out": "Signed out",
+    "sign_out.everywhere": "Signed out everywhere",
+    "access.refused": "Access refused",
+}
+PAGE_SIZE = 50
+
+
+@dataclasses.dataclass(frozen=True)
+class Actor:
+    """Who acted: a member, or the local console's one implicit admin (no id), or the CLI."""
+
+    member_id: int | None
+    email: str
+
+
+LOCAL = Actor(None, "local admin")
+CLI = Actor(None, "kwik-console CLI")
+
+
+def record(*, session: Session, actor: Actor, action: str, target: str = "", detail: dict[str, Any] | None = None,
+           client_address: str = "") -> AuditEntry:
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}: add it to audit.ACTIONS")
+    entry = AuditEntry(at=utcnow(), actor_id=actor.member_id, actor_email=actor.email[:254], action=action,
+                       target=target[:300], detail=detail or {}, client_address=client_address[:64])
+    session.add(entry)
+    return entry
+
+
+@dataclasses.dataclass
+class AuditPage:
+    items: list[AuditEntry]
+    next_before_id: int | None  # pass as before_id for the next (older) page; None on the last page
+
+
+def list_entries(*, session: Session, actor_email: str | None = None, action: str | None = None,
+                 before_id: int | None = None, limit: int = PAGE_SIZE) -> AuditPage:
+    """Newest first, in keyset pages: stable while new entries arrive."""
+    query = select(AuditEntry)
+    if actor_email:
+        query = query.where(AuditEntry.actor_email == actor_email)
+    if action:
+        query = query.where(AuditEntry.action == action)
+    if before_id:
+        query = query.where(AuditEntry.id < before_id)
+    rows = list(session.exec(query.order_by(AuditEntry.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return AuditPage(rows, rows[-1].id if more else None)
+
+
+def actor_emails(*, session: Session) -> list[str]:
+    """Everyone who appears in the trail, for the member filter (removed members included)."""
+    return sorted(e for e in session.exec(select(AuditEntry.actor_email).distinct()) if e)

@@ -1,0 +1,74 @@
+"""The Audit trail page (admins, hosted mode): newest first, filters by member and action, keyset pages."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from kwik_console import audit
+from kwik_console.ui.components.common import loading_rows, local_time, page
+from kwik_console.ui.state.audit import ALL, AuditState as A
+from kwik_console.ui.views import AuditRow
+
+COLUMNS = ("When", "Member", "Action", "Target", "Details")
+
+
+def _row(row: AuditRow) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(local_time(row.at, "D MMM YYYY, HH:mm:ss"), white_space="nowrap"),
+        rx.table.cell(rx.text(row.actor, size="2")),
+        rx.table.cell(rx.text(row.action, size="2", weight="medium"), white_space="nowrap"),
+        rx.table.cell(rx.text(row.target, size="2", style={"word_break": "break-word"})),
+        rx.table.cell(rx.text(row.detail, size="1", color_scheme="gray", style={"word_break": "break-word"},
+                              title=row.client_address)),
+        align="center",
+    )
+
+
+def _filters() -> rx.Component:
+    return rx.hstack(
+        rx.select.root(
+            rx.select.trigger(aria_label="Member", min_width="200px"),
+            rx.select.content(rx.select.item("All members", value=ALL),
+                              rx.foreach(A.actors, lambda e: rx.select.item(e, value=e))),
+            value=A.actor, on_change=A.set_actor,
+        ),
+        rx.select.root(
+            rx.select.trigger(aria_label="Action", min_width="200px"),
+            rx.select.content(rx.select.item("All actions", value=ALL),
+                              *[rx.select.item(label, value=key) for key, label in audit.ACTIONS.items()]),
+            value=A.action, on_change=A.set_action,
+        ),
+        spacing="3", wrap="wrap",
+    )
+
+
+def audit_page() -> rx.Component:
+    return page(
+        rx.vstack(
+            rx.vstack(
+                rx.heading("Audit trail", size="7"),
+                rx.text("Every change, sign-in and revealed secret: who, when and what, newest first.",
+                        color_scheme="gray", size="2"),
+                spacing="1",
+            ),
+            _filters(),
+            rx.box(
+                rx.table.root(
+                    rx.table.header(rx.table.row(*[rx.table.column_header_cell(c) for c in COLUMNS])),
+                    rx.table.body(rx.cond(A.loading, loading_rows(len(COLUMNS)), rx.foreach(A.rows, _row))),
+                    variant="surface", width="100%", size="2",
+                ),
+                width="100%", overflow_x="auto",
+            ),
+            rx.cond(~A.loading & (A.rows.length() == 0),
+                    rx.text("Nothing recorded matches these filters.", size="2", color_scheme="gray")),
+            rx.hstack(
+                rx.spacer(),
+                rx.button("Newer", size="1", variant="soft", on_click=A.newer, disabled=A.cursors.length() == 0),
+                rx.text("Page " + A.page_number.to_string(), size="2", white_space="nowrap"),
+                rx.button("Older", size="1", variant="soft", on_click=A.older, disabled=A.next_before == 0),
+                width="100%", align="center", spacing="3",
+            ),
+            spacing="4", width="100%",
+        ),
+    )

@@ -1,0 +1,77 @@
+"""Who is signed in (for the navigation and for hiding what a role cannot do), and changing one's own password.
+
+Hiding is only manners: the guard (ui/guard.py) refuses the events themselves.
+"""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from kwik_console import access, members
+from kwik_console.db import session_scope
+from kwik_console.errors import InvalidInput
+from kwik_console.settings import get_settings
+
+
+class SessionState(rx.State):
+    email: str = ""
+    role: str = ""
+    hosted: bool = False
+
+    @rx.var
+    def can_write(self) -> bool:
+        return access.may(self.role, access.Action.WRITE)
+
+    @rx.var
+    def can_test(self) -> bool:
+        return access.may(self.role, access.Action.TEST)
+
+    @rx.var
+    def can_see_secrets(self) -> bool:
+        return access.may(self.role, access.Action.REVEAL_SECRET)
+
+    @rx.var
+    def is_admin(self) -> bool:
+        return access.may(self.role, access.Action.MEMBERS)
+
+    @rx.event
+    def load(self):
+        signed_in = access.member()
+        self.email, self.role, self.hosted = signed_in.email, signed_in.role, not get_settings().local_mode
+
+
+def _blank() -> dict[str, str]:
+    return {"current": "", "new": "", "confirm": ""}
+
+
+class PasswordState(rx.State):
+    open: bool = False
+    errors: dict[str, str] = _blank()
+    saving: bool = False
+
+    @rx.event
+    def start(self):
+        self.open, self.errors, self.saving = True, _blank(), False
+
+    @rx.event
+    def set_open(self, value: bool):
+        if not self.saving:
+            self.open = value
+
+    @rx.event
+    def change(self, form: dict):
+        signed_in = access.member()
+        if signed_in.member_id is None:
+            return rx.toast.error("Local mode has no passwords.")
+        try:
+            with session_scope() as session:
+                ended = members.change_password(
+                    session=session, member_id=signed_in.member_id, current=str(form.get("current", "")),
+                    new=str(form.get("new", "")), confirm=str(form.get("confirm", "")),
+                    keep_session_id=signed_in.session_id)
+        except InvalidInput as exc:
+            self.errors = _blank() | exc.errors
+            return
+        self.open, self.errors = False, _blank()
+        others = f" {ended} other session{'s' if ended != 1 else ''} signed out." if ended else ""
+        return rx.toast.success("Password changed." + others)

@@ -1,0 +1,48 @@
+"""The sign-in page and the page behind an invitation or reset link. The forms post to /auth/* (auth_routes.py)."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from kwik_console import members
+from kwik_console.auth_routes import safe_next
+from kwik_console.db import session_scope
+
+
+class SignInState(rx.State):
+    next_path: str = "/"
+    message: str = ""
+    notice: str = ""
+
+    @rx.event
+    def open_page(self):
+        query = self.router.url.query_parameters
+        self.next_path = safe_next(query.get("next"))
+        error, self.message, self.notice = query.get("error", ""), "", ""
+        if error == "invalid":
+            self.message = members.SIGN_IN_FAILED
+        elif error == "throttled":
+            wait = query.get("wait", "")
+            self.message = f"Too many sign-in attempts. Try again in {wait if wait.isdigit() else 'a few'} s."
+        if query.get("signed_out") == "everywhere":
+            self.notice = "You are signed out on every device."
+        elif query.get("signed_out"):
+            self.notice = "You are signed out."
+
+
+class AcceptState(rx.State):
+    token: str = ""
+    email: str = ""
+    valid: bool = True
+    loading: bool = True
+    message: str = ""
+
+    @rx.event
+    def open_page(self):
+        query = self.router.url.query_parameters
+        self.token = query.get("token", "")
+        # A code, not a message: a crafted link cannot put its own words on this page.
+        self.message = members.PASSWORD_PROBLEMS.get(query.get("error", ""), "")
+        with session_scope() as session:
+            member = members.peek_link(session=session, token=self.token)
+        self.valid, self.email, self.loading = member is not None, member.email if member else "", False

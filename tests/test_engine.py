@@ -1,0 +1,349 @@
+"""The delivery engine's rules, each against real endpoints on 127.0.0.1 and a real database.
+
+Each test here fails if the rule it names is broken: a cap removed, the Live
+check dropped, a retry job never set, a previous secret left out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import sqlite3
+import threading
+import time
+import tracemalloc
+
+import pytest
+from sqlmodel import Session, func, select, update
+from standardwebhooks.webhooks import Webhook as Verifier
+
+from kwik_console import db, settings, webhooks
+from kwik_console.delivery import client as http
+from kwik_console.delivery import scheduler
+from kwik_console.delivery.dispatcher import claim_deliveries
+from kwik_console.events import publish
+from kwik_console.models import Attempt, Delivery, Webhook, utcnow
+from kwik_console.webhooks import WebhookInput
+from tests.conftest import configure
+
+
+def make_hook(url, events=("payment.created",), name="Endpoint"):
+    with db.session_scope() as s:
+        return webhooks.create_webhook(session=s, data=WebhookInput(name=name, url=url, events=list(events)))
+
+
+def delivery(delivery_id) -> Delivery:
+    with Session(db.get_engine()) as s:
+        return s.get(Delivery, delivery_id)
+
+
+def attempt_count(delivery_ids=None) -> int:
+    with Session(db.get_engine()) as s:
+        query = select(func.count()).select_from(Attempt)
+        if delivery_ids is not None:
+            query = query.where(Attempt.delivery_id.in_(delivery_ids))
+        return s.exec(query).one()
+
+
+def all_finished(ids) -> bool:
+    with Session(db.get_engine()) as s:
+        return all(s.get(Delivery, i).next_attempt_at is None for i in ids)
+
+
+async def until(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(predicate):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def run_scheduler(body):
+    """Run the real scheduler with these settings around `body(running)`, an async function."""
+    async def main():
+        async with scheduler.running() as running:
+            return await body(running)
+
+    return asyncio.run(main())
+
+
+def test_a_backlog_drains_by_top_up_not_by_polling(kwik, receiver, monkeypatch):
+    # The default caps (64 in all, 8 per webhook), and a poll too slow to matter:
+    # only claiming more as attempts finish can drain this in time.
+    configure(monkeypatch, KWIK_MAX_IN_FLIGHT="64", KWIK_MAX_IN_FLIGHT_PER_WEBHOOK="8", KWIK_POLL_SECONDS="60")
+    make_hook(receiver.url("/ok"))
+    ids = [i for n in range(300) for i in publish("payment.created", {"n": n}, wake=False).delivery_ids]
+
+    async def body(running):
+        running.wake()
+        return await until(lambda: all_finished(ids), timeout=60)
+
+    assert run_scheduler(body)
+    assert len(receiver.hits("/ok")) == 300
+    assert receiver.max_concurrent["/ok"] <= 8
+
+
+def test_a_response_the_database_cannot_store_does_not_take_its_batch_with_it(kwik, receiver):
+    make_hook(receiver.url("/nul"), name="NUL")
+    make_hook(receiver.url("/ok"), name="Healthy")
+    ids = [i for n in range(20) for i in publish("payment.created", {"n": n}, wake=False).delivery_ids]
+
+    async def body(running):
+        running.wake()
+        return await until(lambda: all_finished(ids), timeout=30)
+
+    assert run_scheduler(body)
+    # Each sent exactly once, each attempt recorded: nothing re-sent after a failed record.
+    sent = collections.Counter(r.headers["webhook-id"] for r in receiver.requests)
+    assert len(sent) == 20 and set(sent.values()) == {2}
+    assert attempt_count(ids) == 40
+    with Session(db.get_engine()) as s:
+        bodies = set(s.exec(select(Attempt.response_body)).all())
+        statuses = set(s.exec(select(Delivery.status)).all())
+    assert statuses == {"success"}
+    assert bodies == {'{"received":true}', "before\N{REPLACEMENT CHARACTER}after"}
+
+
+def test_a_claim_whose_lease_is_nearly_over_is_handed_back_not_sent(kwik, receiver, monkeypatch):
+    # The shortest lease allowed (3 s for 1 s attempts), one attempt at a time: a
+    # claim that waited a whole attempt for its slot has too little lease left to
+    # be sent safely, and is handed back instead.
+    configure(monkeypatch, KWIK_ATTEMPT_TIMEOUT="1", KWIK_LEASE_SECONDS="3", KWIK_MAX_IN_FLIGHT_PER_WEBHOOK="1")
+    make_hook(receiver.url("/slow"))
+    ids = [i for n in range(3) for i in publish("payment.created", {"n": n}, wake=False).delivery_ids]
+
+    async def body(running):
+        running.wake()
+        return await until(lambda: attempt_count(ids) >= 6, timeout=40)
+
+    assert run_scheduler(body)
+    # Every request that reached the endpoint is one recorded attempt: none was sent twice.
+    sent = collections.Counter(r.headers["webhook-id"] for r in receiver.hits("/slow"))
+    with Session(db.get_engine()) as s:
+        recorded = collections.Counter(
+            s.exec(select(Delivery.event_id).join(Attempt, Attempt.delivery_id == Delivery.id)).all()
+        )
+    assert sent == recorded
+
+
+def test_a_locked_database_does_not_stall_an_attempt_in_flight(kwik, receiver, database_url):
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's write lock")
+    make_hook(receiver.url("/half"))
+    (delivery_id,) = publish("payment.created", {}, wake=False).delivery_ids
+    path = database_url.removeprefix("sqlite:///")
+    held = threading.Event()
+
+    def hold_the_write_lock():
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        held.set()
+        time.sleep(2.5)  # another writer, busy for longer than the attempt timeout
+        other.execute("COMMIT")
+        other.close()
+
+    async def body(running):
+        running.wake()
+        assert await until(lambda: receiver.hits("/half"), timeout=10)
+        locker = threading.Thread(target=hold_the_write_lock)
+        locker.start()
+        held.wait(5)
+        finished = await until(lambda: delivery(delivery_id).next_attempt_at is None, timeout=20)
+        await asyncio.to_thread(locker.join)
+        return finished
+
+    assert run_scheduler(body)
+    (attempt,) = _attempts(delivery_id)
+    # The endpoint answered in half a second: that is what is recorded, not a timeout.
+    assert (attempt.http_code, attempt.error) == (200, None)
+    assert delivery(delivery_id).status == "success"
+
+
+def _attempts(delivery_id):
+    with Session(db.get_engine()) as s:
+        return s.exec(select(Attempt).where(Attempt.delivery_id == delivery_id)).all()
+
+
+def test_deliver_now_keeps_the_global_cap(kwik, receiver, monkeypatch):
+    # 20 endpoints that take half a second, 4 at a time, 1 s attempts: 2.5 s of waiting for a slot.
+    configure(monkeypatch, KWIK_MAX_IN_FLIGHT="4", KWIK_MAX_IN_FLIGHT_PER_WEBHOOK="4", KWIK_LEASE_SECONDS="30")
+    for n in range(20):
+        make_hook(receiver.url("/half"), name=f"Endpoint {n}")
+    published = publish("payment.created", {}, wake=False)
+    assert len(published.delivery_ids) == 20
+    outcomes = asyncio.run(scheduler.deliver_now(published.delivery_ids))
+    # Waiting for a slot is not part of an attempt: none timed out, and never more than 4 at once.
+    assert [o.status for o in outcomes] == ["success"] * 20
+    assert receiver.max_concurrent_all <= 4
+
+
+def test_the_global_cap_holds_across_webhooks(kwik, receiver, monkeypatch):
+    configure(monkeypatch, KWIK_MAX_IN_FLIGHT="4", KWIK_MAX_IN_FLIGHT_PER_WEBHOOK="2")
+    for n in range(10):
+        make_hook(receiver.url("/steady"), name=f"Endpoint {n}")
+    ids = [i for n in range(5) for i in publish("payment.created", {"n": n}, wake=False).delivery_ids]
+
+    async def body(running):
+        running.wake()
+        return await until(lambda: all_finished(ids), timeout=60)
+
+    assert run_scheduler(body)
+    assert len(receiver.hits("/steady")) == 50
+    assert receiver.max_concurrent_all <= 4
+
+
+def test_endpoints_that_hang_cannot_starve_a_healthy_one(kwik, receiver, monkeypatch):
+    # The issue's case: 4 hanging endpoints, a global cap of 4, one slot per webhook.
+    configure(monkeypatch, KWIK_MAX_IN_FLIGHT="4", KWIK_MAX_IN_FLIGHT_PER_WEBHOOK="1",
+              KWIK_ATTEMPT_TIMEOUT="10", KWIK_LEASE_SECONDS="30")
+    for n in range(4):
+        make_hook(receiver.url("/hang"), events=["payout.created"], name=f"Hanging {n}")
+    make_hook(receiver.url("/ok"), events=["payment.created"], name="Healthy")
+    for n in range(3):
+        publish("payout.created", {"n": n}, wake=False)
+
+    async def body(running):
+        running.wake()
+        assert await until(lambda: len(receiver.hits("/hang")) >= 3, timeout=10)
+        healthy = await asyncio.to_thread(publish, "payment.created", {})
+        # Delivered while every hanging attempt is still open.
+        arrived = await until(lambda: receiver.hits("/ok"), timeout=5)
+        still_hanging = not receiver.release.is_set() and receiver._open.get("/hang", 0) >= 3
+        receiver.release.set()
+        return arrived, still_hanging, healthy
+
+    arrived, still_hanging, healthy = run_scheduler(body)
+    assert arrived and still_hanging
+    assert receiver.hits("/ok")[0].headers["webhook-id"] == healthy.event.id
+
+
+def test_disabling_a_webhook_stops_its_claims_waiting_in_memory(kwik, receiver, monkeypatch):
+    configure(monkeypatch, KWIK_MAX_IN_FLIGHT_PER_WEBHOOK="1", KWIK_ATTEMPT_TIMEOUT="10", KWIK_LEASE_SECONDS="30")
+    webhook = make_hook(receiver.url("/hang"))
+    ids = [i for n in range(5) for i in publish("payment.created", {"n": n}, wake=False).delivery_ids]
+
+    async def body(running):
+        running.wake()
+        # One attempt hangs on the wire; the next is claimed and waits in memory for its slot.
+        assert await until(lambda: receiver.hits("/hang"), timeout=10)
+        assert await until(lambda: running.dispatcher.ready == 1, timeout=10)
+        with db.session_scope() as s:
+            webhooks.update_webhook(session=s, webhook_id=webhook.id, data=WebhookInput(status="disabled"))
+        receiver.release.set()
+        return await until(lambda: all_finished(ids) and running.dispatcher.ready == 0
+                           and running.dispatcher.in_flight == 0, timeout=20)
+
+    assert run_scheduler(body)
+    assert len(receiver.hits("/hang")) == 1
+
+
+def test_a_webhook_disabled_while_its_attempt_is_in_flight_is_not_retried(kwik, receiver, monkeypatch):
+    configure(monkeypatch, KWIK_ATTEMPT_TIMEOUT="10", KWIK_LEASE_SECONDS="30")
+    receiver.hang_code = 500
+    webhook = make_hook(receiver.url("/hang"))
+    (delivery_id,) = publish("payment.created", {}, wake=False).delivery_ids
+
+    async def body(running):
+        running.wake()
+        assert await until(lambda: receiver.hits("/hang"), timeout=10)
+        with db.session_scope() as s:
+            webhooks.update_webhook(session=s, webhook_id=webhook.id, data=WebhookInput(status="disabled"))
+        receiver.release.set()
+        assert await until(lambda: attempt_count([delivery_id]) == 1, timeout=20)
+        # A look for due deliveries well past when the 500's retry would have fallen due.
+        after_retry = utcnow() + dt.timedelta(seconds=0.6)
+        return await until(lambda: (running.dispatcher.last_claim_at or after_retry) > after_retry, timeout=10)
+
+    assert run_scheduler(body)
+    d = delivery(delivery_id)
+    assert (d.status, d.next_attempt_at, d.last_http_code) == ("failure", None, 500)
+    assert len(receiver.hits("/hang")) == 1
+
+
+def test_the_live_check_at_claim_time(kwik, receiver):
+    webhook = make_hook(receiver.url("/ok"))
+    (delivery_id,) = publish("payment.created", {}, wake=False).delivery_ids
+    # Disabled behind the service's back (as a race would leave it): the delivery is still due.
+    with db.session_scope() as s:
+        row = s.get(Webhook, webhook.id)
+        row.status = "disabled"
+        s.add(row)
+    now = utcnow()
+    taken = claim_deliveries(db.get_engine(), owner="a", now=now, lease_until=now.replace(year=now.year + 1),
+                             limit=10, per_webhook=8)
+    assert taken.claims == []
+    d = delivery(delivery_id)
+    assert (d.status, d.next_attempt_at, d.leased_by) == ("failure", None, None)
+    assert not receiver.requests
+
+
+def test_a_retry_runs_from_its_own_timed_job_not_the_poll(kwik, receiver, monkeypatch):
+    configure(monkeypatch, KWIK_POLL_SECONDS="3600", KWIK_RETRY_SCHEDULE="0.5")
+    make_hook(receiver.url("/flaky"))  # 500 once, then 200
+    (delivery_id,) = publish("payment.created", {}, wake=False).delivery_ids
+
+    async def body(running):
+        # The first poll runs at start; the retry half a second later can only come from next-retry.
+        return await until(lambda: delivery(delivery_id).status == "success", timeout=20)
+
+    assert run_scheduler(body)
+    assert len(receiver.hits("/flaky")) == 2
+
+
+def test_every_secret_whose_overlap_has_not_ended_signs(kwik, receiver):
+    webhook = make_hook(receiver.url("/ok"))
+    original = webhook.secret
+    with db.session_scope() as s:
+        webhooks.rotate_secret(session=s, webhook_id=webhook.id)
+    with db.session_scope() as s:
+        second = webhooks.rotate_secret(session=s, webhook_id=webhook.id).secret
+    with db.session_scope() as s:
+        current = webhooks.get_webhook(session=s, webhook_id=webhook.id).secret
+    published = publish("payment.created", {}, wake=False)
+    (outcome,) = asyncio.run(scheduler.deliver_now(published.delivery_ids))
+    assert outcome.status == "success"
+    (request,) = receiver.hits("/ok")
+    # A receiver still on the original secret, one on the second, and one on the new all verify.
+    for secret in (original, second, current):
+        assert Verifier(secret).verify(request.body, request.headers)["id"] == published.event.id
+    assert len(request.headers["webhook-signature"].split(" ")) == 3
+
+
+def test_a_compressed_response_is_capped_on_the_wire_and_inflated(kwik, receiver):
+    async def main():
+        client = http.make_client(settings.get_settings())
+        try:
+            tracemalloc.start()
+            result = await http.send(client, receiver.url("/gzip"), b"{}", {}, settings.get_settings())
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            return result, peak
+        finally:
+            await client.aclose()
+
+    result, peak = asyncio.run(main())
+    assert result.http_code == 200
+    assert result.response_body == "\x00" * 20 * 1024  # 20 KB of the 100 MB it would inflate to
+    assert peak < 8 * 1024 * 1024
+    # We asked for it uncompressed.
+    assert receiver.hits("/gzip")[0].headers["accept-encoding"] == "identity"
+
+
+def test_a_full_webhooks_backlog_does_not_hide_other_webhooks_due_deliveries(kwik, receiver):
+    busy = make_hook(receiver.url("/ok"), events=["payout.created"], name="Busy")
+    quiet = make_hook(receiver.url("/ok"), events=["payment.created"], name="Quiet")
+    for n in range(200):
+        publish("payout.created", {"n": n}, wake=False)
+    (quiet_delivery,) = publish("payment.created", {}, wake=False).delivery_ids
+    now = utcnow()
+    lease = now.replace(year=now.year + 1)
+    taken = claim_deliveries(db.get_engine(), owner="a", now=now, lease_until=lease, limit=4,
+                             room={busy.id: 0}, per_webhook=8)
+    assert [c.delivery_id for c in taken.claims] == [quiet_delivery]
+    # Round-robin across webhooks: with room for both, the quiet one is not behind the busy one's 200.
+    with db.session_scope() as s:
+        s.exec(update(Delivery).values(lease_until=None, leased_by=None))
+    taken = claim_deliveries(db.get_engine(), owner="a", now=now, lease_until=lease, limit=2, per_webhook=8)
+    assert {c.webhook_id for c in taken.claims} == {busy.id, quiet.id}
