@@ -4,7 +4,12 @@
 
 Rows go in with bulk INSERTs in large transactions; each delivery has its own
 event, a mix of statuses, event types and test flags, and one attempt per
-hundred deliveries so the details drawer has something to show.
+hundred deliveries so the details drawer has something to show. The charts'
+rollups are filled from every delivery's attempts (1 or 3, with durations).
+
+A console started on this database sends nothing anywhere: every URL is on
+`.invalid` (a name that never resolves), and no delivery is due for 30 days.
+The deliveries end now, two seconds apart, so the charts and the last 24 h have data.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ def main() -> None:
 
     from sqlalchemy import insert
 
-    from kwik_console import catalog, db
+    from kwik_console import catalog, db, rollups
     from kwik_console.events import envelope, new_event_id
     from kwik_console.models import Attempt, Delivery, Event, Subscription, Webhook
     from kwik_console.webhooks import new_secret
@@ -40,7 +45,10 @@ def main() -> None:
     engine = db.get_engine()
     rng = random.Random(7)
     types = catalog.event_type_names()
-    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    spacing = dt.timedelta(seconds=2)
+    start = now - spacing * args.deliveries
+    not_due = now + dt.timedelta(days=30)
     words = ["orders", "billing", "crm", "ledger", "payouts", "analytics", "shop", "erp", "invoices", "alerts"]
     began = time.perf_counter()
 
@@ -48,7 +56,7 @@ def main() -> None:
         rows = []
         for i in range(args.webhooks):
             name = f"{rng.choice(words).title()} {rng.choice(words)} {i}"
-            url = f"https://{rng.choice(words)}{i}.example.com/kwik/webhooks"
+            url = f"https://{rng.choice(words)}{i}.kwik-bench.invalid/kwik/webhooks"
             when = start + dt.timedelta(minutes=i)
             rows.append({"name": name, "url": url, "status": "live" if i % 7 else "disabled", "secret": new_secret(),
                          "search_text": f"{name} {url}".lower(), "created_at": when, "updated_at": when})
@@ -61,9 +69,9 @@ def main() -> None:
     statuses = ["success"] * 90 + ["failure"] * 4 + ["retrying"] * 5 + ["pending"]
     batch = 50_000
     for offset in range(0, args.deliveries, batch):
-        events, deliveries, attempts = [], [], []
+        events, deliveries, attempts, tried = [], [], [], []
         for n in range(offset, min(offset + batch, args.deliveries)):
-            when = start + dt.timedelta(seconds=n * 20)
+            when = start + spacing * n
             event_type, test = types[n % len(types)], n % 50 == 0
             event_id = new_event_id()
             events.append({"id": event_id, "type": event_type, "test": test, "created_at": when,
@@ -75,9 +83,14 @@ def main() -> None:
                 "event_id": event_id, "webhook_id": target, "event_type": event_type, "test": test,
                 "status": status, "attempt_count": 0 if status == "pending" else tries,
                 "last_http_code": None if status == "pending" else (200 if status == "success" else 500),
-                "next_attempt_at": when + dt.timedelta(hours=2) if status in ("retrying", "pending") else None,
+                "next_attempt_at": not_due if status in ("retrying", "pending") else None,
                 "created_at": when, "updated_at": when,
             })
+            if status != "pending":
+                for k in range(tries):
+                    ok = status == "success"
+                    tried.append((target, when + dt.timedelta(seconds=k), 200 if ok else 500,
+                                  int(rng.lognormvariate(4.0 if ok else 6.5, 0.6))))
             if n % 100 == 0 and status != "pending":
                 attempts.append({"delivery_id": n + 1, "number": 1, "attempted_at": when, "duration_ms": 42,
                                  "http_code": 200, "request_headers": {}, "response_headers": {},
@@ -87,6 +100,7 @@ def main() -> None:
             conn.execute(insert(Delivery), deliveries)
             if attempts:
                 conn.execute(insert(Attempt), attempts)
+            rollups.add_rows(conn, tried)
         done = min(offset + batch, args.deliveries)
         print(f"  {done:,} / {args.deliveries:,} deliveries ({time.perf_counter() - began:.0f} s)", flush=True)
     if engine.dialect.name == "sqlite":

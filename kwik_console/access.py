@@ -25,6 +25,8 @@ class Action(StrEnum):
     ROTATE_SECRET = "secrets.rotate"
     MEMBERS = "members.manage"
     AUDIT = "audit.read"
+    PUBLISH = "events.publish"  # POST /api/v1/events: the platform publishing
+    TOKENS = "tokens.manage"  # create, list and revoke API access tokens
 
 
 ROLE_ACTIONS: dict[str, frozenset[Action]] = {
@@ -78,16 +80,29 @@ HANDLER_RULES: dict[str, Action] = {
     f"{_UI}.webhooks.DeleteState.set_open": Action.WRITE,
     f"{_UI}.webhooks.DeleteState.confirm": Action.WRITE,
     # Test Webhook.
-    f"{_UI}.test_webhook.TestWebhookState.start": Action.TEST,
-    f"{_UI}.test_webhook.TestWebhookState.set_open": Action.TEST,
-    f"{_UI}.test_webhook.TestWebhookState.set_event_type": Action.TEST,
-    f"{_UI}.test_webhook.TestWebhookState.send": Action.TEST,
+    f"{_UI}.webhook_tester.TestWebhookState.start": Action.TEST,
+    f"{_UI}.webhook_tester.TestWebhookState.set_open": Action.TEST,
+    f"{_UI}.webhook_tester.TestWebhookState.set_event_type": Action.TEST,
+    f"{_UI}.webhook_tester.TestWebhookState.send": Action.TEST,
+    # A webhook's own page; its signing secret; the Developers page.
+    f"{_UI}.webhook_page.WebhookPageState.open_page": Action.READ,
+    f"{_UI}.webhook_page.WebhookPageState.set_time_zone": Action.READ,
+    f"{_UI}.webhook_page.WebhookPageState.load": Action.READ,
+    f"{_UI}.webhook_page.WebhookPageState.load_charts": Action.READ,
+    f"{_UI}.webhook_page.WebhookPageState.set_range": Action.READ,
+    f"{_UI}.webhook_page.SecretState.toggle": Action.REVEAL_SECRET,
+    f"{_UI}.webhook_page.SecretState.copy": Action.REVEAL_SECRET,
+    f"{_UI}.webhook_page.SecretState.rotate": Action.ROTATE_SECRET,
+    f"{_UI}.developers.SignatureCheckState.open_page": Action.READ,
+    f"{_UI}.developers.SignatureCheckState.set_language": Action.READ,
+    f"{_UI}.developers.SignatureCheckState.check": Action.READ,
     # The event log.
     f"{_UI}.event_log.EventLogState.open_page": Action.READ,
     f"{_UI}.event_log.EventLogState.refresh": Action.READ,
     f"{_UI}.event_log.EventLogState.set_status": Action.READ,
     f"{_UI}.event_log.EventLogState.set_event_type": Action.READ,
     f"{_UI}.event_log.EventLogState.set_test": Action.READ,
+    f"{_UI}.event_log.EventLogState.set_search": Action.READ,
     f"{_UI}.event_log.EventLogState.older": Action.READ,
     f"{_UI}.event_log.EventLogState.newer": Action.READ,
     f"{_UI}.event_log.EventLogState.show": Action.READ,
@@ -109,7 +124,53 @@ HANDLER_RULES: dict[str, Action] = {
     f"{_UI}.audit.AuditState.set_action": Action.AUDIT,
     f"{_UI}.audit.AuditState.older": Action.AUDIT,
     f"{_UI}.audit.AuditState.newer": Action.AUDIT,
+    # Access tokens.
+    f"{_UI}.tokens.TokensState.load": Action.TOKENS,
+    f"{_UI}.tokens.TokensState.start_create": Action.TOKENS,
+    f"{_UI}.tokens.TokensState.set_create_open": Action.TOKENS,
+    f"{_UI}.tokens.TokensState.create": Action.TOKENS,
+    f"{_UI}.tokens.TokensState.set_shown_open": Action.TOKENS,
+    f"{_UI}.tokens.TokensState.ask_revoke": Action.TOKENS,
+    f"{_UI}.tokens.TokensState.set_revoke_open": Action.TOKENS,
+    f"{_UI}.tokens.TokensState.confirm_revoke": Action.TOKENS,
 }
+
+# What an API access token's scopes let it do (tokens.SCOPES), in the same actions as the roles.
+# `read` never includes a signing secret, like the viewer role; `write` reads too, like the developer role.
+SCOPE_ACTIONS: dict[str, frozenset[Action]] = {
+    "read": frozenset({Action.READ}),
+    "write": frozenset({Action.READ, Action.WRITE, Action.TEST, Action.REVEAL_SECRET, Action.ROTATE_SECRET}),
+    "publish": frozenset({Action.PUBLISH}),
+}
+
+API_PREFIX = "/api/v1"
+# Every route of the REST API, by "METHOD path", and the action it needs. The API's guard
+# (api/auth.py) refuses a route with no rule, and tests/test_api_access.py fails until one is added.
+API_RULES: dict[str, Action] = {
+    f"GET {API_PREFIX}/openapi.json": Action.PUBLIC,
+    f"GET {API_PREFIX}/docs": Action.PUBLIC,
+    f"GET {API_PREFIX}/docs/{{asset}}": Action.PUBLIC,
+    f"GET {API_PREFIX}/event-types": Action.READ,
+    f"GET {API_PREFIX}/webhooks": Action.READ,
+    f"POST {API_PREFIX}/webhooks": Action.WRITE,
+    f"GET {API_PREFIX}/webhooks/{{webhook_id}}": Action.READ,
+    f"PATCH {API_PREFIX}/webhooks/{{webhook_id}}": Action.WRITE,
+    f"DELETE {API_PREFIX}/webhooks/{{webhook_id}}": Action.WRITE,
+    f"GET {API_PREFIX}/webhooks/{{webhook_id}}/secret": Action.REVEAL_SECRET,
+    f"POST {API_PREFIX}/webhooks/{{webhook_id}}/secret/rotate": Action.ROTATE_SECRET,
+    f"POST {API_PREFIX}/webhooks/{{webhook_id}}/test": Action.TEST,
+    f"GET {API_PREFIX}/webhooks/{{webhook_id}}/deliveries": Action.READ,
+    f"GET {API_PREFIX}/deliveries/{{delivery_id}}": Action.READ,
+    f"POST {API_PREFIX}/events": Action.PUBLISH,
+    f"GET {API_PREFIX}/stream": Action.READ,
+}
+
+
+def token_may(scopes, action: Action | None) -> bool:
+    """Whether an access token with these scopes may take `action`."""
+    if action is None:
+        return False
+    return action == Action.PUBLIC or any(action in SCOPE_ACTIONS.get(s, frozenset()) for s in scopes)
 
 # The local console's one implicit admin: no sign-in, loopback only.
 LOCAL_ADMIN = SignedIn(member_id=None, email="local admin", role=Role.ADMIN)

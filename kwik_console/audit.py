@@ -34,6 +34,9 @@ ACTIONS: dict[str, str] = {
     "sign_out": "Signed out",
     "sign_out.everywhere": "Signed out everywhere",
     "access.refused": "Access refused",
+    "token.created": "Access token created",
+    "token.revoked": "Access token revoked",
+    "token.used": "Access token used",
 }
 PAGE_SIZE = 50
 

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -288,7 +287,9 @@ def cmd_worker(args) -> None:
             await stop.wait()
         print(f"Kwik worker stopped after {running.dispatcher.attempts_recorded} attempts.", flush=True)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from kwik_console import logs
+
+    logs.configure()  # KWIK_LOG_FORMAT: text or JSON lines, on stderr
     from kwik_console.db import get_engine
 
     get_engine()  # schema first, so a bad database URL fails before we say we're running
@@ -298,7 +299,7 @@ def cmd_worker(args) -> None:
 def cmd_run(args) -> None:
     from kwik_console import launch
 
-    raise SystemExit(launch.run_console(dev=args.dev, port=args.port, host=args.host))
+    raise SystemExit(launch.run_console(dev=args.dev, port=args.port, host=args.host, workers=args.workers))
 
 
 # ---------------------------------------------------------------- parser
@@ -316,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=3000, help="port to serve on (default 3000)")
     run.add_argument("--host", default="127.0.0.1",
                      help="address to listen on (default 127.0.0.1; 0.0.0.0 to serve a network)")
+    run.add_argument("--workers", type=int, default=1,
+                     help="console processes serving the port (default 1; above 1 needs KWIK_REDIS_URL)")
     run.set_defaults(func=cmd_run)
 
     commands.add_parser("worker", help="run the delivery dispatcher only, until SIGINT or SIGTERM").set_defaults(
@@ -377,6 +380,15 @@ def build_parser() -> argparse.ArgumentParser:
     from kwik_console import cli_members  # `users ...` (hosted mode's members) lives in its own module
 
     cli_members.register(commands, out)
+    from kwik_console import cli_api  # `tokens ...`, `listen`, `trigger`: the REST API
+
+    cli_api.register(commands, out)
+    from kwik_console import cli_secrets  # `secrets new-key|rekey`
+
+    cli_secrets.register(commands, out)
+    from kwik_console import cli_db  # `db upgrade|current|history`: the schema's migrations
+
+    cli_db.register(commands, out)
     return parser
 
 
@@ -387,11 +399,13 @@ def _fail(message: str, status: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from kwik_console.db import DatabaseUnavailable
+    from kwik_console.secret_box import SecretKeyError
 
     try:
         args = build_parser().parse_args(argv)
         args.json = getattr(args, "json", False)
-        get_settings()  # a bad setting fails here, whatever the command
+        if not getattr(args, "settings_free", False):
+            get_settings()  # a bad setting fails here, whatever the command
         args.func(args)
     except InvalidInput as exc:
         return _fail(exc.message, 2)
@@ -399,6 +413,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), 2)
     except DatabaseUnavailable as exc:
         return _fail(str(exc), 1)
+    except SecretKeyError as exc:
+        return _fail(str(exc), 2)
     except KeyboardInterrupt:
         return 130
     return 0

@@ -1,28 +1,47 @@
-"""Engine, sessions, SQLite pragmas and schema creation.
+"""Engine, sessions, SQLite pragmas, and the schema: Alembic migrations in kwik_console/migrations.
 
-The schema is created on start by `init_db()`: missing tables are created
-(SQLModel's `create_all`) and missing indexes added to existing tables; nothing
-is altered or dropped. Every entry point (console, worker, CLI) calls it first.
+Every entry point (console, worker, CLI) calls `get_engine()` first, which
+brings the schema to the code's revision (`init_db`):
+
+- local mode upgrades the database on start;
+- hosted mode creates the schema of an empty database, but refuses to start on
+  one that is behind, naming `kwik-console db upgrade`: upgrading a team's data
+  is the operator's step, after a backup;
+- one process migrates at a time, under a PostgreSQL advisory lock or SQLite's
+  write lock, so replicas starting together never race;
+- a database made by a release before migrations (tables, no alembic_version)
+  is stamped with that release's revision first, then upgraded.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Engine, event, insert, or_, select, update
-from sqlalchemy.engine import make_url
+import sqlalchemy as sa
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine
 
-from kwik_console import models  # noqa: F401  (registers the tables)
-from kwik_console import member_models  # noqa: F401  (members, sessions, audit trail)
-from kwik_console.models import PreviousSecret, Webhook, utcnow
 from kwik_console.settings import SettingsError, get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 URL_SETTING = "KWIK_DATABASE_URL"
+
+# Every module that defines tables: the migrations are compared against all of them.
+MODEL_MODULES = ("kwik_console.models", "kwik_console.member_models", "kwik_console.rollups", "kwik_console.search",
+                 "kwik_console.api_models")
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# The schema of the last release made by create_all (11f8716); such databases have no alembic_version.
+RELEASE_REVISION = "0001"
+# PostgreSQL advisory lock held while migrating ("kwik" in ASCII).
+MIGRATION_LOCK_ID = 0x6B77_696B
+UPGRADE_COMMAND = "kwik-console db upgrade"
 
 
 class DatabaseUnavailable(SQLAlchemyError):
@@ -32,11 +51,34 @@ class DatabaseUnavailable(SQLAlchemyError):
     """
 
 
+class SchemaBehind(DatabaseUnavailable):
+    """Hosted mode: the database is at an older revision than the code, and must be upgraded first."""
+
+
+class SchemaUnknown(DatabaseUnavailable):
+    """The database is at a revision this code does not know: a newer release migrated it."""
+
+
+def table_metadata() -> sa.MetaData:
+    """SQLModel's metadata, with every table of every model module registered."""
+    import importlib
+
+    for module in MODEL_MODULES:
+        importlib.import_module(module)
+    return SQLModel.metadata
+
+
+table_metadata()  # sessions may use any model as soon as the engine exists
+
+
+# ---------------------------------------------------------------- engines
+
+
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            _create_private_file(Path(parsed.database))
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
@@ -60,8 +102,21 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
-@functools.cache
-def _engine_for(url: str) -> Engine:
+def _create_private_file(path: Path) -> None:
+    """Create the SQLite file, and any folder it needs, readable only by their owner.
+
+    Signing secrets live in it. SQLite gives its -wal and -shm files the
+    database file's permissions. An existing file or folder is left as it is.
+    """
+    missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            folder.mkdir(mode=0o700)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _checked_engine(url: str) -> Engine:
     try:
         backend = make_url(url).get_backend_name()
     except ArgumentError:
@@ -70,27 +125,53 @@ def _engine_for(url: str) -> Engine:
         ) from None
     if backend not in ("sqlite", "postgresql"):
         raise SettingsError(f"{URL_SETTING} must name a SQLite or PostgreSQL database; got {_shown(url)!r}")
-    engine = make_engine(url)
-    init_db(engine)
+    return make_engine(url)
+
+
+@functools.cache
+def _engine_for(url: str) -> Engine:
+    engine = _checked_engine(url)
+    try:
+        init_db(engine)
+    except BaseException:
+        engine.dispose()  # not cached: the next call tries again, perhaps after an upgrade
+        raise
     return engine
 
 
 def get_engine() -> Engine:
-    """The process's engine, with the schema in place.
+    """The process's engine, with the schema at the code's revision (see `init_db`).
 
     Raises SettingsError for a URL that is not one Kwik can use, and
-    DatabaseUnavailable when the database cannot be opened; each says so in
-    one line naming KWIK_DATABASE_URL, without the password.
+    DatabaseUnavailable when the database cannot be opened (SchemaBehind when
+    hosted mode finds it needs an upgrade); each says so in one line, without
+    the password.
     """
     url = get_settings().database_url
-    try:
+    with _opening(url):
         return _engine_for(url)
+
+
+def migration_engine() -> Engine:
+    """An engine for `kwik-console db ...`: the configured database, as it is. The caller disposes of it."""
+    url = get_settings().database_url
+    with _opening(url):
+        engine = _checked_engine(url)
+        with engine.connect():  # fail here, in one line, if it cannot be reached
+            pass
+        return engine
+
+
+@contextlib.contextmanager
+def _opening(url: str) -> Iterator[None]:
+    try:
+        yield
     except (SettingsError, DatabaseUnavailable):
         raise
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
-        raise SettingsError(f"{URL_SETTING} cannot be used ({_shown(url)}): {_first_line(exc)}") from None
+        raise SettingsError(f"{URL_SETTING} cannot be used ({_shown(url)}): {first_line(exc)}") from None
     except (SQLAlchemyError, OSError) as exc:
-        reason = _first_line(getattr(exc, "orig", None) or exc)
+        reason = first_line(getattr(exc, "orig", None) or exc)
         raise DatabaseUnavailable(
             f"{URL_SETTING} names a database that cannot be opened ({_shown(url)}): {reason}"
         ) from exc
@@ -100,40 +181,208 @@ def _shown(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0].strip() if lines else type(exc).__name__
 
 
-def init_db(engine: Engine) -> None:
-    SQLModel.metadata.create_all(engine)
-    # create_all skips the indexes of tables that already exist: add new ones.
-    for table in SQLModel.metadata.sorted_tables:
-        for index in table.indexes:
-            index.create(engine, checkfirst=True)
-    _move_legacy_previous_secrets(engine)
-
-
-def _move_legacy_previous_secrets(engine: Engine) -> None:
-    """Earlier versions kept one previous secret on the webhook row: move it to previous_secret.
-
-    Idempotent; the legacy columns stay, unused and empty, until there are migrations.
-    """
-    legacy = or_(Webhook.previous_secret.is_not(None), Webhook.previous_secret_expires_at.is_not(None))
-    with engine.connect() as conn:
-        # Read first: a start with nothing to move must not take SQLite's write lock.
-        if conn.execute(select(Webhook.id).where(legacy).limit(1)).first() is None:
-            return
-    with engine.begin() as conn:
-        still_signing = select(Webhook.id, Webhook.previous_secret, Webhook.previous_secret_expires_at).where(
-            Webhook.previous_secret.is_not(None), Webhook.previous_secret_expires_at > utcnow()
-        )
-        conn.execute(insert(PreviousSecret).from_select(["webhook_id", "secret", "expires_at"], still_signing))
-        conn.execute(update(Webhook).where(legacy).values(previous_secret=None, previous_secret_expires_at=None))
-
-
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+# ---------------------------------------------------------------- schema
+
+
+def _render_item(type_: str, obj, autogen_context):
+    """Autogenerate writes our column types (UTCDateTime, SealedSecret, ...) as the plain SQLAlchemy type they
+    store, so a migration never imports the models it predates."""
+    if type_ == "type" and isinstance(obj, sa.TypeDecorator):
+        stored = obj.impl_instance
+        if type(stored).__module__ == "sqlalchemy.sql.sqltypes":
+            return f"sa.{stored!r}"
+    return False
+
+
+# How env.py configures Alembic, and how `schema_differences` compares: the same rules for both.
+# Batch operations, because SQLite alters most things by copying the table.
+def _include_object(obj, name, type_, reflected, compare_to):
+    """The payload search index (an FTS5 table and its shadow tables, or a pg_trgm index) is made by hand."""
+    from kwik_console.search import HAND_MADE
+
+    return not (reflected and compare_to is None and (name or "").startswith(HAND_MADE))
+
+
+MIGRATION_OPTIONS = {"render_as_batch": True, "compare_type": True, "render_item": _render_item,
+                     "include_object": _include_object}
+
+
+def alembic_config(connection: Connection | None = None):
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+    config.attributes["connection"] = connection
+    return config
+
+
+@functools.cache
+def _scripts():
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    return _scripts().get_current_head()
+
+
+def revisions() -> list:
+    """Every migration, oldest first (alembic Script objects)."""
+    return list(reversed(list(_scripts().walk_revisions())))
+
+
+@dataclasses.dataclass(frozen=True)
+class SchemaState:
+    current: str | None  # the alembic_version row; None for an empty database or one from before migrations
+    head: str  # the revision this code needs
+    before_migrations: bool  # tables made by a release's create_all, no alembic_version
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+    @property
+    def empty(self) -> bool:
+        return self.current is None and not self.before_migrations
+
+    @property
+    def shown(self) -> str:
+        if self.current:
+            return self.current
+        return "none: made before migrations" if self.before_migrations else "none: empty database"
+
+
+def _read_state(conn: Connection) -> SchemaState:
+    from alembic.runtime.migration import MigrationContext
+
+    current = MigrationContext.configure(conn).get_current_revision()
+    before = current is None and sa.inspect(conn).has_table("webhook")
+    state = SchemaState(current=current, head=head_revision(), before_migrations=before)
+    if current is not None and current not in {s.revision for s in _scripts().walk_revisions()}:
+        raise SchemaUnknown(
+            f"Database schema is at revision {current}, which this version of Kwik Console does not know "
+            f"(it needs {state.head}): a newer release migrated it; run that release"
+        )
+    return state
+
+
+def schema_state(engine: Engine) -> SchemaState:
+    with engine.connect() as conn:
+        return _read_state(conn)
+
+
+def init_db(engine: Engine) -> None:
+    """Bring the schema to head: in local mode always, in hosted mode only from empty (see the module doc)."""
+    state = schema_state(engine)  # no lock, so a start at head writes nothing
+    if state.up_to_date:
+        return
+    if not get_settings().local_mode and not state.empty:
+        raise SchemaBehind(
+            f"Database schema is behind (revision {state.shown}, code needs {state.head}): "
+            f"run `{UPGRADE_COMMAND}`"
+        )
+    try:
+        upgrade(engine)
+    except DatabaseUnavailable:
+        raise
+    except SQLAlchemyError as exc:
+        raise DatabaseUnavailable(
+            f"Database schema upgrade from revision {state.shown} to {state.head} failed and was rolled back: "
+            f"{first_line(getattr(exc, 'orig', None) or exc)}"
+        ) from exc
+
+
+def upgrade(engine: Engine) -> tuple[SchemaState, str]:
+    """Migrate to head, one process at a time; returns the state found and the revision reached."""
+    from alembic import command
+
+    with engine.connect() as conn:
+        with _migration_lock(conn):
+            state = _read_state(conn)  # again: another process may have migrated while we waited
+            if not state.up_to_date:
+                config = alembic_config(conn)
+                if state.before_migrations:
+                    command.stamp(config, RELEASE_REVISION)
+                command.upgrade(config, "head")
+        return state, state.head
+
+
+@contextlib.contextmanager
+def _migration_lock(conn: Connection) -> Iterator[None]:
+    """One transaction for the whole migration, held by one process at a time."""
+    if conn.dialect.name == "postgresql":
+        conn.begin()
+        # Released when the transaction ends, however it ends.
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_ID)))
+        try:
+            yield
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+        return
+    # SQLite: foreign keys off, or a batch migration's copy-and-drop of a table would cascade
+    # deletes into its children; the pragma cannot change inside a transaction.
+    conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    conn.commit()
+    try:
+        conn.begin()
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # SQLite's write lock, for the whole migration
+        try:
+            yield
+            broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"the migration broke foreign keys, so it was rolled back: {broken[:5]}")
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+    finally:
+        conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+        conn.commit()
+
+
+def schema_differences(conn: Connection) -> list:
+    """What autogenerate would write for this database: empty when the migrations match the models."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    context = MigrationContext.configure(conn, opts={k: v for k, v in MIGRATION_OPTIONS.items()
+                                                     if k != "render_as_batch"})
+    return compare_metadata(context, table_metadata())
+
+
+def new_revision(message: str) -> Path:
+    """Write the next migration from the models' differences with head (for developers; edit it after)."""
+    import tempfile
+
+    from alembic import command
+
+    rev_id = f"{int(head_revision()) + 1:04d}"
+    with tempfile.TemporaryDirectory() as folder:
+        engine = make_engine(f"sqlite:///{Path(folder) / 'head.db'}")
+        try:
+            upgrade(engine)
+            with engine.begin() as conn:
+                script = command.revision(alembic_config(conn), message=message, autogenerate=True, rev_id=rev_id)
+        finally:
+            engine.dispose()
+    _scripts.cache_clear()
+    return Path(script.path)
+
+
+# ---------------------------------------------------------------- sessions
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from sqlmodel import Session, col, select
 from kwik_console import catalog
 from kwik_console.errors import ID_MAX, InvalidInput, NotFound, check_id
 from kwik_console.models import Attempt, Delivery, DeliveryStatus, Event, Webhook
+from kwik_console.search import restrict as restrict_to_search
 
 PAGE_SIZE = 50
 
@@ -46,8 +47,11 @@ def list_deliveries(
     test: bool | None = None,
     before_id: int | None = None,
     limit: int = PAGE_SIZE,
+    search: str | None = None,
 ) -> DeliveryPage:
     """Deliveries newest first, paged by keyset (`before_id`) so every page costs the same.
+
+    `search` finds deliveries by event id or a value in the payload (kwik_console/search.py).
 
     A `webhook_id` that names no webhook raises NotFound.
     """
@@ -73,6 +77,8 @@ def list_deliveries(
         query = query.where(Delivery.test == test)
     if before_id is not None:
         query = query.where(col(Delivery.id) < before_id)
+    if search:
+        query = restrict_to_search(query, session.get_bind().dialect.name, search)
     rows = list(session.exec(query.order_by(col(Delivery.id).desc()).limit(limit + 1)))
     more = len(rows) > limit
     items = rows[:limit]

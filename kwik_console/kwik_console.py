@@ -2,25 +2,30 @@
 
 import reflex as rx
 
-from kwik_console import auth_routes
+from kwik_console import api, auth_routes, export, health
 from kwik_console.delivery import scheduler
 from kwik_console.ui.guard import AccessGuard
 from kwik_console.ui.pages.audit import audit_page
+from kwik_console.ui.pages.developers import developers_page
 from kwik_console.ui.pages.event_log import event_log_page
 from kwik_console.ui.pages.members import members_page
 from kwik_console.ui.pages.sign_in import accept_page, sign_in_page
+from kwik_console.ui.pages.webhook_page import webhook_page
 from kwik_console.ui.pages.webhooks import webhooks_page
 from kwik_console.ui.state.audit import AuditState
+from kwik_console.ui.state.developers import SignatureCheckState
 from kwik_console.ui.state.event_log import EventLogState
 from kwik_console.ui.state.members import MembersState
 from kwik_console.ui.state.session import SessionState
 from kwik_console.ui.state.sign_in import AcceptState, SignInState
+from kwik_console.ui.state.webhook_page import WebhookPageState
 from kwik_console.ui.state.webhooks import WebhooksState
 
 app = rx.App(
     toaster=rx.toast.provider(position="bottom-right", close_button=True),
     # POST /auth/* set and clear the HttpOnly session cookie; they come before Reflex's own routes.
-    api_transformer=auth_routes.app(),
+    # Each app wraps the ones before it: /healthz, /readyz and /metrics answer ahead of the sign-in gate.
+    api_transformer=[auth_routes.app(), health.app(), api.mount, export.app()],  # api.mount: /api/v1, ahead of the rest
 )
 # Every state event passes here first: no handler runs unless access.py allows it.
 app.add_middleware(AccessGuard())
@@ -30,6 +35,10 @@ app.add_page(accept_page, route="/accept", title="Choose your password · Kwik C
 app.add_page(webhooks_page, route="/", title="Webhooks · Kwik Console", on_load=[SessionState.load, WebhooksState.load])
 app.add_page(webhooks_page, route="/webhooks", title="Webhooks · Kwik Console",
              on_load=[SessionState.load, WebhooksState.load])
+app.add_page(webhook_page, route="/webhooks/[webhook_id]", title="Webhook · Kwik Console",
+             on_load=[SessionState.load, WebhookPageState.open_page])
+app.add_page(developers_page, route="/developers", title="Developers · Kwik Console",
+             on_load=[SessionState.load, SignatureCheckState.open_page])
 app.add_page(event_log_page, route="/webhooks/[webhook_id]/events", title="Events · Kwik Console",
              on_load=[SessionState.load, EventLogState.open_page])
 app.add_page(members_page, route="/members", title="Members · Kwik Console",

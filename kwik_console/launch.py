@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 BUN_VERSION = "1.4.5"
@@ -88,9 +90,19 @@ def first_admin_hint() -> str | None:
             "  kwik-console users create --email you@example.com --role admin")
 
 
-def run_console(*, dev: bool = False, port: int = 3000, host: str = "127.0.0.1") -> int:
+def run_console(*, dev: bool = False, port: int = 3000, host: str = "127.0.0.1", workers: int = 1) -> int:
+    from kwik_console.settings import get_settings
+
     check_mode(host=host)
+    settings = get_settings()
     env = toolchain_env()
+    if settings.redis_url:
+        env["REFLEX_REDIS_URL"] = settings.redis_url  # the only name Reflex reads
+    if workers > 1:
+        if not settings.redis_url:
+            raise SystemExit("kwik-console: error: --workers above 1 needs KWIK_REDIS_URL (e.g. redis://127.0.0.1:6379): "
+                             "each tab's state must be shared by every worker")
+        env["GRANIAN_WORKERS"] = str(workers)
     if dev:
         # Reload on code changes only: the database in data/ changes every second.
         env.setdefault("REFLEX_HOT_RELOAD_OVERRIDE_PATHS", str(ROOT / "kwik_console"))
@@ -102,7 +114,70 @@ def run_console(*, dev: bool = False, port: int = 3000, host: str = "127.0.0.1")
         print(hint, flush=True)
     where = "with hot reload" if dev else "in production mode; the first start builds the frontend"
     print(f"Starting Kwik Console on http://{host}:{port} {where}...", flush=True)
+    # In-flight attempts get up to the attempt timeout to finish when we are stopped.
+    return serve(reflex_command(dev=dev, port=port, host=host), env=env, grace=settings.attempt_timeout + 10)
+
+
+def _die_with_parent() -> None:
+    # Linux: if kwik-console itself is killed outright, its Reflex child still gets SIGTERM.
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def serve(command: list[str], *, env: dict[str, str], grace: float) -> int:
+    """Run Reflex as a process group of its own; SIGTERM, SIGINT or SIGHUP stops the whole group.
+
+    Reflex gets SIGTERM (its workers' delivery schedulers then finish their
+    attempts and hand back their waiting claims) and `grace` seconds; then
+    the group is killed: nothing is left serving the port.
+    """
+    child = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
+                             preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    stopping = False
+
+    def stop(signum, _frame):
+        nonlocal stopping
+        stopping = True
+        # To Reflex's main process only: it stops its workers in order, each running
+        # its shutdown (the scheduler's). The whole group gets the signal afterwards.
+        try:
+            child.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
-        return subprocess.run(reflex_command(dev=dev, port=port, host=host), cwd=ROOT, env=env).returncode
-    except KeyboardInterrupt:
-        return 0
+        while True:
+            try:
+                code = child.wait(timeout=grace if stopping else None)
+                break
+            except subprocess.TimeoutExpired:
+                print("kwik-console: the console did not stop in time; killing it", file=sys.stderr, flush=True)
+                _signal_group(child.pid, signal.SIGKILL)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stop_stragglers(child.pid)
+    return 0 if stopping else code
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _stop_stragglers(pgid: int, grace: float = 5.0) -> None:
+    """Reflex's main process is gone; give any child of it left in the group a moment, then kill it."""
+    _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    _signal_group(pgid, signal.SIGKILL)

@@ -9,6 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import JSON, Column, Field, SQLModel
 
+from kwik_console.secret_box import SealedSecret
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -72,7 +74,8 @@ class Webhook(SQLModel, table=True):
     name: str = Field(max_length=100)
     url: str = Field(max_length=2048)
     status: str = Field(default=WebhookStatus.LIVE, max_length=16)
-    secret: str
+    # Encrypted at rest when KWIK_SECRET_KEY is set (see secret_box.py).
+    secret: str = Field(sa_column=Column(SealedSecret(), nullable=False))
     # Kept for a day after a rotation so receivers can switch keys without losing events.
     previous_secret: str | None = None
     previous_secret_expires_at: dt.datetime | None = _when(nullable=True)
@@ -186,5 +189,5 @@ class PreviousSecret(SQLModel, table=True):
     webhook_id: int = Field(
         sa_column=Column(sa.Integer, sa.ForeignKey("webhook.id", ondelete="CASCADE"), nullable=False, index=True)
     )
-    secret: str
+    secret: str = Field(sa_column=Column(SealedSecret(), nullable=False))
     expires_at: dt.datetime = _when()

@@ -40,6 +40,22 @@ class Settings:
     session_idle_minutes: float = 30.0
     session_max_hours: float = 12.0
     link_hours: float = 24.0  # how long an invitation or reset link works
+    # REST API: requests per minute per access token, counted in the database across replicas.
+    api_rate_limit: int = 6000
+    # Logs on stderr: "text" for people, "json" for one JSON object per line (KWIK_LOG_FORMAT).
+    log_format: str = "text"
+    # Where each process keeps its metrics for /metrics to add up (KWIK_METRICS_DIR; see metrics.py).
+    metrics_dir: str = ""
+    # Hosted mode: /metrics wants this bearer token; without one, only loopback may read it.
+    metrics_token: str = ""
+    # Hosted mode: networks deliveries may reach although internal (KWIK_ALLOWED_NETWORKS).
+    allowed_networks: tuple = ()
+    # The only proxy deliveries go through; proxy variables in the environment are ignored.
+    http_proxy: str | None = None
+    # Fernet keys for signing secrets at rest, the current one first (KWIK_SECRET_KEY).
+    secret_keys: tuple[str, ...] = ()
+    # Where the console's workers share each tab's state (KWIK_REDIS_URL, passed to Reflex).
+    redis_url: str | None = None
 
     @property
     def local_mode(self) -> bool:
@@ -75,6 +91,14 @@ def _number(env: dict[str, str], name: str, default: float, *, kind=float, minim
         raise SettingsError(f"{name} must be a number; got {raw!r}") from None
     if value <= minimum:
         raise SettingsError(f"{name} must be above {minimum:g}; got {raw!r}")
+    return value
+
+
+def _choice(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices`, the first by default."""
+    value = env.get(name, "").strip().lower() or choices[0]
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
     return value
 
 
@@ -114,6 +138,12 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
             f"got {lease_seconds:g}"
         )
     schedule_text = env.get("KWIK_RETRY_SCHEDULE", "")
+    secret_keys = parse_secret_keys(env.get("KWIK_SECRET_KEY", ""))
+    if mode == "hosted" and not secret_keys:
+        raise SettingsError(
+            "KWIK_SECRET_KEY is required in hosted mode: it encrypts signing secrets at rest. "
+            "Make one with `kwik-console secrets new-key`"
+        )
     return Settings(
         database_url=env.get("KWIK_DATABASE_URL") or env.get("DATABASE_URL") or default_database_url(),
         mode=mode,
@@ -128,7 +158,55 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         session_idle_minutes=_number(env, "KWIK_SESSION_IDLE_MINUTES", 30.0),
         session_max_hours=_number(env, "KWIK_SESSION_MAX_HOURS", 12.0),
         link_hours=_number(env, "KWIK_LINK_HOURS", 24.0),
+        api_rate_limit=_number(env, "KWIK_API_RATE_LIMIT", 6000, kind=int),
+        log_format=_choice(env, "KWIK_LOG_FORMAT", ("text", "json")),
+        metrics_dir=env.get("KWIK_METRICS_DIR", "").strip(),
+        metrics_token=env.get("KWIK_METRICS_TOKEN", "").strip(),
+        allowed_networks=_allowed_networks(env.get("KWIK_ALLOWED_NETWORKS", "")),
+        http_proxy=_http_proxy(env.get("KWIK_HTTP_PROXY", "")),
+        secret_keys=secret_keys,
+        redis_url=env.get("KWIK_REDIS_URL", "").strip() or env.get("REFLEX_REDIS_URL", "").strip() or None,
     )
+
+
+def _allowed_networks(text: str) -> tuple:
+    from kwik_console.delivery.guard import parse_allowed_networks
+
+    try:
+        return parse_allowed_networks(text)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def _http_proxy(text: str) -> str | None:
+    text = text.strip()
+    if not text:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"KWIK_HTTP_PROXY must be an http:// or https:// URL with a host; got {text!r}")
+    return text
+
+
+def parse_secret_keys(text: str) -> tuple[str, ...]:
+    """KWIK_SECRET_KEY: comma-separated Fernet keys, the current one first, older ones after it."""
+    import base64
+    import binascii
+
+    keys = tuple(k.strip() for k in text.split(",") if k.strip())
+    for key in keys:
+        try:
+            valid = len(base64.urlsafe_b64decode(key.encode())) == 32
+        except (binascii.Error, ValueError):
+            valid = False
+        if not valid:
+            raise SettingsError(
+                "KWIK_SECRET_KEY must be one or more comma-separated Fernet keys (32 url-safe base64 bytes); "
+                "make one with `kwik-console secrets new-key`"
+            )
+    return keys
 
 
 @functools.cache

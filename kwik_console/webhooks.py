@@ -151,6 +151,12 @@ def validate_url(url: str | None, *, local_mode: bool) -> tuple[str, str | None]
         if not (local_mode and _is_loopback(host)):
             hint = " (http:// is allowed only for localhost when running locally)"
             return url, f"Webhook URL must use https://{hint}."
+    if not local_mode:
+        # Hosted: never an internal address (checked again at connect time, after DNS).
+        from kwik_console.delivery import guard
+
+        if refusal := guard.host_refusal(host, get_settings().allowed_networks):
+            return url, refusal
     return url, None
 
 

@@ -26,10 +26,12 @@ UI = "kwik_console.ui.state."
 
 # What each role may do, by state, as SPEC section 8 says it (not copied from access.py).
 ANONYMOUS_STATES = {UI + "sign_in.SignInState", UI + "sign_in.AcceptState"}
-VIEWER_STATES = ANONYMOUS_STATES | {UI + "session.SessionState", UI + "session.PasswordState",
+VIEWER_STATES = ANONYMOUS_STATES | {UI + "webhook_page.WebhookPageState", UI + "developers.SignatureCheckState",
+                                    UI + "session.SessionState", UI + "session.PasswordState",
                                     UI + "webhooks.WebhooksState", UI + "event_log.EventLogState"}
-DEVELOPER_STATES = VIEWER_STATES | {UI + "webhooks.WebhookFormState", UI + "webhooks.DeleteState",
-                                    UI + "test_webhook.TestWebhookState"}
+DEVELOPER_STATES = VIEWER_STATES | {UI + "webhook_page.SecretState",
+                                    UI + "webhooks.WebhookFormState", UI + "webhooks.DeleteState",
+                                    UI + "webhook_tester.TestWebhookState"}
 ADMIN_STATES = DEVELOPER_STATES | {UI + "members.MembersState", UI + "audit.AuditState"}
 REFLEX_INTERNAL = "reflex."  # Reflex's own hydrate / page-load / client-storage / error-report events
 

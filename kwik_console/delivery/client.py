@@ -23,6 +23,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from kwik_console import __version__
+from kwik_console.delivery import guard
 from kwik_console.settings import Settings
 
 USER_AGENT = f"Kwik-Webhooks/{__version__}"
@@ -41,19 +42,30 @@ class AttemptResult:
 
 
 def make_client(settings: Settings) -> httpx.AsyncClient:
-    """The dispatcher's one client. Call it on the loop that will use it."""
+    """The dispatcher's one client. Call it on the loop that will use it.
+
+    In hosted mode every connection goes to an address the guard checked after
+    resolving the host, never an internal one (delivery/guard.py).
+    """
     # Room for every attempt the dispatcher may have on the wire (slow ones give
     # their slots to others, up to twice the cap), so none waits for a connection.
-    connector = aiohttp.TCPConnector(
-        limit=2 * settings.max_in_flight,
-        limit_per_host=0,
-        ssl=ssl.create_default_context(),
-        keepalive_timeout=30,
-    )
+    options = dict(limit=2 * settings.max_in_flight, limit_per_host=0, ssl=ssl.create_default_context(),
+                   keepalive_timeout=30)
+    proxy = httpx.Proxy(settings.http_proxy) if settings.http_proxy else None
+    if settings.local_mode:
+        connector = aiohttp.TCPConnector(**options)
+    else:
+        connector = guard.make_guarded_connector(
+            settings.allowed_networks, trusted_hosts=guard.proxy_hosts(settings.http_proxy), **options
+        )
     # trust_env=False: proxy variables in the environment must not redirect deliveries.
     session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False)
+    if settings.local_mode:
+        transport = AiohttpTransport(client=session, trust_env=False, proxy=proxy)
+    else:  # also checks hosts written as an address, which skip the resolver
+        transport = guard.GuardedTransport(settings.allowed_networks, client=session, trust_env=False, proxy=proxy)
     return httpx.AsyncClient(
-        transport=AiohttpTransport(client=session, trust_env=False),
+        transport=transport,
         follow_redirects=False,
         trust_env=False,
         timeout=httpx.Timeout(settings.attempt_timeout, connect=settings.connect_timeout),
@@ -74,6 +86,8 @@ def _causes(exc: BaseException):
 
 def describe_error(exc: BaseException, settings: Settings) -> str:
     """A short, human reading of why an attempt got no response."""
+    if refusal := guard.refusal_from_exception(exc):
+        return refusal  # "address 10.0.0.1 is not allowed"
     for cause in _causes(exc):  # the transport wraps the error that says what happened
         if isinstance(cause, aiohttp.ConnectionTimeoutError):
             return f"timeout: could not connect within {settings.connect_timeout:g} s"

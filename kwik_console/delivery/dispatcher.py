@@ -36,6 +36,8 @@ from collections.abc import Callable, Iterable
 import httpx
 from sqlalchemy import Engine, bindparam, func, insert, select, text, update
 
+from kwik_console import rollups
+from kwik_console import metrics
 from kwik_console.delivery import client as http
 from kwik_console.delivery import retry
 from kwik_console.delivery.signing import active_secrets, signature_headers
@@ -438,6 +440,7 @@ def _record(engine, *, owner, finished, schedule, now, rng) -> list[Outcome]:
         if attempts:
             conn.execute(_INSERT_ATTEMPT, attempts)
             conn.execute(_RECORD, updates)
+            rollups.add(conn, attempts, finished)  # the charts' figures, in the same transaction
     return outcomes
 
 
@@ -531,6 +534,8 @@ class Dispatcher:
         expire and another dispatcher takes them over.
         """
         self._closing = True
+        if self._claiming is not None and self._claiming is not asyncio.current_task():
+            await asyncio.wait({self._claiming}, timeout=self.settings.attempt_timeout)
         # Claims still waiting for a slot go back at once, not when their lease expires.
         waiting = [c.delivery_id for queue in [*self._ready.values(), self._urgent] for c in queue]
         self._ready.clear()
@@ -545,6 +550,7 @@ class Dispatcher:
         if self._client:
             await self._client.aclose()
         self._database.shutdown(wait=True)
+        metrics.set_in_flight(0)
 
     async def _db(self, fn, /, **kwargs):
         """Run a database step on the database thread; the HTTP loop goes on meanwhile."""
@@ -591,15 +597,18 @@ class Dispatcher:
             lease_until=now + dt.timedelta(seconds=self.settings.lease_seconds),
             limit=limit, room={w: 2 * per_webhook - n for w, n in held.items()}, per_webhook=2 * per_webhook,
         )
+        metrics.observe_claim(time.monotonic() - claimed_at, len(taken.claims))
         self.last_claim_at = now
+        if self._closing:  # stopped while claiming: these go straight back
+            if taken.claims:
+                await self._db(release_claims, owner=self.owner, ids=[c.delivery_id for c in taken.claims])
+            return
         send_by = claimed_at + self.settings.lease_seconds - self.settings.attempt_timeout - RECORD_MARGIN_SECONDS
         for claim in taken.claims:
             claim = dataclasses.replace(claim, send_by=send_by, claimed_at=claimed_at)
             self._ready.setdefault(claim.webhook_id, collections.deque()).append(claim)
         self._saturated = taken.saturated | (self._saturated - taken.checked)
         self._limited = taken.limited
-        if self._closing:
-            return
         self._start_ready()
         if taken.limited and taken.claims and self.ready < cap:
             self._claim_again = True
@@ -670,6 +679,7 @@ class Dispatcher:
 
     def _start(self, claim: Claim) -> None:
         self._in_flight[claim.webhook_id] += 1
+        metrics.set_in_flight(self.in_flight)
         self._spawn(self._attempt(claim))
 
     def _spawn(self, coroutine) -> None:
@@ -720,6 +730,7 @@ class Dispatcher:
             self._in_flight[claim.webhook_id] -= 1
             if self._in_flight[claim.webhook_id] <= 0:
                 del self._in_flight[claim.webhook_id]
+            metrics.set_in_flight(self.in_flight)
             if not self._closing:
                 self._start_ready()  # a slot is free: the next ready claim takes it at once
                 self._top_up(claim.webhook_id)
@@ -807,16 +818,19 @@ class Dispatcher:
         outcomes: list[Outcome] = []
         for attempt in range(3):
             try:
+                started = time.monotonic()
                 outcomes = await self._db(
                     record_attempts, owner=self.owner, finished=batch,
                     schedule=self.settings.retry_schedule, now=utcnow(), rng=self.rng,
                 )
+                metrics.observe_record(time.monotonic() - started)
                 break
             except Exception:  # noqa: BLE001  the database is away: the leases expire and the attempts are made again
                 log.exception("recording %d attempts failed (try %d of 3)", len(batch), attempt + 1)
                 await asyncio.sleep(0.5 * (attempt + 1))
         self.attempts_recorded += len(outcomes)
         for outcome in outcomes:
+            metrics.observe_attempt(metrics.outcome_of(outcome.http_code), outcome.duration_ms / 1000)
             self._resolve_waiter(outcome.delivery_id, outcome)
         if self.on_recorded is not None:
             self.on_recorded(outcomes)

@@ -40,12 +40,13 @@ class DeliveryRow:
     test: bool = False
     retry_at: str = ""  # when the next retry runs, if one is scheduled
     retry_counter: int = 0
+    created_at: str = ""  # when the event occurred (the delivery was made)
 
     @classmethod
     def of(cls, d: Delivery) -> DeliveryRow:
         return cls(d.id, d.event_type, d.event_id, DeliveryStatus(d.status).label,
                    "" if d.last_http_code is None else str(d.last_http_code), d.test, iso(d.retry_at),
-                   d.retry_counter)
+                   d.retry_counter, iso(d.created_at))
 
 
 @dataclasses.dataclass
@@ -145,3 +146,36 @@ def audit_detail(detail: dict) -> str:
 def _short(value) -> str:
     text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
     return text if len(text) <= 120 else text[:117] + "…"
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.0f} ms" if value < 1000 else f"{value / 1000:,.2f} s"
+
+
+@dataclasses.dataclass
+class FiguresView:
+    """A summary's headline figures, as the page shows them."""
+
+    attempts: str = "0"
+    success_rate: str = "—"
+    failures: str = "0"
+    p50: str = "—"
+    p95: str = "—"
+    retrying: str = "0"
+    healthy: bool = True  # no failed attempt in the window
+
+    @classmethod
+    def of(cls, f) -> FiguresView:
+        rate = f.success_rate
+        return cls(f"{f.attempts:,}", "—" if rate is None else f"{rate * 100:.1f} %", f"{f.failures:,}",
+                   _ms(f.p50_ms), _ms(f.p95_ms), f"{f.retrying:,}", f.failures == 0)
+
+
+@dataclasses.dataclass
+class OverviewRow:
+    webhook_id: int = 0
+    name: str = ""
+    status: str = ""
+    figures: FiguresView = dataclasses.field(default_factory=FiguresView)

@@ -34,9 +34,10 @@ STATUS_COLORS = {
 def status_badge(label: rx.Var) -> rx.Component:
     return rx.match(
         label,
-        *[(name, rx.badge(name, color_scheme=color, variant="soft", radius="full")) for name, color in
-          STATUS_COLORS.items()],
-        rx.badge(label, variant="soft"),
+        # High contrast: soft badges' coloured text is below 4.5:1 on its own tint (green: 4.2:1).
+        *[(name, rx.badge(name, color_scheme=color, variant="soft", radius="full", high_contrast=True))
+          for name, color in STATUS_COLORS.items()],
+        rx.badge(label, variant="soft", high_contrast=True),
     )
 
 
@@ -46,7 +47,7 @@ def local_time(iso: rx.Var, fmt: str = "D MMM YYYY, HH:mm:ss") -> rx.Component:
 
 
 def navbar() -> rx.Component:
-    return rx.box(
+    return rx.el.header(
         rx.hstack(
             rx.link(
                 rx.hstack(
@@ -62,8 +63,8 @@ def navbar() -> rx.Component:
             ),
             rx.spacer(),
             rx.hstack(
-                rx.text("Developers", size="2", color=rx.color("gray", 11), display=["none", "block"]),
                 rx.link("Webhooks", href="/", size="2", weight="medium"),
+                rx.link("Developers", href="/developers", size="2", weight="medium"),
                 rx.cond(SessionState.hosted & SessionState.is_admin, rx.fragment(
                     rx.link("Members", href="/members", size="2", weight="medium"),
                     rx.link("Audit trail", href="/audit", size="2", weight="medium", white_space="nowrap"),
@@ -74,9 +75,8 @@ def navbar() -> rx.Component:
             ),
             align="center", max_width="1200px", margin="0 auto", padding_x=["16px", "24px"], height="56px",
         ),
-        border_bottom=f"1px solid {rx.color('gray', 5)}",
-        background=rx.color("gray", 1),
-        position="sticky", top="0", z_index="10",
+        style={"border_bottom": f"1px solid {rx.color('gray', 5)}", "background": rx.color("gray", 1),
+               "position": "sticky", "top": "0", "z_index": "10"},
     )
 
 
@@ -156,9 +156,11 @@ def password_dialog() -> rx.Component:
 def page(*children: rx.Component) -> rx.Component:
     return rx.box(
         navbar(),
-        rx.box(
-            *children,
-            max_width="1200px", margin="0 auto", padding_x=["16px", "24px"], padding_y=["20px", "32px"],
+        rx.el.main(
+            rx.box(
+                *children,
+                max_width="1200px", margin="0 auto", padding_x=["16px", "24px"], padding_y=["20px", "32px"],
+            ),
         ),
         min_height="100vh",
         background=rx.color("gray", 2),
@@ -189,6 +191,8 @@ def code_block(text: rx.Var, max_height: str = "320px") -> rx.Component:
             "background": rx.color("gray", 3), "border": f"1px solid {rx.color('gray', 5)}",
             "border_radius": "8px", "padding": "12px", "margin": "0", "overflow": "auto",
             "max_height": max_height, "white_space": "pre", "width": "100%",
+            # In a column of cards (the drawer) a flex item may shrink to a line: never below its own height.
+            "flex_shrink": "0", "min_height": "3em", "box_sizing": "border-box",
         },
     )
 

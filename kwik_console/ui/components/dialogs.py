@@ -6,7 +6,7 @@ import reflex as rx
 
 from kwik_console import catalog
 from kwik_console.ui.components.common import code_block, local_time, status_badge
-from kwik_console.ui.state.test_webhook import TestWebhookState as Test
+from kwik_console.ui.state.webhook_tester import TestWebhookState as Test
 from kwik_console.ui.state.webhooks import DeleteState
 
 

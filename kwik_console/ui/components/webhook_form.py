@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import reflex as rx
 
+from reflex_components_radix.themes.components.checkbox import Checkbox
+
 from kwik_console import catalog
 from kwik_console.ui.components.common import code_block, field_error
 from kwik_console.ui.state.session import SessionState
@@ -30,12 +32,13 @@ def _invalid_when(error: rx.Var) -> dict:
 
 
 def _event_checkbox(event_type: catalog.EventType) -> rx.Component:
+    # One label around the bare checkbox (rx.checkbox would add a second, empty one inside, and no name).
     return rx.el.label(
         rx.hstack(
-            rx.checkbox(
+            Checkbox.create(
                 checked=Form.events.contains(event_type.name),
                 on_change=lambda checked: Form.toggle_event(event_type.name, checked),
-                margin_top="2px",
+                margin_top="2px", aria_label=event_type.name,
             ),
             rx.vstack(
                 rx.code(event_type.name, size="2", variant="ghost"),
@@ -67,10 +70,14 @@ def _events_field() -> rx.Component:
             rx.button("Select none", size="1", variant="ghost", type="button", on_click=Form.select_none),
             align="center", width="100%", spacing="3",
         ),
-        rx.scroll_area(
+        # The chosen events, always in view; the list below is part of the dialog's one scroll, not a second one.
+        rx.cond(Form.events.length() > 0,
+                rx.flex(rx.foreach(Form.events, lambda e: rx.badge(e, variant="surface", high_contrast=True)),
+                        wrap="wrap", gap="4px", aria_label="Selected events"),
+                rx.text("No events selected.", size="1", color_scheme="gray")),
+        rx.box(
             rx.grid(*groups, columns=rx.breakpoints(initial="1", sm="2"), spacing="4", padding="12px"),
-            type="auto", scrollbars="vertical",
-            style={"max_height": "260px", "border": f"1px solid {rx.color('gray', 6)}", "border_radius": "8px"},
+            style={"border": f"1px solid {rx.color('gray', 6)}", "border_radius": "8px"}, width="100%",
         ),
         field_error(Form.errors["events"]),
         spacing="2", width="100%",
@@ -135,18 +142,27 @@ def webhook_form_dialog() -> rx.Component:
                     rx.vstack(
                         _label("Webhook URL", "webhook-url"),
                         rx.input(id="webhook-url", value=Form.url, on_change=Form.set_url,
-                                 placeholder="https://example.com/kwik/webhooks", width="100%", type="url",
+                                 # type="text": the console's own message is the only validation, in every browser.
+                                 placeholder="https://example.com/kwik/webhooks", width="100%", type="text",
+                                 input_mode="url", auto_complete="url",
                                  **_invalid_when(Form.errors["url"])),
                         field_error(Form.errors["url"]),
                         spacing="1", width="100%",
                     ),
                     _events_field(),
                     rx.vstack(
-                        rx.text("Status", size="2", weight="medium"),
-                        rx.segmented_control.root(
-                            rx.segmented_control.item("Live", value="live"),
-                            rx.segmented_control.item("Disabled", value="disabled"),
-                            value=Form.status, on_change=Form.set_status, aria_label="Status",
+                        rx.text("Status", size="2", weight="medium", id="webhook-status-label"),
+                        # Radio buttons: the chosen one is the filled one (a segmented control showed it in white).
+                        rx.radio_group.root(
+                            rx.hstack(
+                                rx.el.label(rx.hstack(rx.radio_group.item(value="live"), rx.text("Live", size="2"),
+                                                      spacing="2", align="center"), cursor="pointer"),
+                                rx.el.label(rx.hstack(rx.radio_group.item(value="disabled"),
+                                                      rx.text("Disabled", size="2"), spacing="2", align="center"),
+                                            cursor="pointer"),
+                                spacing="5",
+                            ),
+                            value=Form.status, on_change=Form.set_status, aria_labelledby="webhook-status-label",
                         ),
                         rx.text(rx.cond(Form.status == "live", "The webhook will receive events from Kwik.",
                                         "The webhook is inactive and no events will be sent."),
@@ -164,7 +180,7 @@ def webhook_form_dialog() -> rx.Component:
                     spacing="4", width="100%",
                 ),
                 on_submit=lambda _: Form.save(),
-                reset_on_submit=False,
+                reset_on_submit=False, no_validate=True,
             ),
             max_width="640px",
         ),

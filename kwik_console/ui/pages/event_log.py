@@ -5,12 +5,13 @@ from __future__ import annotations
 import reflex as rx
 
 from kwik_console import catalog
+from kwik_console.search import SEARCHED
 from kwik_console.ui.components.common import code_block, error_callout, loading_rows, local_time, page, status_badge
 from kwik_console.ui.state.event_log import ALL, EventLogState as Log
 from kwik_console.ui.views import AttemptView, DeliveryRow, Header
 
 REFRESH_MS = 2500
-COLUMNS = ("Event", "Status", "HTTP Code", "Test Event", "Retry Timestamp", "Retry Counter")
+COLUMNS = ("Time", "Event", "Status", "HTTP Code", "Test Event", "Retry Timestamp", "Retry Counter")
 
 
 def _select(label: str, value, on_change, options: list[tuple[str, str]]) -> rx.Component:
@@ -34,8 +35,34 @@ def _filters() -> rx.Component:
     )
 
 
+def _search() -> rx.Component:
+    return rx.vstack(
+        rx.input(
+            rx.input.slot(rx.icon("search", size=16)),
+            placeholder="Event id, or a value in the payload: pay_01JDX…, jane@example.com",
+            value=Log.search, on_change=Log.set_search, debounce_timeout=400,
+            aria_label="Search deliveries", aria_describedby="event-search-help",
+            width="100%", max_width="520px", size="2",
+        ),
+        rx.text(SEARCHED, id="event-search-help", size="1", color_scheme="gray"),
+        spacing="1", width="100%",
+    )
+
+
+def _export() -> rx.Component:
+    base = "/export/webhooks/" + Log.webhook_id_shown.to_string() + "/events"
+    return rx.hstack(
+        rx.text(rx.cond(Log.filtered, "Export these deliveries:", "Export all deliveries:"), size="1",
+                color_scheme="gray"),
+        rx.link("CSV", href=base + ".csv?" + Log.export_query, size="1", download=True),
+        rx.link("JSON Lines", href=base + ".jsonl?" + Log.export_query, size="1", download=True),
+        spacing="2", align="center",
+    )
+
+
 def _row(row: DeliveryRow) -> rx.Component:
     return rx.table.row(
+        rx.table.cell(local_time(row.created_at, "D MMM, HH:mm:ss"), white_space="nowrap"),
         rx.table.cell(
             rx.vstack(
                 rx.text(row.event_type, weight="medium", size="2"),
@@ -73,7 +100,7 @@ def _empty() -> rx.Component:
         rx.vstack(
             rx.icon("inbox", size=28, color=rx.color("gray", 9)),
             rx.text("No deliveries yet", weight="medium"),
-            rx.text(rx.cond((Log.status == ALL) & (Log.event_type == ALL) & (Log.test == ALL),
+            rx.text(rx.cond(~Log.filtered,
                             "Deliveries appear here as events occur. Use Test Webhook to send one now.",
                             "No deliveries match these filters."),
                     size="2", color_scheme="gray", align="center"),
@@ -191,7 +218,9 @@ def event_log_page() -> rx.Component:
                         spacing="1",
                     ),
                     rx.cond(Log.error != "", error_callout(Log.error, Log.refresh)),
-                    _filters(),
+                    _search(),
+                    rx.hstack(_filters(), rx.spacer(), _export(), width="100%", align="center", wrap="wrap",
+                              gap="8px"),
                     rx.cond(~Log.loading & (Log.rows.length() == 0), _empty(), _table()),
                     _pager(),
                 ),

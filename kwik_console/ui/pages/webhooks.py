@@ -8,9 +8,10 @@ from kwik_console.ui.components.common import error_callout, loading_rows, local
 from kwik_console.ui.components.dialogs import delete_dialog, test_dialog
 from kwik_console.ui.components.webhook_form import webhook_form_dialog
 from kwik_console.ui.state.session import SessionState
-from kwik_console.ui.state.test_webhook import TestWebhookState
+from kwik_console.ui.state.webhook_tester import TestWebhookState
 from kwik_console.ui.state.webhooks import DeleteState, WebhookFormState, WebhooksState as List
-from kwik_console.ui.views import WebhookRow
+from kwik_console.ui.pages.webhook_page import figures_row
+from kwik_console.ui.views import OverviewRow, WebhookRow
 
 INTRO = "Receive real-time notifications from Kwik when events occur on your account."
 
@@ -36,12 +37,18 @@ def _actions(row: WebhookRow) -> rx.Component:
     )
 
 
+def webhook_href(webhook_id) -> rx.Var:
+    return "/webhooks/" + webhook_id.to_string()
+
+
 def _row(row: WebhookRow) -> rx.Component:
+    # The whole row opens the webhook (as Stripe and Svix do); its name is the link keyboards and readers use.
     return rx.table.row(
         rx.table.cell(local_time(row.created_at, "D MMM YYYY, HH:mm"), white_space="nowrap",
                       display=["none", "none", "table-cell"]),
         rx.table.cell(
-            rx.text(row.name, weight="medium"),
+            rx.link(row.name, href=webhook_href(row.id), weight="medium", high_contrast=True,
+                    on_click=rx.stop_propagation),
             # On a phone the URL goes under the name instead of in a column of its own.
             rx.text(row.url, color_scheme="gray", size="1", style={"word_break": "break-all"},
                     display=["block", "none"]),
@@ -49,8 +56,9 @@ def _row(row: WebhookRow) -> rx.Component:
         rx.table.cell(rx.text(row.url, color_scheme="gray", style={"word_break": "break-all"}, size="2"),
                       display=["none", "table-cell"]),
         rx.table.cell(status_badge(row.status)),
-        rx.table.cell(_actions(row), text_align="right"),
-        align="center",
+        rx.table.cell(_actions(row), text_align="right", on_click=rx.stop_propagation),
+        align="center", cursor="pointer", on_click=rx.redirect(webhook_href(row.id)),
+        style={"_hover": {"background": rx.color("accent", 2)}},
     )
 
 
@@ -134,6 +142,46 @@ def _empty_state() -> rx.Component:
     )
 
 
+def _overview_row(row: OverviewRow) -> rx.Component:
+    f = row.figures
+    return rx.table.row(
+        rx.table.cell(rx.link(row.name, href=webhook_href(row.webhook_id), weight="medium", high_contrast=True)),
+        rx.table.cell(f.attempts),
+        rx.table.cell(rx.text(f.success_rate, color_scheme=rx.cond(f.healthy, "green", "red"), high_contrast=True,
+                              weight="medium")),
+        rx.table.cell(f.failures, display=["none", "table-cell"]),
+        rx.table.cell(f.p95, display=["none", "table-cell"]),
+        rx.table.cell(f.retrying),
+        align="center",
+    )
+
+
+def _overview() -> rx.Component:
+    o = List.overview
+    return rx.card(
+        rx.vstack(
+            rx.hstack(rx.heading("Last 24 hours, all webhooks", size="3", as_="h2"), align="center", width="100%"),
+            figures_row(o),
+            rx.cond(List.worst.length() > 0, rx.box(
+                rx.table.root(
+                    rx.table.header(rx.table.row(
+                        rx.table.column_header_cell("Webhook"), rx.table.column_header_cell("Attempts"),
+                        rx.table.column_header_cell("Success rate"),
+                        rx.table.column_header_cell("Failed", display=["none", "table-cell"]),
+                        rx.table.column_header_cell("p95", display=["none", "table-cell"]),
+                        rx.table.column_header_cell("Retrying now"),
+                    )),
+                    rx.table.body(rx.foreach(List.worst, _overview_row)),
+                    size="1", variant="ghost", width="100%", aria_label="Webhooks, failing first",
+                ),
+                width="100%", overflow_x="auto",
+            )),
+            spacing="3", width="100%",
+        ),
+        width="100%",
+    )
+
+
 def webhooks_page() -> rx.Component:
     return page(
         rx.vstack(
@@ -149,6 +197,7 @@ def webhooks_page() -> rx.Component:
                 width="100%", align="end", spacing="4",
             ),
             rx.cond(List.error != "", error_callout(List.error, List.load)),
+            rx.cond(List.any_webhooks & ~List.loading, _overview()),
             rx.cond(
                 List.any_webhooks | List.loading,
                 rx.vstack(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import urllib.parse
 
 import reflex as rx
 from sqlalchemy.exc import SQLAlchemyError
 
-from kwik_console import deliveries, webhooks
+from kwik_console import deliveries, search, webhooks
 from kwik_console.db import session_scope
 from kwik_console.errors import InvalidInput, NotFound
 from kwik_console.ui.views import DeliveryDetailView, DeliveryRow
@@ -25,6 +26,7 @@ class EventLogState(rx.State):
     status: str = ALL
     event_type: str = ALL
     test: str = ALL  # all | yes | no
+    search: str = ""  # an event id or a value in the payload (kwik_console/search.py)
     # Keyset pages: the `before_id` of each page visited, newest first.
     cursors: list[int] = []
     next_before: int = 0
@@ -49,7 +51,7 @@ class EventLogState(rx.State):
         """On arrival: fresh filters for a different webhook, then load."""
         webhook_id = self._webhook_id()
         if webhook_id != self.webhook_id_shown:
-            self.status, self.event_type, self.test = ALL, ALL, ALL
+            self.status, self.event_type, self.test, self.search = ALL, ALL, ALL, ""
             self.rows, self.detail_open = [], False
         self.webhook_id_shown, self.cursors, self.loading = webhook_id, [], True
         return EventLogState.refresh
@@ -67,7 +69,7 @@ class EventLogState(rx.State):
                     event_type=None if self.event_type == ALL else self.event_type,
                     test=None if self.test == ALL else self.test == "yes",
                     before_id=self.cursors[-1] if self.cursors else None,
-                    limit=PAGE_SIZE,
+                    limit=PAGE_SIZE, search=self.search,
                 )
                 if self.detail_open:
                     self.detail = DeliveryDetailView.of(
@@ -101,6 +103,20 @@ class EventLogState(rx.State):
     @rx.event
     def set_test(self, value: str):
         return self._filter(test=value)
+
+    @rx.event
+    def set_search(self, value: str):
+        return self._filter(search=value[:search.MAX_QUERY])
+
+    @rx.var
+    def export_query(self) -> str:
+        """The filters as the export route reads them."""
+        return urllib.parse.urlencode({"status": self.status, "event_type": self.event_type, "test": self.test,
+                                       "q": self.search})
+
+    @rx.var
+    def filtered(self) -> bool:
+        return (self.status, self.event_type, self.test, self.search) != (ALL, ALL, ALL, "")
 
     @rx.event
     def older(self):

@@ -7,10 +7,12 @@ import logging
 import reflex as rx
 from sqlalchemy.exc import SQLAlchemyError
 
-from kwik_console import access, audit, catalog, webhooks
-from kwik_console.db import session_scope
+from kwik_console import access, audit, catalog, rollups, webhooks
+from kwik_console.db import get_engine, session_scope
+from kwik_console.models import WebhookStatus, utcnow
 from kwik_console.errors import InvalidInput, NotFound
-from kwik_console.ui.views import WebhookRow
+from kwik_console.ui.state.webhook_page import WebhookPageState, webhook_id_from
+from kwik_console.ui.views import FiguresView, OverviewRow, WebhookRow
 
 log = logging.getLogger(__name__)
 UNAVAILABLE = "The webhooks could not be loaded: the database is unavailable. Try again in a moment."
@@ -26,10 +28,15 @@ class WebhooksState(rx.State):
     any_webhooks: bool = True
     loading: bool = True
     error: str = ""
+    # The overview: every webhook's last 24 h, and the webhooks with the most failed attempts first.
+    overview: FiguresView = FiguresView()
+    worst: list[OverviewRow] = []
 
     @rx.event
     def load(self):
         try:
+            with get_engine().connect() as conn:
+                overall, worst = rollups.overview(conn, now=utcnow())
             with session_scope() as session:
                 result = webhooks.list_webhooks(session=session, search=self.search, page=self.page)
                 if result.page > result.pages:  # the last row of the last page was deleted
@@ -44,6 +51,9 @@ class WebhooksState(rx.State):
         self.rows = [WebhookRow.of(w) for w in result.items]
         self.page, self.pages, self.total = result.page, result.pages, result.total
         self.any_webhooks = any_webhooks
+        self.overview = FiguresView.of(overall)
+        self.worst = [OverviewRow(w.webhook_id, w.name, WebhookStatus(w.status).label, FiguresView.of(w.figures))
+                      for w in worst]
         self.loading, self.error = False, ""
 
     @rx.event
@@ -191,7 +201,7 @@ class WebhookFormState(rx.State):
             self.saving = False
         self.open = False
         verb = "saved" if self.editing else "created"
-        yield [rx.toast.success(f"Webhook “{webhook.name}” {verb}."), WebhooksState.load]
+        yield [rx.toast.success(f"Webhook “{webhook.name}” {verb}."), WebhooksState.load, WebhookPageState.load]
 
     def _read_secret(self, action: str) -> str:
         """The secret, read from the database for a member who asked for it, and recorded in the trail."""
@@ -260,4 +270,7 @@ class DeleteState(rx.State):
         except NotFound:
             pass  # already gone: the outcome the merchant wanted
         self.deleting, self.open = False, False
-        yield [rx.toast.success(f"Webhook “{self.name}” deleted."), WebhooksState.load]
+        done = [rx.toast.success(f"Webhook “{self.name}” deleted."), WebhooksState.load]
+        if webhook_id_from(self.router.url.path):  # deleted from its own page, which is gone now
+            done.append(rx.redirect("/"))
+        yield done

@@ -1,0 +1,199 @@
+"""RFC 9457 problem details: every error the API answers, in one shape, with field errors like the console's.
+
+    {"type": "about:blank", "title": "Invalid input", "status": 422, "code": "invalid_input",
+     "detail": "Webhook URL must use https://.", "instance": "/api/v1/webhooks",
+     "errors": [{"field": "url", "detail": "Webhook URL must use https://."}]}
+
+`code` names the kind of problem for programs; `errors` appears when fields are at fault.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from kwik_console.errors import InvalidInput, NotFound
+from kwik_console.events import BODY_MAX_BYTES
+
+log = logging.getLogger(__name__)
+MEDIA_TYPE = "application/problem+json"
+# A request body larger than the largest event the console can send is a mistake, refused before it is parsed.
+MAX_BODY_BYTES = BODY_MAX_BYTES
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="The field at fault: a body field (`events.0` for an item), a query parameter "
+                                   "or a header.")
+    detail: str
+
+
+class Problem(BaseModel):
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    code: str = Field(description="The kind of problem, for programs: invalid_input, malformed_json, not_found, ...")
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class ApiProblem(Exception):
+    """Raise to answer with a problem; `headers` go on the response (Retry-After, WWW-Authenticate, ...)."""
+
+    def __init__(self, status: int, code: str, title: str, detail: str, *, errors: dict[str, str] | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status, self.code, self.title, self.detail = status, code, title, detail
+        self.errors, self.headers = errors, headers or {}
+
+
+def problem_response(request_path: str | None, status: int, code: str, title: str, detail: str, *,
+                     errors: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> Response:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail, "code": code}
+    if request_path:
+        body["instance"] = request_path
+    if errors:
+        body["errors"] = [{"field": f, "detail": d} for f, d in errors.items()]
+    return Response(json.dumps(body, ensure_ascii=False), status_code=status, media_type=MEDIA_TYPE,
+                    headers=headers)
+
+
+def invalid_input(errors: dict[str, str]) -> ApiProblem:
+    return ApiProblem(422, "invalid_input", "Invalid input", " ".join(errors.values()), errors=errors)
+
+
+# ---------------------------------------------------------------- pydantic's errors, in the console's words
+
+_ID_KINDS = {"webhook_id": "Webhook", "delivery_id": "Delivery"}
+_TYPE_WORDS = {
+    "string_type": "must be text",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "list_type": "must be a list",
+    "dict_type": "must be a JSON object",
+    "model_type": "must be a JSON object",
+    "model_attributes_type": "must be a JSON object",
+}
+
+
+def _field(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc[1:]) or "body"
+
+
+def _message(error: dict) -> str:
+    field, kind = _field(error["loc"]), error["type"]
+    if kind == "extra_forbidden":
+        return f"Unknown field: {field}."
+    if kind == "missing":
+        return f"{field} is required." if field != "body" else "The request needs a JSON body."
+    if kind in _TYPE_WORDS:
+        subject = "The body" if field == "body" else field
+        return f"{subject} {_TYPE_WORDS[kind]}."
+    if kind.startswith(("greater_than", "less_than")):
+        return f"{field}: {error['msg'][0].lower()}{error['msg'][1:]}."
+    return f"{field}: {error['msg']}."
+
+
+def _from_validation(request: Request, exc: RequestValidationError) -> Response:
+    errors = exc.errors()
+    for error in errors:
+        if error["type"] == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error", "it cannot be parsed")
+            return problem_response(request.url.path, 400, "malformed_json", "Malformed JSON",
+                                    f"The request body is not valid JSON: {reason}.")
+    for error in errors:
+        if error["loc"][0] == "path":
+            # /webhooks/abc names no webhook, just as /webhooks/0 does.
+            name = str(error["loc"][-1])
+            value = request.path_params.get(name, "")
+            return problem_response(request.url.path, 404, "not_found", "Not found",
+                                    f"{_ID_KINDS.get(name, 'Resource')} {str(value)[:40]} does not exist.")
+    fields: dict[str, str] = {}
+    for error in errors:
+        name = str(error["loc"][-1]) if error["loc"][0] in ("query", "header") else _field(error["loc"])
+        message = _message({**error, "loc": ("query", name)} if error["loc"][0] in ("query", "header") else error)
+        fields[name] = fields.get(name, "") + (" " if name in fields else "") + message
+    return problem_response(request.url.path, 422, "invalid_input", "Invalid input", " ".join(fields.values()),
+                            errors=fields)
+
+
+_HTTP_CODES = {404: ("not_found", "Not found"), 405: ("method_not_allowed", "Method not allowed")}
+
+
+def install(app: FastAPI) -> None:
+    """Every error the app can raise answers as a problem, never as a bare 500 page."""
+
+    @app.exception_handler(ApiProblem)
+    async def _api_problem(request: Request, exc: ApiProblem):
+        return problem_response(request.url.path, exc.status, exc.code, exc.title, exc.detail, errors=exc.errors,
+                                headers=exc.headers)
+
+    @app.exception_handler(InvalidInput)
+    async def _invalid(request: Request, exc: InvalidInput):
+        return problem_response(request.url.path, 422, "invalid_input", "Invalid input", exc.message,
+                                errors=exc.errors)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound):
+        return problem_response(request.url.path, 404, "not_found", "Not found", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        return _from_validation(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "Error"))
+        detail = {404: f"There is no API route {request.url.path}; see /api/v1/docs.",
+                  405: f"{request.method} is not allowed on {request.url.path}."}.get(exc.status_code, str(exc.detail))
+        return problem_response(request.url.path, exc.status_code, code, title, detail,
+                                headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database(request: Request, exc: SQLAlchemyError):
+        log.exception("database error on %s %s", request.method, request.url.path)
+        return problem_response(request.url.path, 503, "database_unavailable", "Database unavailable",
+                                "The database is unavailable. Try again in a moment.", headers={"Retry-After": "5"})
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return problem_response(request.url.path, 500, "internal_error", "Internal error",
+                                "Something went wrong on our side; it was logged.")
+
+
+# ---------------------------------------------------------------- the OpenAPI side
+
+PROBLEM_STATUSES = {
+    400: "Malformed JSON, or a bad header.",
+    401: "No access token, or one that is unknown, revoked or expired.",
+    403: "The token's scopes do not allow this.",
+    404: "The webhook or delivery does not exist.",
+    409: "A request with the same Idempotency-Key is still in progress.",
+    413: f"The body is larger than {MAX_BODY_BYTES // 1024} KB.",
+    415: "The body is not application/json.",
+    422: "Invalid input: wrong types, unknown fields or values that break a rule; `errors` names each field.",
+    429: "Too many requests for this token: wait Retry-After seconds.",
+    503: "The database is unavailable.",
+}
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": text, "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    for status, text in PROBLEM_STATUSES.items()
+}
+
+
+def openapi_components() -> dict[str, Any]:
+    """The Problem and FieldError schemas, for the responses above to refer to."""
+    schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    definitions = schema.pop("$defs", {})
+    return {"Problem": schema, **definitions}

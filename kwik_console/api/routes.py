@@ -1,0 +1,267 @@
+"""The resources of /api/v1: parse, call the services, shape the answer. No rules live here."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
+
+from kwik_console import access, audit, catalog, deliveries, events, webhooks
+from kwik_console.api import event_schemas, idempotency
+from kwik_console.api.auth import CallerDep
+from kwik_console.api.problems import invalid_input
+from kwik_console.api.schemas import (
+    DeliveryDetailOut,
+    DeliveryOut,
+    DeliveryPage,
+    EventPublish,
+    EventPublished,
+    EventTypeList,
+    EventTypeOut,
+    SecretOut,
+    TestOutcome,
+    TestRequest,
+    WebhookCreate,
+    WebhookOut,
+    WebhookPage,
+    WebhookUpdate,
+)
+from kwik_console.db import session_scope
+from kwik_console.errors import InvalidInput
+
+router = APIRouter(prefix=access.API_PREFIX)
+# Page sizes: the services' own bounds (webhooks.list_webhooks, deliveries.list_deliveries), shown in the schema.
+WEBHOOKS_MAX_LIMIT = 100
+DELIVERIES_MAX_LIMIT = 500
+
+
+# ---------------------------------------------------------------- cursors: opaque to callers
+
+
+def _cursor(kind: str, value: int) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode().rstrip("=")
+
+
+def _from_cursor(kind: str, cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        found, _, value = text.partition(":")
+        if found == kind and value.isdigit() and len(value) <= 12:
+            return int(value)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise invalid_input({"cursor": "This cursor is not one this API gave out for this list; start without one."})
+
+
+# ---------------------------------------------------------------- event types
+
+
+@router.get("/event-types", response_model=EventTypeList, tags=["event types"],
+            summary="The event catalogue, with samples and JSON Schemas")
+def list_event_types(caller: CallerDep) -> EventTypeList:
+    return EventTypeList(items=[
+        EventTypeOut(type=t.name, group=t.resource, description=t.description, sample=t.sample,
+                     schema=event_schemas.data_schema(t.name))
+        for t in catalog.EVENT_TYPES.values()
+    ])
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+def _out(session, webhook) -> WebhookOut:
+    return WebhookOut.of(webhook, webhooks.webhook_events(session=session, webhook_id=webhook.id))
+
+
+def _audited(out: WebhookOut) -> dict:
+    """What the audit trail keeps of a webhook (as the console records it): never its secret."""
+    return {"name": out.name, "url": out.url, "status": out.status, "events": out.events}
+
+
+def _target(out) -> str:
+    return f"webhook {out.id} ({out.name})"
+
+
+@router.get("/webhooks", response_model=WebhookPage, tags=["webhooks"], summary="Webhooks, newest first")
+def list_webhooks(
+    caller: CallerDep,
+    search: Annotated[str | None, Query(max_length=2200, description="Matches name or URL, ignoring case.")] = None,
+    limit: Annotated[int, Query(ge=1, le=WEBHOOKS_MAX_LIMIT)] = webhooks.PAGE_SIZE,
+    cursor: Annotated[str | None, Query(max_length=100)] = None,
+) -> WebhookPage:
+    page = _from_cursor("p", cursor) or 1
+    with session_scope() as session:
+        try:
+            result = webhooks.list_webhooks(session=session, search=search, page=page, per_page=limit)
+        except InvalidInput as exc:
+            raise invalid_input({"cursor" if k == "page" else "limit" if k == "per_page" else k: v
+                                 for k, v in exc.errors.items()}) from None
+        items = [_out(session, w) for w in result.items]
+    more = result.page < result.pages
+    return WebhookPage(items=items, total=result.total, next_cursor=_cursor("p", page + 1) if more else None)
+
+
+@router.post("/webhooks", response_model=WebhookOut, status_code=201, tags=["webhooks"], summary="Create a webhook")
+def create_webhook(caller: CallerDep, body: WebhookCreate) -> WebhookOut:
+    data = webhooks.WebhookInput(name=body.name, url=body.url, events=body.events, status=body.status)
+    with session_scope() as session:
+        out = _out(session, webhooks.create_webhook(session=session, data=data))
+        audit.record(session=session, actor=caller.actor, action="webhook.created", target=_target(out),
+                     detail={"after": _audited(out)}, client_address=caller.address)
+    return out
+
+
+@router.get("/webhooks/{webhook_id}", response_model=WebhookOut, tags=["webhooks"], summary="One webhook")
+def get_webhook(caller: CallerDep, webhook_id: int) -> WebhookOut:
+    with session_scope() as session:
+        return _out(session, webhooks.get_webhook(session=session, webhook_id=webhook_id))
+
+
+@router.patch("/webhooks/{webhook_id}", response_model=WebhookOut, tags=["webhooks"],
+              summary="Change a webhook: only the fields sent")
+def update_webhook(caller: CallerDep, webhook_id: int, body: WebhookUpdate) -> WebhookOut:
+    data = webhooks.WebhookInput(name=body.name, url=body.url, events=body.events, status=body.status)
+    with session_scope() as session:
+        before = _out(session, webhooks.get_webhook(session=session, webhook_id=webhook_id))
+        out = _out(session, webhooks.update_webhook(session=session, webhook_id=webhook_id, data=data))
+        if _audited(out) != _audited(before):
+            audit.record(session=session, actor=caller.actor, action="webhook.edited", target=_target(out),
+                         detail={"before": _audited(before), "after": _audited(out)}, client_address=caller.address)
+    return out
+
+
+@router.delete("/webhooks/{webhook_id}", status_code=204, response_class=Response, tags=["webhooks"],
+               summary="Delete a webhook, its deliveries and scheduled retries")
+def delete_webhook(caller: CallerDep, webhook_id: int) -> Response:
+    with session_scope() as session:
+        before = _out(session, webhooks.get_webhook(session=session, webhook_id=webhook_id))
+        webhooks.delete_webhook(session=session, webhook_id=webhook_id)
+        audit.record(session=session, actor=caller.actor, action="webhook.deleted", target=_target(before),
+                     detail={"before": _audited(before)}, client_address=caller.address)
+    return Response(status_code=204)
+
+
+@router.get("/webhooks/{webhook_id}/secret", response_model=SecretOut, tags=["webhooks"],
+            summary="Reveal the signing secret")
+def get_secret(caller: CallerDep, webhook_id: int) -> SecretOut:
+    with session_scope() as session:
+        webhook = webhooks.get_webhook(session=session, webhook_id=webhook_id)
+        still_signing = webhooks.previous_secrets(session=session, webhook_id=webhook_id)
+        audit.record(session=session, actor=caller.actor, action="secret.revealed",
+                     target=f"webhook {webhook.id} ({webhook.name})", client_address=caller.address)
+        return SecretOut(secret=webhook.secret, previous_secrets_expire_at=[p.expires_at for p in still_signing])
+
+
+@router.post("/webhooks/{webhook_id}/secret/rotate", response_model=SecretOut, tags=["webhooks"],
+             summary="A new signing secret; the replaced one keeps signing for 24 h")
+def rotate_secret(caller: CallerDep, webhook_id: int) -> SecretOut:
+    with session_scope() as session:
+        webhook = webhooks.rotate_secret(session=session, webhook_id=webhook_id)
+        still_signing = webhooks.previous_secrets(session=session, webhook_id=webhook_id)
+        audit.record(session=session, actor=caller.actor, action="secret.rotated",
+                     target=f"webhook {webhook.id} ({webhook.name})",
+                     detail={"previous_secret_expires_at": str(still_signing[0].expires_at)},
+                     client_address=caller.address)
+        return SecretOut(secret=webhook.secret, previous_secrets_expire_at=[p.expires_at for p in still_signing])
+
+
+@router.post("/webhooks/{webhook_id}/test", response_model=TestOutcome, tags=["webhooks"],
+             summary="Send a test event to this webhook now; answers with the outcome")
+async def test_webhook(caller: CallerDep, webhook_id: int, body: TestRequest) -> TestOutcome:
+    from kwik_console.delivery import scheduler
+
+    if not catalog.is_event_type(body.event_type):
+        raise invalid_input({"event_type": f"Unknown event type {body.event_type!r}; see GET /api/v1/event-types."})
+    published = await run_in_threadpool(events.publish, body.event_type, catalog.sample_data(body.event_type),
+                                        test=True, webhook_id=webhook_id, wake=False)
+    outcome = (await scheduler.deliver_now(published.delivery_ids))[0]  # a test makes exactly one delivery
+
+    def record():
+        with session_scope() as session:
+            audit.record(session=session, actor=caller.actor, action="test.sent", target=f"webhook {webhook_id}",
+                         detail={"event_type": body.event_type, "event_id": published.event.id,
+                                 "status": outcome.status, "http_code": outcome.http_code},
+                         client_address=caller.address)
+
+    await run_in_threadpool(record)
+    return TestOutcome(event_id=published.event.id, delivery_id=outcome.delivery_id, status=outcome.status,
+                       http_code=outcome.http_code, duration_ms=outcome.duration_ms,
+                       response_body=outcome.response_body[:2000], error=outcome.error,
+                       retry_at=outcome.next_attempt_at)
+
+
+# ---------------------------------------------------------------- deliveries
+
+
+@router.get("/webhooks/{webhook_id}/deliveries", response_model=DeliveryPage, tags=["deliveries"],
+            summary="A webhook's event log, newest first")
+def list_deliveries(
+    caller: CallerDep,
+    webhook_id: int,
+    status: Annotated[str | None, Query(max_length=20, description="pending, success, retrying or failure")] = None,
+    event_type: Annotated[str | None, Query(max_length=64)] = None,
+    test: Annotated[bool | None, Query(description="Only test events (true) or only real ones (false).")] = None,
+    limit: Annotated[int, Query(ge=1, le=DELIVERIES_MAX_LIMIT)] = deliveries.PAGE_SIZE,
+    cursor: Annotated[str | None, Query(max_length=100)] = None,
+) -> DeliveryPage:
+    with session_scope() as session:
+        page = deliveries.list_deliveries(session=session, webhook_id=webhook_id, status=status,
+                                          event_type=event_type, test=test, before_id=_from_cursor("d", cursor),
+                                          limit=limit)
+    return DeliveryPage(items=[DeliveryOut.of(d) for d in page.items],
+                        next_cursor=_cursor("d", page.next_before_id) if page.next_before_id else None)
+
+
+@router.get("/deliveries/{delivery_id}", response_model=DeliveryDetailOut, tags=["deliveries"],
+            summary="A delivery with its payload and every attempt")
+def get_delivery(caller: CallerDep, delivery_id: int) -> DeliveryDetailOut:
+    with session_scope() as session:
+        return DeliveryDetailOut.of_detail(deliveries.get_delivery(session=session, delivery_id=delivery_id))
+
+
+# ---------------------------------------------------------------- publishing
+
+
+def _published(p: events.Published) -> dict:
+    return EventPublished(id=p.event.id, type=p.event.type, created_at=p.event.created_at,
+                          deliveries=len(p.delivery_ids)).model_dump(mode="json")
+
+
+@router.post("/events", response_model=EventPublished, status_code=202, tags=["events"],
+             summary="Publish an event: a delivery to every Live webhook subscribed to its type",
+             responses={202: {"headers": {"Idempotent-Replayed": {
+                 "description": "true when this is the stored result of an earlier request with the same key",
+                 "schema": {"type": "string"}}}}})
+def publish_event(
+    caller: CallerDep,
+    request: Request,
+    body: Annotated[EventPublish, Body()],
+    idempotency_key: Annotated[str | None, Header(alias=idempotency.HEADER, max_length=idempotency.KEY_MAX,
+                                                  description="Any unique string, such as a UUID: a repeat "
+                                                              "within 24 h returns the first result and "
+                                                              "publishes nothing.")] = None,
+) -> JSONResponse:
+    from kwik_console.delivery import scheduler
+
+    if idempotency_key is None:
+        published = events.publish(body.type, body.data)
+        return JSONResponse(_published(published), status_code=202)
+
+    def publish(session) -> tuple[int, dict]:
+        return 202, _published(events.publish(body.type, body.data, session=session, wake=False))
+
+    result = idempotency.run_once(
+        owner=caller.owner, key=idempotency.check_key(idempotency_key),
+        fingerprint=idempotency.request_hash(request.method, request.url.path, body.model_dump(mode="json")),
+        action=publish)
+    if not result.replayed and result.body.get("deliveries"):
+        scheduler.wake()
+    return JSONResponse(result.body, status_code=result.status_code,
+                        headers={"Idempotent-Replayed": "true" if result.replayed else "false"})
+

@@ -1,0 +1,105 @@
+"""GET /api/v1/stream: published events as Server-Sent Events, for `kwik-console listen`.
+
+The stream reads the event table in id order (event ids are time-ordered), so a
+client that reconnects with `Last-Event-ID` resumes exactly after the last event
+it saw, with no gap and no repeat, whichever replica it reaches. An event is sent
+once it is `SETTLE` old: a publish whose id was made just before another's may
+commit just after it, and waiting that long lets it land in its place first.
+Test events (sent to one webhook by Test Webhook) are not streamed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from starlette.responses import StreamingResponse
+
+from kwik_console import access, catalog
+from kwik_console.api.auth import CallerDep
+from kwik_console.api.problems import invalid_input
+from kwik_console.models import Event, utcnow
+
+router = APIRouter(prefix=access.API_PREFIX)
+SETTLE = dt.timedelta(seconds=1)
+POLL_SECONDS = 0.2
+HEARTBEAT_SECONDS = 15.0
+BATCH = 200
+_EVENT_ID = re.compile(r"^evt_[0-9a-z]{26}$")
+
+
+def _types(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    chosen = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = sorted({t for t in chosen if not catalog.is_event_type(t)})
+    if unknown:
+        raise invalid_input({"types": f"Unknown event type: {', '.join(unknown)}."})
+    return chosen or None
+
+
+def _start_after(now: dt.datetime) -> str:
+    """Where a fresh stream starts: after the newest event already settled, so it sends only what comes next."""
+    from kwik_console.db import get_engine
+
+    with get_engine().connect() as connection:
+        newest = connection.execute(
+            sa.select(sa.func.max(Event.id)).where(Event.created_at <= now - SETTLE)).scalar()
+    return newest or ""
+
+
+def _batch(after: str, types: list[str] | None) -> list[tuple[str, str, str]]:
+    from kwik_console.db import get_engine
+
+    query = (sa.select(Event.id, Event.type, Event.body)
+             .where(Event.id > after, Event.test.is_(False), Event.created_at <= utcnow() - SETTLE)
+             .order_by(Event.id).limit(BATCH))
+    if types:
+        query = query.where(Event.type.in_(types))
+    with get_engine().connect() as connection:
+        return [tuple(row) for row in connection.execute(query)]
+
+
+@router.get("/stream", tags=["events"], summary="Published events as Server-Sent Events",
+            response_class=StreamingResponse,
+            responses={200: {"description": "`text/event-stream`: `id` is the event id, `event` its type, "
+                                            "`data` the JSON envelope webhooks receive.",
+                             "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
+async def stream(
+    caller: CallerDep,
+    request: Request,
+    types: Annotated[str | None, Query(max_length=2000, description="Event types, comma-separated; all if omitted.")]
+    = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=40,
+                                                description="Resume after this event id.")] = None,
+) -> StreamingResponse:
+    chosen = _types(types)
+    if last_event_id is not None and not _EVENT_ID.match(last_event_id):
+        raise invalid_input({"Last-Event-ID": "Last-Event-ID must be an event id, like evt_01j…."})
+    after = last_event_id or await run_in_threadpool(_start_after, utcnow())
+
+    async def events():
+        nonlocal after
+        yield f": kwik stream; resuming after {after or 'the start'}\n\n"
+        quiet = 0.0
+        while not await request.is_disconnected():
+            rows = await run_in_threadpool(_batch, after, chosen)
+            for event_id, event_type, body in rows:
+                yield f"id: {event_id}\nevent: {event_type}\ndata: {body}\n\n"
+                after = event_id
+            if rows:
+                quiet = 0.0
+                continue
+            quiet += POLL_SECONDS
+            if quiet >= HEARTBEAT_SECONDS:  # keeps proxies from closing an idle stream
+                quiet = 0.0
+                yield ": keep-alive\n\n"
+            await asyncio.sleep(POLL_SECONDS)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

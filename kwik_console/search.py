@@ -1,0 +1,100 @@
+"""Payload search for the event log: find deliveries by event id or by a value in the event's JSON body.
+
+SQLite: an external-content FTS5 index over event.body, kept by triggers, so it
+costs no second copy of the bodies. The words typed must appear in that order
+(a phrase); the last one may be the start of a word (`pay_01JDX` finds
+`pay_01JDXA8…`). PostgreSQL: a pg_trgm GIN index over event.body; the text
+typed must appear as is, case-insensitively.
+
+Both are made by migration 0002 (`ensure_index`), which fills them from the
+events already stored; they are not models, so the schema comparison skips them
+(`HAND_MADE`).
+"""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+
+from kwik_console.errors import InvalidInput
+from kwik_console.models import Delivery, Event
+
+# What the search box says it searches; one place for the words.
+SEARCHED = "Searches the event id and every value in the payload: ids, emails, amounts, references."
+MAX_QUERY = 200
+EVENT_ID = re.compile(r"^evt_[0-9A-Za-z]{6,36}$")
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+# A delivery found from its event: without it the search would scan the deliveries.
+sa.Index("ix_delivery_event", Delivery.__table__.c.event_id)
+
+# Made by hand, not from the models: the schema comparison leaves them alone.
+HAND_MADE = ("event_fts", "ix_event_body_trgm")
+
+_SQLITE = [
+    "CREATE VIRTUAL TABLE IF NOT EXISTS event_fts USING fts5(body, content='event', content_rowid='rowid')",
+    "CREATE TRIGGER IF NOT EXISTS event_fts_insert AFTER INSERT ON event BEGIN "
+    "INSERT INTO event_fts(rowid, body) VALUES (new.rowid, new.body); END",
+    "CREATE TRIGGER IF NOT EXISTS event_fts_delete AFTER DELETE ON event BEGIN "
+    "INSERT INTO event_fts(event_fts, rowid, body) VALUES ('delete', old.rowid, old.body); END",
+    "CREATE TRIGGER IF NOT EXISTS event_fts_update AFTER UPDATE OF body ON event BEGIN "
+    "INSERT INTO event_fts(event_fts, rowid, body) VALUES ('delete', old.rowid, old.body); "
+    "INSERT INTO event_fts(rowid, body) VALUES (new.rowid, new.body); END",
+]
+_POSTGRES = [
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    "CREATE INDEX IF NOT EXISTS ix_event_body_trgm ON event USING gin (body gin_trgm_ops)",
+]
+
+
+def ensure_index(connection) -> None:
+    if connection.dialect.name == "sqlite":
+        new = connection.exec_driver_sql(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='event_fts'").first() is None
+        for ddl in _SQLITE:
+            connection.exec_driver_sql(ddl)
+        if new:  # events stored before the index existed
+            connection.exec_driver_sql("INSERT INTO event_fts(event_fts) VALUES ('rebuild')")
+    elif connection.dialect.name == "postgresql":
+        for ddl in _POSTGRES:
+            connection.exec_driver_sql(ddl)
+
+
+def normalise(text: str | None) -> str:
+    text = (text or "").replace("…", " ").strip()
+    if len(text) > MAX_QUERY:
+        raise InvalidInput({"search": f"Search for at most {MAX_QUERY} characters."})
+    return text
+
+
+def fts_query(text: str) -> str | None:
+    """The FTS5 query for what was typed: its words as one phrase, the last a prefix; None if it has no word."""
+    words = _WORD.findall(text.lower())
+    if not words:
+        return None
+    return '"' + " ".join(words) + '" *'
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def restrict(query, dialect: str, text: str):
+    """`query` (over Delivery) narrowed to deliveries whose event id or body matches `text`."""
+    text = normalise(text)
+    if not text:
+        return query
+    if EVENT_ID.match(text):
+        return query.where(Delivery.event_id == text)
+    if dialect == "sqlite":
+        match = fts_query(text)
+        if match is None:
+            return query.where(sa.false())
+        events = sa.select(Event.id).where(sa.text(
+            "event.rowid IN (SELECT rowid FROM event_fts WHERE event_fts MATCH :search_match)"
+        ).bindparams(search_match=match))
+    else:
+        events = sa.select(Event.id).where(Event.body.ilike(_like_pattern(text), escape="\\"))
+    return query.where(Delivery.event_id.in_(events))

@@ -1,0 +1,136 @@
+"""Developers (/developers): check a request's signature, and code that verifies it in four languages."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from kwik_console.signature_check import TOLERANCE_S
+from kwik_console.ui.components.common import code_block, page
+from kwik_console.ui.state.developers import Finding, SignatureCheckState as S
+
+LANGUAGES = ("Python", "Node", "Go", "PHP")
+KIND_LABELS = {"secret": "Secret", "header": "Headers", "timestamp": "Timestamp", "body": "Body"}
+
+
+def _field(label: str, name: str, placeholder: str, *, area: bool = False) -> rx.Component:
+    control = (rx.text_area(id=f"check-{name}", name=name, placeholder=placeholder, rows="8", width="100%",
+                            style={"font_family": "var(--code-font-family)", "font_size": "12.5px"})
+               if area else
+               rx.input(id=f"check-{name}", name=name, placeholder=placeholder, width="100%",
+                        auto_complete="off", spell_check=False))
+    return rx.vstack(
+        rx.el.label(rx.text(label, size="2", weight="medium"), html_for=f"check-{name}"),
+        control, spacing="1", width="100%",
+    )
+
+
+def _finding(f: Finding) -> rx.Component:
+    return rx.hstack(
+        rx.badge(rx.match(f.kind, *KIND_LABELS.items(), f.kind), color_scheme="red", variant="soft",
+                 high_contrast=True, min_width="84px", justify="center"),
+        rx.text(f.text, size="2"),
+        align="start", spacing="3",
+    )
+
+
+def _diff() -> rx.Component:
+    d = S.diff
+    return rx.vstack(
+        rx.text("Where the bytes differ: byte " + d.offset.to_string() + ", line " + d.line.to_string() + ", column "
+                + d.column.to_string() + " (Kwik sent " + d.sent_length.to_string() + " bytes; you pasted "
+                + d.pasted_length.to_string() + ")", size="2", weight="medium"),
+        rx.text("Kwik sent", size="1", color_scheme="gray"),
+        code_block(d.sent, max_height="80px"),
+        rx.text("You pasted", size="1", color_scheme="gray"),
+        code_block(d.pasted, max_height="80px"),
+        spacing="1", width="100%",
+    )
+
+
+def _verdict() -> rx.Component:
+    return rx.cond(
+        S.valid,
+        rx.callout.root(rx.callout.icon(rx.icon("circle-check")),
+                        rx.callout.text("Valid: Kwik signed this request with this secret, and the timestamp is "
+                                        "within the tolerance."),
+                        color_scheme="green", role="status", aria_label="Verdict"),
+        rx.card(
+            rx.vstack(
+                rx.hstack(rx.icon("circle-x", color="var(--red-11)"),
+                          rx.text("Not valid", weight="bold", color_scheme="red", high_contrast=True),
+                          align="center", spacing="2"),
+                rx.foreach(S.findings, _finding),
+                rx.cond(S.has_diff, _diff()),
+                spacing="3", width="100%",
+            ),
+            role="status", aria_label="Verdict", width="100%",
+        ),
+    )
+
+
+def _checker() -> rx.Component:
+    return rx.card(
+        rx.vstack(
+            rx.heading("Signature checker", size="4", as_="h2"),
+            rx.text("Paste what your endpoint received. Kwik checks it as a Standard Webhooks library would and says "
+                    f"why it fails. Timestamps are accepted within {TOLERANCE_S // 60} minutes of now. If the "
+                    "webhook-id names one of your deliveries, the body is compared with the one Kwik sent. Nothing "
+                    "you paste is stored.", size="2", color_scheme="gray"),
+            rx.form(
+                rx.vstack(
+                    _field("Signing secret", "secret", "whsec_…"),
+                    rx.grid(
+                        _field("webhook-id", "webhook_id", "evt_…"),
+                        _field("webhook-timestamp", "webhook_timestamp", "1764428645"),
+                        columns=rx.breakpoints(initial="1", sm="2"), spacing="3", width="100%",
+                    ),
+                    _field("webhook-signature", "webhook_signature", "v1,…"),
+                    _field("Raw body", "body", '{"id":"evt_…","type":"payment.created",…}', area=True),
+                    rx.hstack(rx.button("Check signature", type="submit"), justify="end", width="100%"),
+                    spacing="3", width="100%",
+                ),
+                on_submit=S.check, reset_on_submit=False,
+            ),
+            rx.cond(S.found != "", rx.text(S.found, size="2", color_scheme="gray")),
+            rx.cond(S.checked, _verdict()),
+            spacing="3", width="100%",
+        ),
+        width="100%",
+    )
+
+
+def _code() -> rx.Component:
+    return rx.card(
+        rx.vstack(
+            rx.heading("Verify in your code", size="4", as_="h2"),
+            rx.text("Each uses its language's Standard Webhooks library, for “", S.webhook_name, "”. Keep the secret "
+                    "in the KWIK_WEBHOOK_SECRET environment variable, and verify the raw body before parsing it.",
+                    size="2", color_scheme="gray"),
+            rx.hstack(
+                *[rx.button(lang, size="1", on_click=S.set_language(lang),
+                            variant=rx.cond(S.language == lang, "solid", "soft"),
+                            color_scheme=rx.cond(S.language == lang, "indigo", "gray"),
+                            aria_pressed=rx.cond(S.language == lang, "true", "false")) for lang in LANGUAGES],
+                spacing="1", role="group", aria_label="Language",
+            ),
+            code_block(S.sample, max_height="420px"),
+            spacing="3", width="100%",
+        ),
+        width="100%",
+    )
+
+
+def developers_page() -> rx.Component:
+    return page(
+        rx.vstack(
+            rx.vstack(
+                rx.heading("Developers", size="7"),
+                rx.text("Kwik signs every webhook request with the Standard Webhooks scheme: the webhook-id, "
+                        "webhook-timestamp and webhook-signature headers.", color_scheme="gray", size="2"),
+                spacing="1",
+            ),
+            _checker(),
+            _code(),
+            spacing="5", width="100%",
+        ),
+    )

@@ -1,0 +1,226 @@
+"""A webhook's own page (/webhooks/[id]): settings, secret, actions, 24 h / 7 d summary, charts, the event log."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from kwik_console.ui.components.common import code_block, error_callout, local_time, page, status_badge
+from kwik_console.ui.components.dialogs import delete_dialog, test_dialog
+from kwik_console.ui.components.webhook_form import VERIFY_EXAMPLE, webhook_form_dialog
+from kwik_console.ui.state.session import SessionState
+from kwik_console.ui.state.webhook_page import RANGE_LABELS, SecretState, WebhookPageState as P
+from kwik_console.ui.state.webhook_tester import TestWebhookState
+from kwik_console.ui.state.webhooks import DeleteState, WebhookFormState
+from kwik_console.ui.views import FiguresView
+
+SUCCESS_COLOR, FAILURE_COLOR = "var(--green-9)", "var(--red-9)"
+
+
+def events_href() -> rx.Var:
+    return "/webhooks/" + P.webhook_id.to_string() + "/events"
+
+
+def _actions() -> rx.Component:
+    return rx.hstack(
+        rx.link(rx.button(rx.icon("list", size=14), "View Events", variant="soft", size="2"), href=events_href()),
+        rx.cond(SessionState.can_test, rx.button(rx.icon("send", size=14), "Test Webhook", variant="soft", size="2",
+                                                 on_click=TestWebhookState.start(P.webhook_id, P.name))),
+        rx.cond(SessionState.can_write, rx.fragment(
+            rx.button(rx.icon("pencil", size=14), "Edit", variant="soft", size="2",
+                      on_click=WebhookFormState.open_edit(P.webhook_id)),
+            rx.button(rx.icon("trash-2", size=14), "Delete", variant="soft", color_scheme="red", size="2",
+                      on_click=DeleteState.ask(P.webhook_id, P.name)),
+        )),
+        spacing="2", wrap="wrap",
+    )
+
+
+def _stat(label: str, value: rx.Var, tone: rx.Var | str = "gray") -> rx.Component:
+    return rx.vstack(
+        rx.text(label, size="1", color_scheme="gray", weight="medium"),
+        rx.text(value, size="5", weight="bold", color_scheme=tone, high_contrast=True),
+        spacing="0", min_width="110px",
+    )
+
+
+def figures_row(f: FiguresView) -> rx.Component:
+    return rx.flex(
+        _stat("Attempts", f.attempts),
+        _stat("Success rate", f.success_rate, rx.cond(f.healthy, "green", "red")),
+        _stat("p50 duration", f.p50),
+        _stat("p95 duration", f.p95),
+        _stat("Retrying now", f.retrying, rx.cond(f.retrying == "0", "gray", "amber")),
+        wrap="wrap", gap="16px",
+    )
+
+
+def _summary() -> rx.Component:
+    return rx.grid(
+        rx.card(rx.vstack(rx.heading("Last 24 hours", size="3", as_="h2"), figures_row(P.day), spacing="3"),
+                aria_label="Last 24 hours"),
+        rx.card(rx.vstack(rx.heading("Last 7 days", size="3", as_="h2"), figures_row(P.week), spacing="3"),
+                aria_label="Last 7 days"),
+        columns=rx.breakpoints(initial="1", md="2"), spacing="4", width="100%",
+    )
+
+
+def _range_picker() -> rx.Component:
+    return rx.hstack(
+        *[rx.button(label, size="1", on_click=P.set_range(key), aria_pressed=rx.cond(P.range_key == key, "true", "false"),
+                    variant=rx.cond(P.range_key == key, "solid", "soft"),
+                    color_scheme=rx.cond(P.range_key == key, "indigo", "gray"))
+          for key, label in RANGE_LABELS.items()],
+        spacing="1", role="group", aria_label="Time range",
+    )
+
+
+def _charts() -> rx.Component:
+    axis = {"tick": {"fontSize": 11}, "stroke": "var(--gray-11)"}
+    return rx.card(
+        rx.vstack(
+            rx.hstack(
+                rx.heading("Deliveries over time", size="3", as_="h2"),
+                rx.spacer(),
+                _range_picker(),
+                width="100%", align="center", wrap="wrap", gap="8px",
+            ),
+            rx.text(P.chart_attempts.to_string() + " attempts in this range · times in your time zone",
+                    size="1", color_scheme="gray"),
+            rx.box(
+                rx.recharts.bar_chart(
+                    rx.recharts.cartesian_grid(stroke_dasharray="3 3", vertical=False, stroke="var(--gray-5)"),
+                    rx.recharts.x_axis(data_key="time", min_tick_gap=24, **axis),
+                    rx.recharts.y_axis(allow_decimals=False, width=40, **axis),
+                    rx.recharts.graphing_tooltip(),
+                    rx.recharts.legend(),
+                    rx.recharts.bar(data_key="Successes", stack_id="outcome", fill=SUCCESS_COLOR,
+                                    is_animation_active=False),
+                    rx.recharts.bar(data_key="Failures", stack_id="outcome", fill=FAILURE_COLOR,
+                                    is_animation_active=False),
+                    data=P.counts, height=240, width="100%",
+                ),
+                width="100%", role="img", aria_label="Successful and failed attempts over time",
+                class_name="kwik-chart-outcomes",
+            ),
+            rx.text("Attempt duration (ms)", size="2", weight="medium", padding_top="8px"),
+            rx.box(
+                rx.recharts.line_chart(
+                    rx.recharts.cartesian_grid(stroke_dasharray="3 3", vertical=False, stroke="var(--gray-5)"),
+                    rx.recharts.x_axis(data_key="time", min_tick_gap=24, **axis),
+                    rx.recharts.y_axis(width=48, **axis),
+                    rx.recharts.graphing_tooltip(),
+                    rx.recharts.legend(),
+                    rx.recharts.line(data_key="p50", stroke="var(--indigo-9)", dot=False, is_animation_active=False,
+                                     type_="monotone", stroke_width=2),
+                    rx.recharts.line(data_key="p95", stroke="var(--orange-9)", dot=False, is_animation_active=False,
+                                     type_="monotone", stroke_width=2),
+                    data=P.durations, height=220, width="100%",
+                ),
+                width="100%", role="img", aria_label="Attempt duration percentiles, p50 and p95, over time",
+                class_name="kwik-chart-durations",
+            ),
+            spacing="2", width="100%",
+        ),
+        width="100%",
+    )
+
+
+def _settings() -> rx.Component:
+    return rx.card(
+        rx.vstack(
+            rx.heading("Settings", size="3", as_="h2"),
+            rx.data_list.root(
+                rx.data_list.item(rx.data_list.label("Webhook URL"),
+                                  rx.data_list.value(rx.code(P.url, variant="ghost", style={"word_break": "break-all"}))),
+                rx.data_list.item(rx.data_list.label("Status"), rx.data_list.value(status_badge(P.status))),
+                rx.data_list.item(rx.data_list.label("Created"), rx.data_list.value(local_time(P.created_at))),
+                rx.data_list.item(rx.data_list.label("Events"), rx.data_list.value(
+                    rx.flex(rx.foreach(P.events, lambda e: rx.badge(e, variant="surface", high_contrast=True)),
+                            wrap="wrap", gap="4px"))),
+                orientation=rx.breakpoints(initial="vertical", sm="horizontal"), size="2",
+            ),
+            spacing="3", width="100%",
+        ),
+        width="100%",
+    )
+
+
+def _secret() -> rx.Component:
+    return rx.card(
+        rx.vstack(
+            rx.heading("Signing secret", size="3", as_="h2"),
+            rx.cond(
+                SessionState.can_see_secrets,
+                rx.vstack(
+                    rx.hstack(
+                        rx.code(rx.cond(SecretState.shown, SecretState.secret, "whsec_" + "•" * 24), size="2",
+                                variant="soft", aria_label="Signing secret",
+                                style={"word_break": "break-all", "flex": "1", "padding": "6px 8px"}),
+                        rx.button(rx.cond(SecretState.shown, "Hide", "Reveal"), size="1", variant="soft",
+                                  on_click=SecretState.toggle),
+                        rx.button("Copy", size="1", variant="soft", on_click=SecretState.copy),
+                        rx.alert_dialog.root(
+                            rx.alert_dialog.trigger(rx.button("Rotate", size="1", variant="soft",
+                                                              color_scheme="orange")),
+                            rx.alert_dialog.content(
+                                rx.alert_dialog.title("Rotate the signing secret?"),
+                                rx.alert_dialog.description(
+                                    "A new secret signs every request from now on. The current one also keeps "
+                                    "signing for 24 hours, so you can update your endpoint without missing events."),
+                                rx.hstack(
+                                    rx.alert_dialog.cancel(rx.button("Cancel", variant="soft", color_scheme="gray")),
+                                    rx.alert_dialog.action(rx.button("Rotate secret", color_scheme="orange",
+                                                                     on_click=SecretState.rotate)),
+                                    justify="end", spacing="3", margin_top="16px",
+                                ),
+                            ),
+                        ),
+                        width="100%", align="center", spacing="2", wrap="wrap",
+                    ),
+                    code_block(VERIFY_EXAMPLE, max_height="120px"),
+                    rx.link("Check a signature, and code for Node, Go and PHP →",
+                            href="/developers?webhook=" + P.webhook_id.to_string(), size="2"),
+                    spacing="2", width="100%",
+                ),
+                rx.text("Your role cannot see signing secrets. Ask a developer or an admin of this console.",
+                        size="2", color_scheme="gray"),
+            ),
+            spacing="3", width="100%",
+        ),
+        width="100%",
+    )
+
+
+def webhook_page() -> rx.Component:
+    return page(
+        rx.vstack(
+            rx.link(rx.hstack(rx.icon("arrow-left", size=14), rx.text("Webhooks"), align="center", spacing="1"),
+                    href="/", size="2"),
+            rx.cond(
+                P.missing,
+                rx.callout.root(rx.callout.text("This webhook does not exist. It may have been deleted."),
+                                color_scheme="amber"),
+                rx.fragment(
+                    rx.hstack(
+                        rx.vstack(
+                            rx.hstack(rx.heading(P.name, size="7"), status_badge(P.status), align="center",
+                                      spacing="3", wrap="wrap"),
+                            rx.text(P.url, size="2", color_scheme="gray", style={"word_break": "break-all"}),
+                            spacing="1",
+                        ),
+                        rx.spacer(),
+                        _actions(),
+                        width="100%", align="end", wrap="wrap", gap="12px",
+                    ),
+                    rx.cond(P.error != "", error_callout(P.error, P.load)),
+                    _summary(),
+                    _charts(),
+                    rx.grid(_settings(), _secret(), columns=rx.breakpoints(initial="1", md="2"), spacing="4",
+                            width="100%"),
+                ),
+            ),
+            spacing="4", width="100%",
+        ),
+        rx.cond(SessionState.can_write, rx.fragment(webhook_form_dialog(), delete_dialog())),
+        rx.cond(SessionState.can_test, test_dialog()),
+    )

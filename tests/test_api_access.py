@@ -1,0 +1,173 @@
+"""Access tokens and scopes: who may call what, read from the database as it really is."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import os
+import warnings
+
+import pytest
+import sqlalchemy as sa
+
+from kwik_console import access, audit, tokens
+from kwik_console.api_models import AccessToken
+from kwik_console.db import get_engine, session_scope
+from kwik_console.errors import InvalidInput
+from tests.conftest import configure
+
+warnings.filterwarnings("ignore", message=".*httpx2.*")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from kwik_console.api import create_app  # noqa: E402
+
+PUBLISH = {"type": "payment.created", "data": {"id": "pay_1"}}
+WEBHOOK = {"name": "Orders", "url": "https://example.com/hooks", "events": ["payment.created"]}
+
+
+def _token(scopes, **kw) -> str:
+    with session_scope() as session:
+        return tokens.create_token(session=session, name=kw.pop("name", "ci"), scopes=scopes, actor=audit.CLI,
+                                   **kw).token
+
+
+def _client(address="127.0.0.1") -> TestClient:
+    return TestClient(create_app(), client=(address, 50321))
+
+
+def _bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def remote(kwik):
+    """A caller on another machine: in local mode too, it needs a token."""
+    with _client("203.0.113.9") as client:
+        yield client
+
+
+def test_every_api_route_has_a_rule():
+    from fastapi.routing import APIRoute
+    from starlette.routing import Route
+
+    def walk(routes):
+        for route in routes:
+            inner = getattr(route, "original_router", None)  # FastAPI's included routers
+            if inner is not None:
+                yield from walk(inner.routes)
+            elif isinstance(route, (APIRoute, Route)):
+                for method in sorted(route.methods - {"HEAD"}):
+                    yield f"{method} {route.path}"
+
+    routes = set(walk(create_app().router.routes))
+    assert routes - set(access.API_RULES) == set(), "API routes without a rule in access.API_RULES"
+    assert set(access.API_RULES) - routes == set(), "rules for API routes that no longer exist"
+    assert len(routes) >= 15
+
+
+@pytest.mark.parametrize("scopes, allowed", [
+    ("read", {"list", "get"}),
+    ("write", {"list", "get", "create", "secret", "rotate"}),
+    ("publish", {"publish"}),
+    ("read,publish", {"list", "get", "publish"}),
+])
+def test_each_scope_is_enforced(remote, scopes, allowed):
+    with session_scope() as session:
+        from kwik_console import webhooks
+
+        webhook_id = webhooks.create_webhook(session=session, data=webhooks.WebhookInput(**WEBHOOK)).id
+    token = _bearer(_token(scopes))
+    calls = {
+        "list": lambda: remote.get("/api/v1/webhooks", headers=token),
+        "get": lambda: remote.get(f"/api/v1/webhooks/{webhook_id}", headers=token),
+        "create": lambda: remote.post("/api/v1/webhooks", json=WEBHOOK, headers=token),
+        "secret": lambda: remote.get(f"/api/v1/webhooks/{webhook_id}/secret", headers=token),
+        "rotate": lambda: remote.post(f"/api/v1/webhooks/{webhook_id}/secret/rotate", headers=token),
+        "publish": lambda: remote.post("/api/v1/events", json=PUBLISH, headers=token),
+    }
+    for name, call in calls.items():
+        response = call()
+        if name in allowed:
+            assert response.status_code < 300, (name, response.text)
+        else:
+            assert response.status_code == 403, (name, response.text)
+            assert response.json()["code"] == "forbidden"
+
+
+def test_no_token_from_another_machine_is_refused_even_in_local_mode(remote):
+    response = remote.get("/api/v1/webhooks")
+    assert response.status_code == 401 and response.headers["www-authenticate"].startswith("Bearer")
+    assert remote.get("/api/v1/webhooks", headers={"Authorization": "Basic dTpw"}).status_code == 401
+
+
+def test_hosted_mode_always_requires_a_token(monkeypatch, kwik):
+    configure(monkeypatch, KWIK_MODE="hosted", KWIK_SECRET_KEY=base64.urlsafe_b64encode(os.urandom(32)).decode(),
+              KWIK_PUBLIC_URL="https://kwik.example.com")
+    with _client("127.0.0.1") as local:
+        assert local.get("/api/v1/webhooks").status_code == 401
+        assert local.get("/api/v1/webhooks", headers=_bearer(_token("read"))).status_code == 200
+
+
+def test_revoked_and_expired_tokens_are_refused(remote):
+    text = _token("read")
+    assert remote.get("/api/v1/webhooks", headers=_bearer(text)).status_code == 200
+    with session_scope() as session:
+        token_id = session.execute(sa.select(AccessToken.id)).scalar_one()
+        tokens.revoke_token(session=session, token_id=token_id, actor=audit.CLI)
+    refused = remote.get("/api/v1/webhooks", headers=_bearer(text))
+    assert refused.status_code == 401 and "revoked" in refused.json()["detail"]
+
+    short = _token("read", name="short", expires_in_days=1)
+    assert remote.get("/api/v1/webhooks", headers=_bearer(short)).status_code == 200
+    with get_engine().begin() as conn:  # a day later
+        conn.execute(sa.update(AccessToken).where(AccessToken.name == "short")
+                     .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+    refused = remote.get("/api/v1/webhooks", headers=_bearer(short))
+    assert refused.status_code == 401 and "expired" in refused.json()["detail"]
+    unknown = remote.get("/api/v1/webhooks", headers=_bearer("kwik_" + "A" * 40))
+    assert unknown.status_code == 401 and "unknown" in unknown.json()["detail"]
+
+
+def test_tokens_are_stored_only_as_hashes(kwik):
+    text = _token("read,write,publish", name="deploy")
+    assert text.startswith("kwik_") and tokens.TOKEN_PATTERN.match(text)
+    with get_engine().connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(sa.text("SELECT * FROM access_token"))]
+        audit_rows = [str(tuple(r)) for r in conn.execute(sa.text("SELECT * FROM audit_entry"))]
+    assert len(rows) == 1
+    assert rows[0]["token_hash"] == hashlib.sha256(text.encode()).hexdigest()
+    assert not any(text in str(value) for value in rows[0].values())
+    assert not any(text[len(tokens.TOKEN_PREFIX):][:20] in row for row in audit_rows)
+    assert rows[0]["prefix"] == text[:tokens.SHOWN_PREFIX]
+
+
+def test_every_use_is_in_the_audit_trail_and_marks_the_token_used(remote):
+    text = _token("read,publish", name="platform")
+    remote.get("/api/v1/webhooks", headers=_bearer(text))
+    remote.post("/api/v1/events", json=PUBLISH, headers=_bearer(text))
+    remote.delete("/api/v1/webhooks/1", headers=_bearer(text))  # not allowed: recorded as refused
+    with session_scope() as session:
+        entries = audit.list_entries(session=session).items
+        used = session.execute(sa.select(AccessToken.last_used_at)).scalar_one()
+    trail = [(e.action, e.target) for e in reversed(entries) if e.actor_email.startswith("token platform")]
+    assert trail == [("token.used", "GET /api/v1/webhooks"), ("token.used", "POST /api/v1/events"),
+                     ("access.refused", "DELETE /api/v1/webhooks/{webhook_id}")]
+    assert used is not None and dt.datetime.now(dt.UTC) - used < dt.timedelta(minutes=5)
+
+
+def test_token_rules(kwik):
+    with session_scope() as session:
+        with pytest.raises(InvalidInput) as refused:
+            tokens.create_token(session=session, name=" ", scopes="read,admin", expires_in_days=0.5 * 10000,
+                                actor=audit.CLI)
+    assert set(refused.value.errors) == {"name", "scopes", "expires_in_days"}
+    with session_scope() as session:
+        assert tokens.list_tokens(session=session) == []
+
+
+def test_every_scope_maps_onto_actions_of_the_one_table():
+    assert set(access.SCOPE_ACTIONS) == set(tokens.SCOPES)
+    for actions in access.SCOPE_ACTIONS.values():
+        assert actions <= set(access.Action) - {access.Action.MEMBERS, access.Action.AUDIT, access.Action.TOKENS}
+    assert not access.token_may({"read"}, access.Action.REVEAL_SECRET)  # read never sees a signing secret
