@@ -275,16 +275,25 @@ def cmd_deliveries_show(args) -> None:
 
 
 def cmd_worker(args) -> None:
+    from kwik_console import launch
     from kwik_console.delivery import scheduler
+
+    if args.processes < 1:
+        raise UsageError("--processes must be 1 or more")
 
     async def work() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with scheduler.running() as running:
-            print("Kwik worker running: delivering webhooks until stopped (Ctrl+C).", flush=True)
-            await stop.wait()
+        # More processes share the work through the database's leases, each on a core of its own.
+        helpers = [launch.start_helper_worker() for _ in range(args.processes - 1)]
+        try:
+            async with scheduler.running() as running:
+                print("Kwik worker running: delivering webhooks until stopped (Ctrl+C).", flush=True)
+                await stop.wait()
+        finally:
+            await asyncio.to_thread(launch.stop_helper_workers, helpers)
         print(f"Kwik worker stopped after {running.dispatcher.attempts_recorded} attempts.", flush=True)
 
     from kwik_console import logs
@@ -321,9 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="console processes serving the port (default 1; above 1 needs KWIK_REDIS_URL)")
     run.set_defaults(func=cmd_run)
 
-    commands.add_parser("worker", help="run the delivery dispatcher only, until SIGINT or SIGTERM").set_defaults(
-        func=cmd_worker
-    )
+    worker = commands.add_parser("worker", help="run the delivery dispatcher only, until SIGINT or SIGTERM")
+    worker.add_argument("--processes", type=int, default=1,
+                        help="dispatcher processes to run (default 1); they share the work through the database")
+    worker.set_defaults(func=cmd_worker)
 
     wh = commands.add_parser("webhooks", help="manage webhooks").add_subparsers(
         dest="action", metavar="ACTION", required=True, parser_class=_Parser

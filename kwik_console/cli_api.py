@@ -189,6 +189,8 @@ def listen(console: str, headers: dict[str, str], forward_to: str, secret: str, 
                     for line in response.iter_lines():
                         event = parser.feed(line)
                         if event is None:
+                            if line == "" and parser.id:
+                                last_id = parser.id  # the stream's start position, before any event
                             continue
                         backoff = FIRST_BACKOFF  # events flow again: the next drop starts a fresh backoff
                         event_id, event_type, data = event

@@ -68,9 +68,6 @@ def table_metadata() -> sa.MetaData:
     return SQLModel.metadata
 
 
-table_metadata()  # sessions may use any model as soon as the engine exists
-
-
 # ---------------------------------------------------------------- engines
 
 
@@ -203,8 +200,6 @@ def _render_item(type_: str, obj, autogen_context):
     return False
 
 
-# How env.py configures Alembic, and how `schema_differences` compares: the same rules for both.
-# Batch operations, because SQLite alters most things by copying the table.
 def _include_object(obj, name, type_, reflected, compare_to):
     """The payload search index (an FTS5 table and its shadow tables, or a pg_trgm index) is made by hand."""
     from kwik_console.search import HAND_MADE
@@ -212,6 +207,8 @@ def _include_object(obj, name, type_, reflected, compare_to):
     return not (reflected and compare_to is None and (name or "").startswith(HAND_MADE))
 
 
+# How env.py configures Alembic, and how `schema_differences` compares: the same rules for both.
+# Batch operations, because SQLite alters most things by copying the table.
 MIGRATION_OPTIONS = {"render_as_batch": True, "compare_type": True, "render_item": _render_item,
                      "include_object": _include_object}
 
@@ -395,3 +392,7 @@ def session_scope():
         except BaseException:
             session.rollback()
             raise
+
+
+# Last, so a model module may import from this one: sessions may use any model once the engine exists.
+table_metadata()

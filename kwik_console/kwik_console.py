@@ -10,6 +10,7 @@ from kwik_console.ui.pages.developers import developers_page
 from kwik_console.ui.pages.event_log import event_log_page
 from kwik_console.ui.pages.members import members_page
 from kwik_console.ui.pages.sign_in import accept_page, sign_in_page
+from kwik_console.ui.pages.tokens import tokens_page
 from kwik_console.ui.pages.webhook_page import webhook_page
 from kwik_console.ui.pages.webhooks import webhooks_page
 from kwik_console.ui.state.audit import AuditState
@@ -18,6 +19,7 @@ from kwik_console.ui.state.event_log import EventLogState
 from kwik_console.ui.state.members import MembersState
 from kwik_console.ui.state.session import SessionState
 from kwik_console.ui.state.sign_in import AcceptState, SignInState
+from kwik_console.ui.state.tokens import TokensState
 from kwik_console.ui.state.webhook_page import WebhookPageState
 from kwik_console.ui.state.webhooks import WebhooksState
 
@@ -44,5 +46,6 @@ app.add_page(event_log_page, route="/webhooks/[webhook_id]/events", title="Event
 app.add_page(members_page, route="/members", title="Members · Kwik Console",
              on_load=[SessionState.load, MembersState.load])
 app.add_page(audit_page, route="/audit", title="Audit trail · Kwik Console", on_load=[SessionState.load, AuditState.load])
+app.add_page(tokens_page, route="/tokens", title="Access tokens · Kwik Console", on_load=[SessionState.load, TokensState.load])
 # Never at import time: Reflex imports this module in more than one process.
 app.register_lifespan_task(scheduler.running)

@@ -163,6 +163,25 @@ def serve(command: list[str], *, env: dict[str, str], grace: float) -> int:
     return 0 if stopping else code
 
 
+def start_helper_worker() -> subprocess.Popen:
+    """One more `kwik-console worker` process, stopped with its parent (`worker --processes N`)."""
+    return subprocess.Popen([str(Path(sys.executable).parent / "kwik-console"), "worker"],
+                            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+
+
+def stop_helper_workers(workers: list[subprocess.Popen], grace: float = 30) -> None:
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for worker in workers:
+        try:
+            worker.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
 def _signal_group(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)

@@ -168,24 +168,28 @@ class TokenRefused(Exception):
     """A token that is malformed, unknown, revoked or expired; the message says which, for the caller."""
 
 
+# `last_used_at` moves on at most this often: one write a minute per token, not one per request.
+TOUCH_EVERY = dt.timedelta(seconds=60)
 _LOOKUP = sa.select(AccessToken.id, AccessToken.name, AccessToken.prefix, AccessToken.scopes,
-                    AccessToken.expires_at, AccessToken.revoked_at).where(
+                    AccessToken.expires_at, AccessToken.revoked_at, AccessToken.last_used_at).where(
     AccessToken.token_hash == sa.bindparam("token_hash"))
 _TOUCH = sa.update(AccessToken).where(AccessToken.id == sa.bindparam("token_id")).values(
     last_used_at=sa.bindparam("now"))
 
 
 def check(connection, token: str, now: dt.datetime) -> TokenCaller:
-    """The caller behind `token`, or TokenRefused. Marks it used (`last_used_at`) in the same transaction."""
+    """The caller behind `token`, or TokenRefused. Marks it used (`last_used_at`, to the minute) in the same
+    transaction."""
     if not TOKEN_PATTERN.match(token):
         raise TokenRefused("This is not a Kwik access token: they look like kwik_ followed by 40 letters and digits.")
     row = connection.execute(_LOOKUP, {"token_hash": digest(token)}).first()
     if row is None:
         raise TokenRefused("This access token is unknown: it was never made here, or it was deleted.")
-    token_id, name, prefix, scopes, expires_at, revoked_at = row
+    token_id, name, prefix, scopes, expires_at, revoked_at, last_used_at = row
     if revoked_at is not None:
         raise TokenRefused(f"This access token ({prefix}…) was revoked.")
     if expires_at is not None and expires_at <= now:
         raise TokenRefused(f"This access token ({prefix}…) expired.")
-    connection.execute(_TOUCH, {"token_id": token_id, "now": now})
+    if last_used_at is None or now - last_used_at >= TOUCH_EVERY:
+        connection.execute(_TOUCH, {"token_id": token_id, "now": now})
     return TokenCaller(token_id, name, prefix, frozenset(scope_list(scopes)))

@@ -32,7 +32,7 @@ VIEWER_STATES = ANONYMOUS_STATES | {UI + "webhook_page.WebhookPageState", UI + "
 DEVELOPER_STATES = VIEWER_STATES | {UI + "webhook_page.SecretState",
                                     UI + "webhooks.WebhookFormState", UI + "webhooks.DeleteState",
                                     UI + "webhook_tester.TestWebhookState"}
-ADMIN_STATES = DEVELOPER_STATES | {UI + "members.MembersState", UI + "audit.AuditState"}
+ADMIN_STATES = DEVELOPER_STATES | {UI + "members.MembersState", UI + "audit.AuditState", UI + "tokens.TokensState"}
 REFLEX_INTERNAL = "reflex."  # Reflex's own hydrate / page-load / client-storage / error-report events
 
 

@@ -5,7 +5,6 @@ Tests that need real processes (concurrency, two replicas, the stream) are in te
 
 from __future__ import annotations
 
-import json
 import warnings
 
 import pytest

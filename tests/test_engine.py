@@ -347,3 +347,21 @@ def test_a_full_webhooks_backlog_does_not_hide_other_webhooks_due_deliveries(kwi
         s.exec(update(Delivery).values(lease_until=None, leased_by=None))
     taken = claim_deliveries(db.get_engine(), owner="a", now=now, lease_until=lease, limit=2, per_webhook=8)
     assert {c.webhook_id for c in taken.claims} == {busy.id, quiet.id}
+
+
+def test_leases_are_measured_by_the_database_clock(kwik, receiver, monkeypatch, database_url):
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite is on this machine: its clock is ours")
+    make_hook(receiver.url("/ok"))
+    (delivery_id,) = publish("payment.created", {}, wake=False).delivery_ids
+    engine = db.get_engine()
+    first = claim_deliveries(engine, owner="replica-a", lease_seconds=60, limit=10, per_webhook=8)
+    assert [c.delivery_id for c in first.claims] == [delivery_id]
+    # Another replica whose clock runs two minutes fast: by its own clock a's lease has expired.
+    from kwik_console.delivery import dispatcher
+
+    fast = utcnow() + dt.timedelta(minutes=2)
+    monkeypatch.setattr(dispatcher, "utcnow", lambda: fast)
+    second = claim_deliveries(engine, owner="replica-b", lease_seconds=60, limit=10, per_webhook=8)
+    assert second.claims == []
+    assert delivery(delivery_id).leased_by == "replica-a"

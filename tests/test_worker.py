@@ -144,3 +144,44 @@ def test_two_workers_never_send_the_same_attempt_twice(kwik, receiver, worker_en
     # Both shared the work.
     made = [int(re.search(r"Kwik worker stopped after (\d+) attempts", out).group(1)) for out in outputs]
     assert sum(made) == 400 and min(made) > 0, made
+
+
+def test_a_publish_in_another_process_wakes_the_worker_at_once(kwik, receiver, cli_env):
+    # No polling to speak of: only NOTIFY (PostgreSQL) or data_version (SQLite) can wake it in time.
+    cli_env["KWIK_POLL_SECONDS"] = "3600"
+    worker = start_worker(cli_env)
+    try:
+        with db.session_scope() as s:
+            webhooks.create_webhook(session=s, data=WebhookInput(name="Ok", url=receiver.url("/ok"),
+                                                                 events=["payment.created"]))
+        published = [publish("payment.created", {"n": n}) for n in range(3)]
+        assert receiver.wait_for(lambda reqs: len(reqs) == 3, timeout=10)
+    finally:
+        stop(worker)
+    assert {r.headers["webhook-id"] for r in receiver.hits("/ok")} == {p.event.id for p in published}
+
+
+def test_worker_processes_share_a_burst_and_stop_together(kwik, receiver, cli_env):
+    worker = subprocess.Popen([*KWIK_CONSOLE, "worker", "--processes", "2"], env=cli_env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    worker.lines = []
+    running = threading.Event()
+
+    def read():
+        for line in worker.stdout:
+            worker.lines.append(line)
+            if sum("Kwik worker running" in x for x in worker.lines) == 2:
+                running.set()
+
+    worker.reader = threading.Thread(target=read, daemon=True)
+    worker.reader.start()
+    assert running.wait(30), "".join(worker.lines)  # both processes say they run
+    ids = burst(receiver, 300)
+    try:
+        assert wait_until(lambda: statuses() == {"success": len(ids)}, timeout=60), statuses()
+    finally:
+        out = stop(worker)
+    made = [int(n) for n in re.findall(r"Kwik worker stopped after (\d+) attempts", out)]
+    assert sum(made) == 300 and len(made) == 2 and min(made) > 0, made
+    sent = collections.Counter(r.headers["webhook-id"] for r in receiver.hits("/steady"))
+    assert len(sent) == 300 and set(sent.values()) == {1}

@@ -31,6 +31,7 @@ POLL_SECONDS = 0.2
 HEARTBEAT_SECONDS = 15.0
 BATCH = 200
 _EVENT_ID = re.compile(r"^evt_[0-9a-z]{26}$")
+EMPTY_START = "evt_" + "0" * 26  # below every event id: where a stream over an empty event table starts
 
 
 def _types(text: str | None) -> list[str] | None:
@@ -50,7 +51,7 @@ def _start_after(now: dt.datetime) -> str:
     with get_engine().connect() as connection:
         newest = connection.execute(
             sa.select(sa.func.max(Event.id)).where(Event.created_at <= now - SETTLE)).scalar()
-    return newest or ""
+    return newest or EMPTY_START
 
 
 def _batch(after: str, types: list[str] | None) -> list[tuple[str, str, str]]:
@@ -85,7 +86,8 @@ async def stream(
 
     async def events():
         nonlocal after
-        yield f": kwik stream; resuming after {after or 'the start'}\n\n"
+        # The start position as an id: a client cut off before the first event resumes from here, not from "now".
+        yield f"id: {after}\n: kwik stream\n\n"
         quiet = 0.0
         while not await request.is_disconnected():
             rows = await run_in_threadpool(_batch, after, chosen)

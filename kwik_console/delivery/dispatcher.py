@@ -243,24 +243,41 @@ def _due_candidates(conn, *, now, limit: int, room: dict[int, int], per_webhook:
     return [i for _, _, i, _ in chosen], set(pending), saturated, len(ranked) > limit
 
 
+def database_now(conn) -> dt.datetime:
+    """The time by the database's clock: every replica's leases are measured by the same one.
+
+    SQLite lives on this machine, so its clock is ours.
+    """
+    if conn.dialect.name == "postgresql":
+        return conn.execute(select(func.clock_timestamp())).scalar_one().astimezone(dt.UTC)
+    return utcnow()
+
+
 def claim_deliveries(
     engine: Engine,
     *,
     owner: str,
-    now: dt.datetime,
-    lease_until: dt.datetime,
     limit: int,
+    lease_seconds: float | None = None,
+    now: dt.datetime | None = None,
+    lease_until: dt.datetime | None = None,
     ids: Iterable[int] | None = None,
     room: dict[int, int] | None = None,
     per_webhook: int | None = None,
 ) -> Taken:
     """Lease up to `limit` due deliveries (or exactly `ids`, due or not yet attempted).
 
-    `room` says how many more each busy webhook may take (default
-    `per_webhook`). Claims of webhooks no longer Live are finished as Failure.
+    The lease lasts `lease_seconds` by the database's clock (tests may pass
+    `now` and `lease_until` instead). `room` says how many more each busy
+    webhook may take (default `per_webhook`). Claims of webhooks no longer
+    Live are finished as Failure.
     """
     with engine.begin() as conn:
         postgres = conn.dialect.name == "postgresql"
+        if now is None:
+            now = database_now(conn)
+        if lease_until is None:
+            lease_until = now + dt.timedelta(seconds=lease_seconds)
         checked, saturated, limited = set(), set(), False
         if ids is None:
             wanted, checked, saturated, limited = _due_candidates(
@@ -593,8 +610,7 @@ class Dispatcher:
         now = utcnow()
         claimed_at = time.monotonic()
         taken: Taken = await self._db(
-            claim_deliveries, owner=self.owner, now=now,
-            lease_until=now + dt.timedelta(seconds=self.settings.lease_seconds),
+            claim_deliveries, owner=self.owner, lease_seconds=self.settings.lease_seconds,
             limit=limit, room={w: 2 * per_webhook - n for w, n in held.items()}, per_webhook=2 * per_webhook,
         )
         metrics.observe_claim(time.monotonic() - claimed_at, len(taken.claims))
@@ -759,11 +775,9 @@ class Dispatcher:
         """
         loop = asyncio.get_running_loop()
         futures = {i: self._waiters.setdefault(i, loop.create_future()) for i in delivery_ids}
-        now = utcnow()
         claimed_at = time.monotonic()
         taken: Taken = await self._db(
-            claim_deliveries, owner=self.owner, now=now,
-            lease_until=now + dt.timedelta(seconds=self.settings.lease_seconds),
+            claim_deliveries, owner=self.owner, lease_seconds=self.settings.lease_seconds,
             limit=len(delivery_ids), ids=delivery_ids,
         )
         send_by = claimed_at + self.settings.lease_seconds - self.settings.attempt_timeout - RECORD_MARGIN_SECONDS

@@ -54,8 +54,10 @@ def _export() -> rx.Component:
     return rx.hstack(
         rx.text(rx.cond(Log.filtered, "Export these deliveries:", "Export all deliveries:"), size="1",
                 color_scheme="gray"),
-        rx.link("CSV", href=base + ".csv?" + Log.export_query, size="1", download=True),
-        rx.link("JSON Lines", href=base + ".jsonl?" + Log.export_query, size="1", download=True),
+        # Plain anchors: the browser downloads; the app's router must not take the click.
+        rx.el.a("CSV", href=base + ".csv?" + Log.export_query, download="", class_name="rt-Text rt-r-size-1 rt-Link"),
+        rx.el.a("JSON Lines", href=base + ".jsonl?" + Log.export_query, download="",
+                class_name="rt-Text rt-r-size-1 rt-Link"),
         spacing="2", align="center",
     )
 

@@ -1,0 +1,147 @@
+"""POST /api/v1/events against publishing in-process, side by side in one run: a script, not a test.
+
+    .venv/bin/python bench/api.py [--database sqlite|postgresql] [--seconds 10] [--json]
+
+Default settings (only KWIK_DATABASE_URL is set). The API runs as a real process
+(granian, one worker, `kwik_console.api:create_app`) with a `publish`-scoped access
+token, so every request pays for what users' requests pay for: the token lookup,
+the rate-limit count, the audit entry. One Live webhook is subscribed to the type,
+so each publish also makes a delivery (nothing delivers them: publishing is what is
+measured).
+
+1. Throughput: in-process `events.publish` from 8 threads, then POST /events from 8
+   client threads over keep-alive connections, each for --seconds; ratio API / in-process.
+2. Latency: POST /events at a steady 200 events/s (open loop: requests start on
+   schedule whatever the previous ones did) for --seconds; p50, p99 and max.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+THREADS = 8
+RATE = 200
+DATA = {"object": "payment", "id": "pay_01JDX5C7G2M4P9X1Q8W3V6NRTE", "amount": 12500, "currency": "GBP"}
+
+
+def _database(kind: str, folder: Path) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{folder / 'kwik.db'}"
+    import psycopg
+
+    admin = os.environ.get("KWIK_TEST_POSTGRES_URL", "postgresql://postgres:postgres@127.0.0.1:5432/postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS kwik_bench_api WITH (FORCE)")
+        conn.execute("CREATE DATABASE kwik_bench_api")
+    return admin.rsplit("/", 1)[0] + "/kwik_bench_api"
+
+
+def _for(seconds: float, work) -> int:
+    """Run `work()` from THREADS threads for `seconds`; the number of calls made."""
+    stop = time.monotonic() + seconds
+    counts = [0] * THREADS
+
+    def run(i: int):
+        while time.monotonic() < stop:
+            work()
+            counts[i] += 1
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="kwik-bench-api-"))
+    url = _database(args.database, folder)
+    for key in [k for k in os.environ if k.startswith("KWIK_")]:
+        del os.environ[key]
+    os.environ["KWIK_DATABASE_URL"] = url
+
+    from kwik_console import audit, tokens, webhooks
+    from kwik_console.db import session_scope
+    from kwik_console.events import publish
+    from tests.api_server import ApiServer
+
+    with session_scope() as session:
+        webhooks.create_webhook(session=session, data=webhooks.WebhookInput(
+            name="bench", url="https://example.com/hooks", events=["payment.created"]))
+        token = tokens.create_token(session=session, name="bench", scopes="publish", actor=audit.CLI).token
+
+    figures: dict = {"database": args.database, "seconds": args.seconds}
+    done = _for(args.seconds, lambda: publish("payment.created", DATA, wake=False))
+    figures["in_process_per_s"] = done / args.seconds
+
+    with ApiServer(folder / "api.log") as api:
+        local = threading.local()
+        headers = {"authorization": f"Bearer {token}"}
+
+        def post() -> float:
+            client = getattr(local, "client", None) or httpx.Client(base_url=api.url, headers=headers, timeout=30)
+            local.client = client
+            started = time.perf_counter()
+            response = client.post("/api/v1/events", json={"type": "payment.created", "data": DATA})
+            if response.status_code != 202:
+                raise RuntimeError(f"POST /events answered {response.status_code}: {response.text[:200]}")
+            return time.perf_counter() - started
+
+        for _ in range(50):  # connections and caches warm, as in a running console
+            post()
+        done = _for(args.seconds, post)
+        figures["api_per_s"] = done / args.seconds
+        figures["ratio"] = figures["api_per_s"] / figures["in_process_per_s"]
+
+        # Open loop at RATE events/s.
+        total = int(RATE * args.seconds)
+        latencies: list[float] = []
+        start = time.perf_counter() + 0.2
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:
+            def scheduled(i: int) -> float:
+                delay = start + i / RATE - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                return post()
+
+            latencies = list(pool.map(scheduled, range(total)))
+        ms = sorted(x * 1000 for x in latencies)
+        figures["rate_per_s"] = RATE
+        figures["p50_ms"] = statistics.median(ms)
+        figures["p99_ms"] = ms[int(len(ms) * 0.99) - 1]
+        figures["max_ms"] = ms[-1]
+
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return
+    print(f"POST /api/v1/events vs in-process publish ({args.database}, default settings, {args.seconds:g} s each)")
+    print(f"  in-process publish   {figures['in_process_per_s']:8.0f} events/s  ({THREADS} threads)")
+    print(f"  POST /events         {figures['api_per_s']:8.0f} events/s  ({THREADS} clients, token, one granian worker)")
+    print(f"  ratio                {figures['ratio']:8.2f}  (target >= 0.5)")
+    print(f"  at {RATE} events/s: p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms "
+          f"(target < 20 ms), max {figures['max_ms']:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
