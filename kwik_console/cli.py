@@ -408,12 +408,16 @@ def _fail(message: str, status: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from kwik_console import access
     from kwik_console.db import DatabaseUnavailable
     from kwik_console.secret_box import SecretKeyError
 
     try:
         args = build_parser().parse_args(argv)
         args.json = getattr(args, "json", False)
+        command = " ".join(filter(None, [args.command, getattr(args, "action", None)]))
+        if access.decide_command(command) != access.Decision.ALLOW:  # the one guard, as for events and routes
+            raise UsageError(f"`{command}` has no rule in access.py")
         if not getattr(args, "settings_free", False):
             get_settings()  # a bad setting fails here, whatever the command
         args.func(args)

@@ -29,6 +29,7 @@ is logged once and this process's counts are left out.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
@@ -60,9 +61,15 @@ def directory() -> Path:
     from kwik_console.settings import get_settings
 
     settings = get_settings()
-    if settings.metrics_dir:
-        return Path(settings.metrics_dir)
-    digest = hashlib.sha256(settings.database_url.encode()).hexdigest()[:12]
+    return _directory(settings.metrics_dir, settings.database_url)
+
+
+@functools.lru_cache(maxsize=16)
+def _directory(metrics_dir: str, database_url: str) -> Path:
+    # Cached: the dispatcher reports several metrics per attempt.
+    if metrics_dir:
+        return Path(metrics_dir)
+    digest = hashlib.sha256(database_url.encode()).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / f"kwik-metrics-{os.getuid()}-{digest}"
 
 

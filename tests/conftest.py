@@ -14,6 +14,10 @@ from tests.receiver import Receiver
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Hosted mode requires a key for signing secrets at rest; tests use this one.
+TEST_SECRET_KEY = "a2V5LWZvci1rd2lrLWNvbnNvbGUtdGVzdHMtb25seS0="
+
+
 def configure(monkeypatch, **env: str) -> settings.Settings:
     """Point Kwik at this environment for the rest of the test."""
     for key, value in env.items():

@@ -19,7 +19,7 @@ from kwik_console import kwik_console as console_app  # registers every state of
 from kwik_console.db import session_scope
 from kwik_console.member_models import Role
 from kwik_console.ui import guard
-from tests.conftest import configure
+from tests.conftest import TEST_SECRET_KEY, configure
 
 PUBLIC_URL = "http://127.0.0.1:3999"
 UI = "kwik_console.ui.state."
@@ -88,7 +88,7 @@ def _allowed(event_name: str, state: State) -> bool:
 
 @pytest.fixture
 def hosted(kwik, monkeypatch):
-    configure(monkeypatch, KWIK_MODE="hosted", KWIK_PUBLIC_URL=PUBLIC_URL)
+    configure(monkeypatch, KWIK_MODE="hosted", KWIK_PUBLIC_URL=PUBLIC_URL, KWIK_SECRET_KEY=TEST_SECRET_KEY)
     tokens = {}
     with session_scope() as session:
         for role in Role:
@@ -129,3 +129,30 @@ def test_local_mode_is_one_implicit_admin_without_sign_in(kwik):
     names = guard.all_handlers()
     allowed = {h for name, h in names.items() if _allowed(name, _state(None, origin=""))}
     assert allowed == {h for h in names.values() if not h.endswith(".setvar")}
+
+
+def _cli_commands() -> set[str]:
+    """Every kwik-console command, found in the parser itself rather than from a hand list."""
+    import argparse
+
+    from kwik_console import cli
+
+    def subcommands(parser):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return action.choices
+        return {}
+
+    found = set()
+    for name, sub in subcommands(cli.build_parser()).items():
+        nested = subcommands(sub)
+        found |= {f"{name} {n}" for n in nested} if nested else {name}
+    return found
+
+
+def test_every_cli_command_has_a_rule():
+    commands = _cli_commands()
+    assert "webhooks create" in commands and "worker" in commands
+    assert commands == set(access.CLI_RULES), (commands ^ set(access.CLI_RULES))
+    assert all(access.decide_command(c) == access.Decision.ALLOW for c in commands)
+    assert access.decide_command("webhooks frobnicate") == access.Decision.REFUSE

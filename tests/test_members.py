@@ -15,7 +15,7 @@ from kwik_console.db import session_scope
 from kwik_console.errors import InvalidInput
 from kwik_console.member_models import Role
 from kwik_console.models import utcnow
-from tests.conftest import KWIK_CONSOLE, configure
+from tests.conftest import KWIK_CONSOLE, TEST_SECRET_KEY, configure
 
 PASSWORD = "kettle orbit lantern 42"
 
@@ -191,8 +191,9 @@ def test_the_last_admin_cannot_be_demoted_or_removed(kwik):
 
 
 def test_users_cli_creates_the_first_admin_with_a_one_time_link(kwik, cli_env, monkeypatch):
-    configure(monkeypatch, KWIK_MODE="hosted", KWIK_PUBLIC_URL="https://kwik.example.com")
-    cli_env.update(KWIK_MODE="hosted", KWIK_PUBLIC_URL="https://kwik.example.com")
+    configure(monkeypatch, KWIK_MODE="hosted", KWIK_PUBLIC_URL="https://kwik.example.com",
+              KWIK_SECRET_KEY=TEST_SECRET_KEY)
+    cli_env.update(KWIK_MODE="hosted", KWIK_PUBLIC_URL="https://kwik.example.com", KWIK_SECRET_KEY=TEST_SECRET_KEY)
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([*KWIK_CONSOLE, "users", *args], env=cli_env, capture_output=True, text=True,

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.e2e
 
 
 def row(page: Page, name: str):
-    return page.get_by_role("row").filter(has_text=name)
+    """A row of the webhook list (not of the overview above it, which names webhooks too)."""
+    return page.locator("table:not([aria-label])").get_by_role("row").filter(has_text=name)
 
 
 def action(page: Page, name: str, item: str) -> None:
@@ -292,7 +293,7 @@ def test_view_events_columns_filters_details_and_the_viewers_time_zone(browser, 
 def test_the_payload_box_stays_readable_with_many_attempts(page: Page, console, receiver, make):
     hook_id, _ = make("Flaky", receiver.url("/fail"))
     (delivery_id,) = deliver(hook_id, 1)
-    expect_attempts = 3
+    expect_attempts = 2  # "two or more attempts" shrank it before
     import time as _time
     deadline = _time.monotonic() + 30
     from kwik_console import deliveries as log
@@ -304,7 +305,7 @@ def test_the_payload_box_stays_readable_with_many_attempts(page: Page, console, 
     page.goto(console.url + f"/webhooks/{hook_id}/events")
     page.get_by_role("row").filter(has_text="payment.created").first.click()
     drawer = page.get_by_role("dialog")
-    expect(drawer.get_by_text("Attempt 3")).to_be_visible()
+    expect(drawer.get_by_text("Attempt 2")).to_be_visible()
     payload = drawer.locator("pre").first
     assert payload.bounding_box()["height"] > 120, payload.bounding_box()  # many lines, not one
 

@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from kwik_console import db, webhooks
 from kwik_console.webhooks import WebhookInput
-from tests.conftest import KWIK_CONSOLE, configure
+from tests.conftest import KWIK_CONSOLE, TEST_SECRET_KEY, configure
 from tests.e2e.server import ConsoleServer
 
 pytestmark = pytest.mark.e2e
@@ -38,7 +38,8 @@ def hosted_db(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def hosted(hosted_db, tmp_path_factory):
-    server = ConsoleServer(hosted_db, tmp_path_factory.mktemp("hosted-logs") / "console.log", KWIK_MODE="hosted")
+    server = ConsoleServer(hosted_db, tmp_path_factory.mktemp("hosted-logs") / "console.log", KWIK_MODE="hosted",
+                           KWIK_SECRET_KEY=TEST_SECRET_KEY)
     # The address members use; http is allowed because it is loopback.
     server.env["KWIK_PUBLIC_URL"] = server.url
     server.start()
@@ -49,7 +50,7 @@ def hosted(hosted_db, tmp_path_factory):
 @pytest.fixture
 def local_db(monkeypatch, hosted_db):
     """This test process on the console's database, to set up and check data directly."""
-    configure(monkeypatch, KWIK_DATABASE_URL=hosted_db, KWIK_MODE="local")
+    configure(monkeypatch, KWIK_DATABASE_URL=hosted_db, KWIK_MODE="local", KWIK_SECRET_KEY=TEST_SECRET_KEY)
     yield
     db._engine_for.cache_clear()
 

@@ -186,6 +186,7 @@ def error_callout(message: rx.Var, on_retry) -> rx.Component:
 def code_block(text: rx.Var, max_height: str = "320px") -> rx.Component:
     return rx.el.pre(
         text,
+        tab_index=0,  # it may scroll: keyboards must reach it
         style={
             "font_family": "var(--code-font-family)", "font_size": "12.5px", "line_height": "1.5",
             "background": rx.color("gray", 3), "border": f"1px solid {rx.color('gray', 5)}",

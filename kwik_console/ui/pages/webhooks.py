@@ -178,7 +178,7 @@ def _overview() -> rx.Component:
             )),
             spacing="3", width="100%",
         ),
-        width="100%",
+        width="100%", max_width="100%", min_width="0", overflow="hidden",
     )
 
 
