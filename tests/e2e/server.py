@@ -24,7 +24,8 @@ def free_port() -> int:
 
 
 class ConsoleServer:
-    def __init__(self, database_url: str, log_path: Path, **env: str):
+    def __init__(self, database_url: str, log_path: Path, *, args: tuple[str, ...] = (), **env: str):
+        self.args = args  # more `kwik-console run` options, e.g. ("--workers", "2")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -35,7 +36,7 @@ class ConsoleServer:
         log = open(self.log_path, "w")
         kwik = Path(sys.executable).parent / "kwik-console"
         # Own process group: reflex starts children, and they all stop together.
-        self.process = subprocess.Popen([str(kwik), "run", "--port", str(self.port)], cwd=ROOT, env=self.env,
+        self.process = subprocess.Popen([str(kwik), "run", "--port", str(self.port), *self.args], cwd=ROOT, env=self.env,
                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
