@@ -194,7 +194,7 @@ def test_publish_wakes_the_running_dispatcher(kwik, receiver):
             # Push the polling tick far away: only the wake-up can deliver it in time.
             running._aps.modify_job(scheduler.POLL_JOB, next_run_time=utcnow() + dt.timedelta(hours=1))
             published = await asyncio.to_thread(publish, "payment.created", {"object": "payment"})
-            return await asyncio.to_thread(receiver.wait_for, lambda reqs: len(reqs) == 1, 3.0), published
+            return await asyncio.to_thread(receiver.wait_for, lambda reqs: len(reqs) == 1, 10.0), published
 
     delivered, published = asyncio.run(main())
     assert delivered

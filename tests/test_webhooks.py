@@ -5,7 +5,7 @@ from sqlmodel import func, select, update
 from standardwebhooks.webhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from kwik_console import db, webhooks
+from kwik_console import webhooks
 from kwik_console.delivery.signing import active_secrets, signature_headers
 from kwik_console.errors import InvalidInput, NotFound
 from kwik_console.events import publish
@@ -208,26 +208,6 @@ def test_delete_removes_the_previous_secrets_too(session):
     webhooks.delete_webhook(session=session, webhook_id=gone.id)
     session.commit()
     assert session.exec(select(PreviousSecret.webhook_id)).all() == [keep.id]
-
-
-def test_start_moves_a_still_signing_legacy_previous_secret_once(session):
-    """Databases from before previous_secret kept one previous secret on the webhook row."""
-    signing, expired = make(session, name="Signing"), make(session, name="Expired")
-    now = utcnow()
-    for webhook, expires_at in ((signing, now + dt.timedelta(hours=5)), (expired, now - dt.timedelta(hours=1))):
-        session.exec(update(Webhook).where(Webhook.id == webhook.id)
-                     .values(previous_secret=f"whsec_legacy{webhook.id}", previous_secret_expires_at=expires_at))
-    session.commit()
-
-    db.init_db(db.get_engine())
-    db.init_db(db.get_engine())  # idempotent: a second start moves nothing again
-
-    session.expire_all()
-    rows = session.exec(select(PreviousSecret)).all()
-    assert [(r.webhook_id, r.secret) for r in rows] == [(signing.id, f"whsec_legacy{signing.id}")]
-    assert abs((rows[0].expires_at - (now + dt.timedelta(hours=5))).total_seconds()) < 0.001
-    legacy = session.exec(select(Webhook.previous_secret, Webhook.previous_secret_expires_at)).all()
-    assert set(legacy) == {(None, None)}
 
 
 def test_disable_cancels_scheduled_retries(session):

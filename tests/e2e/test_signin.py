@@ -292,6 +292,61 @@ def test_a_cross_site_sign_in_form_is_refused(hosted):
     connection.close()
 
 
+def test_an_export_downloads_with_the_session_cookie_only(browser, hosted):
+    page = new_page(browser)
+    sign_in(page, hosted.url, "viewer")  # reading the event log is enough to export it
+    expect(page.get_by_role("heading", name="Webhooks")).to_be_visible()
+    page.get_by_role("button", name="Actions for Orders service").click()
+    page.get_by_role("menuitem", name="View Events").click()
+    expect(page.get_by_role("heading", name="Events · Orders service")).to_be_visible()
+    with page.expect_download() as got:
+        page.get_by_role("link", name="CSV").click()
+    assert open(got.value.path()).readline().startswith("time,event_id,event,status")
+    href = page.get_by_role("link", name="CSV").get_attribute("href")
+    page.context.close()
+    parts = urllib.parse.urlsplit(hosted.url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    connection.request("GET", href)  # the same link without the cookie
+    assert connection.getresponse().status == 401
+    connection.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("width", [1280, 390])
+def test_axe_finds_nothing_serious_on_the_hosted_pages(browser, hosted, scheme, width):
+    from tests.e2e.axe import assert_clean
+
+    phone = width == 390
+    context = browser.new_context(viewport={"width": width, "height": 844 if phone else 800}, color_scheme=scheme,
+                                  is_mobile=phone, has_touch=phone)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        page.goto(hosted.url + "/sign-in")
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        assert_clean(page, f"the sign-in page ({scheme}, {width} px)")
+        sign_in(page, hosted.url, "admin")
+        expect(page.get_by_role("heading", name="Webhooks")).to_be_visible()
+        for path, heading, shown in (("/members", "Members", EMAILS["viewer"]), ("/audit", "Audit trail", "Signed in"),
+                                     ("/tokens", "Access tokens", "New token")):
+            page.goto(hosted.url + path)
+            expect(page.get_by_role("heading", name=heading)).to_be_visible()
+            expect(page.get_by_text(shown).first).to_be_visible()  # loaded
+            assert page.evaluate("document.documentElement.scrollWidth") <= width, path
+            assert_clean(page, f"{path} ({scheme}, {width} px)")
+        page.goto(hosted.url + "/members")
+        page.get_by_role("button", name="Invite").click()
+        expect(page.get_by_role("dialog")).to_be_visible()
+        assert_clean(page, "the Invite dialog")
+        page.keyboard.press("Escape")
+        if phone:  # the top bar's links, in its Menu
+            page.get_by_role("button", name="Menu").click()
+            page.get_by_role("menuitem", name="Audit trail").click()
+            expect(page.get_by_role("heading", name="Audit trail")).to_be_visible()
+    finally:
+        context.close()
+
+
 def test_sign_out_ends_the_session(browser, hosted):
     page: Page = shared["admin"]
     cookie = session_cookie(page)

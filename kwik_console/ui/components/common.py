@@ -28,6 +28,11 @@ STATUS_COLORS = {
     "Success": "green",
     "Retrying": "amber",
     "Failure": "red",
+    # Members and access tokens
+    "Active": "green",
+    "Invited": "amber",
+    "Expired": "amber",
+    "Revoked": "gray",
 }
 
 
@@ -44,6 +49,29 @@ def status_badge(label: rx.Var) -> rx.Component:
 def local_time(iso: rx.Var, fmt: str = "D MMM YYYY, HH:mm:ss") -> rx.Component:
     """A UTC timestamp shown in the viewer's own time zone."""
     return rx.cond(iso != "", rx.moment(iso, format=fmt, local=True), rx.text("—", color_scheme="gray"))
+
+
+_NAV = (("Webhooks", "/"), ("Developers", "/developers"), ("Members", "/members"), ("Audit trail", "/audit"))
+
+
+def _nav_menu() -> rx.Component:
+    """The top bar's links on a phone: one Menu button."""
+    def item(label: str, href: str) -> rx.Component:
+        return rx.dropdown_menu.item(label, on_click=rx.redirect(href))
+
+    return rx.box(
+        rx.dropdown_menu.root(
+            rx.dropdown_menu.trigger(rx.button(rx.icon("menu", size=16), "Menu", variant="soft", color_scheme="gray",
+                                               size="2")),
+            rx.dropdown_menu.content(
+                *[item(label, href) for label, href in _NAV[:2]],
+                rx.cond(SessionState.hosted & SessionState.is_admin,
+                        rx.fragment(*[item(label, href) for label, href in _NAV[2:]])),
+                align="end",
+            ),
+        ),
+        display=["block", "none"],
+    )
 
 
 def navbar() -> rx.Component:
@@ -63,15 +91,20 @@ def navbar() -> rx.Component:
             ),
             rx.spacer(),
             rx.hstack(
-                rx.link("Webhooks", href="/", size="2", weight="medium"),
-                rx.link("Developers", href="/developers", size="2", weight="medium"),
-                rx.cond(SessionState.hosted & SessionState.is_admin, rx.fragment(
-                    rx.link("Members", href="/members", size="2", weight="medium"),
-                    rx.link("Audit trail", href="/audit", size="2", weight="medium", white_space="nowrap"),
-                )),
+                # The links in a row from 480 px up; on a phone they would push the bar wider than the screen.
+                rx.box(
+                    rx.hstack(*[rx.link(label, href=href, size="2", weight="medium", white_space="nowrap")
+                                for label, href in _NAV[:2]],
+                              rx.cond(SessionState.hosted & SessionState.is_admin, rx.fragment(
+                                  *[rx.link(label, href=href, size="2", weight="medium", white_space="nowrap")
+                                    for label, href in _NAV[2:]])),
+                              align="center", spacing="4"),
+                    display=["none", "block"],
+                ),
+                _nav_menu(),
                 rx.color_mode.button(size="2", variant="ghost", aria_label="Switch light or dark theme"),
                 rx.cond(SessionState.hosted, user_menu()),
-                align="center", spacing="4",
+                align="center", spacing="3",
             ),
             align="center", max_width="1200px", margin="0 auto", padding_x=["16px", "24px"], height="56px",
         ),
@@ -196,6 +229,15 @@ def code_block(text: rx.Var, max_height: str = "320px") -> rx.Component:
             "flex_shrink": "0", "min_height": "3em", "box_sizing": "border-box",
         },
     )
+
+
+SR_ONLY = {"position": "absolute", "width": "1px", "height": "1px", "overflow": "hidden", "clip": "rect(0 0 0 0)",
+           "white_space": "nowrap"}
+
+
+def table_name(name: str) -> rx.Component:
+    """A table's accessible name, for readers only: a <caption>, as aria-label on rx.table.root lands on its <div>."""
+    return rx.el.caption(name, style=SR_ONLY)
 
 
 def field_error(message: rx.Var) -> rx.Component:

@@ -54,9 +54,11 @@ def _export() -> rx.Component:
     return rx.hstack(
         rx.text(rx.cond(Log.filtered, "Export these deliveries:", "Export all deliveries:"), size="1",
                 color_scheme="gray"),
-        # Plain anchors: the browser downloads; the app's router must not take the click.
-        rx.el.a("CSV", href=base + ".csv?" + Log.export_query, download="", class_name="rt-Text rt-r-size-1 rt-Link"),
-        rx.el.a("JSON Lines", href=base + ".jsonl?" + Log.export_query, download="",
+        # rx.el.a is React Router's <Link>, which would route the click inside the app (to its 404 page):
+        # reload_document leaves it to the browser, which downloads the same-origin file, cookie and all.
+        rx.el.a("CSV", href=base + ".csv?" + Log.export_query, download="", reload_document=True,
+                class_name="rt-Text rt-r-size-1 rt-Link"),
+        rx.el.a("JSON Lines", href=base + ".jsonl?" + Log.export_query, download="", reload_document=True,
                 class_name="rt-Text rt-r-size-1 rt-Link"),
         spacing="2", align="center",
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from kwik_console.member_models import Role
-from kwik_console.ui.components.common import field_error, loading_rows, local_time, page
+from kwik_console.ui.components.common import field_error, loading_rows, local_time, page, status_badge
 from kwik_console.ui.state.members import MembersState as M
 from kwik_console.ui.views import MemberRow
 
@@ -30,9 +30,7 @@ def _row(row: MemberRow) -> rx.Component:
                                 rx.cond(row.is_me, rx.badge("you", variant="outline", radius="full")),
                                 spacing="2", align="center")),
         rx.table.cell(_role_select(row)),
-        rx.table.cell(rx.cond(row.status == "Active", rx.badge("Active", color_scheme="green", variant="soft",
-                                                               radius="full"),
-                              rx.badge("Invited", color_scheme="amber", variant="soft", radius="full"))),
+        rx.table.cell(status_badge(rx.cond(row.status == "Active", "Active", "Invited"))),
         rx.table.cell(local_time(row.last_sign_in_at, "D MMM YYYY, HH:mm"), display=["none", "table-cell"],
                       white_space="nowrap"),
         rx.table.cell(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from kwik_console import tokens
-from kwik_console.ui.components.common import field_error, loading_rows, local_time, page
+from kwik_console.ui.components.common import field_error, loading_rows, local_time, page, status_badge
 from kwik_console.ui.state.tokens import TokenRow, TokensState as T
 
 COLUMNS = ("Name", "Token", "Scopes", "Last used", "Expires", "Status", "")
@@ -20,14 +20,9 @@ def _row(row: TokenRow) -> rx.Component:
                               rx.text("Never", size="2", color_scheme="gray")), white_space="nowrap"),
         rx.table.cell(rx.cond(row.expires_at != "", local_time(row.expires_at, "D MMM YYYY"),
                               rx.text("Never", size="2", color_scheme="gray")), white_space="nowrap"),
-        rx.table.cell(rx.match(
-            row.status,
-            ("Active", rx.badge("Active", color_scheme="green", variant="soft", radius="full")),
-            ("Expired", rx.badge("Expired", color_scheme="amber", variant="soft", radius="full")),
-            rx.badge("Revoked", color_scheme="gray", variant="soft", radius="full"),
-        )),
+        rx.table.cell(status_badge(row.status)),
         rx.table.cell(rx.cond(row.status == "Active",
-                              rx.button("Revoke", size="1", variant="soft", color_scheme="red",
+                              rx.button("Revoke", size="1", variant="soft", color_scheme="red", high_contrast=True,
                                         on_click=T.ask_revoke(row.id, row.name))), text_align="right"),
         align="center",
     )

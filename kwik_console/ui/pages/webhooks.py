@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import reflex as rx
 
-from kwik_console.ui.components.common import error_callout, loading_rows, local_time, page, status_badge
+from kwik_console.ui.components.common import (SR_ONLY, error_callout, loading_rows, local_time, page, status_badge,
+                                                table_name)
 from kwik_console.ui.components.dialogs import delete_dialog, test_dialog
 from kwik_console.ui.components.webhook_form import webhook_form_dialog
 from kwik_console.ui.state.session import SessionState
@@ -64,17 +65,14 @@ def _row(row: WebhookRow) -> rx.Component:
 
 def _table() -> rx.Component:
     return rx.table.root(
+        table_name("Webhooks"),
         rx.table.header(
             rx.table.row(
                 rx.table.column_header_cell("Created", display=["none", "none", "table-cell"]),
                 rx.table.column_header_cell("Name"),
                 rx.table.column_header_cell("Webhook URL", display=["none", "table-cell"]),
                 rx.table.column_header_cell("Status"),
-                rx.table.column_header_cell(rx.el.span("Actions", class_name="rt-sr-only",
-                                                       style={"position": "absolute", "width": "1px",
-                                                              "height": "1px", "overflow": "hidden",
-                                                              "clip": "rect(0 0 0 0)"}),
-                                            width="56px"),
+                rx.table.column_header_cell(rx.el.span("Actions", style=SR_ONLY), width="56px"),
             )
         ),
         rx.table.body(
@@ -164,6 +162,7 @@ def _overview() -> rx.Component:
             figures_row(o),
             rx.cond(List.worst.length() > 0, rx.box(
                 rx.table.root(
+                    table_name("Webhooks, failing first"),
                     rx.table.header(rx.table.row(
                         rx.table.column_header_cell("Webhook"), rx.table.column_header_cell("Attempts"),
                         rx.table.column_header_cell("Success rate"),
@@ -172,13 +171,13 @@ def _overview() -> rx.Component:
                         rx.table.column_header_cell("Retrying now"),
                     )),
                     rx.table.body(rx.foreach(List.worst, _overview_row)),
-                    size="1", variant="ghost", width="100%", aria_label="Webhooks, failing first",
+                    size="1", variant="ghost", width="100%",
                 ),
                 width="100%", overflow_x="auto",
             )),
             spacing="3", width="100%",
         ),
-        width="100%", max_width="100%", min_width="0", overflow="hidden",
+        width="100%",
     )
 
 
