@@ -6,7 +6,7 @@ costs no second copy of the bodies. The words typed must appear in that order
 `pay_01JDXA8…`). PostgreSQL: a pg_trgm GIN index over event.body; the text
 typed must appear as is, case-insensitively.
 
-Both are made by migration 0002 (`ensure_index`), which fills them from the
+Both are made by migration 0003 (`ensure_index`), which fills them from the
 events already stored; they are not models, so the schema comparison skips them
 (`HAND_MADE`).
 """

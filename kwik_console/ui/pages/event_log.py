@@ -64,12 +64,20 @@ def _export() -> rx.Component:
     )
 
 
+_ROW_BUTTON = {"cursor": "pointer", "text_align": "left", "border_radius": "4px",
+               "_focus_visible": {"outline": "2px solid var(--focus-8)", "outline_offset": "2px"}}
+
+
 def _row(row: DeliveryRow) -> rx.Component:
     return rx.table.row(
         rx.table.cell(local_time(row.created_at, "D MMM, HH:mm:ss"), white_space="nowrap"),
         rx.table.cell(
             rx.vstack(
-                rx.text(row.event_type, weight="medium", size="2"),
+                # The row opens the details on a click; this button does it for keyboards and readers too
+                # (and gives the table, which scrolls sideways on a phone, something to reach by Tab).
+                rx.el.button(rx.text(row.event_type, weight="medium", size="2"), type="button",
+                             on_click=Log.show(row.id).stop_propagation, class_name="rt-reset kwik-row-open",
+                             aria_haspopup="dialog", style=_ROW_BUTTON),
                 rx.text(row.event_id, size="1", color_scheme="gray", font_family="var(--code-font-family)"),
                 spacing="0",
             )
