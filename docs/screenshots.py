@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "docs" / "screenshots"
-SECRET_KEY = "c2NyZWVuc2hvdHMtb25seS1rZXktbm90LWZvci11c2UtIQ=="  # throwaway: seals this database's secrets
+SECRET_KEY = "a3dpayBkb2NzIHNjcmVlbnNob3RzLCBub3QgcHJvZCE="  # throwaway (Fernet): seals this database's secrets
 ADMIN = ("maya@hartandco.invalid", "orchid tractor 1987 lamp")
 ORDERS = "Orders service"
 

@@ -365,3 +365,30 @@ def test_leases_are_measured_by_the_database_clock(kwik, receiver, monkeypatch, 
     second = claim_deliveries(engine, owner="replica-b", lease_seconds=60, limit=10, per_webhook=8)
     assert second.claims == []
     assert delivery(delivery_id).leased_by == "replica-a"
+
+
+def test_hanging_endpoints_with_backlogs_leave_room_to_claim_a_healthy_ones_deliveries(kwik, receiver, monkeypatch):
+    # The default caps. Eight endpoints hang with a backlog each: their claims wait in memory
+    # for slots they may not take, and must not use up what the dispatcher may claim for others.
+    configure(monkeypatch, KWIK_MAX_IN_FLIGHT="64", KWIK_MAX_IN_FLIGHT_PER_WEBHOOK="8",
+              KWIK_ATTEMPT_TIMEOUT="10", KWIK_LEASE_SECONDS="30")
+    for n in range(8):
+        make_hook(receiver.url("/hang"), events=["payout.created"], name=f"Hanging {n}")
+    make_hook(receiver.url("/ok"), events=["payment.created"], name="Healthy")
+    for n in range(20):
+        publish("payout.created", {"n": n}, wake=False)
+
+    async def body(running):
+        running.wake()
+        # The hanging endpoints hold every slot they may have, with claims parked behind them.
+        assert await until(lambda: len(receiver.hits("/hang")) >= 40, timeout=10)
+        assert await until(lambda: running.dispatcher.ready >= 40, timeout=10)
+        healthy = [await asyncio.to_thread(publish, "payment.created", {"n": n}) for n in range(5)]
+        arrived = await until(lambda: len(receiver.hits("/ok")) == 5, timeout=5)
+        still_hanging = not receiver.release.is_set()
+        receiver.release.set()
+        return arrived and still_hanging, healthy
+
+    delivered, healthy = run_scheduler(body)
+    assert delivered
+    assert {r.headers["webhook-id"] for r in receiver.hits("/ok")} == {p.event.id for p in healthy}

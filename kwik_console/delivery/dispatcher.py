@@ -602,10 +602,12 @@ class Dispatcher:
 
     async def _claim_once(self) -> None:
         cap, per_webhook = self.settings.max_in_flight, self.settings.max_in_flight_per_webhook
-        # Claims parked behind a webhook at its own cap (one with slow or hanging
-        # attempts) do not use up the claim-ahead: other webhooks' work still gets claimed.
-        parked = sum(len(q) for w, q in self._ready.items() if self._in_flight[w] >= per_webhook)
-        limit = 2 * cap - self._busy() - (self.ready - parked)
+        # Claims parked behind a webhook that may not start more now (at its own cap,
+        # or held back by the slots kept for others) do not use up the claim-ahead:
+        # other webhooks' work still gets claimed. Each webhook parks at most its room.
+        busy = self._busy()
+        parked = sum(len(q) for w, q in self._ready.items() if not self._may_start(w, busy))
+        limit = 2 * cap - busy - (self.ready - parked)
         if limit <= 0:
             return
         held = collections.Counter(self._in_flight)
