@@ -93,7 +93,7 @@ def seed(receiver) -> int:
         ids = [webhooks.create_webhook(session=s, data=WebhookInput(name=name, url=url, events=events,
                                                                     status=status)).id
                for name, url, events, status in hooks]
-    orders, ledger = ids[0], ids[3]
+    orders = ids[0]
     rng = random.Random(11)
     types = ["payment.created", "checkout.completed", "payment.updated", "invoice.created", "checkout.failed"]
 
@@ -118,7 +118,7 @@ def seed(receiver) -> int:
     _deliver(burst(5))
     _deliver(publish("invoice.created", catalog.sample_data("invoice.created"), test=True, webhook_id=orders,
                      wake=False).delivery_ids)
-    assert ledger  # its transaction events fail, and retry against 127.0.0.1
+    # The Ledger's transaction events fail, and retry against 127.0.0.1.
     _deliver(publish("transaction.created", catalog.sample_data("transaction.created"), wake=False).delivery_ids)
     return flaky[0]
 

@@ -21,7 +21,7 @@ from standardwebhooks.webhooks import Webhook as Verifier
 from kwik_console import db, settings, webhooks
 from kwik_console.delivery import client as http
 from kwik_console.delivery import scheduler
-from kwik_console.delivery.dispatcher import claim_deliveries
+from kwik_console.delivery.dispatcher import claim_deliveries, release_claims
 from kwik_console.events import publish
 from kwik_console.models import Attempt, Delivery, Webhook, utcnow
 from kwik_console.webhooks import WebhookInput
@@ -392,3 +392,19 @@ def test_hanging_endpoints_with_backlogs_leave_room_to_claim_a_healthy_ones_deli
     delivered, healthy = run_scheduler(body)
     assert delivered
     assert {r.headers["webhook-id"] for r in receiver.hits("/ok")} == {p.event.id for p in healthy}
+
+
+def test_claims_go_round_robin_to_the_webhooks_served_longest_ago(kwik, receiver):
+    hooks = [make_hook(receiver.url("/ok"), name=f"Endpoint {n}") for n in range(6)]
+    publish("payment.created", {}, wake=False)  # one delivery each, all due at the same instant
+    engine = db.get_engine()
+    served: dict[int, float] = {}
+    seen = []
+    for turn in range(3):
+        taken = claim_deliveries(engine, owner="a", lease_seconds=60, limit=2, per_webhook=8, served=served)
+        got = {c.webhook_id for c in taken.claims}
+        seen.append(got)
+        served.update({w: float(turn + 1) for w in got})
+        release_claims(engine, owner="a", ids=[c.delivery_id for c in taken.claims])
+    # A limit of two, three times: every webhook had its turn, none twice.
+    assert set().union(*seen) == {h.id for h in hooks} and sum(map(len, seen)) == 6

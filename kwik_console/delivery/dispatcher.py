@@ -209,7 +209,7 @@ _STOP = (
 )
 
 
-def _due_candidates(conn, *, now, limit: int, room: dict[int, int], per_webhook: int):
+def _due_candidates(conn, *, now, limit: int, room: dict[int, int], per_webhook: int, served: dict[int, float]):
     """Pick up to `limit` due deliveries, round-robin across webhooks, each within its room.
 
     Returns the ids, the webhooks looked at, those that may have more due, and
@@ -232,7 +232,11 @@ def _due_candidates(conn, *, now, limit: int, room: dict[int, int], per_webhook:
     ranked = []
     for webhook_id, due in by_webhook.items():
         due.sort(key=lambda r: (r.next_attempt_at, r.id))
-        ranked.extend((rank, r.next_attempt_at, r.id, webhook_id) for rank, r in enumerate(due[: room.get(webhook_id, per_webhook)]))
+        # Round-robin: each webhook's first before anyone's second; among equals, the
+        # webhook served longest ago first, so a limit never favours the same ones.
+        turn = served.get(webhook_id, 0.0)
+        ranked.extend((rank, turn, r.next_attempt_at, r.id, webhook_id)
+                      for rank, r in enumerate(due[: room.get(webhook_id, per_webhook)]))
     ranked.sort()
     chosen = ranked[:limit]
     taken = collections.Counter(w for *_, w in chosen)
@@ -240,7 +244,7 @@ def _due_candidates(conn, *, now, limit: int, room: dict[int, int], per_webhook:
         w for w, n in taken.items()
         if len(by_webhook[w]) >= per or len(by_webhook[w]) > n or n >= room.get(w, per_webhook)
     }
-    return [i for _, _, i, _ in chosen], set(pending), saturated, len(ranked) > limit
+    return [i for *_, i, _ in chosen], set(pending), saturated, len(ranked) > limit
 
 
 def database_now(conn) -> dt.datetime:
@@ -264,13 +268,15 @@ def claim_deliveries(
     ids: Iterable[int] | None = None,
     room: dict[int, int] | None = None,
     per_webhook: int | None = None,
+    served: dict[int, float] | None = None,
 ) -> Taken:
     """Lease up to `limit` due deliveries (or exactly `ids`, due or not yet attempted).
 
     The lease lasts `lease_seconds` by the database's clock (tests may pass
     `now` and `lease_until` instead). `room` says how many more each busy
-    webhook may take (default `per_webhook`). Claims of webhooks no longer
-    Live are finished as Failure.
+    webhook may take (default `per_webhook`); `served` says when each webhook
+    was last given claims, so those served longest ago go first. Claims of
+    webhooks no longer Live are finished as Failure.
     """
     with engine.begin() as conn:
         postgres = conn.dialect.name == "postgresql"
@@ -281,7 +287,8 @@ def claim_deliveries(
         checked, saturated, limited = set(), set(), False
         if ids is None:
             wanted, checked, saturated, limited = _due_candidates(
-                conn, now=now, limit=limit, room=dict(room or {}), per_webhook=per_webhook or limit
+                conn, now=now, limit=limit, room=dict(room or {}), per_webhook=per_webhook or limit,
+                served=served or {},
             )
         else:
             wanted = list(ids)
@@ -517,6 +524,8 @@ class Dispatcher:
         # Webhooks that may have more due than they were given, and whether the
         # last claim stopped at its overall limit (see `_top_up`).
         self._saturated: set[int] = set()
+        # When each webhook was last given claims (time.monotonic()): the claim's round-robin.
+        self._served: dict[int, float] = {}
         self._limited = False
         self._claiming: asyncio.Task | None = None
         self._claim_again = False
@@ -617,7 +626,12 @@ class Dispatcher:
         taken: Taken = await self._db(
             claim_deliveries, owner=self.owner, lease_seconds=self.settings.lease_seconds,
             limit=limit, room={w: 2 * per_webhook - n for w, n in held.items()}, per_webhook=2 * per_webhook,
+            served=dict(self._served),
         )
+        for claim in taken.claims:
+            self._served[claim.webhook_id] = claimed_at
+        if len(self._served) > 10_000:  # forget webhooks not served for a minute
+            self._served = {w: t for w, t in self._served.items() if t > claimed_at - 60}
         metrics.observe_claim(time.monotonic() - claimed_at, len(taken.claims))
         self.last_claim_at = now
         if self._closing:  # stopped while claiming: these go straight back
@@ -682,13 +696,14 @@ class Dispatcher:
         while progress and self._ready and busy < self.settings.max_in_flight:
             progress = False
             for webhook_id in list(self._ready):
-                queue = self._ready[webhook_id]
-                if self._may_start(webhook_id, busy):
-                    self._start(queue.popleft())
-                    busy += 1
-                    progress = True
-                if not queue:
-                    del self._ready[webhook_id]
+                if not self._may_start(webhook_id, busy):
+                    continue
+                queue = self._ready.pop(webhook_id)
+                self._start(queue.popleft())
+                busy += 1
+                progress = True
+                if queue:  # to the back of the line: the next free slot goes to another webhook
+                    self._ready[webhook_id] = queue
         if (self._ready or self._urgent) and busy >= self.settings.max_in_flight and self._nudge is None:
             # Every slot is taken: look again soon, when some attempts may have turned slow.
             def nudge():

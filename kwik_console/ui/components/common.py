@@ -84,7 +84,8 @@ def navbar() -> rx.Component:
                         background=rx.color("accent", 9), border_radius="6px", padding="5px", display="flex",
                     ),
                     rx.text("Kwik", weight="bold", size="4", color=rx.color("gray", 12)),
-                    rx.text("Console", size="4", color=rx.color("gray", 11)),
+                    # On a phone the bar needs the room (Menu, theme, account): the mark and "Kwik" stay.
+                    rx.text("Console", size="4", color=rx.color("gray", 11), display=["none", "block"]),
                     align="center", spacing="2",
                 ),
                 href="/", underline="none",
