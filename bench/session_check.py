@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
@@ -39,7 +41,8 @@ def main() -> None:
     args = parser.parse_args()
     database = args.database or f"sqlite:///{tempfile.mkdtemp(prefix='kwik-bench-')}/kwik.db"
     public_url = "http://127.0.0.1:3000"
-    os.environ.update(KWIK_DATABASE_URL=database, KWIK_MODE="hosted", KWIK_PUBLIC_URL=public_url)
+    os.environ.update(KWIK_DATABASE_URL=database, KWIK_MODE="hosted", KWIK_PUBLIC_URL=public_url,
+                      KWIK_SECRET_KEY=Fernet.generate_key().decode())  # hosted mode requires one
 
     from reflex.state import State
     from reflex_base.event import Event
