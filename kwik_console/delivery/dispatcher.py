@@ -334,6 +334,16 @@ def release_claims(engine: Engine, *, owner: str, ids: list[int]) -> None:
         )
 
 
+def release_unsent(engine: Engine, *, owner: str, on_wire: list[int]) -> None:
+    """Give back every claim `owner` still holds except those whose attempts may be on the wire."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(Delivery)
+            .where(D.leased_by == owner, D.id.not_in(on_wire))
+            .values(lease_until=None, leased_by=None)
+        )
+
+
 _SENDABLE = (
     select(D.id)
     .join(Webhook, W.id == D.webhook_id)
@@ -561,7 +571,8 @@ class Dispatcher:
         """
         self._closing = True
         if self._claiming is not None and self._claiming is not asyncio.current_task():
-            await asyncio.wait({self._claiming}, timeout=self.settings.attempt_timeout)
+            # A claim is a bounded database step: let it finish, so what it took is handed back below.
+            await asyncio.wait({self._claiming}, timeout=self.settings.lease_seconds)
         # Claims still waiting for a slot go back at once, not when their lease expires.
         waiting = [c.delivery_id for queue in [*self._ready.values(), self._urgent] for c in queue]
         self._ready.clear()
@@ -571,6 +582,9 @@ class Dispatcher:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout or self.settings.attempt_timeout + 1)
         await self._flush()
+        # Whatever else this dispatcher still holds was never sent (a claim that raced the
+        # stop): hand it back too. Attempts abandoned on the wire keep theirs until it expires.
+        await self._db(release_unsent, owner=self.owner, on_wire=list(self._on_wire))
         if self._recorder:
             self._recorder.cancel()
         if self._client:
