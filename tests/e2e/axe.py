@@ -27,7 +27,13 @@ def violations(page) -> list[dict]:
     """Serious and critical axe findings on the page as it is now (open dialogs included)."""
     if not page.evaluate("typeof window.axe !== 'undefined'"):
         page.add_script_tag(path=str(ensure()))
+    # The page at rest: the pointer off every control, so a button's hover colour is not what is measured.
+    page.mouse.move(0, 0)
     found = page.evaluate("""async () => {
+        // A dialog fading in or out is half transparent and half focus-trapped: check what stays on screen.
+        await Promise.all(document.getAnimations()
+            .filter(a => a.effect && a.effect.getTiming().iterations !== Infinity)
+            .map(a => a.finished.catch(() => null)));
         const r = await axe.run(document, {resultTypes: ['violations']});
         return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
                                        nodes: v.nodes.slice(0, 5).map(n => n.target.join(' '))}));

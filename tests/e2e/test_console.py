@@ -475,6 +475,7 @@ def test_axe_finds_nothing_serious_on_any_page_or_dialog(browser, console, recei
         assert_clean(page, "the Test Webhook dialog")
         page.keyboard.press("Escape")
         action(page, name, "Delete")
+        expect(page.get_by_role("alertdialog")).to_contain_text(name)
         assert_clean(page, "the Delete confirmation")
         page.keyboard.press("Escape")
         page.goto(console.url + f"/webhooks/{hook_id}")

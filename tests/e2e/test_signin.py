@@ -331,7 +331,7 @@ def test_axe_finds_nothing_serious_on_the_hosted_pages(browser, hosted, scheme, 
                                      ("/tokens", "Access tokens", "New token")):
             page.goto(hosted.url + path)
             expect(page.get_by_role("heading", name=heading)).to_be_visible()
-            expect(page.get_by_text(shown).first).to_be_visible()  # loaded
+            expect(page.get_by_text(shown).filter(visible=True).first).to_be_visible()  # loaded
             assert page.evaluate("document.documentElement.scrollWidth") <= width, path
             assert_clean(page, f"{path} ({scheme}, {width} px)")
         page.goto(hosted.url + "/members")
@@ -340,7 +340,7 @@ def test_axe_finds_nothing_serious_on_the_hosted_pages(browser, hosted, scheme, 
         assert_clean(page, "the Invite dialog")
         page.keyboard.press("Escape")
         if phone:  # the top bar's links, in its Menu
-            page.get_by_role("button", name="Menu").click()
+            page.get_by_role("button", name="Menu", exact=True).click()
             page.get_by_role("menuitem", name="Audit trail").click()
             expect(page.get_by_role("heading", name="Audit trail")).to_be_visible()
     finally:

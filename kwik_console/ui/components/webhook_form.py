@@ -107,7 +107,7 @@ def _secret_section() -> rx.Component:
                     ),
                     rx.hstack(
                         rx.alert_dialog.cancel(rx.button("Cancel", variant="soft", color_scheme="gray")),
-                        rx.alert_dialog.action(rx.button("Rotate secret", color_scheme="orange",
+                        rx.alert_dialog.action(rx.button("Rotate secret", color_scheme="orange", high_contrast=True,
                                                          on_click=Form.rotate_secret)),
                         justify="end", spacing="3", margin_top="16px",
                     ),

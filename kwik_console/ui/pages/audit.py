@@ -12,14 +12,29 @@ from kwik_console.ui.views import AuditRow
 COLUMNS = ("When", "Member", "Action", "Target", "Details")
 
 
+# Below 480 px the five columns would scroll sideways: one cell holds the entry, read top to bottom.
+PHONE_ONLY, WIDE_ONLY = ["table-cell", "none"], ["none", "table-cell"]
+
+
 def _row(row: AuditRow) -> rx.Component:
     return rx.table.row(
-        rx.table.cell(local_time(row.at, "D MMM YYYY, HH:mm:ss"), white_space="nowrap"),
-        rx.table.cell(rx.text(row.actor, size="2")),
-        rx.table.cell(rx.text(row.action, size="2", weight="medium"), white_space="nowrap"),
-        rx.table.cell(rx.text(row.target, size="2", style={"word_break": "break-word"})),
+        rx.table.cell(
+            rx.vstack(
+                rx.text(row.action, size="2", weight="medium"),
+                rx.cond(row.target != "", rx.text(row.target, size="2", style={"word_break": "break-word"})),
+                rx.text(row.actor, " · ", local_time(row.at, "D MMM YYYY, HH:mm:ss"), size="1", color_scheme="gray"),
+                rx.cond(row.detail != "", rx.text(row.detail, size="1", color_scheme="gray",
+                                                  style={"word_break": "break-word"})),
+                spacing="1",
+            ),
+            display=PHONE_ONLY,
+        ),
+        rx.table.cell(local_time(row.at, "D MMM YYYY, HH:mm:ss"), white_space="nowrap", display=WIDE_ONLY),
+        rx.table.cell(rx.text(row.actor, size="2"), display=WIDE_ONLY),
+        rx.table.cell(rx.text(row.action, size="2", weight="medium"), white_space="nowrap", display=WIDE_ONLY),
+        rx.table.cell(rx.text(row.target, size="2", style={"word_break": "break-word"}), display=WIDE_ONLY),
         rx.table.cell(rx.text(row.detail, size="1", color_scheme="gray", style={"word_break": "break-word"},
-                              title=row.client_address)),
+                              title=row.client_address), display=WIDE_ONLY),
         align="center",
     )
 
@@ -54,7 +69,9 @@ def audit_page() -> rx.Component:
             _filters(),
             rx.box(
                 rx.table.root(
-                    rx.table.header(rx.table.row(*[rx.table.column_header_cell(c) for c in COLUMNS])),
+                    rx.table.header(rx.table.row(rx.table.column_header_cell("Entry", display=PHONE_ONLY),
+                                                 *[rx.table.column_header_cell(c, display=WIDE_ONLY)
+                                                   for c in COLUMNS])),
                     rx.table.body(rx.cond(A.loading, loading_rows(len(COLUMNS)), rx.foreach(A.rows, _row))),
                     variant="surface", width="100%", size="2",
                 ),

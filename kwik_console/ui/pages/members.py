@@ -140,7 +140,8 @@ def _remove_dialog() -> rx.Component:
                 "working. Their entries in the audit trail stay.")),
             rx.hstack(
                 rx.alert_dialog.cancel(rx.button("Cancel", variant="soft", color_scheme="gray")),
-                rx.alert_dialog.action(rx.button("Remove", color_scheme="red", on_click=M.confirm_remove)),
+                rx.alert_dialog.action(rx.button("Remove", color_scheme="red", high_contrast=True,
+                                                 on_click=M.confirm_remove)),
                 justify="end", spacing="3", margin_top="16px",
             ),
             max_width="460px",

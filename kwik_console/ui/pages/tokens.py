@@ -96,7 +96,8 @@ def _revoke_dialog() -> rx.Component:
                 "Revoke ", rx.text.strong(T.revoke_name), "? Every request made with it is refused from now on.")),
             rx.hstack(
                 rx.alert_dialog.cancel(rx.button("Cancel", variant="soft", color_scheme="gray")),
-                rx.alert_dialog.action(rx.button("Revoke", color_scheme="red", on_click=T.confirm_revoke)),
+                rx.alert_dialog.action(rx.button("Revoke", color_scheme="red", high_contrast=True,
+                                                 on_click=T.confirm_revoke)),
                 justify="end", spacing="3", margin_top="16px",
             ),
             max_width="460px",
@@ -120,16 +121,17 @@ def tokens_page() -> rx.Component:
                 rx.button(rx.icon("key-round", size=16), "New token", on_click=T.start_create),
                 width="100%", align="end", spacing="4",
             ),
-            rx.box(
-                rx.table.root(
-                    rx.table.header(rx.table.row(*[rx.table.column_header_cell(c) for c in COLUMNS])),
-                    rx.table.body(rx.cond(T.loading, loading_rows(len(COLUMNS)), rx.foreach(T.rows, _row))),
-                    variant="surface", width="100%", size="2",
-                ),
-                width="100%", overflow_x="auto",
-            ),
+            # No table of headers over nothing (on a phone, an empty box to scroll sideways).
             rx.cond(~T.loading & (T.rows.length() == 0),
-                    rx.text("No tokens yet.", size="2", color_scheme="gray")),
+                    rx.text("No tokens yet.", size="2", color_scheme="gray"),
+                    rx.box(
+                        rx.table.root(
+                            rx.table.header(rx.table.row(*[rx.table.column_header_cell(c) for c in COLUMNS])),
+                            rx.table.body(rx.cond(T.loading, loading_rows(len(COLUMNS)), rx.foreach(T.rows, _row))),
+                            variant="surface", width="100%", size="2",
+                        ),
+                        width="100%", overflow_x="auto",
+                    )),
             spacing="5", width="100%",
         ),
         _create_dialog(), _shown_dialog(), _revoke_dialog(),

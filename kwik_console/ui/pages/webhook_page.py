@@ -175,7 +175,7 @@ def _secret() -> rx.Component:
                                 rx.hstack(
                                     rx.alert_dialog.cancel(rx.button("Cancel", variant="soft", color_scheme="gray")),
                                     rx.alert_dialog.action(rx.button("Rotate secret", color_scheme="orange",
-                                                                     on_click=SecretState.rotate)),
+                                                                     high_contrast=True, on_click=SecretState.rotate)),
                                     justify="end", spacing="3", margin_top="16px",
                                 ),
                             ),
