@@ -658,7 +658,6 @@ class Bench:
     # ------------------------------------------------ (b) burst to many webhooks
 
     def scenario_b(self) -> None:
-        s = self.sizes
         self.figures["b"] = self._many_webhooks("burst", in_webhook_order=False)
         self.receiver.reset()
         self.figures["b"]["in_webhook_order"] = self._many_webhooks("ordered", in_webhook_order=True)

@@ -317,7 +317,6 @@ def test_the_payload_box_stays_readable_with_many_attempts(page: Page, console, 
 def test_paging_through_the_event_log(page: Page, console, receiver, make):
     hook_id, _ = make("Busy", "https://busy.merchant.invalid/kwik", status="disabled")
     from kwik_console.events import publish
-    from kwik_console.models import WebhookStatus  # noqa: F401
     with db.session_scope() as session:  # deliveries straight in the database: 30 of them, 25 a page
         from kwik_console.models import Delivery, Event, utcnow
         now = utcnow()

@@ -8,7 +8,7 @@ from kwik_console import catalog
 from kwik_console.search import SEARCHED
 from kwik_console.ui.components.common import code_block, error_callout, loading_rows, local_time, page, status_badge
 from kwik_console.ui.state.event_log import ALL, EventLogState as Log
-from kwik_console.ui.views import AttemptView, DeliveryRow, Header
+from kwik_console.ui.views import AttemptView, DeliveryRow
 
 REFRESH_MS = 2500
 COLUMNS = ("Time", "Event", "Status", "HTTP Code", "Test Event", "Retry Timestamp", "Retry Counter")
