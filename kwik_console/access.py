@@ -27,12 +27,16 @@ class Action(StrEnum):
     AUDIT = "audit.read"
     PUBLISH = "events.publish"  # POST /api/v1/events: the platform publishing
     TOKENS = "tokens.manage"  # create, list and revoke API access tokens
+    PAUSE = "webhooks.pause"  # pause and resume (and re-enable a disabled webhook)
+    RESEND = "deliveries.resend"  # resend one delivery now
+    RECOVER = "deliveries.recover"  # start and cancel "Recover failed since"
+    OPERATIONAL = "operational.manage"  # set or remove the operational webhook
 
 
 ROLE_ACTIONS: dict[str, frozenset[Action]] = {
     Role.VIEWER: frozenset({Action.ACCOUNT, Action.READ}),
     Role.DEVELOPER: frozenset({Action.ACCOUNT, Action.READ, Action.WRITE, Action.TEST, Action.REVEAL_SECRET,
-                               Action.ROTATE_SECRET}),
+                               Action.ROTATE_SECRET, Action.PAUSE, Action.RESEND, Action.RECOVER}),
     Role.ADMIN: frozenset(Action) - {Action.PUBLIC},
 }
 
@@ -69,6 +73,7 @@ HANDLER_RULES: dict[str, Action] = {
     f"{_UI}.webhooks.WebhookFormState.set_name": Action.WRITE,
     f"{_UI}.webhooks.WebhookFormState.set_url": Action.WRITE,
     f"{_UI}.webhooks.WebhookFormState.set_status": Action.WRITE,
+    f"{_UI}.webhooks.WebhookFormState.set_max_per_second": Action.WRITE,
     f"{_UI}.webhooks.WebhookFormState.toggle_event": Action.WRITE,
     f"{_UI}.webhooks.WebhookFormState.select_all": Action.WRITE,
     f"{_UI}.webhooks.WebhookFormState.select_none": Action.WRITE,
@@ -107,6 +112,25 @@ HANDLER_RULES: dict[str, Action] = {
     f"{_UI}.event_log.EventLogState.newer": Action.READ,
     f"{_UI}.event_log.EventLogState.show": Action.READ,
     f"{_UI}.event_log.EventLogState.set_detail_open": Action.READ,
+    f"{_UI}.event_log.ResendState.resend": Action.RESEND,
+    # Operating a webhook: Pause / Resume (and Re-enable), "Recover failed since…", the operational webhook.
+    f"{_UI}.operations.HealthState.pause": Action.PAUSE,
+    f"{_UI}.operations.HealthState.resume": Action.PAUSE,
+    f"{_UI}.operations.RecoveryProgressState.load": Action.READ,
+    f"{_UI}.operations.RecoveryProgressState.refresh": Action.READ,
+    f"{_UI}.operations.RecoverState.open_dialog": Action.RECOVER,
+    f"{_UI}.operations.RecoverState.set_open": Action.RECOVER,
+    f"{_UI}.operations.RecoverState.set_since": Action.RECOVER,
+    f"{_UI}.operations.RecoverState.set_event_type": Action.RECOVER,
+    f"{_UI}.operations.RecoverState.set_statuses": Action.RECOVER,
+    f"{_UI}.operations.RecoverState.start": Action.RECOVER,
+    f"{_UI}.operations.RecoverState.cancel": Action.RECOVER,
+    f"{_UI}.operations.OperationalState.load": Action.OPERATIONAL,
+    f"{_UI}.operations.OperationalState.set_url": Action.OPERATIONAL,
+    f"{_UI}.operations.OperationalState.save": Action.OPERATIONAL,
+    f"{_UI}.operations.OperationalState.remove": Action.OPERATIONAL,
+    f"{_UI}.operations.OperationalState.toggle_secret": Action.OPERATIONAL,
+    f"{_UI}.operations.OperationalState.copy_secret": Action.OPERATIONAL,
     # Members.
     f"{_UI}.members.MembersState.load": Action.MEMBERS,
     f"{_UI}.members.MembersState.start_invite": Action.MEMBERS,
@@ -139,7 +163,8 @@ HANDLER_RULES: dict[str, Action] = {
 # `read` never includes a signing secret, like the viewer role; `write` reads too, like the developer role.
 SCOPE_ACTIONS: dict[str, frozenset[Action]] = {
     "read": frozenset({Action.READ}),
-    "write": frozenset({Action.READ, Action.WRITE, Action.TEST, Action.REVEAL_SECRET, Action.ROTATE_SECRET}),
+    "write": frozenset({Action.READ, Action.WRITE, Action.TEST, Action.REVEAL_SECRET, Action.ROTATE_SECRET,
+                        Action.PAUSE, Action.RESEND, Action.RECOVER}),
     "publish": frozenset({Action.PUBLISH}),
 }
 
@@ -163,6 +188,16 @@ API_RULES: dict[str, Action] = {
     f"GET {API_PREFIX}/deliveries/{{delivery_id}}": Action.READ,
     f"POST {API_PREFIX}/events": Action.PUBLISH,
     f"GET {API_PREFIX}/stream": Action.READ,
+    f"POST {API_PREFIX}/webhooks/{{webhook_id}}/pause": Action.PAUSE,
+    f"POST {API_PREFIX}/webhooks/{{webhook_id}}/resume": Action.PAUSE,
+    f"POST {API_PREFIX}/deliveries/{{delivery_id}}/resend": Action.RESEND,
+    f"POST {API_PREFIX}/webhooks/{{webhook_id}}/recoveries": Action.RECOVER,
+    f"GET {API_PREFIX}/webhooks/{{webhook_id}}/recoveries": Action.READ,
+    f"GET {API_PREFIX}/recoveries/{{recovery_id}}": Action.READ,
+    f"POST {API_PREFIX}/recoveries/{{recovery_id}}/cancel": Action.RECOVER,
+    f"GET {API_PREFIX}/operational-webhook": Action.OPERATIONAL,
+    f"PUT {API_PREFIX}/operational-webhook": Action.OPERATIONAL,
+    f"DELETE {API_PREFIX}/operational-webhook": Action.OPERATIONAL,
 }
 
 
@@ -236,6 +271,17 @@ CLI_RULES: dict[str, Action] = {
     "db revision": Action.MEMBERS,
     "secrets new-key": Action.PUBLIC,
     "secrets rekey": Action.ROTATE_SECRET,
+    "webhooks pause": Action.PAUSE,
+    "webhooks resume": Action.PAUSE,
+    "deliveries resend": Action.RESEND,
+    "recover start": Action.RECOVER,
+    "recover status": Action.READ,
+    "recover cancel": Action.RECOVER,
+    "recover list": Action.READ,
+    "operational-webhook set": Action.OPERATIONAL,
+    "operational-webhook show": Action.OPERATIONAL,  # shows its signing secret
+    "operational-webhook remove": Action.OPERATIONAL,
+    "retention purge": Action.OPERATIONAL,  # deletes history: an admin's, like the operational webhook
 }
 OPERATOR = SignedIn(member_id=None, email="kwik-console CLI", role=Role.ADMIN)
 

@@ -23,6 +23,14 @@ ACTIONS: dict[str, str] = {
     "secret.copied": "Secret copied",
     "secret.rotated": "Secret rotated",
     "test.sent": "Test sent",
+    "webhook.paused": "Webhook paused",
+    "webhook.resumed": "Webhook resumed",
+    "webhook.auto_disabled": "Webhook disabled automatically",
+    "delivery.resent": "Delivery resent",
+    "recovery.started": "Recovery started",
+    "recovery.cancelled": "Recovery cancelled",
+    "operational_webhook.set": "Operational webhook set",
+    "operational_webhook.removed": "Operational webhook removed",
     "member.invited": "Member invited",
     "member.role_changed": "Role changed",
     "member.removed": "Member removed",
@@ -51,6 +59,7 @@ class Actor:
 
 LOCAL = Actor(None, "local admin")
 CLI = Actor(None, "kwik-console CLI")
+CONSOLE = Actor(None, "Kwik Console")  # what the console does by itself: auto-disable
 
 
 def record(*, session: Session, actor: Actor, action: str, target: str = "", detail: dict[str, Any] | None = None,

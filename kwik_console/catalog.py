@@ -16,11 +16,14 @@ class EventType:
     name: str
     description: str
     sample: dict[str, Any]
+    # Operational events are the console's notices about webhooks: only the
+    # operational webhook receives them (see operations/notices.py).
+    operational: bool = False
 
     @property
     def resource(self) -> str:
         """`payment` for `payment.created`: the group it shows under in the Events field."""
-        return self.name.split(".", 1)[0]
+        return "operational" if self.operational else self.name.split(".", 1)[0]
 
 
 _CREATED = "2026-11-28T15:04:05.123Z"
@@ -200,10 +203,51 @@ _TYPES = (
     ),
 )
 
+_WEBHOOK_NOTICE = {
+    "object": "webhook",
+    "id": 42,
+    "name": "Orders service",
+    "url": "https://hooks.example.com/kwik",
+    "status": "live",
+    "failing_since": "2026-11-23T15:04:05.123Z",
+    "last_http_code": 503,
+    "last_error": None,
+}
+_OPERATIONAL_TYPES = (
+    EventType(
+        "webhook.disabled",
+        "A webhook was disabled because every attempt failed for too long.",
+        {**_WEBHOOK_NOTICE, "status": "disabled", "disabled_at": "2026-11-28T15:04:05.123Z",
+         "reason": "Every attempt failed for 5 days (since 2026-11-23 15:04 UTC)."},
+        operational=True,
+    ),
+    EventType(
+        "webhook.failing",
+        "A webhook's attempt failed after its last one succeeded.",
+        _WEBHOOK_NOTICE,
+        operational=True,
+    ),
+    EventType(
+        "webhook.recovered",
+        "A failing webhook accepted an attempt again.",
+        {**_WEBHOOK_NOTICE, "failing_since": None, "last_http_code": 200, "failed_for_seconds": 5400},
+        operational=True,
+    ),
+    EventType(
+        "delivery.exhausted",
+        "A delivery failed its last scheduled attempt: no more retries.",
+        {"object": "delivery", "id": 1234, "webhook_id": 42, "event_id": "evt_01jdx7r2m4k8p6q9t3v5w1y0za",
+         "event_type": "payment.created", "attempts": 8, "last_http_code": 500, "last_error": None},
+        operational=True,
+    ),
+)
+
 EVENT_TYPES: dict[str, EventType] = {t.name: t for t in _TYPES}
+OPERATIONAL_TYPES: dict[str, EventType] = {t.name: t for t in _OPERATIONAL_TYPES}
 
 
 def event_type_names() -> list[str]:
+    """The merchant's event types: what webhooks subscribe to and the platform publishes."""
     return list(EVENT_TYPES)
 
 
@@ -211,14 +255,31 @@ def is_event_type(name: str) -> bool:
     return name in EVENT_TYPES
 
 
+def operational_type_names() -> list[str]:
+    return list(OPERATIONAL_TYPES)
+
+
+def is_operational_type(name: str) -> bool:
+    return name in OPERATIONAL_TYPES
+
+
+def is_known_type(name: str) -> bool:
+    """Any type a delivery may have: the merchant's and the operational ones."""
+    return name in EVENT_TYPES or name in OPERATIONAL_TYPES
+
+
+def describe(name: str) -> str:
+    return (EVENT_TYPES.get(name) or OPERATIONAL_TYPES[name]).description
+
+
 def sample_data(name: str) -> dict[str, Any]:
     """A fresh copy of the sample `data` for an event type (KeyError if unknown)."""
-    return copy.deepcopy(EVENT_TYPES[name].sample)
+    return copy.deepcopy((EVENT_TYPES.get(name) or OPERATIONAL_TYPES[name]).sample)
 
 
-def grouped() -> dict[str, list[EventType]]:
-    """Event types grouped by resource, in catalogue order."""
+def grouped(*, operational: bool = False) -> dict[str, list[EventType]]:
+    """Event types grouped by resource, in catalogue order; the operational group last, if asked for."""
     groups: dict[str, list[EventType]] = {}
-    for event_type in _TYPES:
+    for event_type in (*_TYPES, *(_OPERATIONAL_TYPES if operational else ())):
         groups.setdefault(event_type.resource, []).append(event_type)
     return groups

@@ -69,6 +69,10 @@ def _webhook_json(webhook: Webhook, events: list[str] | None = None, *, secret: 
         "name": webhook.name,
         "url": webhook.url,
         "status": webhook.status,
+        "max_per_second": webhook.max_per_second,
+        "failing_since": _iso(webhook.failing_since),
+        "disabled_reason": webhook.disabled_reason,
+        "disabled_at": _iso(webhook.disabled_at),
         "created_at": _iso(webhook.created_at),
         "updated_at": _iso(webhook.updated_at),
     }
@@ -111,15 +115,31 @@ def _split_events(text: str | None) -> list[str] | None:
     return None if text is None else [e.strip() for e in text.split(",") if e.strip()]
 
 
+def _rate(webhook: Webhook) -> str:
+    return f"{webhook.max_per_second:g}" if webhook.max_per_second else "no limit"
+
+
+def _health_lines(webhook: Webhook) -> list[str]:
+    """The banner's words: failing since when, and why the console disabled it."""
+    lines = []
+    if webhook.failing_since:
+        lines.append(f"  Failing since   {_when(webhook.failing_since)}")
+    if webhook.status == WebhookStatus.DISABLED and webhook.disabled_reason:
+        lines.append(f"  Disabled        {_when(webhook.disabled_at)}: {_shown(webhook.disabled_reason)}")
+    return lines
+
+
 def _show_webhook(args, webhook: Webhook, events: list[str], *, secret: bool) -> None:
     text = "\n".join(
         [
             f"Webhook {webhook.id}: {_shown(webhook.name)}",
             f"  Webhook URL     {_shown(webhook.url)}",
             f"  Status          {WebhookStatus(webhook.status).label}",
+            f"  Max per second  {_rate(webhook)}",
             f"  Events          {_shown(', '.join(events))}",
             f"  Created         {_when(webhook.created_at)}",
         ]
+        + _health_lines(webhook)
         + ([f"  Signing secret  {webhook.secret}"] if secret else [])
     )
     _emit(args, _webhook_json(webhook, events, secret=secret), text)
@@ -128,8 +148,13 @@ def _show_webhook(args, webhook: Webhook, events: list[str], *, secret: bool) ->
 def cmd_webhooks_list(args) -> None:
     with _session() as session:
         page = webhooks.list_webhooks(session=session, search=args.search, page=args.page)
-    rows = [(w.id, _when(w.created_at), w.name, w.url, WebhookStatus(w.status).label) for w in page.items]
-    text = _table(["ID", "Created", "Name", "Webhook URL", "Status"], rows) if rows else "No webhooks yet."
+    rows = [(w.id, _when(w.created_at), w.name, w.url, WebhookStatus(w.status).label,
+             f"{w.max_per_second:g}" if w.max_per_second else "", _when(w.failing_since)) for w in page.items]
+    text = (_table(["ID", "Created", "Name", "Webhook URL", "Status", "Max/s", "Failing since"], rows)
+            if rows else "No webhooks yet.")
+    # Why the console disabled a webhook is too long for a column: a line each, under the table.
+    text += "".join(f"\nWebhook {w.id} disabled {_when(w.disabled_at)}: {_shown(w.disabled_reason)}"
+                    for w in page.items if w.status == WebhookStatus.DISABLED and w.disabled_reason)
     if rows and page.pages > 1:
         text += f"\nPage {page.page} of {page.pages} ({page.total} webhooks)"
     _emit(args, {"items": [_webhook_json(w) for w in page.items], "total": page.total, "page": page.page}, text)
@@ -143,17 +168,26 @@ def cmd_webhooks_show(args) -> None:
 
 
 def cmd_webhooks_create(args) -> None:
-    data = webhooks.WebhookInput(name=args.name, url=args.url, events=_split_events(args.events), status=args.status)
+    data = webhooks.WebhookInput(name=args.name, url=args.url, events=_split_events(args.events), status=args.status,
+                                 max_per_second=_max_per_second(args.max_per_second))
     with _session() as session:
         webhook = webhooks.create_webhook(session=session, data=data)
         events = webhooks.webhook_events(session=session, webhook_id=webhook.id)
     _show_webhook(args, webhook, events, secret=True)
 
 
+def _max_per_second(text: str | None) -> str | None:
+    """--max-per-second: a number; "" or "none" for no limit (on update: removes it); absent: unchanged."""
+    if text is None:
+        return None
+    return "" if text.strip().lower() in ("", "none") else text
+
+
 def cmd_webhooks_update(args) -> None:
-    data = webhooks.WebhookInput(name=args.name, url=args.url, events=_split_events(args.events), status=args.status)
+    data = webhooks.WebhookInput(name=args.name, url=args.url, events=_split_events(args.events), status=args.status,
+                                 max_per_second=_max_per_second(args.max_per_second))
     if data == webhooks.WebhookInput():
-        raise UsageError("nothing to change: give --name, --url, --events or --status")
+        raise UsageError("nothing to change: give --name, --url, --events, --status or --max-per-second")
     with _session() as session:
         webhook = webhooks.update_webhook(session=session, webhook_id=args.id, data=data)
         events = webhooks.webhook_events(session=session, webhook_id=webhook.id)
@@ -354,7 +388,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--name", required=required)
         p.add_argument("--url", required=required, help="https:// endpoint")
         p.add_argument("--events", required=required, metavar="a,b,...", help="event types, comma-separated")
-        p.add_argument("--status", choices=["live", "disabled"], type=str.lower)
+        p.add_argument("--status", choices=["live", "disabled"], type=str.lower,
+                       help="live or disabled (`webhooks pause` holds deliveries back)")
+        p.add_argument("--max-per-second", metavar="N",
+                       help=f"max deliveries per second, {webhooks.RATE_MIN:g} to {webhooks.RATE_MAX:,.0f}"
+                            + ("; \"none\" removes the limit" if name == "update" else " (default: no limit)"))
         p.set_defaults(func=func)
     p = wh.add_parser("delete", parents=[out], help="delete a webhook and its deliveries")
     p.add_argument("id", type=int)
@@ -387,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = dl.add_parser("show", parents=[out], help="a delivery and every attempt")
     p.add_argument("id", type=int)
     p.set_defaults(func=cmd_deliveries_show)
+    from kwik_console import cli_operations  # pause/resume, resend, `recover`, `operational-webhook`, `retention`
+
+    cli_operations.register(commands, out, webhook_commands=wh, delivery_commands=dl)
     from kwik_console import cli_members  # `users ...` (hosted mode's members) lives in its own module
 
     cli_members.register(commands, out)

@@ -58,7 +58,7 @@ def list_deliveries(
     if not 1 <= limit <= 500:
         raise InvalidInput({"limit": "Page size must be between 1 and 500."})
     status = parse_status(status)
-    if event_type and not catalog.is_event_type(event_type):
+    if event_type and not catalog.is_known_type(event_type):
         raise InvalidInput({"event_type": f"Unknown event type {event_type!r}."})
     if webhook_id is not None and session.get(Webhook, check_id("Webhook", webhook_id)) is None:
         raise NotFound(f"Webhook {webhook_id} does not exist.")

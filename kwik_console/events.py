@@ -118,8 +118,8 @@ def publish(
 ) -> Published:
     """Store the event and its deliveries in one transaction, then wake the dispatcher.
 
-    A test event goes to `webhook_id` only; otherwise every Live webhook
-    subscribed to `event_type` gets a delivery.
+    A test event goes to `webhook_id` only; otherwise every Live or Paused
+    webhook subscribed to `event_type` gets a delivery (a Paused one's waits).
     """
     if session is None:
         from kwik_console.db import session_scope
@@ -151,7 +151,8 @@ def _publish(session: Session, event_type: str, data, *, test: bool, webhook_id:
         if webhook is None:
             raise NotFound(f"Webhook {webhook_id} does not exist.")
         if webhook.status != WebhookStatus.LIVE:
-            raise InvalidInput({"webhook": f"Webhook {webhook.name!r} is Disabled: set its Status to Live first."})
+            label = WebhookStatus(webhook.status).label
+            raise InvalidInput({"webhook": f"Webhook {webhook.name!r} is {label}: set its Status to Live first."})
 
     now = utcnow()
     event = Event(id=new_event_id(), type=event_type, test=test, created_at=now, body="")
@@ -167,10 +168,39 @@ def _publish(session: Session, event_type: str, data, *, test: bool, webhook_id:
     inserted = conn.execute(fan_out, {"event_id": event.id, "event_type": event_type, "test": test,
                                       "now": now, "webhook_id": webhook_id})
     delivery_ids = sorted(inserted.scalars())
-    if delivery_ids and conn.dialect.name == "postgresql":
-        # Sent on commit: every dispatcher process, on any machine, looks at once.
-        conn.execute(_NOTIFY_DUE)
+    if delivery_ids:
+        notify_due(conn)
     return Published(event=event, delivery_ids=delivery_ids)
+
+
+def publish_notice(conn, event_type: str, data: dict[str, Any], *, about_webhook_id: int | None) -> list[int]:
+    """Publish an operational event on `conn`, in the caller's transaction.
+
+    It goes to the operational webhook (subscribed to its type), never to the
+    webhook it is about. Returns the new deliveries' ids.
+    """
+    if not catalog.is_operational_type(event_type):
+        raise ValueError(f"{event_type!r} is not an operational event type")
+    now = utcnow()
+    event_id = new_event_id()
+    body = _body(event_id=event_id, event_type=event_type, created_at=now, test=False, data=data)
+    conn.execute(_INSERT_EVENT, {"id": event_id, "type": event_type, "test": False, "body": body, "created_at": now})
+    inserted = conn.execute(_FAN_OUT_NOTICE, {"event_id": event_id, "event_type": event_type, "test": False,
+                                              "now": now, "about": about_webhook_id or 0})
+    delivery_ids = sorted(inserted.scalars())
+    if delivery_ids:
+        notify_due(conn)
+    return delivery_ids
+
+
+def notify_due(conn) -> None:
+    """Tell every dispatcher process, on any machine, to look at once when this transaction commits.
+
+    PostgreSQL sends a NOTIFY on commit; on SQLite the commit itself is seen
+    (its `data_version` changes), so there is nothing to do.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(_NOTIFY_DUE)
 
 
 def _fan_out(targets) -> sa.Insert:
@@ -198,7 +228,9 @@ _NOTIFY_DUE = sa.text("SELECT pg_notify('kwik_due', '')")  # the channel deliver
 _FAN_OUT_TO_SUBSCRIBERS = _fan_out(
     select(Subscription.webhook_id)
     .join(Webhook, col(Webhook.id) == Subscription.webhook_id)
-    .where(Subscription.event_type == bindparam("event_type"), Webhook.status == WebhookStatus.LIVE.value)
+    # Paused webhooks get their deliveries too: they wait, and go out on resume.
+    .where(Subscription.event_type == bindparam("event_type"),
+           Webhook.status.in_([WebhookStatus.LIVE.value, WebhookStatus.PAUSED.value]))
 )
 # A test goes to its one webhook, subscribed or not; a real event to one webhook needs the subscription.
 _FAN_OUT_TEST = _fan_out(select(bindparam("webhook_id", type_=sa.Integer())))
@@ -206,4 +238,12 @@ _FAN_OUT_TO_ONE = _fan_out(
     select(Subscription.webhook_id).where(
         Subscription.webhook_id == bindparam("webhook_id"), Subscription.event_type == bindparam("event_type")
     )
+)
+_FAN_OUT_NOTICE = _fan_out(
+    select(Subscription.webhook_id)
+    .join(Webhook, col(Webhook.id) == Subscription.webhook_id)
+    .where(Subscription.event_type == bindparam("event_type"),
+           Webhook.status.in_([WebhookStatus.LIVE.value, WebhookStatus.PAUSED.value]),
+           col(Webhook.operational).is_(True),
+           Webhook.id != bindparam("about", type_=sa.Integer()))
 )

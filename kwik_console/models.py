@@ -46,7 +46,8 @@ def _when(*, index: bool = False, nullable: bool = False) -> Any:
 
 class WebhookStatus(StrEnum):
     LIVE = "live"
-    DISABLED = "disabled"
+    PAUSED = "paused"  # events recorded, deliveries wait; on resume they go out oldest first
+    DISABLED = "disabled"  # no deliveries; scheduled retries cancelled
 
     @property
     def label(self) -> str:
@@ -81,6 +82,17 @@ class Webhook(SQLModel, table=True):
     previous_secret_expires_at: dt.datetime | None = _when(nullable=True)
     # lower(name + " " + url): the search bar matches against this one column.
     search_text: str = Field(sa_column=Column(sa.String(2200), nullable=False, index=True))
+    # "Max deliveries per second": None for no limit.
+    max_per_second: float | None = None
+    # The rate limit's clock, shared by every dispatcher: the next delivery may start at this time.
+    rate_next_at: dt.datetime | None = _when(nullable=True)
+    # Since the first failed attempt after the last success; None while attempts succeed.
+    failing_since: dt.datetime | None = _when(nullable=True)
+    # Why and when the console disabled it by itself (auto-disable); None otherwise.
+    disabled_reason: str | None = Field(default=None, max_length=300)
+    disabled_at: dt.datetime | None = _when(nullable=True)
+    # The operational webhook: it receives the notices about the other webhooks.
+    operational: bool = Field(default=False, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.false()))
     created_at: dt.datetime = _when()
     updated_at: dt.datetime = _when()
 
@@ -124,6 +136,13 @@ class Delivery(SQLModel, table=True):
             sqlite_where=sa.text("next_attempt_at IS NOT NULL"),
             postgresql_where=sa.text("next_attempt_at IS NOT NULL"),
         ),
+        # A recovery's deliveries still waiting for their next attempt.
+        sa.Index(
+            "ix_delivery_recovery",
+            "recovery_id",
+            sqlite_where=sa.text("recovery_id IS NOT NULL"),
+            postgresql_where=sa.text("recovery_id IS NOT NULL"),
+        ),
         # Due deliveries by next attempt time; only those still to be attempted.
         sa.Index(
             "ix_delivery_due",
@@ -149,6 +168,9 @@ class Delivery(SQLModel, table=True):
     # A claim by one dispatcher; expired claims are taken over.
     lease_until: dt.datetime | None = _when(nullable=True)
     leased_by: str | None = Field(default=None, max_length=80)
+    # The recovery that queued it, until its next attempt is recorded (the recovery's counts).
+    # (No foreign key: a recovery is only ever removed with its webhook, and with it these rows.)
+    recovery_id: int | None = None
     created_at: dt.datetime = _when()
     updated_at: dt.datetime = _when()
 
@@ -191,3 +213,52 @@ class PreviousSecret(SQLModel, table=True):
     )
     secret: str = Field(sa_column=Column(SealedSecret(), nullable=False))
     expires_at: dt.datetime = _when()
+
+
+class RecoveryState(StrEnum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+
+    @property
+    def label(self) -> str:
+        return self.value.capitalize()
+
+
+class Recovery(SQLModel, table=True):
+    """"Recover failed since": a job that queues a webhook's matching deliveries again, in batches.
+
+    Its state lives here, so any process may take it over after a restart: the
+    job's lease says who runs it, `cursor` how far it got.
+    """
+
+    __table_args__ = (
+        # One running recovery per webhook.
+        sa.Index("ux_recovery_running", "webhook_id", unique=True,
+                 sqlite_where=sa.text("state = 'running'"), postgresql_where=sa.text("state = 'running'")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    webhook_id: int = Field(
+        sa_column=Column(sa.Integer, sa.ForeignKey("webhook.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    since: dt.datetime = _when()
+    # Filters: event types and delivery statuses; empty means any type, and Failure only.
+    event_types: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    statuses: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    state: str = Field(default=RecoveryState.RUNNING, max_length=16)
+    # Deliveries matched when it started, queued so far, and their next attempts' outcomes.
+    total: int = 0
+    queued: int = 0
+    sent: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    # The highest delivery id looked at: queuing resumes after it.
+    cursor: int = 0
+    queuing_done: bool = False
+    lease_until: dt.datetime | None = _when(nullable=True)
+    leased_by: str | None = Field(default=None, max_length=80)
+    created_by: str = Field(default="", max_length=254)
+    created_at: dt.datetime = _when()
+    updated_at: dt.datetime = _when()
+    finished_at: dt.datetime | None = _when(nullable=True)

@@ -57,6 +57,11 @@ class Settings:
     secret_keys: tuple[str, ...] = ()
     # Where the console's workers share each tab's state (KWIK_REDIS_URL, passed to Reflex).
     redis_url: str | None = None
+    # A webhook whose every attempt failed for this long is disabled (KWIK_AUTO_DISABLE_AFTER;
+    # 5 days, as Svix does); 0 turns it off.
+    auto_disable_after: float = 5 * 86400.0
+    # Events, deliveries and attempts older than this many days are purged (KWIK_RETENTION_DAYS); 0 keeps all.
+    retention_days: float = 30.0
 
     @property
     def local_mode(self) -> bool:
@@ -167,7 +172,29 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         http_proxy=_http_proxy(env.get("KWIK_HTTP_PROXY", "")),
         secret_keys=secret_keys,
         redis_url=env.get("KWIK_REDIS_URL", "").strip() or env.get("REFLEX_REDIS_URL", "").strip() or None,
+        auto_disable_after=parse_duration(env.get("KWIK_AUTO_DISABLE_AFTER", ""), "KWIK_AUTO_DISABLE_AFTER",
+                                          default=5 * 86400.0),
+        retention_days=parse_duration(env.get("KWIK_RETENTION_DAYS", ""), "KWIK_RETENTION_DAYS",
+                                      default=30 * 86400.0) / 86400,
     )
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, name: str, *, default: float) -> float:
+    """Seconds from "5d", "12h", "30m", "90s" or a bare number of days; 0 means off."""
+    raw = text.strip().lower()
+    if not raw:
+        return default
+    number, unit = (raw[:-1], raw[-1]) if raw[-1] in _UNITS else (raw, "d")
+    try:
+        value = float(number) * _UNITS[unit]
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise SettingsError(f"{name} must be a duration like 5d, 12h, 30m or 90s (0 turns it off); got {text!r}")
+    return value
 
 
 def _allowed_networks(text: str) -> tuple:

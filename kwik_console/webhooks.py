@@ -33,6 +33,7 @@ from kwik_console.settings import get_settings
 
 NAME_MAX = 100
 URL_MAX = 2048
+RATE_MIN, RATE_MAX = 0.1, 1000.0
 PAGE_SIZE = 25
 SECRET_PREFIX = "whsec_"
 # How long the old secret still signs after a rotation, so receivers can switch keys.
@@ -47,6 +48,8 @@ class WebhookInput:
     url: str | None = None
     events: list[str] | None = None
     status: str | None = None
+    # "Max deliveries per second": a number, or "" for no limit.
+    max_per_second: str | float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +168,10 @@ def validate_events(events: Iterable[str] | None) -> tuple[list[str], str | None
     chosen = [e for e in chosen if e]
     if not chosen:
         return [], "Select at least one event."
+    operational = sorted({e for e in chosen if catalog.is_operational_type(e)})
+    if operational:
+        return chosen, (f"{', '.join(operational)}: operational events go only to the operational webhook, "
+                        "which an admin sets on the Developers page.")
     unknown = sorted({e for e in chosen if not catalog.is_event_type(e)})
     if unknown:
         return chosen, f"Unknown event type: {', '.join(unknown)}."
@@ -175,8 +182,24 @@ def validate_events(events: Iterable[str] | None) -> tuple[list[str], str | None
 def validate_status(status: str | None) -> tuple[str, str | None]:
     value = (status or "").strip().lower()
     if value not in {s.value for s in WebhookStatus}:
-        return value, "Status must be Live or Disabled."
+        return value, "Status must be Live, Paused or Disabled."
     return value, None
+
+
+def validate_max_per_second(value: str | float | None) -> tuple[float | None, str | None]:
+    """The rate limit: empty for none, else deliveries per second between 0.1 and 1,000."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, None
+    message = f"Max deliveries per second must be a number from {RATE_MIN:g} to {RATE_MAX:,.0f}, or empty for no limit."
+    if isinstance(value, bool):
+        return None, message
+    try:
+        number = float(value.strip().replace(",", "") if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        return None, message
+    if not RATE_MIN <= number <= RATE_MAX:  # also refuses NaN
+        return None, message
+    return round(number, 2), None
 
 
 def validate(data: WebhookInput, *, partial: bool = False, local_mode: bool | None = None) -> WebhookInput:
@@ -189,10 +212,13 @@ def validate(data: WebhookInput, *, partial: bool = False, local_mode: bool | No
         "url": lambda v: validate_url(v, local_mode=local_mode),
         "events": lambda v: validate_events(v),
         "status": lambda v: validate_status(v),
+        "max_per_second": lambda v: validate_max_per_second(v),
     }
     for field, check in checks.items():
         value = getattr(data, field)
         if value is None and partial:
+            continue
+        if field == "max_per_second" and value is None:
             continue
         if value is None and field == "status":
             value = WebhookStatus.LIVE.value
@@ -223,6 +249,7 @@ def create_webhook(*, session: Session, data: WebhookInput) -> Webhook:
         name=clean.name,
         url=clean.url,
         status=clean.status,
+        max_per_second=clean.max_per_second,
         secret=new_secret(),
         search_text=_search_text(clean.name, clean.url),
         created_at=now,
@@ -249,8 +276,21 @@ def webhook_events(*, session: Session, webhook_id: int) -> list[str]:
     return [name for name in catalog.event_type_names() if name in chosen]
 
 
+def _not_operational(webhook: Webhook) -> None:
+    if webhook.operational:
+        raise InvalidInput({"webhook": "This is the operational webhook: an admin changes it on the Developers page."})
+
+
+def webhook_to_change(*, session: Session, webhook_id: int) -> Webhook:
+    """A webhook for a change or for its signing secret: never the operational one, which is an admin's alone."""
+    webhook = get_webhook(session=session, webhook_id=webhook_id)
+    _not_operational(webhook)
+    return webhook
+
+
 def update_webhook(*, session: Session, webhook_id: int, data: WebhookInput) -> Webhook:
     webhook = get_webhook(session=session, webhook_id=webhook_id)
+    _not_operational(webhook)
     clean = validate(data, partial=True)
     if clean.name is not None:
         webhook.name = clean.name
@@ -260,14 +300,37 @@ def update_webhook(*, session: Session, webhook_id: int, data: WebhookInput) -> 
     if clean.events is not None:
         session.exec(delete(Subscription).where(Subscription.webhook_id == webhook_id))
         session.add_all(Subscription(webhook_id=webhook_id, event_type=e) for e in clean.events)
+    if data.max_per_second is not None:
+        webhook.max_per_second = clean.max_per_second
     if clean.status is not None and clean.status != webhook.status:
-        webhook.status = clean.status
-        if clean.status == WebhookStatus.DISABLED:
-            cancel_retries(session=session, webhook_id=webhook_id)
+        set_status(session=session, webhook=webhook, status=clean.status)
     webhook.updated_at = utcnow()
     session.add(webhook)
     session.flush()
     return webhook
+
+
+def set_status(*, session: Session, webhook: Webhook, status: str, reason: str | None = None) -> None:
+    """Move a webhook to Live, Paused or Disabled, with what each change means for its deliveries.
+
+    - Disabled: unfinished deliveries end as Failure (`reason` says why, when the console did it);
+    - Paused: deliveries are still created and wait;
+    - Live again: what waited goes out now, oldest first, and the failing clock starts afresh.
+    """
+    now = utcnow()
+    webhook.status = status
+    webhook.updated_at = now
+    if status == WebhookStatus.DISABLED:
+        webhook.disabled_reason, webhook.disabled_at = reason, now
+        cancel_retries(session=session, webhook_id=webhook.id)
+    else:
+        webhook.disabled_reason = webhook.disabled_at = None
+    if status == WebhookStatus.LIVE:
+        webhook.failing_since = None
+        from kwik_console.events import notify_due
+
+        notify_due(session.connection())  # every process's dispatcher looks at once
+    session.add(webhook)
 
 
 def cancel_retries(*, session: Session, webhook_id: int) -> int:
@@ -279,14 +342,15 @@ def cancel_retries(*, session: Session, webhook_id: int) -> int:
     result = session.exec(
         update(Delivery)
         .where(Delivery.webhook_id == webhook_id, col(Delivery.next_attempt_at).is_not(None))
-        .values(status=DeliveryStatus.FAILURE, next_attempt_at=None, updated_at=utcnow())
+        .values(status=DeliveryStatus.FAILURE, next_attempt_at=None, recovery_id=None, updated_at=utcnow())
     )
     return result.rowcount
 
 
 def delete_webhook(*, session: Session, webhook_id: int) -> None:
     """Remove the webhook, its deliveries with their attempts, and any scheduled retries."""
-    get_webhook(session=session, webhook_id=webhook_id)
+    _not_operational(get_webhook(session=session, webhook_id=webhook_id))
+    from kwik_console.models import Recovery
     # Explicit rather than relying on ON DELETE CASCADE, which SQLite only
     # honours on connections that turned foreign keys on.
     deliveries = select(Delivery.id).where(Delivery.webhook_id == webhook_id)
@@ -294,6 +358,7 @@ def delete_webhook(*, session: Session, webhook_id: int) -> None:
     session.exec(delete(Delivery).where(Delivery.webhook_id == webhook_id))
     session.exec(delete(Subscription).where(Subscription.webhook_id == webhook_id))
     session.exec(delete(PreviousSecret).where(PreviousSecret.webhook_id == webhook_id))
+    session.exec(delete(Recovery).where(Recovery.webhook_id == webhook_id))
     session.exec(delete(Webhook).where(Webhook.id == webhook_id))
 
 
@@ -305,8 +370,9 @@ def list_webhooks(
         raise InvalidInput({"page": "Page must be 1 or more."})
     if not 1 <= per_page <= 100:
         raise InvalidInput({"per_page": "Page size must be between 1 and 100."})
-    query = select(Webhook)
-    count = select(func.count()).select_from(Webhook)
+    # The operational webhook is an admin's, shown on the Developers page.
+    query = select(Webhook).where(col(Webhook.operational).is_(False))
+    count = select(func.count()).select_from(Webhook).where(col(Webhook.operational).is_(False))
     term = (search or "").strip().lower()
     if "\x00" in term or LONE_SURROGATE.search(term):
         # No name or URL can hold these, and databases refuse them as query text.
@@ -332,7 +398,7 @@ def rotate_secret(*, session: Session, webhook_id: int) -> Webhook:
     Secrets replaced by earlier rotations keep signing too until their own day
     ends, so a second rotation never cuts off a receiver still on the first secret.
     """
-    webhook = get_webhook(session=session, webhook_id=webhook_id)
+    webhook = webhook_to_change(session=session, webhook_id=webhook_id)
     now = utcnow()
     session.exec(
         delete(PreviousSecret).where(PreviousSecret.webhook_id == webhook_id, col(PreviousSecret.expires_at) <= now)

@@ -28,11 +28,14 @@ UI = "kwik_console.ui.state."
 ANONYMOUS_STATES = {UI + "sign_in.SignInState", UI + "sign_in.AcceptState"}
 VIEWER_STATES = ANONYMOUS_STATES | {UI + "webhook_page.WebhookPageState", UI + "developers.SignatureCheckState",
                                     UI + "session.SessionState", UI + "session.PasswordState",
-                                    UI + "webhooks.WebhooksState", UI + "event_log.EventLogState"}
+                                    UI + "webhooks.WebhooksState", UI + "event_log.EventLogState",
+                                    UI + "operations.RecoveryProgressState"}
 DEVELOPER_STATES = VIEWER_STATES | {UI + "webhook_page.SecretState",
                                     UI + "webhooks.WebhookFormState", UI + "webhooks.DeleteState",
-                                    UI + "webhook_tester.TestWebhookState"}
-ADMIN_STATES = DEVELOPER_STATES | {UI + "members.MembersState", UI + "audit.AuditState", UI + "tokens.TokensState"}
+                                    UI + "webhook_tester.TestWebhookState", UI + "event_log.ResendState",
+                                    UI + "operations.HealthState", UI + "operations.RecoverState"}
+ADMIN_STATES = DEVELOPER_STATES | {UI + "members.MembersState", UI + "audit.AuditState", UI + "tokens.TokensState",
+                                   UI + "operations.OperationalState"}
 REFLEX_INTERNAL = "reflex."  # Reflex's own hydrate / page-load / client-storage / error-report events
 
 
@@ -109,7 +112,8 @@ def test_the_matrix_through_the_guard(hosted):
         assert allowed == want, (role, sorted(allowed ^ want))
     # Refusals of a signed-in member are in the audit trail.
     with session_scope() as session:
-        refused = audit.list_entries(session=session, actor_email="viewer@example.com", action="access.refused")
+        refused = audit.list_entries(session=session, actor_email="viewer@example.com", action="access.refused",
+                                     limit=500)
     assert any(e.target == "WebhookFormState.rotate_secret" for e in refused.items)
 
 

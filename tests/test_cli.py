@@ -42,7 +42,7 @@ def test_create_json_has_id_and_secret_and_list_shows_it(kwik, capsys):
     code, out, _ = run(capsys, "webhooks", "list")
     assert code == 0
     header, rule, row = out.splitlines()
-    assert header.split() == ["ID", "Created", "Name", "Webhook", "URL", "Status"]
+    assert cells(header) == ["ID", "Created", "Name", "Webhook URL", "Status", "Max/s", "Failing since"]
     assert "Orders" in row and "https://orders.example.com/kwik" in row and row.rstrip().endswith("Live")
 
     code, out, _ = run(capsys, "webhooks", "list", "--search", "ORDERS.example", "--json")

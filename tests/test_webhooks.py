@@ -50,7 +50,7 @@ def test_create_trims_and_stores_everything(session):
         ("url", "https://hooks.example.com/" + "a" * 2030, "at most 2,048 characters"),
         ("events", [], "Select at least one event"),
         ("events", ["payment.created", "payment.deleted"], "Unknown event type: payment.deleted"),
-        ("status", "paused", "Status must be Live or Disabled"),
+        ("status", "sleeping", "Status must be Live, Paused or Disabled"),
     ],
 )
 def test_invalid_input_names_the_field_and_writes_nothing(session, field, value, message):

@@ -13,7 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kwik_console import __version__, access
-from kwik_console.api import docs, problems, routes, stream
+from kwik_console.api import docs, operations, problems, routes, stream
 from kwik_console.api.auth import guard
 
 PREFIX = access.API_PREFIX
@@ -22,8 +22,9 @@ _BODY_METHODS = {"POST", "PUT", "PATCH"}
 DESCRIPTION = """Webhooks, the event catalogue, the event log and publishing, as the console offers them.
 
 **Access tokens.** Send `Authorization: Bearer kwik_…`. Admins make tokens on the console's Tokens page
-or with `kwik-console tokens create`; each has scopes: `read`, `write` (webhooks, tests, signing secrets)
-and `publish` (`POST /events`). In local mode, calls from this machine need no token.
+or with `kwik-console tokens create`; each has scopes: `read`, `write` (webhooks, tests, signing secrets,
+pause, resend and recover) and `publish` (`POST /events`). The operational webhook is an admin's: no scope
+reaches it. In local mode, calls from this machine need no token.
 
 **Errors** are RFC 9457 problem details (`application/problem+json`); `errors` names each field at fault.
 
@@ -111,6 +112,7 @@ def create_app() -> FastAPI:
                   openapi_url=f"{PREFIX}/openapi.json", docs_url=None, redoc_url=None)
     guarded = {"dependencies": [Depends(guard)], "responses": problems.PROBLEM_RESPONSES}
     app.include_router(routes.router, **guarded)
+    app.include_router(operations.router, **guarded)
     app.include_router(stream.router, **guarded)
     app.include_router(docs.router)
     problems.install(app)

@@ -72,11 +72,13 @@ def invalid_input(errors: dict[str, str]) -> ApiProblem:
 
 # ---------------------------------------------------------------- pydantic's errors, in the console's words
 
-_ID_KINDS = {"webhook_id": "Webhook", "delivery_id": "Delivery"}
+_ID_KINDS = {"webhook_id": "Webhook", "delivery_id": "Delivery", "recovery_id": "Recovery"}
 _TYPE_WORDS = {
     "string_type": "must be text",
     "int_type": "must be a whole number",
     "int_parsing": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
     "bool_type": "must be true or false",
     "bool_parsing": "must be true or false",
     "list_type": "must be a list",
@@ -99,6 +101,8 @@ def _message(error: dict) -> str:
     if kind in _TYPE_WORDS:
         subject = "The body" if field == "body" else field
         return f"{subject} {_TYPE_WORDS[kind]}."
+    if kind.startswith(("datetime_", "date_")):
+        return f"{field} must be a date or date-time, such as 2025-06-01 or 2025-06-01T09:30:00Z."
     if kind.startswith(("greater_than", "less_than")):
         return f"{field}: {error['msg'][0].lower()}{error['msg'][1:]}."
     return f"{field}: {error['msg']}."
@@ -178,8 +182,9 @@ PROBLEM_STATUSES = {
     400: "Malformed JSON, or a bad header.",
     401: "No access token, or one that is unknown, revoked or expired.",
     403: "The token's scopes do not allow this.",
-    404: "The webhook or delivery does not exist.",
-    409: "A request with the same Idempotency-Key is still in progress.",
+    404: "The webhook, delivery or recovery does not exist.",
+    409: "A request with the same Idempotency-Key is still in progress; or a recovery is already running "
+         "(or no longer running, to cancel).",
     413: f"The body is larger than {MAX_BODY_BYTES // 1024} KB.",
     415: "The body is not application/json.",
     422: "Invalid input: wrong types, unknown fields or values that break a rule; `errors` names each field.",

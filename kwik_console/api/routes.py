@@ -81,7 +81,8 @@ def _out(session, webhook) -> WebhookOut:
 
 def _audited(out: WebhookOut) -> dict:
     """What the audit trail keeps of a webhook (as the console records it): never its secret."""
-    return {"name": out.name, "url": out.url, "status": out.status, "events": out.events}
+    return {"name": out.name, "url": out.url, "status": out.status, "events": out.events,
+            "max_per_second": out.max_per_second}
 
 
 def _target(out) -> str:
@@ -109,7 +110,8 @@ def list_webhooks(
 
 @router.post("/webhooks", response_model=WebhookOut, status_code=201, tags=["webhooks"], summary="Create a webhook")
 def create_webhook(caller: CallerDep, body: WebhookCreate) -> WebhookOut:
-    data = webhooks.WebhookInput(name=body.name, url=body.url, events=body.events, status=body.status)
+    data = webhooks.WebhookInput(name=body.name, url=body.url, events=body.events, status=body.status,
+                                 max_per_second=body.max_per_second)
     with session_scope() as session:
         out = _out(session, webhooks.create_webhook(session=session, data=data))
         audit.record(session=session, actor=caller.actor, action="webhook.created", target=_target(out),
@@ -126,7 +128,11 @@ def get_webhook(caller: CallerDep, webhook_id: int) -> WebhookOut:
 @router.patch("/webhooks/{webhook_id}", response_model=WebhookOut, tags=["webhooks"],
               summary="Change a webhook: only the fields sent")
 def update_webhook(caller: CallerDep, webhook_id: int, body: WebhookUpdate) -> WebhookOut:
-    data = webhooks.WebhookInput(name=body.name, url=body.url, events=body.events, status=body.status)
+    # max_per_second: null removes the limit ("" to the service), absent leaves it (None).
+    rate = body.max_per_second if body.max_per_second is not None else (
+        "" if "max_per_second" in body.model_fields_set else None)
+    data = webhooks.WebhookInput(name=body.name, url=body.url, events=body.events, status=body.status,
+                                 max_per_second=rate)
     with session_scope() as session:
         before = _out(session, webhooks.get_webhook(session=session, webhook_id=webhook_id))
         out = _out(session, webhooks.update_webhook(session=session, webhook_id=webhook_id, data=data))
@@ -151,7 +157,7 @@ def delete_webhook(caller: CallerDep, webhook_id: int) -> Response:
             summary="Reveal the signing secret")
 def get_secret(caller: CallerDep, webhook_id: int) -> SecretOut:
     with session_scope() as session:
-        webhook = webhooks.get_webhook(session=session, webhook_id=webhook_id)
+        webhook = webhooks.webhook_to_change(session=session, webhook_id=webhook_id)
         still_signing = webhooks.previous_secrets(session=session, webhook_id=webhook_id)
         audit.record(session=session, actor=caller.actor, action="secret.revealed",
                      target=f"webhook {webhook.id} ({webhook.name})", client_address=caller.address)

@@ -9,7 +9,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from kwik_console.deliveries import DeliveryDetail
-from kwik_console.models import Attempt, Delivery, Webhook
+from kwik_console.models import Attempt, Delivery, Webhook, WebhookStatus
+from kwik_console.webhooks import RATE_MAX, RATE_MIN
 
 
 class _Request(BaseModel):
@@ -26,28 +27,46 @@ class WebhookCreate(_Request):
                      examples=["https://example.com/webhooks/kwik"])
     events: list[str] = Field(description="Event types from GET /event-types; at least one.",
                               examples=[["payment.created", "payment.updated"]])
-    status: str | None = Field(default=None, description="`live` (the default) or `disabled`.", examples=["live"])
+    status: str | None = Field(default=None, description="`live` (the default), `paused` or `disabled`.",
+                               examples=["live"])
+    # Strict: "5" (text) or true is refused by name rather than read as a number.
+    max_per_second: float | None = Field(default=None, strict=True,
+                                         description=f"Max deliveries per second, {RATE_MIN:g} to {RATE_MAX:,.0f}; "
+                                                     "null or absent for no limit.", examples=[10])
 
 
 class WebhookUpdate(_Request):
     name: str | None = None
     url: str | None = None
     events: list[str] | None = None
-    status: str | None = Field(default=None, description="`live` or `disabled`.")
+    status: str | None = Field(default=None, description="`live`, `paused` or `disabled`.")
+    max_per_second: float | None = Field(default=None, strict=True,
+                                         description=f"Max deliveries per second, {RATE_MIN:g} to {RATE_MAX:,.0f}; "
+                                                     "null removes the limit; absent leaves it as it is.")
 
 
 class WebhookOut(BaseModel):
     id: int
     name: str
     url: str
-    status: str = Field(description="`live` or `disabled`.")
+    status: str = Field(description="`live`, `paused` (deliveries wait) or `disabled`.")
     events: list[str]
+    max_per_second: float | None = Field(description="Max deliveries per second; null for no limit.")
+    failing_since: dt.datetime | None = Field(
+        description="When its attempts started failing (the first failure after a success); null while they succeed.")
+    disabled_reason: str | None = Field(description="Why the console disabled it by itself (after long failure); "
+                                                    "null otherwise.")
+    disabled_at: dt.datetime | None = Field(description="When it was disabled; null unless it is Disabled.")
     created_at: dt.datetime
     updated_at: dt.datetime
 
     @classmethod
     def of(cls, webhook: Webhook, events: list[str]) -> WebhookOut:
+        disabled = webhook.status == WebhookStatus.DISABLED
         return cls(id=webhook.id, name=webhook.name, url=webhook.url, status=webhook.status, events=events,
+                   max_per_second=webhook.max_per_second, failing_since=webhook.failing_since,
+                   disabled_reason=webhook.disabled_reason if disabled else None,
+                   disabled_at=webhook.disabled_at if disabled else None,
                    created_at=webhook.created_at, updated_at=webhook.updated_at)
 
 
@@ -161,3 +180,81 @@ class DeliveryDetailOut(DeliveryOut):
     def of_detail(cls, detail: DeliveryDetail) -> DeliveryDetailOut:
         base = DeliveryOut.of(detail.delivery).model_dump()
         return cls(**base, payload=json.loads(detail.event.body), attempts=[AttemptOut.of(a) for a in detail.attempts])
+
+
+# ---------------------------------------------------------------- operating deliveries
+
+
+class ResendOutcome(BaseModel):
+    delivery_id: int
+    attempt: int | None = Field(description="The attempt's number in the delivery's history; null if it had not "
+                                            "come back in time (it is queued: GET the delivery for its outcome).")
+    status: str = Field(description="Where the attempt left the delivery: success, retrying or failure "
+                                    "(pending if it had not come back in time).")
+    http_code: int | None
+    duration_ms: int | None
+    response_body: str = Field(description="The endpoint's response, up to 2,000 characters.")
+    error: str | None
+    retry_at: dt.datetime | None = Field(description="When the next retry runs, if one is scheduled.")
+
+
+class RecoveryStart(_Request):
+    since: dt.datetime = Field(description="Recover deliveries created since: a date (midnight UTC) or a "
+                                           "date-time (UTC unless it has an offset); in the past.",
+                               examples=["2025-06-01T00:00:00Z"])
+    event_types: list[str] | None = Field(default=None, description="Only these event types; absent for all.",
+                                          examples=[["payment.created"]])
+    statuses: list[str] | None = Field(default=None, description="Delivery statuses to queue again: `failure` "
+                                                                 "(the default) and/or `retrying`.",
+                                       examples=[["failure"]])
+
+
+class RecoveryOut(BaseModel):
+    id: int
+    webhook_id: int
+    state: str = Field(description="running, finished or cancelled.")
+    since: dt.datetime
+    event_types: list[str] = Field(description="The event types it recovers; empty for all.")
+    statuses: list[str]
+    total: int = Field(description="Deliveries it matched.")
+    queued: int = Field(description="Deliveries queued for an attempt so far.")
+    sent: int = Field(description="Queued deliveries whose attempt has been made.")
+    succeeded: int
+    failed: int
+    queuing_done: bool = Field(description="Every matched delivery has been queued.")
+    percent: int = Field(description="Sent of total, 0–100; 100 once finished.")
+    created_by: str
+    created_at: dt.datetime
+    finished_at: dt.datetime | None = Field(description="When it finished or was cancelled.")
+
+    @classmethod
+    def of(cls, progress) -> RecoveryOut:
+        return cls(**{k: getattr(progress, k) for k in cls.model_fields})
+
+
+class RecoveryList(BaseModel):
+    items: list[RecoveryOut] = Field(description="The webhook's recoveries, newest first (the last 20).")
+
+
+class OperationalWebhookSet(_Request):
+    url: str = Field(description="Where the console sends its notices: an absolute https:// URL (http:// only "
+                                 "to localhost, in local mode).", examples=["https://ops.example.com/kwik"])
+
+
+class OperationalWebhookOut(BaseModel):
+    id: int
+    url: str
+    status: str
+    events: list[str] = Field(description="The operational event types it receives: all of them.")
+    failing_since: dt.datetime | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @classmethod
+    def of(cls, webhook: Webhook, events: list[str]) -> OperationalWebhookOut:
+        return cls(id=webhook.id, url=webhook.url, status=webhook.status, events=events,
+                   failing_since=webhook.failing_since, created_at=webhook.created_at, updated_at=webhook.updated_at)
+
+
+class OperationalWebhookSaved(OperationalWebhookOut):
+    secret: str = Field(description="Its signing secret, to verify the notices; GET never shows it.")

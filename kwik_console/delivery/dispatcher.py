@@ -41,6 +41,7 @@ from kwik_console import metrics
 from kwik_console.delivery import client as http
 from kwik_console.delivery import retry
 from kwik_console.delivery.signing import active_secrets, signature_headers
+from kwik_console.operations.after_record import operations_after_record
 from kwik_console.models import (
     Attempt,
     Delivery,
@@ -121,6 +122,8 @@ class Taken:
     saturated: set[int]
     # The claim stopped at its overall limit: other webhooks may have more due.
     limited: bool
+    # When a rate-limited webhook that still has due deliveries may send its next one.
+    next_rate_at: dt.datetime | None = None
 
 
 # ---------------------------------------------------------------- database steps
@@ -205,8 +208,31 @@ _STOP = (
     update(Delivery)
     .where(D.id.in_(bindparam("stopped", expanding=True)))
     .values(status=DeliveryStatus.FAILURE, next_attempt_at=None, lease_until=None, leased_by=None,
-            updated_at=bindparam("now", type_=_WHEN))
+            recovery_id=None, updated_at=bindparam("now", type_=_WHEN))
 )
+_UNLEASE = (
+    update(Delivery).where(D.id.in_(bindparam("released", expanding=True))).values(lease_until=None, leased_by=None)
+)
+_WEBHOOK_STATES = select(W.id, W.status, W.max_per_second, W.rate_next_at).where(
+    W.id.in_(bindparam("webhooks", expanding=True))
+)
+_SET_RATE_CLOCK = update(Webhook).where(W.id == bindparam("_id")).values(rate_next_at=bindparam("_at", type_=_WHEN))
+# How far behind its clock a rate-limited webhook may fall and catch up (at least
+# one delivery's interval): claims come a little late, and the rate must not drift down.
+RATE_CATCH_UP_SECONDS = 0.2
+
+
+def _rate_allowance(rate: float, clock: dt.datetime | None, now: dt.datetime) -> tuple[int, dt.datetime]:
+    """How many deliveries a webhook limited to `rate` per second may start now, and its clock's base.
+
+    The clock (`rate_next_at`) is when the next delivery may start; each one
+    started moves it on by 1/rate (a GCRA, shared through the database by every process).
+    """
+    interval = 1.0 / rate
+    base = max(clock or now, now - dt.timedelta(seconds=max(interval, RATE_CATCH_UP_SECONDS)))
+    if base > now:
+        return 0, base
+    return int((now - base).total_seconds() * rate) + 1, base
 
 
 def _due_candidates(conn, *, now, limit: int, room: dict[int, int], per_webhook: int, served: dict[int, float]):
@@ -217,7 +243,26 @@ def _due_candidates(conn, *, now, limit: int, room: dict[int, int], per_webhook:
     """
     pending = [w for w in conn.execute(_PENDING_WEBHOOKS).scalars() if room.get(w, per_webhook) > 0]
     if not pending:
-        return [], set(), set(), False
+        return [], set(), set(), False, None
+    # Paused webhooks' deliveries wait; rate-limited ones may take only what their clock allows.
+    states = conn.execute(_WEBHOOK_STATES, {"webhooks": pending}).all()
+    limited_ids = [s.id for s in states if s.max_per_second and s.status == WebhookStatus.LIVE]
+    if limited_ids and conn.dialect.name == "postgresql":  # one process moves a webhook's clock at a time
+        locked = {s.id: s for s in conn.execute(_WEBHOOK_STATES.with_for_update(), {"webhooks": limited_ids})}
+        states = [locked.get(s.id, s) for s in states]
+    paused = {s.id for s in states if s.status == WebhookStatus.PAUSED}
+    rates, next_rate_at = {}, None
+    room = dict(room)
+    for state in states:
+        if state.id in limited_ids:
+            allowance, base = _rate_allowance(state.max_per_second, state.rate_next_at, now)
+            rates[state.id] = (state.max_per_second, base)
+            room[state.id] = min(room.get(state.id, per_webhook), allowance)
+            if allowance == 0:
+                next_rate_at = base if next_rate_at is None else min(next_rate_at, base)
+    pending = [w for w in pending if w not in paused and room.get(w, per_webhook) > 0]
+    if not pending:
+        return [], set(), set(), False, next_rate_at
     # No more of each than its room, nor than its fair part of the limit (+1, so
     # a webhook left short can be told from one with nothing more due).
     per = min(per_webhook, max(1, -(-limit // len(pending))) + 1)
@@ -244,7 +289,17 @@ def _due_candidates(conn, *, now, limit: int, room: dict[int, int], per_webhook:
         w for w, n in taken.items()
         if len(by_webhook[w]) >= per or len(by_webhook[w]) > n or n >= room.get(w, per_webhook)
     }
-    return [i for *_, i, _ in chosen], set(pending), saturated, len(ranked) > limit
+    clocks = []
+    for webhook_id, (rate, base) in rates.items():
+        if taken[webhook_id]:
+            clock = base + dt.timedelta(seconds=taken[webhook_id] / rate)
+            clocks.append({"_id": webhook_id, "_at": clock})
+            if webhook_id in saturated:  # more due: look again when the clock allows
+                saturated.discard(webhook_id)
+                next_rate_at = clock if next_rate_at is None else min(next_rate_at, clock)
+    if clocks:
+        conn.execute(_SET_RATE_CLOCK, clocks)
+    return [i for *_, i, _ in chosen], set(pending), saturated, len(ranked) > limit, next_rate_at
 
 
 def database_now(conn) -> dt.datetime:
@@ -284,27 +339,30 @@ def claim_deliveries(
             now = database_now(conn)
         if lease_until is None:
             lease_until = now + dt.timedelta(seconds=lease_seconds)
-        checked, saturated, limited = set(), set(), False
+        checked, saturated, limited, next_rate_at = set(), set(), False, None
         if ids is None:
-            wanted, checked, saturated, limited = _due_candidates(
+            wanted, checked, saturated, limited, next_rate_at = _due_candidates(
                 conn, now=now, limit=limit, room=dict(room or {}), per_webhook=per_webhook or limit,
                 served=served or {},
             )
         else:
             wanted = list(ids)
         if not wanted:
-            return Taken([], checked, set(), False)
+            return Taken([], checked, set(), False, next_rate_at)
         leased = conn.execute(
             _lease_statement(postgres), {"ids": wanted, "now": now, "lease_until": lease_until, "owner": owner}
         ).all()
         if not leased:  # taken by another dispatcher in the meantime
-            return Taken([], checked, saturated, False)
+            return Taken([], checked, saturated, False, next_rate_at)
         rows = conn.execute(_CLAIMED, {"kept": [r.id for r in leased]}).all()
         previous = collections.defaultdict(list)
         for p in conn.execute(_PREVIOUS_SECRETS, {"webhooks": sorted({r.webhook_id for r in rows}), "now": now}):
             previous[p.webhook_id].append((p.secret, p.expires_at))
-        claims, stopped = [], []
+        claims, stopped, released = [], [], []
         for row in rows:
+            if row.status == WebhookStatus.PAUSED:  # paused after this delivery was due: it waits
+                released.append(row.id)
+                continue
             if row.status != WebhookStatus.LIVE:
                 stopped.append(row.id)
                 continue
@@ -321,9 +379,11 @@ def claim_deliveries(
             )
         if stopped:  # the webhook was disabled after this delivery was scheduled
             conn.execute(_STOP, {"stopped": stopped, "now": now})
+        if released:
+            conn.execute(_UNLEASE, {"released": released})
     order = {i: n for n, i in enumerate(wanted)}
     claims.sort(key=lambda c: order.get(c.delivery_id, 0))
-    return Taken(claims, checked, saturated, limited)
+    return Taken(claims, checked, saturated, limited, next_rate_at)
 
 
 def release_claims(engine: Engine, *, owner: str, ids: list[int]) -> None:
@@ -363,7 +423,7 @@ def still_sendable(engine: Engine, *, owner: str, ids: list[int]) -> set[int]:
 
 
 _STILL_OURS = (
-    select(D.id, W.status)
+    select(D.id, W.status, D.webhook_id, D.recovery_id)
     .join(Webhook, W.id == D.webhook_id)
     .where(D.id.in_(bindparam("ids", expanding=True)), D.leased_by == bindparam("owner"))
 )
@@ -378,6 +438,7 @@ _RECORD = (
         next_attempt_at=bindparam("_next", type_=_WHEN),
         lease_until=None,
         leased_by=None,
+        recovery_id=None,  # counted in its recovery below: a recovery counts each delivery's next attempt once
         updated_at=bindparam("_now", type_=_WHEN),
     )
 )
@@ -435,7 +496,8 @@ def _record(engine, *, owner, finished, schedule, now, rng) -> list[Outcome]:
     with engine.begin() as conn:
         # Only deliveries still ours: a deleted webhook takes its deliveries with
         # it, and a lease lost to another dispatcher is that one's to record.
-        live = dict(conn.execute(_STILL_OURS, {"ids": ids, "owner": owner}).all())
+        ours = {row.id: row for row in conn.execute(_STILL_OURS, {"ids": ids, "owner": owner})}
+        live = {i: row.status for i, row in ours.items()}
         attempts, updates, outcomes = [], [], []
         for f in finished:
             c, r = f.claim, f.result
@@ -447,7 +509,7 @@ def _record(engine, *, owner, finished, schedule, now, rng) -> list[Outcome]:
                 http_code=r.http_code, attempts_made=c.attempt_number, schedule=schedule, now=now,
                 retry_after_header=retry_after, rng=rng,
             )
-            if status == DeliveryStatus.RETRYING and live[c.delivery_id] != WebhookStatus.LIVE:
+            if status == DeliveryStatus.RETRYING and live[c.delivery_id] == WebhookStatus.DISABLED:
                 status, next_at = DeliveryStatus.FAILURE, None  # disabled while in flight
             body, error = storable(r.response_body), storable(r.error)
             attempts.append(
@@ -475,6 +537,12 @@ def _record(engine, *, owner, finished, schedule, now, rng) -> list[Outcome]:
             conn.execute(_INSERT_ATTEMPT, attempts)
             conn.execute(_RECORD, updates)
             rollups.add(conn, attempts, finished)  # the charts' figures, in the same transaction
+            kept = {o.delivery_id: o for o in outcomes}
+            operations_after_record(
+                conn, [(ours[i].webhook_id, ours[i].recovery_id, kept[i], f.attempted_at)
+                       for f in finished if (i := f.claim.delivery_id) in kept],
+                max_attempts=len(schedule) + 1,
+            )
     return outcomes
 
 
@@ -528,6 +596,7 @@ class Dispatcher:
         # When each attempt on the wire started (time.monotonic()), by delivery.
         self._on_wire: dict[int, float] = {}
         self._nudge: asyncio.TimerHandle | None = None
+        self._rate_timer: asyncio.TimerHandle | None = None
         # Claimed, waiting for a slot, per webhook; `deliver()`'s claims go first.
         self._ready: dict[int, collections.deque[Claim]] = {}
         self._urgent: collections.deque[Claim] = collections.deque()
@@ -545,6 +614,8 @@ class Dispatcher:
         self._recorder: asyncio.Task | None = None
         self._recheck: dict[int, asyncio.Future[bool]] = {}
         self._rechecking: asyncio.Task | None = None
+        # Claims awaiting their re-check, per webhook.
+        self._checking: collections.Counter[int] = collections.Counter()
         self._waiters: dict[int, asyncio.Future[Outcome]] = {}
         self._closing = False
         self.attempts_recorded = 0
@@ -587,6 +658,8 @@ class Dispatcher:
         await self._db(release_unsent, owner=self.owner, on_wire=list(self._on_wire))
         if self._recorder:
             self._recorder.cancel()
+        if self._rate_timer is not None:
+            self._rate_timer.cancel()
         if self._client:
             await self._client.aclose()
         self._database.shutdown(wait=True)
@@ -658,9 +731,27 @@ class Dispatcher:
             self._ready.setdefault(claim.webhook_id, collections.deque()).append(claim)
         self._saturated = taken.saturated | (self._saturated - taken.checked)
         self._limited = taken.limited
+        if taken.next_rate_at is not None:
+            self._look_at(taken.next_rate_at)
         self._start_ready()
         if taken.limited and taken.claims and self.ready < cap:
             self._claim_again = True
+
+    def _look_at(self, when: dt.datetime) -> None:
+        """Claim again at `when` (a rate-limited webhook's next turn), unless a look is due sooner."""
+        loop = asyncio.get_running_loop()
+        at = loop.time() + max(0.001, (when - utcnow()).total_seconds())
+        if self._rate_timer is not None and self._rate_timer.when() <= at:
+            return
+        if self._rate_timer is not None:
+            self._rate_timer.cancel()
+
+        def look():
+            self._rate_timer = None
+            if not self._closing:
+                self._spawn(self.dispatch_due())
+
+        self._rate_timer = loop.call_at(at, look)
 
     def _top_up(self, webhook_id: int) -> None:
         """After an attempt: claim more if this webhook, or the claim as a whole, may have more due."""
@@ -744,14 +835,22 @@ class Dispatcher:
         if now > claim.send_by:
             log.info("delivery %s: lease too close to its end to attempt; handing it back", claim.delivery_id)
             return False
-        if now - claim.claimed_at <= RECHECK_AFTER_SECONDS:
+        # A fresh claim goes at once, unless older claims of its webhook are being
+        # re-checked: then it waits its turn behind them, so a webhook's deliveries start oldest first.
+        if now - claim.claimed_at <= RECHECK_AFTER_SECONDS and not self._checking[claim.webhook_id]:
             return True
         future = self._recheck.get(claim.delivery_id)
         if future is None:
             future = self._recheck[claim.delivery_id] = asyncio.get_running_loop().create_future()
         if self._rechecking is None:
             self._rechecking = asyncio.create_task(self._recheck_loop())
-        return await future
+        self._checking[claim.webhook_id] += 1
+        try:
+            return await future
+        finally:
+            self._checking[claim.webhook_id] -= 1
+            if self._checking[claim.webhook_id] <= 0:
+                del self._checking[claim.webhook_id]
 
     async def _recheck_loop(self) -> None:
         """Check waiting claims in batches: one query for all that are due to start."""

@@ -119,6 +119,7 @@ class DeliveryScheduler:
             )
             self._aps.add_job(self._dispatch, IntervalTrigger(seconds=self.settings.poll_seconds), id=POLL_JOB,
                               next_run_time=utcnow())
+            self._add_operations_jobs()
             self._aps.start()
             watcher = self._loop.create_task(self._watch_other_processes(), name="kwik-wake-watcher")
             self._tasks.add(watcher)
@@ -132,6 +133,28 @@ class DeliveryScheduler:
         await self.dispatcher.close()
         for task in self._tasks:
             task.cancel()
+
+    def _add_operations_jobs(self) -> None:
+        """Recoveries, auto-disable and retention (operations/jobs.py), each on a thread of its own."""
+        from kwik_console.operations import jobs
+
+        engine, owner, settings = self.dispatcher.engine, self.dispatcher.owner, self.settings
+
+        def on_thread(fn, *args):
+            async def run():
+                try:
+                    await asyncio.to_thread(fn, *args)
+                except Exception:  # noqa: BLE001  the next run tries again
+                    log.exception("%s failed", fn.__name__)
+            return run
+
+        now = utcnow()
+        self._aps.add_job(on_thread(jobs.run_recoveries, engine, owner), IntervalTrigger(seconds=jobs.RECOVERY_SECONDS),
+                          id="recoveries", next_run_time=now)
+        self._aps.add_job(on_thread(jobs.auto_disable, engine, settings),
+                          IntervalTrigger(seconds=jobs.AUTO_DISABLE_SECONDS), id="auto-disable", next_run_time=now)
+        self._aps.add_job(on_thread(jobs.purge, engine, settings), IntervalTrigger(seconds=jobs.RETENTION_SECONDS),
+                          id="retention", next_run_time=now + dt.timedelta(seconds=60))
 
     def _wake_now(self) -> None:
         if self._aps is None or not self._aps.running:

@@ -21,13 +21,52 @@ class WebhookRow:
     id: int = 0
     name: str = ""
     url: str = ""
-    status: str = ""  # Live | Disabled
+    status: str = ""  # Live | Paused | Disabled
     created_at: str = ""
+    warn: bool = False  # every attempt has failed for 24 h or more: the row's warning badge
+    failing_since: str = ""
+    disabled_reason: str = ""  # set when the console disabled it by itself (auto-disable)
+    disabled_at: str = ""
 
     @classmethod
     def of(cls, webhook: Webhook) -> WebhookRow:
+        from kwik_console.operations.health import health_of
+
+        health = health_of(webhook)
         return cls(webhook.id, webhook.name, webhook.url, WebhookStatus(webhook.status).label,
-                   iso(webhook.created_at))
+                   iso(webhook.created_at), health.warn, iso(health.failing_since), health.disabled_reason or "",
+                   iso(health.disabled_at))
+
+
+@dataclasses.dataclass
+class RecoveryView:
+    """A "Recover failed since" job, as its progress panel shows it."""
+
+    id: int = 0
+    state: str = ""  # Running | Finished | Cancelled
+    running: bool = False
+    since: str = ""
+    filters: str = ""  # "Failure · all event types"
+    total: int = 0
+    queued: int = 0
+    sent: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    percent: int = 0
+    created_by: str = ""
+    created_at: str = ""
+    finished_at: str = ""
+
+    @classmethod
+    def of(cls, p) -> RecoveryView:
+        from kwik_console.models import RecoveryState
+
+        statuses = " and ".join(DeliveryStatus(s).label for s in p.statuses) or "Failure"
+        types = ", ".join(p.event_types) if p.event_types else "all event types"
+        return cls(p.id, RecoveryState(p.state).label, p.running, iso(p.since), f"{statuses} deliveries, {types}",
+                   p.total,
+                   p.queued, p.sent, p.succeeded, p.failed, p.percent, p.created_by, iso(p.created_at),
+                   iso(p.finished_at))
 
 
 @dataclasses.dataclass

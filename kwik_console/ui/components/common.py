@@ -23,6 +23,7 @@ native_form = NativeForm.create
 
 STATUS_COLORS = {
     "Live": "green",
+    "Paused": "orange",
     "Disabled": "gray",
     "Pending": "blue",
     "Success": "green",
@@ -33,6 +34,10 @@ STATUS_COLORS = {
     "Invited": "amber",
     "Expired": "amber",
     "Revoked": "gray",
+    # Recoveries
+    "Running": "blue",
+    "Finished": "green",
+    "Cancelled": "gray",
 }
 
 

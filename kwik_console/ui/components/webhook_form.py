@@ -121,6 +121,55 @@ def _secret_section() -> rx.Component:
     )
 
 
+# Each status in one sentence, under the control: the difference between Paused and Disabled matters.
+STATUSES = (
+    ("live", "Live", "The webhook will receive events from Kwik as they occur."),
+    ("paused", "Paused", "Events are recorded and their deliveries wait; on resume they go out, oldest first."),
+    ("disabled", "Disabled", "The webhook is inactive and no events will be sent. Scheduled retries are cancelled."),
+)
+
+
+def _status_field() -> rx.Component:
+    def option(value: str, label: str, sentence: str) -> rx.Component:
+        chosen = Form.status == value
+        return rx.box(
+            rx.el.label(rx.hstack(rx.radio_group.item(value=value, aria_describedby=f"webhook-status-{value}-help"),
+                                  rx.text(label, size="2", weight="medium"), spacing="2", align="center"),
+                        cursor="pointer"),
+            rx.text(sentence, id=f"webhook-status-{value}-help", size="1", color_scheme="gray", padding_left="24px",
+                    padding_top="2px"),
+            padding="8px 10px", border_radius="8px",
+            border=rx.cond(chosen, f"1px solid {rx.color('accent', 8)}", f"1px solid {rx.color('gray', 5)}"),
+            background=rx.cond(chosen, rx.color("accent", 2), "transparent"),
+        )
+
+    return rx.vstack(
+        rx.text("Status", size="2", weight="medium", id="webhook-status-label"),
+        # Radio buttons: the chosen one is the filled one (a segmented control showed it in white).
+        rx.radio_group.root(
+            rx.grid(*[option(*s) for s in STATUSES], columns=rx.breakpoints(initial="1", sm="3"), spacing="2",
+                    width="100%"),
+            value=Form.status, on_change=Form.set_status, aria_labelledby="webhook-status-label", width="100%",
+        ),
+        field_error(Form.errors["status"]),
+        spacing="1", width="100%",
+    )
+
+
+def _rate_field() -> rx.Component:
+    return rx.vstack(
+        _label("Max deliveries per second", "webhook-max-per-second"),
+        rx.input(id="webhook-max-per-second", value=Form.max_per_second, on_change=Form.set_max_per_second,
+                 placeholder="No limit", width="160px", type="text", input_mode="decimal", auto_complete="off",
+                 aria_describedby="webhook-max-per-second-help", **_invalid_when(Form.errors["max_per_second"])),
+        rx.text("Optional: leave it empty for no limit. Deliveries over the limit wait their turn; they are not "
+                "failed, and do not count as attempts.", id="webhook-max-per-second-help", size="1",
+                color_scheme="gray"),
+        field_error(Form.errors["max_per_second"]),
+        spacing="1", width="100%",
+    )
+
+
 def webhook_form_dialog() -> rx.Component:
     return rx.dialog.root(
         rx.dialog.content(
@@ -150,26 +199,12 @@ def webhook_form_dialog() -> rx.Component:
                         spacing="1", width="100%",
                     ),
                     _events_field(),
-                    rx.vstack(
-                        rx.text("Status", size="2", weight="medium", id="webhook-status-label"),
-                        # Radio buttons: the chosen one is the filled one (a segmented control showed it in white).
-                        rx.radio_group.root(
-                            rx.hstack(
-                                rx.el.label(rx.hstack(rx.radio_group.item(value="live"), rx.text("Live", size="2"),
-                                                      spacing="2", align="center"), cursor="pointer"),
-                                rx.el.label(rx.hstack(rx.radio_group.item(value="disabled"),
-                                                      rx.text("Disabled", size="2"), spacing="2", align="center"),
-                                            cursor="pointer"),
-                                spacing="5",
-                            ),
-                            value=Form.status, on_change=Form.set_status, aria_labelledby="webhook-status-label",
-                        ),
-                        rx.text(rx.cond(Form.status == "live", "The webhook will receive events from Kwik.",
-                                        "The webhook is inactive and no events will be sent."),
-                                size="1", color_scheme="gray"),
-                        field_error(Form.errors["status"]),
-                        spacing="1", width="100%",
-                    ),
+                    _rate_field(),
+                    _status_field(),
+                    rx.cond(Form.errors["webhook"] != "",
+                            rx.callout.root(rx.callout.icon(rx.icon("triangle-alert")),
+                                            rx.callout.text(Form.errors["webhook"]), color_scheme="red",
+                                            role="alert", width="100%")),
                     rx.cond(Form.editing & SessionState.can_see_secrets, _secret_section()),
                     rx.hstack(
                         rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray", type="button",

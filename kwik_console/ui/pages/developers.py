@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import reflex as rx
 
+from kwik_console import catalog
 from kwik_console.signature_check import TOLERANCE_S
-from kwik_console.ui.components.common import code_block, page
+from kwik_console.ui.components.common import code_block, field_error, page
+from kwik_console.ui.state.operations import OperationalState as O
+from kwik_console.ui.state.session import SessionState
 from kwik_console.ui.state.developers import Finding, SignatureCheckState as S
 
 LANGUAGES = ("Python", "Node", "Go", "PHP")
@@ -120,6 +123,72 @@ def _code() -> rx.Component:
     )
 
 
+def _operational() -> rx.Component:
+    """Admins only: the URL that receives the console's notices about webhooks (catalog.OPERATIONAL_TYPES)."""
+    has = O.webhook_id != 0
+    return rx.card(
+        rx.vstack(
+            rx.heading("Operational webhook", size="4", as_="h2"),
+            rx.text("Kwik tells this URL when one of your webhooks is in trouble, signed like any other webhook. "
+                    "A notice is never delivered to the webhook it is about.", size="2", color_scheme="gray"),
+            rx.form(
+                rx.vstack(
+                    rx.el.label(rx.text("Operational webhook URL", size="2", weight="medium"),
+                                html_for="operational-url"),
+                    rx.hstack(
+                        rx.input(id="operational-url", value=O.url, on_change=O.set_url, type="text",
+                                 input_mode="url", placeholder="https://example.com/kwik/operations",
+                                 aria_invalid=rx.cond(O.error != "", "true", "false"),
+                                 color_scheme=rx.cond(O.error != "", "red", "gray"), flex="1", min_width="240px"),
+                        rx.button("Save", type="submit", loading=O.saving),
+                        rx.cond(has, rx.alert_dialog.root(
+                            rx.alert_dialog.trigger(rx.button("Remove", type="button", variant="soft",
+                                                              color_scheme="red", high_contrast=True)),
+                            rx.alert_dialog.content(
+                                rx.alert_dialog.title("Remove the operational webhook?"),
+                                rx.alert_dialog.description(
+                                    "No notices are sent after this, and its delivery history is removed."),
+                                rx.hstack(
+                                    rx.alert_dialog.cancel(rx.button("Cancel", variant="soft", color_scheme="gray")),
+                                    rx.alert_dialog.action(rx.button("Remove", color_scheme="red",
+                                                                     high_contrast=True, on_click=O.remove)),
+                                    justify="end", spacing="3", margin_top="16px",
+                                ),
+                            ),
+                        )),
+                        width="100%", spacing="2", wrap="wrap",
+                    ),
+                    field_error(O.error),
+                    spacing="1", width="100%",
+                ),
+                on_submit=lambda _: O.save(), reset_on_submit=False, no_validate=True, width="100%",
+            ),
+            rx.text("It receives these events:", size="2", weight="medium", padding_top="4px"),
+            rx.vstack(*[rx.hstack(rx.code(t.name, size="2", variant="ghost", min_width="150px"),
+                                  rx.text(t.description, size="2", color_scheme="gray"),
+                                  spacing="3", align="start", wrap="wrap")
+                        for t in catalog.OPERATIONAL_TYPES.values()], spacing="2", width="100%"),
+            rx.cond(has, rx.vstack(
+                rx.separator(size="4"),
+                rx.text("Signing secret", size="2", weight="medium"),
+                rx.hstack(
+                    rx.code(rx.cond(O.shown, O.secret, "whsec_" + "•" * 24), size="2", variant="soft",
+                            aria_label="Operational webhook signing secret",
+                            style={"word_break": "break-all", "flex": "1", "padding": "6px 8px"}),
+                    rx.button(rx.cond(O.shown, "Hide", "Reveal"), size="1", variant="soft", on_click=O.toggle_secret),
+                    rx.button("Copy", size="1", variant="soft", on_click=O.copy_secret),
+                    width="100%", align="center", spacing="2", wrap="wrap",
+                ),
+                rx.link("Its deliveries, on its webhook page →", href="/webhooks/" + O.webhook_id.to_string(),
+                        size="2"),
+                spacing="2", width="100%",
+            )),
+            spacing="3", width="100%",
+        ),
+        width="100%",
+    )
+
+
 def developers_page() -> rx.Component:
     return page(
         rx.vstack(
@@ -129,6 +198,7 @@ def developers_page() -> rx.Component:
                         "webhook-timestamp and webhook-signature headers.", color_scheme="gray", size="2"),
                 spacing="1",
             ),
+            rx.cond(SessionState.can_operational, _operational()),
             _checker(),
             _code(),
             spacing="5", width="100%",

@@ -6,8 +6,10 @@ import reflex as rx
 
 from kwik_console import catalog
 from kwik_console.search import SEARCHED
-from kwik_console.ui.components.common import code_block, error_callout, loading_rows, local_time, page, status_badge
-from kwik_console.ui.state.event_log import ALL, EventLogState as Log
+from kwik_console.ui.components.common import (SR_ONLY, code_block, error_callout, loading_rows, local_time, page,
+                                                status_badge)
+from kwik_console.ui.state.session import SessionState
+from kwik_console.ui.state.event_log import ALL, EventLogState as Log, ResendState
 from kwik_console.ui.views import AttemptView, DeliveryRow
 
 REFRESH_MS = 2500
@@ -68,6 +70,12 @@ _ROW_BUTTON = {"cursor": "pointer", "text_align": "left", "border_radius": "4px"
                "_focus_visible": {"outline": "2px solid var(--focus-8)", "outline_offset": "2px"}}
 
 
+def _resend_button(delivery_id, size: str) -> rx.Component:
+    return rx.button(rx.icon("send", size=12 if size == "1" else 14), "Resend", size=size, variant="soft",
+                     loading=ResendState.resending == delivery_id, disabled=ResendState.resending != 0,
+                     on_click=ResendState.resend(delivery_id).stop_propagation)
+
+
 def _row(row: DeliveryRow) -> rx.Component:
     return rx.table.row(
         rx.table.cell(local_time(row.created_at, "D MMM, HH:mm:ss"), white_space="nowrap"),
@@ -88,6 +96,9 @@ def _row(row: DeliveryRow) -> rx.Component:
                               rx.text("No", color_scheme="gray", size="2"))),
         rx.table.cell(rx.cond(row.retry_at != "", local_time(row.retry_at), rx.text(""))),
         rx.table.cell(row.retry_counter),
+        rx.table.cell(rx.cond(SessionState.can_resend & ((row.status == "Failure") | (row.status == "Retrying")),
+                              _resend_button(row.id, "1")),
+                      on_click=rx.stop_propagation),
         on_click=Log.show(row.id),
         cursor="pointer",
         style={"_hover": {"background": rx.color("accent", 2)}},
@@ -99,8 +110,9 @@ def _row(row: DeliveryRow) -> rx.Component:
 def _table() -> rx.Component:
     return rx.box(
         rx.table.root(
-            rx.table.header(rx.table.row(*[rx.table.column_header_cell(c, white_space="nowrap") for c in COLUMNS])),
-            rx.table.body(rx.cond(Log.loading, loading_rows(len(COLUMNS)), rx.foreach(Log.rows, _row))),
+            rx.table.header(rx.table.row(*[rx.table.column_header_cell(c, white_space="nowrap") for c in COLUMNS],
+                                         rx.table.column_header_cell(rx.el.span("Actions", style=SR_ONLY)))),
+            rx.table.body(rx.cond(Log.loading, loading_rows(len(COLUMNS) + 1), rx.foreach(Log.rows, _row))),
             variant="surface", width="100%", size="2",
         ),
         width="100%", overflow_x="auto",
@@ -187,6 +199,7 @@ def _drawer() -> rx.Component:
                     rx.drawer.description(d.row.event_id, size="1", color_scheme="gray",
                                           font_family="var(--code-font-family)"),
                     rx.hstack(status_badge(d.row.status),
+                              rx.cond(SessionState.can_resend, _resend_button(d.row.id, "2")),
                               rx.cond(d.row.test, rx.badge("Test event", color_scheme="violet", variant="soft")),
                               rx.text("Retry Counter: " + d.row.retry_counter.to_string(), size="1",
                                       color_scheme="gray"),
@@ -227,6 +240,7 @@ def event_log_page() -> rx.Component:
                     rx.vstack(
                         rx.heading("Events · " + Log.webhook_name, size="6"),
                         rx.text(Log.webhook_url, size="2", color_scheme="gray", style={"word_break": "break-all"}),
+                        rx.text(Log.retention, size="1", color_scheme="gray"),
                         spacing="1",
                     ),
                     rx.cond(Log.error != "", error_callout(Log.error, Log.refresh)),

@@ -6,6 +6,10 @@ import reflex as rx
 
 from kwik_console.ui.components.common import code_block, error_callout, local_time, page, status_badge
 from kwik_console.ui.components.dialogs import delete_dialog, test_dialog
+from kwik_console.ui.components.operations import (RECOVER_LABEL, disabled_banner, failing_badge, recover_dialog,
+                                                   recovery_panel)
+from kwik_console.ui.state.operations import HealthState, RecoverState
+from kwik_console.ui.state.operations import RecoveryProgressState as Shown
 from kwik_console.ui.components.webhook_form import VERIFY_EXAMPLE, webhook_form_dialog
 from kwik_console.ui.state.session import SessionState
 from kwik_console.ui.state.webhook_page import RANGE_LABELS, SecretState, WebhookPageState as P
@@ -25,7 +29,18 @@ def _actions() -> rx.Component:
         rx.link(rx.button(rx.icon("list", size=14), "View Events", variant="soft", size="2"), href=events_href()),
         rx.cond(SessionState.can_test, rx.button(rx.icon("send", size=14), "Test Webhook", variant="soft", size="2",
                                                  on_click=TestWebhookState.start(P.webhook_id, P.name))),
-        rx.cond(SessionState.can_write, rx.fragment(
+        rx.cond(SessionState.can_pause, rx.match(
+            P.status,
+            ("Live", rx.button(rx.icon("pause", size=14), "Pause", variant="soft", size="2",
+                               on_click=HealthState.pause(P.webhook_id))),
+            ("Paused", rx.button(rx.icon("play", size=14), "Resume", variant="soft", size="2",
+                                 on_click=HealthState.resume(P.webhook_id))),
+            rx.fragment(),
+        )),
+        rx.cond(SessionState.can_recover, rx.button(rx.icon("rotate-ccw", size=14), RECOVER_LABEL, variant="soft",
+                                                    size="2", on_click=RecoverState.open_dialog)),
+        # The operational webhook is changed on the Developers page only (the services refuse it here).
+        rx.cond(SessionState.can_write & ~P.operational, rx.fragment(
             rx.button(rx.icon("pencil", size=14), "Edit", variant="soft", size="2",
                       on_click=WebhookFormState.open_edit(P.webhook_id)),
             rx.button(rx.icon("trash-2", size=14), "Delete", variant="soft", color_scheme="red", size="2",
@@ -138,6 +153,9 @@ def _settings() -> rx.Component:
                 rx.data_list.item(rx.data_list.label("Webhook URL"),
                                   rx.data_list.value(rx.code(P.url, variant="ghost", style={"word_break": "break-all"}))),
                 rx.data_list.item(rx.data_list.label("Status"), rx.data_list.value(status_badge(P.status))),
+                rx.data_list.item(rx.data_list.label("Max deliveries per second"), rx.data_list.value(
+                    rx.cond(P.max_per_second != "", rx.text(P.max_per_second, size="2"),
+                            rx.text("No limit", size="2", color_scheme="gray")))),
                 rx.data_list.item(rx.data_list.label("Created"), rx.data_list.value(local_time(P.created_at))),
                 rx.data_list.item(rx.data_list.label("Events"), rx.data_list.value(
                     rx.flex(rx.foreach(P.events, lambda e: rx.badge(e, variant="surface", high_contrast=True)),
@@ -208,7 +226,8 @@ def webhook_page() -> rx.Component:
                 rx.fragment(
                     rx.hstack(
                         rx.vstack(
-                            rx.hstack(rx.heading(P.name, size="7"), status_badge(P.status), align="center",
+                            rx.hstack(rx.heading(P.name, size="7"), status_badge(P.status),
+                                      rx.cond(P.warn, failing_badge(P.failing_since)), align="center",
                                       spacing="3", wrap="wrap"),
                             rx.text(P.url, size="2", color_scheme="gray", style={"word_break": "break-all"}),
                             spacing="1",
@@ -218,6 +237,16 @@ def webhook_page() -> rx.Component:
                         width="100%", align="end", wrap="wrap", gap="12px",
                     ),
                     rx.cond(P.error != "", error_callout(P.error, P.load)),
+                    rx.cond(P.disabled_reason != "",
+                            disabled_banner(P.webhook_id, None, P.disabled_at, P.disabled_reason,
+                                            RecoverState.open_dialog)),
+                    rx.cond(P.operational, rx.callout.root(
+                        rx.callout.icon(rx.icon("info")),
+                        rx.callout.text("This is the operational webhook: it receives the console's notices about "
+                                        "your other webhooks. An admin changes it on the ",
+                                        rx.link("Developers page", href="/developers"), "."),
+                        color_scheme="blue", width="100%")),
+                    rx.cond(Shown.has_progress & (Shown.webhook_id == P.webhook_id), recovery_panel()),
                     _summary(),
                     _charts(),
                     rx.grid(_settings(), _secret(), columns=rx.breakpoints(initial="1", md="2"), spacing="4",
@@ -228,4 +257,5 @@ def webhook_page() -> rx.Component:
         ),
         rx.cond(SessionState.can_write, rx.fragment(webhook_form_dialog(), delete_dialog())),
         rx.cond(SessionState.can_test, test_dialog()),
+        rx.cond(SessionState.can_recover, recover_dialog()),
     )

@@ -7,6 +7,8 @@ import reflex as rx
 from kwik_console.ui.components.common import (SR_ONLY, error_callout, loading_rows, local_time, page, status_badge,
                                                 table_name)
 from kwik_console.ui.components.dialogs import delete_dialog, test_dialog
+from kwik_console.ui.components.operations import disabled_banner, failing_badge
+from kwik_console.ui.state.operations import HealthState
 from kwik_console.ui.components.webhook_form import webhook_form_dialog
 from kwik_console.ui.state.session import SessionState
 from kwik_console.ui.state.webhook_tester import TestWebhookState
@@ -28,6 +30,12 @@ def _actions(row: WebhookRow) -> rx.Component:
             rx.cond(SessionState.can_test,
                     rx.dropdown_menu.item("Test Webhook", on_click=TestWebhookState.start(row.id, row.name))),
             rx.dropdown_menu.item("View Events", on_click=rx.redirect("/webhooks/" + row.id.to_string() + "/events")),
+            rx.cond(SessionState.can_pause, rx.match(
+                row.status,
+                ("Live", rx.dropdown_menu.item("Pause", on_click=HealthState.pause(row.id))),
+                ("Paused", rx.dropdown_menu.item("Resume", on_click=HealthState.resume(row.id))),
+                rx.fragment(),
+            )),
             rx.cond(SessionState.can_write, rx.fragment(
                 rx.dropdown_menu.item("Edit", on_click=WebhookFormState.open_edit(row.id)),
                 rx.dropdown_menu.separator(),
@@ -56,7 +64,8 @@ def _row(row: WebhookRow) -> rx.Component:
         ),
         rx.table.cell(rx.text(row.url, color_scheme="gray", style={"word_break": "break-all"}, size="2"),
                       display=["none", "table-cell"]),
-        rx.table.cell(status_badge(row.status)),
+        rx.table.cell(rx.flex(status_badge(row.status), rx.cond(row.warn, failing_badge(row.failing_since)),
+                              gap="6px", wrap="wrap", align="center")),
         rx.table.cell(_actions(row), text_align="right", on_click=rx.stop_propagation),
         align="center", cursor="pointer", on_click=rx.redirect(webhook_href(row.id)),
         style={"_hover": {"background": rx.color("accent", 2)}},
@@ -196,6 +205,9 @@ def webhooks_page() -> rx.Component:
                 width="100%", align="end", spacing="4",
             ),
             rx.cond(List.error != "", error_callout(List.error, List.load)),
+            rx.foreach(List.auto_disabled, lambda w: disabled_banner(
+                w.id, w.name, w.disabled_at, w.disabled_reason,
+                rx.redirect("/webhooks/" + w.id.to_string() + "?recover=1"))),
             rx.cond(List.any_webhooks & ~List.loading, _overview()),
             rx.cond(
                 List.any_webhooks | List.loading,

@@ -8,7 +8,7 @@ import time
 import reflex as rx
 from sqlmodel import select
 
-from kwik_console import signature_check, webhooks
+from kwik_console import access, signature_check, webhooks
 from kwik_console.db import session_scope
 from kwik_console.errors import NotFound
 from kwik_console.models import Delivery, Event, utcnow
@@ -71,6 +71,11 @@ class SignatureCheckState(rx.State):
                 self.webhook_name, self.webhook_url = webhook.name, webhook.url
             except NotFound:
                 pass
+        # The operational webhook's card, for admins only (for anyone else the guard would refuse it, with a toast).
+        if access.may(access.member().role, access.Action.OPERATIONAL):
+            from kwik_console.ui.state.operations import OperationalState
+
+            return OperationalState.load
 
     @rx.event
     def set_language(self, value: str):

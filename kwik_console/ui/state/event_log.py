@@ -8,9 +8,12 @@ import urllib.parse
 import reflex as rx
 from sqlalchemy.exc import SQLAlchemyError
 
-from kwik_console import deliveries, search, webhooks
+from kwik_console import access, deliveries, search, webhooks
 from kwik_console.db import session_scope
 from kwik_console.errors import InvalidInput, NotFound
+from kwik_console.models import DeliveryStatus
+from kwik_console.operations import resend as resending
+from kwik_console.settings import get_settings
 from kwik_console.ui.views import DeliveryDetailView, DeliveryRow
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ class EventLogState(rx.State):
     missing: bool = False
     detail_open: bool = False
     detail: DeliveryDetailView = DeliveryDetailView()
+    retention: str = ""  # what the page says of KWIK_RETENTION_DAYS
 
     @rx.var
     def page_number(self) -> int:
@@ -54,6 +58,7 @@ class EventLogState(rx.State):
             self.status, self.event_type, self.test, self.search = ALL, ALL, ALL, ""
             self.rows, self.detail_open = [], False
         self.webhook_id_shown, self.cursors, self.loading = webhook_id, [], True
+        self.retention = retention_text(get_settings().retention_days)
         return EventLogState.refresh
 
     @rx.event
@@ -142,3 +147,50 @@ class EventLogState(rx.State):
     @rx.event
     def set_detail_open(self, value: bool):
         self.detail_open = value
+
+
+
+class ResendState(rx.State):
+    """Resend, in the details drawer and on each Failure or Retrying row (members who may resend)."""
+
+    resending: int = 0  # the delivery a Resend is on its way for
+
+    @rx.event(background=True)
+    async def resend(self, delivery_id: int):
+        """Send the delivery again now (the drawer's and the Failure / Retrying rows' Resend), then show it."""
+        # Background, like Test Webhook: the attempt may take up to its timeout, and the page stays usable.
+        async with self:
+            if self.resending:
+                return
+            self.resending = delivery_id
+        actor = access.actor()  # the guard set it for this task, before the handler began
+        try:
+            outcome = await resending.resend(delivery_id, actor=actor)
+        except InvalidInput as exc:
+            notice = rx.toast.error(exc.errors.get("delivery") or exc.message)
+        except NotFound as exc:
+            notice = rx.toast.error(str(exc))
+        else:
+            notice = resent_notice(outcome)
+        async with self:
+            self.resending = 0
+        yield [notice, EventLogState.refresh]
+
+
+def retention_text(days: float) -> str:
+    if days <= 0:
+        return "Deliveries are kept until deleted."
+    if days < 1:
+        hours = days * 24
+        return f"Deliveries are kept for {hours:g} hour{'' if hours == 1 else 's'}."
+    return f"Deliveries are kept for {days:g} day{'' if days == 1 else 's'}."
+
+
+def resent_notice(outcome):
+    if outcome is None:
+        return rx.toast.info("Resent: the attempt's outcome shows here in a moment.")
+    code = f"HTTP {outcome.http_code}" if outcome.http_code is not None else (outcome.error or "no response")
+    label = DeliveryStatus(outcome.status).label
+    if outcome.status == DeliveryStatus.SUCCESS:
+        return rx.toast.success(f"Resent: {code}, {label}.")
+    return rx.toast.warning(f"Resent: {code}, {label}.")

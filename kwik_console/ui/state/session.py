@@ -31,6 +31,22 @@ class SessionState(rx.State):
         return access.may(self.role, access.Action.REVEAL_SECRET)
 
     @rx.var
+    def can_pause(self) -> bool:
+        return access.may(self.role, access.Action.PAUSE)
+
+    @rx.var
+    def can_resend(self) -> bool:
+        return access.may(self.role, access.Action.RESEND)
+
+    @rx.var
+    def can_recover(self) -> bool:
+        return access.may(self.role, access.Action.RECOVER)
+
+    @rx.var
+    def can_operational(self) -> bool:
+        return access.may(self.role, access.Action.OPERATIONAL)
+
+    @rx.var
     def is_admin(self) -> bool:
         return access.may(self.role, access.Action.MEMBERS)
 

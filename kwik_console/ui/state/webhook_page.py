@@ -13,6 +13,8 @@ from kwik_console import access, audit, rollups, webhooks
 from kwik_console.db import get_engine, session_scope
 from kwik_console.errors import NotFound
 from kwik_console.models import WebhookStatus, utcnow
+from kwik_console.operations import notices
+from kwik_console.operations.health import health_of
 from kwik_console.ui.views import FiguresView, iso
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,12 @@ class WebhookPageState(rx.State):
     durations: list[dict] = []
     chart_attempts: int = 0
     time_zone: str = ""  # the viewer's, from the browser; chart labels use it
+    max_per_second: str = ""  # "" for no limit
+    warn: bool = False  # every attempt failed for 24 h or more
+    failing_since: str = ""
+    disabled_reason: str = ""  # why the console disabled it by itself
+    disabled_at: str = ""
+    operational: bool = False  # the operational webhook: changed on the Developers page only
     loading: bool = True
     missing: bool = False
     error: str = ""
@@ -75,8 +83,16 @@ class WebhookPageState(rx.State):
         secret = await self.get_state(SecretState)
         secret.secret, secret.shown = "", False
         self.webhook_id, self.loading, self.missing = webhook_id, True, False
-        return [rx.call_script("Intl.DateTimeFormat().resolvedOptions().timeZone",
-                               callback=WebhookPageState.set_time_zone), WebhookPageState.load]
+        from kwik_console.ui.state.operations import RecoverState, RecoveryProgressState
+
+        then = [rx.call_script("Intl.DateTimeFormat().resolvedOptions().timeZone",
+                               callback=WebhookPageState.set_time_zone), WebhookPageState.load,
+                RecoveryProgressState.load]
+        # "Recover failed since…" on the list's banner comes here with ?recover=1 and opens the dialog.
+        if self.router.url.query_parameters.get("recover") == "1" and access.may(access.member().role,
+                                                                                 access.Action.RECOVER):
+            then.append(RecoverState.open_dialog)
+        return then
 
     @rx.event
     def set_time_zone(self, name: str):
@@ -104,6 +120,11 @@ class WebhookPageState(rx.State):
             self.error, self.loading = "The webhook could not be loaded: the database is unavailable.", False
             return
         self.name, self.url, self.status = webhook.name, webhook.url, WebhookStatus(webhook.status).label
+        self.max_per_second = "" if webhook.max_per_second is None else f"{webhook.max_per_second:g}"
+        state = health_of(webhook)
+        self.warn, self.failing_since = state.warn, iso(state.failing_since)
+        self.disabled_reason, self.disabled_at = state.disabled_reason or "", iso(state.disabled_at)
+        self.operational = bool(webhook.operational)
         self.created_at = iso(webhook.created_at)
         self.day, self.week = FiguresView.of(figures["24h"]), FiguresView.of(figures["7d"])
         self.error, self.missing = "", False
@@ -131,10 +152,18 @@ class WebhookPageState(rx.State):
             return WebhookPageState.load_charts
 
 
-def read_secret(webhook_id: int, action: str) -> str:
-    """A webhook's secret, read for a member allowed to see it, and recorded in the audit trail."""
+def read_secret(webhook_id: int, action: str, *, operational: bool = False) -> str:
+    """A webhook's secret, read for a member allowed to see it, and recorded in the audit trail.
+
+    The operational webhook's only through its admin card (`operational=True`, a handler that needs OPERATIONAL).
+    """
     with session_scope() as session:
-        webhook = webhooks.get_webhook(session=session, webhook_id=webhook_id)
+        if operational:
+            webhook = notices.operational_webhook(session=session)
+            if webhook is None or webhook.id != webhook_id:
+                raise NotFound("No operational webhook is set.")
+        else:
+            webhook = webhooks.webhook_to_change(session=session, webhook_id=webhook_id)
         audit.record(session=session, actor=access.actor(), action=action,
                      target=f"webhook {webhook.id} ({webhook.name})")
         return webhook.secret

@@ -6,10 +6,11 @@ import logging
 
 import reflex as rx
 from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import col, select
 
 from kwik_console import access, audit, catalog, rollups, webhooks
 from kwik_console.db import get_engine, session_scope
-from kwik_console.models import WebhookStatus, utcnow
+from kwik_console.models import Webhook, WebhookStatus, utcnow
 from kwik_console.errors import InvalidInput, NotFound
 from kwik_console.ui.state.webhook_page import WebhookPageState, webhook_id_from
 from kwik_console.ui.views import FiguresView, OverviewRow, WebhookRow
@@ -31,6 +32,8 @@ class WebhooksState(rx.State):
     # The overview: every webhook's last 24 h, and the webhooks with the most failed attempts first.
     overview: FiguresView = FiguresView()
     worst: list[OverviewRow] = []
+    # Webhooks the console disabled by itself (on any page of the list): a banner each, above the list.
+    auto_disabled: list[WebhookRow] = []
 
     @rx.event
     def load(self):
@@ -44,6 +47,12 @@ class WebhooksState(rx.State):
                 any_webhooks = result.total > 0 or bool(
                     self.search and webhooks.list_webhooks(session=session, per_page=1).total
                 )
+                auto_disabled = session.exec(
+                    select(Webhook).where(Webhook.status == WebhookStatus.DISABLED,
+                                          col(Webhook.disabled_reason).is_not(None),
+                                          col(Webhook.operational).is_(False))
+                    .order_by(col(Webhook.disabled_at).desc()).limit(20)).all()
+                self.auto_disabled = [WebhookRow.of(w) for w in auto_disabled]
         except SQLAlchemyError:
             log.exception("listing webhooks failed")
             self.error, self.loading = UNAVAILABLE, False
@@ -87,11 +96,16 @@ def _audited(session, webhook_id: int) -> dict:
     """What the audit trail keeps of a webhook: everything a merchant can edit, never its secret."""
     webhook = webhooks.get_webhook(session=session, webhook_id=webhook_id)
     return {"name": webhook.name, "url": webhook.url, "status": webhook.status,
-            "events": webhooks.webhook_events(session=session, webhook_id=webhook_id)}
+            "events": webhooks.webhook_events(session=session, webhook_id=webhook_id),
+            "max_per_second": webhook.max_per_second}
 
 
 def _blank_errors() -> dict[str, str]:
-    return {"name": "", "url": "", "events": "", "status": ""}
+    return {"name": "", "url": "", "events": "", "status": "", "max_per_second": "", "webhook": ""}
+
+
+def _rate(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
 
 
 class WebhookFormState(rx.State):
@@ -103,6 +117,7 @@ class WebhookFormState(rx.State):
     url: str = ""
     events: list[str] = []
     status: str = "live"
+    max_per_second: str = ""  # "Max deliveries per second"; empty for no limit
     errors: dict[str, str] = _blank_errors()
     saving: bool = False
     # The signing secret reaches the browser only once a member allowed to see it reveals it;
@@ -116,7 +131,7 @@ class WebhookFormState(rx.State):
 
     @rx.event
     def open_create(self):
-        self._fill(0, "", "", [], "live")
+        self._fill(0, "", "", [], "live", "")
 
     @rx.event
     def open_edit(self, webhook_id: int):
@@ -126,10 +141,11 @@ class WebhookFormState(rx.State):
                 events = webhooks.webhook_events(session=session, webhook_id=webhook_id)
         except NotFound as exc:
             return [rx.toast.error(str(exc)), WebhooksState.load]
-        self._fill(webhook.id, webhook.name, webhook.url, events, webhook.status)
+        self._fill(webhook.id, webhook.name, webhook.url, events, webhook.status, _rate(webhook.max_per_second))
 
-    def _fill(self, webhook_id, name, url, events, status):
+    def _fill(self, webhook_id, name, url, events, status, max_per_second):
         self.webhook_id, self.name, self.url, self.events, self.status = webhook_id, name, url, events, status
+        self.max_per_second = max_per_second
         self.secret, self.secret_shown = "", False
         self.errors, self.saving, self.open = _blank_errors(), False, True
 
@@ -151,6 +167,11 @@ class WebhookFormState(rx.State):
     @rx.event
     def set_status(self, value: str | list[str]):
         self.status = value if isinstance(value, str) else value[0]
+        self.errors["status"] = ""
+
+    @rx.event
+    def set_max_per_second(self, value: str):
+        self.max_per_second, self.errors["max_per_second"] = value[:20], ""
 
     @rx.event
     def toggle_event(self, name: str, checked: bool):
@@ -170,7 +191,9 @@ class WebhookFormState(rx.State):
     def save(self):
         self.saving = True
         yield
-        data = webhooks.WebhookInput(name=self.name, url=self.url, events=self.events, status=self.status)
+        # "" is no limit: on Edit it removes one (None would leave it unchanged).
+        data = webhooks.WebhookInput(name=self.name, url=self.url, events=self.events, status=self.status,
+                                     max_per_second=self.max_per_second)
         try:
             with session_scope() as session:
                 if self.editing:
@@ -206,7 +229,7 @@ class WebhookFormState(rx.State):
     def _read_secret(self, action: str) -> str:
         """The secret, read from the database for a member who asked for it, and recorded in the trail."""
         with session_scope() as session:
-            webhook = webhooks.get_webhook(session=session, webhook_id=self.webhook_id)
+            webhook = webhooks.webhook_to_change(session=session, webhook_id=self.webhook_id)
             audit.record(session=session, actor=access.actor(), action=action, target=_target(webhook))
             return webhook.secret
 

@@ -1,0 +1,34 @@
+"""The background jobs of operations, run by every process that delivers (delivery/scheduler.py).
+
+Each keeps its state in the database, so any process takes over after a
+restart, and each is safe to run in several processes at once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import Engine
+
+from kwik_console.operations import health, recovery, retention
+from kwik_console.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RECOVERY_SECONDS = 1.0
+AUTO_DISABLE_SECONDS = 60.0
+RETENTION_SECONDS = 3600.0
+# A retention run, at most: the next one carries on (each batch is short anyway).
+RETENTION_BUDGET_SECONDS = 300.0
+
+
+def run_recoveries(engine: Engine, owner: str) -> int:
+    return recovery.run_recoveries(engine, owner=owner)
+
+
+def auto_disable(engine: Engine, settings: Settings) -> list[int]:
+    return health.disable_failing(engine, after_seconds=settings.auto_disable_after)
+
+
+def purge(engine: Engine, settings: Settings) -> retention.Purged:
+    return retention.purge(engine, days=settings.retention_days, budget_seconds=RETENTION_BUDGET_SECONDS)
