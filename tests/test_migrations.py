@@ -227,6 +227,11 @@ def test_upgrade_keeps_every_row_and_moves_the_legacy_previous_secret(made_by, d
     after = _rows(database_url)
     for webhook in before["webhook"]:
         webhook.update(previous_secret=None, previous_secret_expires_at=None)  # moved, or dropped once expired
+        # Added by 0005, empty on existing rows: no rate limit, not failing, not the operational webhook.
+        webhook.update(max_per_second=None, rate_next_at=None, failing_since=None, disabled_reason=None,
+                       disabled_at=None, operational=False)
+    for delivery in before["delivery"]:
+        delivery.update(recovery_id=None)
     assert after == before
     moved = _rows(database_url, ["previous_secret"])["previous_secret"]
     assert [(r["webhook_id"], r["secret"]) for r in moved] == [(1, "whsec_legacy_signing")]
