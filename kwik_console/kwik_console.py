@@ -23,6 +23,11 @@ from kwik_console.ui.state.tokens import TokensState
 from kwik_console.ui.state.webhook_page import WebhookPageState
 from kwik_console.ui.state.webhooks import WebhooksState
 
+# Respawned workers and reconnects that keep their tab; refuses a Reflex or granian it was not written for.
+from kwik_console import reflex_patches
+
+reflex_patches.apply()
+
 app = rx.App(
     toaster=rx.toast.provider(position="bottom-right", close_button=True),
     # POST /auth/* set and clear the HttpOnly session cookie; they come before Reflex's own routes.

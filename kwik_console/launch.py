@@ -102,7 +102,11 @@ def run_console(*, dev: bool = False, port: int = 3000, host: str = "127.0.0.1",
         if not settings.redis_url:
             raise SystemExit("kwik-console: error: --workers above 1 needs KWIK_REDIS_URL (e.g. redis://127.0.0.1:6379): "
                              "each tab's state must be shared by every worker")
+    if not dev:
+        # Exactly the number asked for (Reflex would pick one per CPU when Redis is set), and a
+        # worker that dies is started again instead of stopping the console (kwik_console/reflex_patches.py).
         env["GRANIAN_WORKERS"] = str(workers)
+        env["KWIK_RESPAWN_FAILED_WORKERS"] = "1"
     if dev:
         # Reload on code changes only: the database in data/ changes every second.
         env.setdefault("REFLEX_HOT_RELOAD_OVERRIDE_PATHS", str(ROOT / "kwik_console"))

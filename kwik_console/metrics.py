@@ -8,9 +8,13 @@ Two kinds, each added up in the way that makes it right:
   (prometheus-client's multiprocess mode) and /metrics sums every process's
   files, so the console's backend workers and `kwik-console worker` processes
   add up. The dispatcher reports through the plain functions below.
-- Read from the database when /metrics is scraped: deliveries by status, the
-  due backlog and the age of the oldest due delivery. Every process reads the
-  same rows, so these are right by construction, whichever process answers.
+- Read from the database when /metrics is scraped: unfinished deliveries by
+  status (pending, retrying), the due backlog and the age of the oldest due
+  delivery. Every process reads the same rows, so these are right by
+  construction, whichever process answers. Each reads only unfinished rows
+  (a partial index), so a scrape costs the size of the queue, never of the
+  history: finished deliveries are counted as they end
+  (`kwik_deliveries_ended_total`), not by scanning them.
 
 The metrics directory is KWIK_METRICS_DIR, or by default
 `<temp dir>/kwik-metrics-<uid>-<hash of the database URL>`, so every process of
@@ -41,7 +45,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 OUTCOMES = ("success", "failure", "error")  # 2xx; any other HTTP code; no response at all
-STATUSES = ("pending", "success", "retrying", "failure")
+UNFINISHED = ("pending", "retrying")  # the queue: read from the database at each scrape
+ENDED = ("success", "failure")  # counted by the dispatcher as attempts end them
 # Attempts are capped by KWIK_ATTEMPT_TIMEOUT (15 s by default); database steps take milliseconds.
 ATTEMPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0)
 DATABASE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -84,6 +89,7 @@ class _Metrics:
     claimed: object
     record_seconds: object
     in_flight: object
+    ended: object
 
 
 _lock = threading.Lock()
@@ -115,9 +121,13 @@ def _create(path: Path) -> _Metrics:
                                  "the database.", buckets=DATABASE_BUCKETS, registry=None),
         in_flight=Gauge("kwik_attempts_in_flight", "Attempts on the wire now, in every live process.",
                         multiprocess_mode="livesum", registry=None),
+        ended=Counter("kwik_deliveries_ended", "Deliveries whose last attempt was recorded, by final status: "
+                      "success, or failure when retries ran out.", ["status"], registry=None),
     )
     for outcome in OUTCOMES:
         attempts.labels(outcome)
+    for status in ENDED:
+        metrics.ended.labels(status)
     return metrics
 
 
@@ -162,14 +172,21 @@ def observe_record(seconds: float) -> None:
     _safely(lambda m: m.record_seconds.observe(seconds))
 
 
-def observe_attempt(outcome: str, seconds: float) -> None:
-    """An attempt was recorded: outcome "success" (2xx), "failure" (non-2xx) or "error" (no response)."""
+def observe_attempt(outcome: str, seconds: float, *, ended: str | None = None) -> None:
+    """An attempt was recorded: outcome "success" (2xx), "failure" (non-2xx) or "error" (no response).
+
+    `ended` is its delivery's final status when this attempt was its last.
+    """
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}; got {outcome!r}")
+    if ended is not None and ended not in ENDED:
+        raise ValueError(f"ended must be one of {', '.join(ENDED)}; got {ended!r}")
 
     def report(m: _Metrics) -> None:
         m.attempts.labels(outcome).inc()
         m.attempt_seconds[outcome].observe(seconds)
+        if ended is not None:
+            m.ended.labels(ended).inc()
 
     _safely(report)
 
@@ -208,6 +225,16 @@ def forget_dead_processes(path: Path) -> list[int]:
     return sorted(dead)
 
 
+def unfinished_by_status():
+    """Pending and retrying deliveries: ix_delivery_due holds only unfinished rows, the queue, never the history."""
+    from sqlalchemy import func, select
+
+    from kwik_console.models import Delivery
+
+    return (select(Delivery.status, func.count()).where(Delivery.next_attempt_at.is_not(None))
+            .group_by(Delivery.status))
+
+
 class DatabaseCollector:
     """The gauges read from the database at scrape time, with cheap, indexed queries."""
 
@@ -226,8 +253,7 @@ class DatabaseCollector:
             with self.engine.connect() as conn:
                 if conn.dialect.name == "postgresql":
                     conn.execute(text(f"SET LOCAL statement_timeout = {QUERY_TIMEOUT_MS}"))
-                # ix_delivery_webhook_status holds (webhook, status): a scan of that index at most.
-                by_status = dict(conn.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
+                by_status = dict(conn.execute(unfinished_by_status()).all())
                 # ix_delivery_due: a range scan over due rows only, and the oldest is its first entry.
                 due, oldest = conn.execute(
                     select(func.count(), func.min(Delivery.next_attempt_at)).where(
@@ -240,8 +266,9 @@ class DatabaseCollector:
             return
         up.add_metric([], 1)
         yield up
-        statuses = GaugeMetricFamily("kwik_deliveries", "Deliveries by status, from the database.", labels=["status"])
-        for status in sorted(set(STATUSES) | set(by_status)):
+        statuses = GaugeMetricFamily("kwik_deliveries", "Unfinished deliveries by status, from the database.",
+                                     labels=["status"])
+        for status in sorted(set(UNFINISHED) | set(by_status)):
             statuses.add_metric([status], by_status.get(status, 0))
         yield statuses
         yield GaugeMetricFamily("kwik_deliveries_due", "Deliveries whose next attempt is due now (the backlog), "

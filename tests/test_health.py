@@ -185,10 +185,26 @@ def test_database_gauges_match_the_rows(metrics_dir, receiver):
     assert by_status == {"success": 3, "failure": 1, "retrying": 2, "pending": 4}
 
     got = scrape()
-    assert {k[1][0][1]: v for k, v in got.items() if k[0] == "kwik_deliveries"} == by_status
+    # The queue, from the database; finished rows are not read (they are counted as they end).
+    assert {k[1][0][1]: v for k, v in got.items() if k[0] == "kwik_deliveries"} == {"retrying": 2, "pending": 4}
     assert got[("kwik_deliveries_due", ())] == 4
     assert 120 <= got[("kwik_oldest_due_delivery_age_seconds", ())] < 3600
     assert got[("kwik_database_up", ())] == 1
+
+
+def test_the_queue_gauge_reads_only_unfinished_rows(metrics_dir):
+    """A scrape must cost the size of the queue, not of the history (millions of finished rows)."""
+    engine = db.get_engine()
+    compiled = metrics.unfinished_by_status().compile(engine)
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + str(compiled), tuple(compiled.params.values())))
+            assert "SEARCH delivery USING INDEX ix_delivery_due" in plan and "SCAN delivery" not in plan, plan
+        else:  # a small table is scanned whatever the indexes: ask the planner as it would plan a big one
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            plan = " ".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + str(compiled)))
+            assert "ix_delivery_due" in plan or "ix_delivery_pending" in plan, plan
 
 
 def test_the_reporting_functions_add_up_across_processes(metrics_dir):
@@ -200,8 +216,11 @@ def test_the_reporting_functions_add_up_across_processes(metrics_dir):
     metrics.observe_claim(0.001, 0)
     metrics.observe_record(0.003)
     metrics.set_in_flight(7)
+    metrics.observe_attempt("failure", 0.1, ended="failure")
     with pytest.raises(ValueError):
         metrics.observe_attempt("timeout", 1.0)
+    with pytest.raises(ValueError):
+        metrics.observe_attempt("failure", 1.0, ended="retrying")
     # Another process, as a `kwik-console worker` would be, sharing the directory; then it exits.
     other = ("from kwik_console import metrics\n"
              "for _ in range(2): metrics.observe_attempt('success', 0.01)\n"
@@ -211,7 +230,9 @@ def test_the_reporting_functions_add_up_across_processes(metrics_dir):
 
     got = scrape()
     assert got[("kwik_attempts_total", (("outcome", "success"),))] == 4
-    assert got[("kwik_attempts_total", (("outcome", "failure"),))] == 1
+    assert got[("kwik_attempts_total", (("outcome", "failure"),))] == 2
+    assert got[("kwik_deliveries_ended_total", (("status", "failure"),))] == 1
+    assert got[("kwik_deliveries_ended_total", (("status", "success"),))] == 0
     assert got[("kwik_attempts_total", (("outcome", "error"),))] == 1
     assert got[("kwik_attempt_duration_seconds_count", (("outcome", "success"),))] == 4
     assert got[("kwik_attempt_duration_seconds_bucket", (("le", "0.05"), ("outcome", "success")))] == 3
@@ -253,7 +274,9 @@ def test_after_a_burst_the_counters_match_the_database(metrics_dir, receiver):
     for outcome in metrics.OUTCOMES:
         assert got[("kwik_attempts_total", (("outcome", outcome),))] == by_class[outcome], outcome
         assert got[("kwik_attempt_duration_seconds_count", (("outcome", outcome),))] == by_class[outcome]
-    assert {k[1][0][1]: v for k, v in got.items() if k[0] == "kwik_deliveries" and v} == by_status
+    assert by_status == {"success": 40, "failure": 80}
+    assert {k[1][0][1]: v for k, v in got.items() if k[0] == "kwik_deliveries_ended_total"} == by_status
+    assert {k[1][0][1]: v for k, v in got.items() if k[0] == "kwik_deliveries"} == {"pending": 0, "retrying": 0}
     assert got[("kwik_deliveries_claimed_total", ())] >= len(codes)
     assert got[("kwik_record_duration_seconds_count", ())] >= 1
     assert got[("kwik_attempts_in_flight", ())] == 0

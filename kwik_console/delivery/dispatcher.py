@@ -977,7 +977,8 @@ class Dispatcher:
                 await asyncio.sleep(0.5 * (attempt + 1))
         self.attempts_recorded += len(outcomes)
         for outcome in outcomes:
-            metrics.observe_attempt(metrics.outcome_of(outcome.http_code), outcome.duration_ms / 1000)
+            metrics.observe_attempt(metrics.outcome_of(outcome.http_code), outcome.duration_ms / 1000,
+                                    ended=outcome.status if outcome.next_attempt_at is None else None)
             self._resolve_waiter(outcome.delivery_id, outcome)
         if self.on_recorded is not None:
             self.on_recorded(outcomes)
