@@ -6,6 +6,9 @@ Rows go in with bulk INSERTs in large transactions; each delivery has its own
 event, a mix of statuses, event types and test flags, and one attempt per
 hundred deliveries so the details drawer has something to show. The charts'
 rollups are filled from every delivery's attempts (1 or 3, with durations).
+Each body's data carries what the payload search looks for: a unique payment id
+(`pay_` and 24 letters and digits), an amount, and a customer's email address
+(50,000 customers, so about 20 events each at 1,000,000).
 
 A console started on this database sends nothing anywhere: every URL is on
 `.invalid` (a name that never resolves), and no delivery is due for 30 days.
@@ -49,6 +52,10 @@ def main() -> None:
     spacing = dt.timedelta(seconds=2)
     start = now - spacing * args.deliveries
     not_due = now + dt.timedelta(days=30)
+    alnum = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    first_names = ["ana", "ben", "chloe", "david", "emma", "farid", "grace", "hugo", "ines", "jonas"]
+    last_names = ["lima", "meyer", "novak", "okafor", "petit", "quinn", "rossi", "silva", "tanaka", "weber"]
+    customers = 50_000
     words = ["orders", "billing", "crm", "ledger", "payouts", "analytics", "shop", "erp", "invoices", "alerts"]
     began = time.perf_counter()
 
@@ -65,6 +72,13 @@ def main() -> None:
                                             for i in range(args.webhooks) for t in rng.sample(types, 3)])
     print(f"{args.webhooks:,} webhooks in {time.perf_counter() - began:.1f} s", flush=True)
 
+    def data_of(n: int, event_type: str) -> dict:
+        customer = rng.randrange(customers)
+        email = (f"{first_names[customer % 10]}.{last_names[customer // 10 % 10]}{customer}"
+                 f"@customers.kwik-bench.invalid")
+        return {"object": event_type.split(".")[0], "n": n, "payment": "pay_" + "".join(rng.choices(alnum, k=24)),
+                "amount": rng.randrange(100, 500_000), "currency": "eur", "customer": {"email": email}}
+
     target = args.webhooks  # the newest webhook: first in the list
     statuses = ["success"] * 90 + ["failure"] * 4 + ["retrying"] * 5 + ["pending"]
     batch = 50_000
@@ -76,7 +90,7 @@ def main() -> None:
             event_id = new_event_id()
             events.append({"id": event_id, "type": event_type, "test": test, "created_at": when,
                            "body": envelope(event_id=event_id, event_type=event_type, created_at=when, test=test,
-                                            data={"object": event_type.split(".")[0], "n": n})})
+                                            data=data_of(n, event_type))})
             status = statuses[n % len(statuses)]
             tries = 1 if status in ("success", "pending") else 3
             deliveries.append({
@@ -106,6 +120,9 @@ def main() -> None:
     if engine.dialect.name == "sqlite":
         with engine.connect() as conn:
             conn.exec_driver_sql("ANALYZE")
+    else:  # statistics and the visibility map now, as autovacuum would give them a little later
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
     print(f"Seeded {args.database} in {time.perf_counter() - began:.0f} s; deliveries are on webhook {target}.")
 
 

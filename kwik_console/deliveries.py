@@ -78,7 +78,7 @@ def list_deliveries(
     if before_id is not None:
         query = query.where(col(Delivery.id) < before_id)
     if search:
-        query = restrict_to_search(query, session.get_bind().dialect.name, search)
+        query = restrict_to_search(query, session.connection(), search)
     rows = list(session.exec(query.order_by(col(Delivery.id).desc()).limit(limit + 1)))
     more = len(rows) > limit
     items = rows[:limit]

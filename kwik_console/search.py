@@ -6,8 +6,8 @@ costs no second copy of the bodies. The words typed must appear in that order
 `pay_01JDXA8…`). PostgreSQL: a pg_trgm GIN index over event.body; the text
 typed must appear as is, case-insensitively.
 
-Both are made by migration 0003 (`ensure_index`), which fills them from the
-events already stored; they are not models, so the schema comparison skips them
+Both are made by migration 0003, which fills them from the events already
+stored; they are not models, so the schema comparison skips them
 (`HAND_MADE`).
 """
 
@@ -32,35 +32,6 @@ sa.Index("ix_delivery_event", Delivery.__table__.c.event_id)
 # Made by hand, not from the models: the schema comparison leaves them alone.
 HAND_MADE = ("event_fts", "ix_event_body_trgm")
 
-_SQLITE = [
-    "CREATE VIRTUAL TABLE IF NOT EXISTS event_fts USING fts5(body, content='event', content_rowid='rowid')",
-    "CREATE TRIGGER IF NOT EXISTS event_fts_insert AFTER INSERT ON event BEGIN "
-    "INSERT INTO event_fts(rowid, body) VALUES (new.rowid, new.body); END",
-    "CREATE TRIGGER IF NOT EXISTS event_fts_delete AFTER DELETE ON event BEGIN "
-    "INSERT INTO event_fts(event_fts, rowid, body) VALUES ('delete', old.rowid, old.body); END",
-    "CREATE TRIGGER IF NOT EXISTS event_fts_update AFTER UPDATE OF body ON event BEGIN "
-    "INSERT INTO event_fts(event_fts, rowid, body) VALUES ('delete', old.rowid, old.body); "
-    "INSERT INTO event_fts(rowid, body) VALUES (new.rowid, new.body); END",
-]
-_POSTGRES = [
-    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-    "CREATE INDEX IF NOT EXISTS ix_event_body_trgm ON event USING gin (body gin_trgm_ops)",
-]
-
-
-def ensure_index(connection) -> None:
-    if connection.dialect.name == "sqlite":
-        new = connection.exec_driver_sql(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='event_fts'").first() is None
-        for ddl in _SQLITE:
-            connection.exec_driver_sql(ddl)
-        if new:  # events stored before the index existed
-            connection.exec_driver_sql("INSERT INTO event_fts(event_fts) VALUES ('rebuild')")
-    elif connection.dialect.name == "postgresql":
-        for ddl in _POSTGRES:
-            connection.exec_driver_sql(ddl)
-
-
 def normalise(text: str | None) -> str:
     text = (text or "").replace("…", " ").strip()
     if len(text) > MAX_QUERY:
@@ -81,20 +52,33 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def restrict(query, dialect: str, text: str):
+# Above this many matching events (SQLite), the log is walked newest first instead: see restrict().
+COMMON_MATCHES = 20_000
+_MATCHES = "SELECT rowid FROM event_fts WHERE event_fts MATCH :search_match"
+_COUNT_MATCHES = sa.text(  # stops counting past the threshold
+    "SELECT count(*) FROM (SELECT rowid FROM event_fts WHERE event_fts MATCH :search_match LIMIT :cap)")
+
+
+def restrict(query, connection, text: str):
     """`query` (over Delivery) narrowed to deliveries whose event id or body matches `text`."""
     text = normalise(text)
     if not text:
         return query
     if EVENT_ID.match(text):
         return query.where(Delivery.event_id == text)
-    if dialect == "sqlite":
+    if connection.dialect.name == "sqlite":
         match = fts_query(text)
         if match is None:
             return query.where(sa.false())
-        events = sa.select(Event.id).where(sa.text(
-            "event.rowid IN (SELECT rowid FROM event_fts WHERE event_fts MATCH :search_match)"
-        ).bindparams(search_match=match))
+        if connection.execute(_COUNT_MATCHES, {"search_match": match, "cap": COMMON_MATCHES + 1}).scalar_one() \
+                > COMMON_MATCHES:
+            # A common word: fetching every match and sorting them costs as many reads as
+            # there are matches; walking the log newest first finds a page among them at once.
+            return query.where(sa.text(
+                f"(SELECT event.rowid FROM event WHERE event.id = delivery.event_id) IN ({_MATCHES})"
+            ).bindparams(search_match=match))
+        # A rare value (an id, an email): its few events, then their deliveries.
+        events = sa.select(Event.id).where(sa.text(f"event.rowid IN ({_MATCHES})").bindparams(search_match=match))
     else:
         events = sa.select(Event.id).where(Event.body.ilike(_like_pattern(text), escape="\\"))
     return query.where(Delivery.event_id.in_(events))

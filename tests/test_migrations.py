@@ -147,15 +147,15 @@ def _insert_release_rows(url: str) -> None:
             meta.reflect(conn)
             t = meta.tables
             conn.execute(t["webhook"].insert(), [
-                dict(id=1, name="Orders", url="https://orders.example.com/kwik", status="live",
+                dict(id=1, name="Orders", url="https://127.0.0.1:9/orders", status="live",
                      secret="whsec_current1", previous_secret="whsec_legacy_signing",
                      previous_secret_expires_at=NOW + dt.timedelta(hours=5), search_text="orders",
                      created_at=NOW, updated_at=NOW),
-                dict(id=2, name="Refunds", url="https://refunds.example.com/kwik", status="disabled",
+                dict(id=2, name="Refunds", url="https://127.0.0.1:9/refunds", status="disabled",
                      secret="whsec_current2", previous_secret="whsec_legacy_expired",
                      previous_secret_expires_at=NOW - dt.timedelta(hours=1), search_text="refunds",
                      created_at=NOW, updated_at=NOW),
-                dict(id=3, name="Plain", url="https://plain.example.com/kwik", status="live",
+                dict(id=3, name="Plain", url="https://127.0.0.1:9/plain", status="live",
                      secret="whsec_current3", previous_secret=None, previous_secret_expires_at=None,
                      search_text="plain", created_at=NOW, updated_at=NOW),
             ])

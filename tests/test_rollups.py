@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import importlib.util
 
 import pytest
 
@@ -12,6 +13,7 @@ from kwik_console.delivery import scheduler
 from kwik_console.events import publish
 from kwik_console.models import utcnow
 from kwik_console.webhooks import WebhookInput
+from tests.conftest import ROOT
 
 
 def make_hook(url, name="Endpoint"):
@@ -66,7 +68,7 @@ def test_recorded_attempts_reach_the_summary_and_the_charts(kwik, receiver):
 
 
 def test_rows_are_added_not_replaced_and_leave_with_their_webhook(kwik):
-    hook = make_hook("https://orders.merchant.invalid/kwik")
+    hook = make_hook("https://127.0.0.1:9/orders/kwik")
     when = dt.datetime(2026, 11, 29, 10, 15, 30, tzinfo=dt.UTC)
     with db.get_engine().begin() as conn:
         rollups.add_rows(conn, [(hook.id, when, 200, 40), (hook.id, when, 503, 900)])
@@ -82,11 +84,19 @@ def test_rows_are_added_not_replaced_and_leave_with_their_webhook(kwik):
         assert conn.execute(rollups.minute_table.select()).all() == []
 
 
-def test_rebuild_from_the_attempts_table_matches_what_was_kept(kwik, receiver):
+def test_migration_0003s_rebuild_from_the_attempts_table_matches_what_was_kept(kwik, receiver):
+    """The upgrade fills the rollups of an existing database with its own SQL: the same rows the dispatcher keeps."""
+    path = ROOT / "kwik_console/migrations/versions/0003_rollups_and_payload_search.py"
+    spec = importlib.util.spec_from_file_location("migration_0003", path)
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
     hook = make_hook(receiver.url("/ok"))
     send(hook.id)
     send(hook.id)
     with db.get_engine().begin() as conn:
-        kept = conn.execute(rollups.hour_table.select()).all()
-        assert rollups.rebuild(conn, since=utcnow() - dt.timedelta(days=1)) == 2
-        assert conn.execute(rollups.hour_table.select()).all() == kept
+        kept = {t: conn.execute(t.select()).all() for t in (rollups.minute_table, rollups.hour_table)}
+        assert sum(r.attempts for r in kept[rollups.hour_table]) == 2
+        for table in kept:
+            conn.execute(table.delete())
+        migration._rebuild_rollups(conn)
+        assert {t: conn.execute(t.select()).all() for t in kept} == kept
