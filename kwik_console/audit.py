@@ -62,14 +62,27 @@ CLI = Actor(None, "kwik-console CLI")
 CONSOLE = Actor(None, "Kwik Console")  # what the console does by itself: auto-disable
 
 
-def record(*, session: Session, actor: Actor, action: str, target: str = "", detail: dict[str, Any] | None = None,
-           client_address: str = "") -> AuditEntry:
+def _values(actor: Actor, action: str, target: str, detail: dict[str, Any] | None, client_address: str) -> dict:
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}: add it to audit.ACTIONS")
-    entry = AuditEntry(at=utcnow(), actor_id=actor.member_id, actor_email=actor.email[:254], action=action,
-                       target=target[:300], detail=detail or {}, client_address=client_address[:64])
+    return {"at": utcnow(), "actor_id": actor.member_id, "actor_email": actor.email[:254], "action": action,
+            "target": target[:300], "detail": detail or {}, "client_address": client_address[:64]}
+
+
+def record(*, session: Session, actor: Actor, action: str, target: str = "", detail: dict[str, Any] | None = None,
+           client_address: str = "") -> AuditEntry:
+    entry = AuditEntry(**_values(actor, action, target, detail, client_address))
     session.add(entry)
     return entry
+
+
+_INSERT = AuditEntry.__table__.insert()
+
+
+def append(connection, *, actor: Actor, action: str, target: str = "", detail: dict[str, Any] | None = None,
+           client_address: str = "") -> None:
+    """`record` for a hot path on a Core connection (every API request): one prebuilt INSERT, no ORM."""
+    connection.execute(_INSERT, _values(actor, action, target, detail, client_address))
 
 
 @dataclasses.dataclass

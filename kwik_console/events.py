@@ -122,9 +122,9 @@ def publish(
     webhook subscribed to `event_type` gets a delivery (a Paused one's waits).
     """
     if session is None:
-        from kwik_console.db import session_scope
+        from kwik_console.db import get_engine, one_writer, session_scope
 
-        with session_scope() as own:
+        with one_writer(get_engine()), session_scope() as own:
             published = _publish(own, event_type, data, test=test, webhook_id=webhook_id)
     else:
         published = _publish(session, event_type, data, test=test, webhook_id=webhook_id)

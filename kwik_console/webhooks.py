@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 import idna
-from sqlmodel import Session, col, delete, func, select, update
+from sqlmodel import Session, and_, col, delete, func, or_, select, update
 
 from kwik_console import catalog
 from kwik_console.errors import InvalidInput, NotFound, check_id
@@ -58,6 +58,8 @@ class WebhookPage:
     total: int
     page: int
     per_page: int
+    # The keyset of the next page (`after`), or None on the last page.
+    next_after: tuple[dt.datetime, int] | None = None
 
     @property
     def pages(self) -> int:
@@ -363,9 +365,15 @@ def delete_webhook(*, session: Session, webhook_id: int) -> None:
 
 
 def list_webhooks(
-    *, session: Session, search: str | None = None, page: int = 1, per_page: int = PAGE_SIZE
+    *, session: Session, search: str | None = None, page: int = 1, per_page: int = PAGE_SIZE,
+    after: tuple[dt.datetime, int] | None = None,
 ) -> WebhookPage:
-    """Webhooks newest first; `search` matches name or URL, ignoring case."""
+    """Webhooks newest first; `search` matches name or URL, ignoring case.
+
+    `after` (the created_at and id of the last webhook seen) asks for the page
+    after it, by keyset instead of `page`: webhooks created meanwhile never
+    shift a caller's pages, so none is skipped or seen twice.
+    """
     if page < 1:
         raise InvalidInput({"page": "Page must be 1 or more."})
     if not 1 <= per_page <= 100:
@@ -384,12 +392,18 @@ def list_webhooks(
         query = query.where(match)
         count = count.where(match)
     total = session.exec(count).one()
-    items = session.exec(
-        query.order_by(col(Webhook.created_at).desc(), col(Webhook.id).desc())
-        .offset((page - 1) * per_page)
-        .limit(per_page)
-    ).all()
-    return WebhookPage(items=list(items), total=total, page=page, per_page=per_page)
+    if after is not None:
+        created_at, webhook_id = after
+        query = query.where(or_(col(Webhook.created_at) < created_at,
+                                and_(col(Webhook.created_at) == created_at, col(Webhook.id) < webhook_id)))
+    else:
+        query = query.offset((page - 1) * per_page)
+    items = list(session.exec(
+        query.order_by(col(Webhook.created_at).desc(), col(Webhook.id).desc()).limit(per_page + 1)
+    ).all())
+    more, items = len(items) > per_page, items[:per_page]
+    return WebhookPage(items=items, total=total, page=page, per_page=per_page,
+                       next_after=(items[-1].created_at, items[-1].id) if more else None)
 
 
 def rotate_secret(*, session: Session, webhook_id: int) -> Webhook:

@@ -15,7 +15,6 @@ import ipaddress
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlmodel import Session
 
 from kwik_console import access, audit, tokens
 from kwik_console.api import ratelimit
@@ -65,10 +64,11 @@ def guard(request: Request) -> Caller:
     scheme, _, text = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not text.strip():
         raise _unauthorized("The Authorization header must be: Bearer kwik_….")
-    from kwik_console.db import get_engine
+    from kwik_console.db import get_engine, one_writer
 
     now = utcnow()
-    with get_engine().begin() as connection:
+    engine = get_engine()
+    with one_writer(engine), engine.begin() as connection:
         try:
             token = tokens.check(connection, text.strip(), now)
         except tokens.TokenRefused as exc:
@@ -78,13 +78,9 @@ def guard(request: Request) -> Caller:
             caller = Caller(actor=token.actor, owner=f"token:{token.id}", token=token, address=address)
             allowed = access.token_may(token.scopes, action)
             verdict = ratelimit.hit(connection, caller.owner, now, settings.api_rate_limit) if allowed else None
-            with Session(bind=connection) as session:
-                audit.record(session=session, actor=caller.actor,
-                             action="token.used" if allowed else "access.refused", target=route[:300],
-                             detail={"scopes": sorted(token.scopes)} | (
-                                 {} if verdict is None or verdict.allowed else {"rate_limited": True}),
-                             client_address=address)
-                session.flush()
+            audit.append(connection, actor=caller.actor, action="token.used" if allowed else "access.refused",
+                         target=route, client_address=address, detail={"scopes": sorted(token.scopes)} | (
+                             {} if verdict is None or verdict.allowed else {"rate_limited": True}))
     if refusal is not None:
         raise refusal
     if action is None:

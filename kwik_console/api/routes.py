@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
@@ -42,21 +43,48 @@ DELIVERIES_MAX_LIMIT = 500
 # ---------------------------------------------------------------- cursors: opaque to callers
 
 
-def _cursor(kind: str, value: int) -> str:
-    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode().rstrip("=")
+def _cursor(kind: str, *values: int) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{'.'.join(map(str, values))}".encode()).decode().rstrip("=")
 
 
-def _from_cursor(kind: str, cursor: str | None) -> int | None:
+def _from_cursor(kind: str, cursor: str | None, parts: int = 1) -> list[int] | None:
     if cursor is None:
         return None
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         found, _, value = text.partition(":")
-        if found == kind and value.isdigit() and len(value) <= 12:
-            return int(value)
+        numbers = value.split(".")
+        if found == kind and len(numbers) == parts and all(n.isdigit() and len(n) <= 18 for n in numbers):
+            return [int(n) for n in numbers]
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass
     raise invalid_input({"cursor": "This cursor is not one this API gave out for this list; start without one."})
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+def _delivery_before(cursor: str | None) -> int | None:
+    found = _from_cursor("d", cursor)
+    return found[0] if found else None
+
+
+def _webhook_cursor(keyset: tuple[dt.datetime, int]) -> str:
+    created_at, webhook_id = keyset  # exact to the microsecond: integers, never a float
+    return _cursor("w", (created_at.replace(tzinfo=dt.UTC) - _EPOCH) // _MICROSECOND, webhook_id)
+
+
+def _webhook_after(cursor: str | None) -> tuple[dt.datetime, int] | None:
+    found = _from_cursor("w", cursor, parts=2)
+    if found is None:
+        return None
+    micros, webhook_id = found
+    try:
+        return _EPOCH + micros * _MICROSECOND, webhook_id
+    except OverflowError:
+        raise invalid_input({"cursor": "This cursor is not one this API gave out for this list; "
+                                       "start without one."}) from None
 
 
 # ---------------------------------------------------------------- event types
@@ -96,16 +124,15 @@ def list_webhooks(
     limit: Annotated[int, Query(ge=1, le=WEBHOOKS_MAX_LIMIT)] = webhooks.PAGE_SIZE,
     cursor: Annotated[str | None, Query(max_length=100)] = None,
 ) -> WebhookPage:
-    page = _from_cursor("p", cursor) or 1
+    after = _webhook_after(cursor)
     with session_scope() as session:
         try:
-            result = webhooks.list_webhooks(session=session, search=search, page=page, per_page=limit)
+            result = webhooks.list_webhooks(session=session, search=search, per_page=limit, after=after)
         except InvalidInput as exc:
-            raise invalid_input({"cursor" if k == "page" else "limit" if k == "per_page" else k: v
-                                 for k, v in exc.errors.items()}) from None
+            raise invalid_input({"limit" if k == "per_page" else k: v for k, v in exc.errors.items()}) from None
         items = [_out(session, w) for w in result.items]
-    more = result.page < result.pages
-    return WebhookPage(items=items, total=result.total, next_cursor=_cursor("p", page + 1) if more else None)
+    return WebhookPage(items=items, total=result.total,
+                       next_cursor=_webhook_cursor(result.next_after) if result.next_after else None)
 
 
 @router.post("/webhooks", response_model=WebhookOut, status_code=201, tags=["webhooks"], summary="Create a webhook")
@@ -218,7 +245,7 @@ def list_deliveries(
 ) -> DeliveryPage:
     with session_scope() as session:
         page = deliveries.list_deliveries(session=session, webhook_id=webhook_id, status=status,
-                                          event_type=event_type, test=test, before_id=_from_cursor("d", cursor),
+                                          event_type=event_type, test=test, before_id=_delivery_before(cursor),
                                           limit=limit)
     return DeliveryPage(items=[DeliveryOut.of(d) for d in page.items],
                         next_cursor=_cursor("d", page.next_before_id) if page.next_before_id else None)
