@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from kwik_console.api import create_app  # noqa: E402
 
 PUBLISH = {"type": "payment.created", "data": {"id": "pay_1"}}
-WEBHOOK = {"name": "Orders", "url": "https://example.com/hooks", "events": ["payment.created"]}
+WEBHOOK = {"name": "Orders", "url": "https://127.0.0.1:9/hooks", "events": ["payment.created"]}
 
 
 def _token(scopes, **kw) -> str:

@@ -35,7 +35,7 @@ def create(capsys, url, events="payment.created,customer.created", name="Orders"
 
 
 def test_create_json_has_id_and_secret_and_list_shows_it(kwik, capsys):
-    created = create(capsys, "https://orders.example.com/kwik")
+    created = create(capsys, "https://127.0.0.1:9/orders/kwik")
     assert created["id"] == 1 and created["secret"].startswith("whsec_")
     assert created["events"] == ["customer.created", "payment.created"] and created["status"] == "live"
 
@@ -43,15 +43,15 @@ def test_create_json_has_id_and_secret_and_list_shows_it(kwik, capsys):
     assert code == 0
     header, rule, row = out.splitlines()
     assert cells(header) == ["ID", "Created", "Name", "Webhook URL", "Status", "Max/s", "Failing since"]
-    assert "Orders" in row and "https://orders.example.com/kwik" in row and row.rstrip().endswith("Live")
+    assert "Orders" in row and "https://127.0.0.1:9/orders/kwik" in row and row.rstrip().endswith("Live")
 
-    code, out, _ = run(capsys, "webhooks", "list", "--search", "ORDERS.example", "--json")
+    code, out, _ = run(capsys, "webhooks", "list", "--search", "ORDERS/KWIK", "--json")
     assert [w["id"] for w in json.loads(out)["items"]] == [1]
     assert "secret" not in json.loads(out)["items"][0]
 
 
 def test_update_rotate_and_delete(kwik, capsys):
-    created = create(capsys, "https://orders.example.com/kwik")
+    created = create(capsys, "https://127.0.0.1:9/orders/kwik")
     code, out, _ = run(capsys, "webhooks", "update", "1", "--status", "disabled", "--name", "Orders v2", "--json")
     assert code == 0 and json.loads(out)["status"] == "disabled" and json.loads(out)["name"] == "Orders v2"
     code, out, _ = run(capsys, "webhooks", "rotate-secret", "1", "--json")
@@ -129,14 +129,14 @@ def test_test_event_to_a_failing_endpoint_shows_retrying(kwik, capsys, receiver)
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["webhooks", "create", "--name", "", "--url", "https://a.example.com", "--events", "payment.created"],
+        (["webhooks", "create", "--name", "", "--url", "https://127.0.0.1:9/a", "--events", "payment.created"],
          "Name is required."),
-        (["webhooks", "create", "--name", "A", "--url", "http://a.example.com", "--events", "payment.created"],
+        (["webhooks", "create", "--name", "A", "--url", "http://a.example.invalid", "--events", "payment.created"],
          "must use https://"),
-        (["webhooks", "create", "--name", "A", "--url", "https://a.example.com", "--events", "pay.created"],
+        (["webhooks", "create", "--name", "A", "--url", "https://127.0.0.1:9/a", "--events", "pay.created"],
          "Unknown event type: pay.created."),
-        (["webhooks", "create", "--name", "A", "--url", "https://a.example.com"], "--events"),
-        (["webhooks", "create", "--name", "A", "--url", "https://a.example.com", "--events", "payment.created",
+        (["webhooks", "create", "--name", "A", "--url", "https://127.0.0.1:9/a"], "--events"),
+        (["webhooks", "create", "--name", "A", "--url", "https://127.0.0.1:9/a", "--events", "payment.created",
           "--status", "paused"], "invalid choice"),
         (["webhooks", "update", "7", "--name", "B"], "Webhook 7 does not exist."),
         (["webhooks", "update", "1"], "nothing to change"),
@@ -166,7 +166,7 @@ def test_bad_input_is_one_line_and_non_zero(kwik, capsys, argv, message):
 
 
 def test_bad_input_writes_nothing(kwik, capsys):
-    run(capsys, "webhooks", "create", "--name", "A", "--url", "http://a.example.com", "--events", "payment.created")
+    run(capsys, "webhooks", "create", "--name", "A", "--url", "http://a.example.invalid", "--events", "payment.created")
     assert json.loads(run(capsys, "webhooks", "list", "--json")[1])["total"] == 0
 
 

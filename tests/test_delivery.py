@@ -9,6 +9,7 @@ import json
 import socket
 import time
 
+import aiohttp
 import pytest
 from sqlmodel import Session, func, select
 from standardwebhooks.webhooks import Webhook as Verifier
@@ -292,7 +293,16 @@ def test_test_event_envelope_is_what_was_sent(kwik, receiver):
     assert body["type"] == "invoice.created" and body["test"] is True and body["id"] == published.event.id
 
 
-def test_dns_error(kwik):
+def test_dns_error(kwik, monkeypatch):
+    # The system's answer for a name that does not exist, given here so no DNS query leaves the machine.
+    real = aiohttp.ThreadedResolver.resolve
+
+    async def resolve(self, host, port=0, family=socket.AF_INET):
+        if host == "no-such-host.invalid":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return await real(self, host, port, family)
+
+    monkeypatch.setattr(aiohttp.ThreadedResolver, "resolve", resolve)
     webhook = make_hook("https://no-such-host.invalid/kwik")
     _, outcome = send_test(webhook.id)
     assert outcome.status == "retrying" and outcome.error.startswith("DNS error")

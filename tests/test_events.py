@@ -14,7 +14,7 @@ from kwik_console.webhooks import WebhookInput
 def hook(session, name, events, status="live"):
     webhook = webhooks.create_webhook(
         session=session,
-        data=WebhookInput(name=name, url=f"https://{name}.example.com/hook", events=events, status=status),
+        data=WebhookInput(name=name, url=f"https://127.0.0.1:9/{name}/hook", events=events, status=status),
     )
     session.commit()
     return webhook

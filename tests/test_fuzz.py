@@ -58,15 +58,26 @@ hosts = st.one_of(
     st.text(chars, max_size=30),
 )
 ports = st.one_of(st.just(""), st.integers(-1, 70_000).map(lambda p: f":{p}"), st.sampled_from([":", ":x", ":0"]))
-urls = st.one_of(
-    st.builds(
+
+
+def urls_to(host_names):
+    return st.builds(
         lambda scheme, host, port, path: f"{scheme}://{host}{port}{path}",
         st.sampled_from(["https", "http", "HTTPS", "ftp", ""]),
-        hosts,
+        host_names,
         ports,
         st.one_of(st.just("/kwik"), text.map(lambda t: "/" + t)),
-    ),
-    text,
+    )
+
+
+urls = st.one_of(urls_to(hosts), text)
+# No test makes a Live webhook to a host off this machine: any URL comes with a
+# status other than Live, and Live (given, or by default) only with a loopback host.
+urls_with_status = st.one_of(
+    st.tuples(st.one_of(st.none(), urls), st.sampled_from(["Disabled", "paused", ""])),
+    st.tuples(st.one_of(st.none(), urls_to(st.sampled_from(["localhost", "LOCALHOST", "127.0.0.1", "127.9.9.9",
+                                                            "[::1]"]))),
+              st.sampled_from([None, "live"])),
 )
 event_lists = st.one_of(
     st.none(),
@@ -106,9 +117,9 @@ publish_data = st.one_of(
 
 def test_creating_webhooks_from_any_input(kwik, session):
     @fuzz(kwik)
-    @given(name=st.one_of(st.none(), text), url=st.one_of(st.none(), urls), events=event_lists,
-           status=st.sampled_from([None, "live", "Disabled", "paused", ""]))
-    def check(name, url, events, status):
+    @given(name=st.one_of(st.none(), text), url_and_status=urls_with_status, events=event_lists)
+    def check(name, url_and_status, events):
+        url, status = url_and_status
         before = counts(session)
         try:
             webhook = webhooks.create_webhook(session=session, data=WebhookInput(name, url, events, status))
@@ -128,8 +139,9 @@ def test_creating_webhooks_from_any_input(kwik, session):
 
 
 def test_updating_any_webhook_id_with_any_input(kwik, session):
+    # Disabled, as the updates below may point it anywhere: no test makes a Live webhook off this machine.
     existing = webhooks.create_webhook(session=session, data=WebhookInput(
-        name="Orders", url="https://hooks.example.com/kwik", events=["payment.created"]))
+        name="Orders", url="https://127.0.0.1:9/kwik", events=["payment.created"], status="disabled"))
     session.commit()
 
     @fuzz(kwik)
@@ -151,7 +163,7 @@ def test_updating_any_webhook_id_with_any_input(kwik, session):
 
 def test_every_id_taking_service_with_any_id(kwik, session):
     webhook = webhooks.create_webhook(session=session, data=WebhookInput(
-        name="Orders", url="https://hooks.example.com/kwik", events=["payment.created"]))
+        name="Orders", url="https://127.0.0.1:9/kwik", events=["payment.created"]))
     session.commit()
     publish("payment.created", {"object": "payment"}, session=session, wake=False)
     services = {
@@ -186,7 +198,7 @@ def test_every_id_taking_service_with_any_id(kwik, session):
 
 def test_publishing_any_data(kwik, session):
     live = webhooks.create_webhook(session=session, data=WebhookInput(
-        name="Orders", url="https://hooks.example.com/kwik", events=catalog.event_type_names()))
+        name="Orders", url="https://127.0.0.1:9/kwik", events=catalog.event_type_names()))
     session.commit()
 
     @fuzz(kwik)
@@ -212,7 +224,7 @@ def test_publishing_any_data(kwik, session):
 
 def test_searching_with_any_text(kwik, session):
     webhooks.create_webhook(session=session, data=WebhookInput(
-        name="Orders", url="https://hooks.example.com/kwik", events=["payment.created"]))
+        name="Orders", url="https://127.0.0.1:9/kwik", events=["payment.created"]))
     session.commit()
 
     @fuzz(kwik)

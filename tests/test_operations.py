@@ -310,7 +310,7 @@ def test_failing_then_recovered_notices_and_the_warning(kwik, receiver):
 
 def test_regular_webhooks_cannot_subscribe_to_operational_events(kwik):
     with pytest.raises(InvalidInput, match="operational webhook"):
-        make_hook("https://hooks.example.com/kwik", events=["payment.created", "webhook.disabled"])
+        make_hook("https://127.0.0.1:9/kwik", events=["payment.created", "webhook.disabled"])
 
 
 # ---------------------------------------------------------------- pause and resume
@@ -341,7 +341,7 @@ def test_paused_webhook_keeps_its_deliveries_and_sends_them_oldest_first_on_resu
 
 
 def test_a_test_event_to_a_paused_webhook_is_refused(kwik):
-    webhook_id = make_hook("https://hooks.example.com/kwik")
+    webhook_id = make_hook("https://127.0.0.1:9/kwik")
     with db.session_scope() as s:
         health.pause_webhook(session=s, webhook_id=webhook_id, actor=ACTOR)
     with pytest.raises(InvalidInput, match="is Paused"):
@@ -376,8 +376,8 @@ def test_rate_limit_holds_across_two_worker_processes(kwik, receiver, cli_env):
 def test_rate_limit_validation(kwik):
     for bad in ("0", "-1", "fast", "1001", "nan"):
         with pytest.raises(InvalidInput, match="Max deliveries per second"):
-            make_hook("https://hooks.example.com/kwik", max_per_second=bad)
-    webhook_id = make_hook("https://hooks.example.com/kwik", max_per_second="2.5")
+            make_hook("https://127.0.0.1:9/kwik", max_per_second=bad)
+    webhook_id = make_hook("https://127.0.0.1:9/kwik", max_per_second="2.5")
     with db.session_scope() as s:
         assert s.get(Webhook, webhook_id).max_per_second == 2.5
         webhooks.update_webhook(session=s, webhook_id=webhook_id, data=WebhookInput(max_per_second=""))
@@ -421,7 +421,7 @@ def test_retention_purges_old_finished_rows_and_keeps_retrying_ones(kwik, receiv
 
 def test_the_operational_webhook_is_changed_only_through_its_own_admin_path(kwik):
     with db.session_scope() as s:
-        operational_id = notices.set_operational_webhook(session=s, url="https://ops.example.invalid/kwik",
+        operational_id = notices.set_operational_webhook(session=s, url="https://127.0.0.1:9/ops",
                                                          actor=ACTOR).id
     for change in (
         lambda s: webhooks.update_webhook(session=s, webhook_id=operational_id, data=WebhookInput(name="Mine")),

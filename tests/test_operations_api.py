@@ -38,7 +38,7 @@ def remote(kwik):
         yield client
 
 
-def _webhook(api, url="https://example.com/hooks", **more) -> dict:
+def _webhook(api, url="https://127.0.0.1:9/hooks", **more) -> dict:
     response = api.post(f"{V1}/webhooks", json={"name": "Orders", "url": url, "events": ["payment.created"], **more})
     assert response.status_code == 201, response.text
     return response.json()
@@ -118,7 +118,7 @@ def test_max_per_second_null_removes_it_and_absent_leaves_it(api):
 def test_a_bad_max_per_second_is_a_problem_naming_the_field(api, value, words):
     made = _webhook(api)
     for response in (api.patch(f"{V1}/webhooks/{made['id']}", json={"max_per_second": value}),
-                     api.post(f"{V1}/webhooks", json={"name": "B", "url": "https://example.com/b",
+                     api.post(f"{V1}/webhooks", json={"name": "B", "url": "https://127.0.0.1:9/b",
                                                       "events": ["payment.created"], "max_per_second": value})):
         body = assert_problem(response, 422, "invalid_input")
         assert [e["field"] for e in body["errors"]] == ["max_per_second"] and words in body["detail"], body
@@ -265,7 +265,7 @@ def test_the_operational_webhook_set_read_and_removed_by_the_local_admin(api, re
 
     moved = api.put(f"{V1}/operational-webhook", json={"url": receiver.url("/ops2")}).json()
     assert moved["id"] == body["id"] and moved["url"] == receiver.url("/ops2")
-    bad = assert_problem(api.put(f"{V1}/operational-webhook", json={"url": "ftp://ops.example.com"}),
+    bad = assert_problem(api.put(f"{V1}/operational-webhook", json={"url": "ftp://ops.example.invalid"}),
                          422, "invalid_input")
     assert [e["field"] for e in bad["errors"]] == ["url"]
 
@@ -278,7 +278,7 @@ def test_the_operational_webhook_set_read_and_removed_by_the_local_admin(api, re
 
 def test_no_token_scope_reaches_the_operational_webhook(remote):
     every_scope = _bearer("read,write,publish")
-    for method, body in (("GET", None), ("PUT", {"url": "https://ops.example.com/kwik"}), ("DELETE", None)):
+    for method, body in (("GET", None), ("PUT", {"url": "https://127.0.0.1:9/ops"}), ("DELETE", None)):
         response = remote.request(method, f"{V1}/operational-webhook", json=body, headers=every_scope)
         problem = assert_problem(response, 403, "forbidden")
         assert "needs the admin scope" in problem["detail"]

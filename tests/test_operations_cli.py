@@ -52,7 +52,7 @@ def failed_deliveries(capsys, webhook_id: int, count: int) -> None:
 
 
 def test_pause_and_resume(kwik, capsys):
-    create(capsys, "https://orders.example.com/kwik")
+    create(capsys, "https://127.0.0.1:9/orders/kwik")
     paused = json.loads(ok(capsys, "webhooks", "pause", "1", "--json"))
     assert paused["status"] == "paused" and "secret" not in paused
     lines = ok(capsys, "webhooks", "show", "1").splitlines()
@@ -72,7 +72,7 @@ def test_pause_and_resume(kwik, capsys):
 
 
 def test_max_per_second_on_create_and_update(kwik, capsys):
-    code, out, err = run(capsys, "webhooks", "create", "--name", "A", "--url", "https://a.example.com/k",
+    code, out, err = run(capsys, "webhooks", "create", "--name", "A", "--url", "https://127.0.0.1:9/a",
                          "--events", "payment.created", "--max-per-second", "2.5", "--json")
     assert code == 0, err
     assert json.loads(out)["max_per_second"] == 2.5
@@ -88,13 +88,13 @@ def test_max_per_second_on_create_and_update(kwik, capsys):
         assert "Max deliveries per second must be a number from 0.1 to 1,000" in refused(
             capsys, "webhooks", "update", "1", "--max-per-second", bad)
     assert "Max deliveries per second" in refused(
-        capsys, "webhooks", "create", "--name", "C", "--url", "https://c.example.com/k", "--events", "payment.created",
+        capsys, "webhooks", "create", "--name", "C", "--url", "https://127.0.0.1:9/c", "--events", "payment.created",
         "--max-per-second", "-3")
     assert json.loads(ok(capsys, "webhooks", "list", "--json"))["total"] == 1
 
 
 def test_an_automatically_disabled_webhook_shows_why_and_resume_re_enables_it(kwik, capsys):
-    create(capsys, "https://orders.example.com/kwik")
+    create(capsys, "https://127.0.0.1:9/orders/kwik")
     six_days_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=6)
     with get_engine().begin() as conn:
         conn.execute(sa.update(Webhook).values(failing_since=six_days_ago))
@@ -154,7 +154,7 @@ def test_resend_prints_the_real_outcome(kwik, capsys, receiver):
 
 
 def test_recover_start_status_list_and_cancel(kwik, capsys):
-    create(capsys, "https://orders.example.com/kwik")
+    create(capsys, "https://127.0.0.1:9/orders/kwik")
     failed_deliveries(capsys, 1, 2)
     started = json.loads(ok(capsys, "recover", "start", "1", "--since", dt.date.today().isoformat(), "--json"))
     assert (started["state"], started["total"], started["queued"], started["statuses"], started["created_by"]) == (
@@ -198,7 +198,7 @@ def test_recover_start_status_list_and_cancel(kwik, capsys):
     (["recover", "list", "5"], "Webhook 5 does not exist."),
 ])
 def test_bad_recover_input_is_one_line(kwik, capsys, argv, message):
-    create(capsys, "https://orders.example.com/kwik")
+    create(capsys, "https://127.0.0.1:9/orders/kwik")
     assert message in refused(capsys, *argv)
     assert ok(capsys, "recover", "list", "1").strip() == "No recoveries of webhook 1 yet."
 
@@ -241,7 +241,7 @@ def test_operational_webhook_set_show_and_remove(kwik, capsys, receiver):
     assert lines[0] == f"Operational webhook: {receiver.url('/ops')}"
     assert cells(lines[-1]) == ["Signing secret", saved["secret"]]
     assert ok(capsys, "webhooks", "list").strip() == "No webhooks yet."  # not one of the merchant's
-    assert "must use https://" in refused(capsys, "operational-webhook", "set", "http://ops.example.com/kwik")
+    assert "must use https://" in refused(capsys, "operational-webhook", "set", "http://ops.example.invalid/kwik")
     moved = json.loads(ok(capsys, "operational-webhook", "set", receiver.url("/ops2"), "--json"))
     assert (moved["id"], moved["secret"]) == (saved["id"], saved["secret"])
 

@@ -90,7 +90,7 @@ def test_a_wrong_secret_unknown_to_the_webhook():
 
 
 def test_code_samples_name_each_library_and_the_webhook():
-    samples = sc.code_samples(webhook_name="Orders service", url="https://orders.example.com/kwik/hooks")
+    samples = sc.code_samples(webhook_name="Orders service", url="https://127.0.0.1:9/kwik/hooks")
     assert set(samples) == {"Python", "Node", "Go", "PHP"}
     assert "standardwebhooks" in samples["Python"] and "standardwebhooks" in samples["Node"]
     assert "standard-webhooks/libraries/go" in samples["Go"] and "StandardWebhooks\\Webhook" in samples["PHP"]

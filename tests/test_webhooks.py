@@ -12,7 +12,7 @@ from kwik_console.events import publish
 from kwik_console.models import Attempt, Delivery, PreviousSecret, Subscription, Webhook, utcnow
 from kwik_console.webhooks import WebhookInput
 
-GOOD = dict(name="Orders service", url="https://hooks.example.com/kwik", events=["payment.created"])
+GOOD = dict(name="Orders service", url="https://127.0.0.1:9/kwik", events=["payment.created"])
 
 
 def make(session, **overrides):
@@ -38,16 +38,16 @@ def test_create_trims_and_stores_everything(session):
         ("name", "   ", "Name is required"),
         ("name", "x" * 101, "at most 100 characters"),
         ("url", "", "Webhook URL is required"),
-        ("url", "hooks.example.com/kwik", "absolute https:// URL"),
-        ("url", "ftp://hooks.example.com/kwik", "absolute https:// URL"),
+        ("url", "hooks.example.invalid/kwik", "absolute https:// URL"),
+        ("url", "ftp://hooks.example.invalid/kwik", "absolute https:// URL"),
         ("url", "https://", "absolute https:// URL"),
-        ("url", "http://hooks.example.com/kwik", "must use https://"),
+        ("url", "http://hooks.example.invalid/kwik", "must use https://"),
         ("url", "http://10.0.0.5/kwik", "must use https://"),
-        ("url", "https://user:pw@hooks.example.com/kwik", "user name or password"),
-        ("url", "https://hooks.example.com/kwik#top", "#fragment"),
-        ("url", "https://hooks.example.com:99999/kwik", "not a valid URL"),
-        ("url", "https://hooks.example.com/a b", "spaces"),
-        ("url", "https://hooks.example.com/" + "a" * 2030, "at most 2,048 characters"),
+        ("url", "https://user:pw@hooks.example.invalid/kwik", "user name or password"),
+        ("url", "https://hooks.example.invalid/kwik#top", "#fragment"),
+        ("url", "https://hooks.example.invalid:99999/kwik", "not a valid URL"),
+        ("url", "https://hooks.example.invalid/a b", "spaces"),
+        ("url", "https://hooks.example.invalid/" + "a" * 2030, "at most 2,048 characters"),
         ("events", [], "Select at least one event"),
         ("events", ["payment.created", "payment.deleted"], "Unknown event type: payment.deleted"),
         ("status", "sleeping", "Status must be Live, Paused or Disabled"),
@@ -68,7 +68,7 @@ def test_every_bad_field_is_reported_at_once(session):
 
 
 @pytest.mark.parametrize("url", ["http://localhost:8080/hook", "http://127.0.0.1/hook", "http://127.9.9.9/h",
-                                 "http://[::1]:9000/hook", "https://hooks.example.com/kwik?x=1"])
+                                 "http://[::1]:9000/hook", "https://127.0.0.1:9/kwik?x=1"])
 def test_loopback_http_is_allowed_in_local_mode(session, url):
     assert make(session, url=url).url == url
 
@@ -100,7 +100,7 @@ def test_invalid_update_changes_nothing(session):
     session.commit()
     with pytest.raises(InvalidInput):
         webhooks.update_webhook(session=session, webhook_id=webhook.id,
-                                data=WebhookInput(name="New name", url="http://example.com"))
+                                data=WebhookInput(name="New name", url="http://example.invalid"))
     session.rollback()
     again = webhooks.get_webhook(session=session, webhook_id=webhook.id)
     assert again.name == GOOD["name"] and again.url == GOOD["url"]
@@ -113,14 +113,14 @@ def test_update_missing_webhook(session):
 
 def test_list_is_newest_first_paginated_and_searchable(session):
     for i in range(30):
-        make(session, name=f"Hook {i:02d}", url=f"https://svc{i % 3}.example.com/kwik")
+        make(session, name=f"Hook {i:02d}", url=f"https://127.0.0.1:9/svc{i % 3}/kwik")
     page1 = webhooks.list_webhooks(session=session)
     assert page1.total == 30 and page1.pages == 2 and len(page1.items) == 25
     assert page1.items[0].name == "Hook 29"
     page2 = webhooks.list_webhooks(session=session, page=2)
     assert [w.name for w in page2.items] == [f"Hook {i:02d}" for i in range(4, -1, -1)]
 
-    by_url = webhooks.list_webhooks(session=session, search="SVC1.example")
+    by_url = webhooks.list_webhooks(session=session, search="SVC1/KWIK")
     assert by_url.total == 10 and all("svc1" in w.url for w in by_url.items)
     by_name = webhooks.list_webhooks(session=session, search="hook 1")
     assert {w.name for w in by_name.items} == {f"Hook {i}" for i in range(10, 20)}

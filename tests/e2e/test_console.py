@@ -131,7 +131,7 @@ def test_search_matches_name_or_url(page: Page, console, receiver, make):
 
 
 def test_edit_shows_the_selected_events(page: Page, console, make):
-    _, name = make("CRM hooks", "https://crm.merchant.invalid/kwik", events=("invoice.created",))
+    _, name = make("CRM hooks", "https://127.0.0.1:9/crm", events=("invoice.created",))
     page.goto(console.url)
     search_for(page, name)
     action(page, name, "Edit")
@@ -173,7 +173,7 @@ def test_signing_secret_is_hidden_revealed_copied_and_rotated(page: Page, consol
 
 
 def test_disable_reads_the_right_way(page: Page, console, make):
-    _, name = make("To disable", "https://off.merchant.invalid/kwik")
+    _, name = make("To disable", "https://127.0.0.1:9/off")
     page.goto(console.url)
     search_for(page, name)
     action(page, name, "Edit")

@@ -222,7 +222,7 @@ def test_pause_then_resume_from_the_row_menu(page: Page, console, receiver, make
 
 
 def test_status_explained_and_the_rate_limit_in_the_form(page: Page, console, make):
-    _, name = make("Rate", "https://rate.merchant.invalid/kwik")
+    _, name = make("Rate", "https://127.0.0.1:9/rate")
     page.goto(console.url)
     search_for(page, name)
     action(page, name, "Edit")
