@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import SQLModel
 
-from kwik_console.models import Delivery, DeliveryStatus, Webhook
+from kwik_console.models import Attempt, Delivery, DeliveryStatus, Webhook
 
 # Upper bounds of the first 19 bins, in ms; the 20th holds everything slower (up to the 15 s timeout).
 BIN_UPPER_MS = (5, 10, 20, 35, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10_000)
@@ -113,6 +113,23 @@ def prune(conn, now: dt.datetime) -> None:
     t = _epoch(now)
     conn.execute(minute_table.delete().where(minute_table.c.bucket < t - KEEP_MINUTES_S))
     conn.execute(hour_table.delete().where(hour_table.c.bucket < t - KEEP_HOURS_S))
+
+
+def rebuild(conn, *, since: dt.datetime) -> int:
+    """Rebuild both grains from the attempts table since `since` (docs/screenshots.py, after dating attempts back)."""
+    for table, _ in _GRAINS:
+        conn.execute(table.delete().where(table.c.bucket >= _epoch(since) // HOUR * HOUR))
+    query = (sa.select(Delivery.webhook_id, Attempt.attempted_at, Attempt.http_code, Attempt.duration_ms)
+             .join(Delivery, Delivery.id == Attempt.delivery_id)
+             .where(Attempt.attempted_at >= since.replace(minute=0, second=0, microsecond=0)))
+    count, batch = 0, []
+    for row in conn.execute(query.execution_options(yield_per=10_000)):
+        batch.append(tuple(row))
+        if len(batch) >= 10_000:
+            add_rows(conn, batch)
+            count, batch = count + len(batch), []
+    add_rows(conn, batch)
+    return count + len(batch)
 
 
 # ------------------------------------------------------------------ reading

@@ -84,8 +84,8 @@ def test_rows_are_added_not_replaced_and_leave_with_their_webhook(kwik):
         assert conn.execute(rollups.minute_table.select()).all() == []
 
 
-def test_migration_0003s_rebuild_from_the_attempts_table_matches_what_was_kept(kwik, receiver):
-    """The upgrade fills the rollups of an existing database with its own SQL: the same rows the dispatcher keeps."""
+def test_rebuilds_from_the_attempts_table_match_what_was_kept(kwik, receiver):
+    """Migration 0003 (its own SQL) and rollups.rebuild fill the rollups with the rows the dispatcher keeps."""
     path = ROOT / "kwik_console/migrations/versions/0003_rollups_and_payload_search.py"
     spec = importlib.util.spec_from_file_location("migration_0003", path)
     migration = importlib.util.module_from_spec(spec)
@@ -99,4 +99,6 @@ def test_migration_0003s_rebuild_from_the_attempts_table_matches_what_was_kept(k
         for table in kept:
             conn.execute(table.delete())
         migration._rebuild_rollups(conn)
+        assert {t: conn.execute(t.select()).all() for t in kept} == kept
+        assert rollups.rebuild(conn, since=utcnow() - dt.timedelta(days=1)) == 2  # the docs' screenshots use it
         assert {t: conn.execute(t.select()).all() for t in kept} == kept
