@@ -164,6 +164,9 @@ def test_auto_disable_banner_then_re_enable(page: Page, console, receiver, make)
     search_for(page, name)
     expect(row(page, name)).to_contain_text("Disabled")
     shot(page, "auto-disabled-banner")
+    from tests.e2e.axe import assert_clean
+
+    assert_clean(page, "the webhook list with an auto-disabled banner")
 
     banner.get_by_role("button", name="Recover failed since…").click()
     expect(page).to_have_url(re.compile(rf"/webhooks/{hook_id}\?recover=1$"))

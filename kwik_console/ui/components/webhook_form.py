@@ -98,7 +98,7 @@ def _secret_section() -> rx.Component:
             rx.button("Copy", size="1", variant="soft", type="button", on_click=Form.copy_secret),
             rx.alert_dialog.root(
                 rx.alert_dialog.trigger(rx.button("Rotate", size="1", variant="soft", color_scheme="orange",
-                                                  type="button")),
+                                                  high_contrast=True, type="button")),
                 rx.alert_dialog.content(
                     rx.alert_dialog.title("Rotate the signing secret?"),
                     rx.alert_dialog.description(

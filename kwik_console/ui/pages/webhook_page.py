@@ -184,7 +184,7 @@ def _secret() -> rx.Component:
                         rx.button("Copy", size="1", variant="soft", on_click=SecretState.copy),
                         rx.alert_dialog.root(
                             rx.alert_dialog.trigger(rx.button("Rotate", size="1", variant="soft",
-                                                              color_scheme="orange")),
+                                                              color_scheme="orange", high_contrast=True)),
                             rx.alert_dialog.content(
                                 rx.alert_dialog.title("Rotate the signing secret?"),
                                 rx.alert_dialog.description(
