@@ -364,6 +364,7 @@ def test_rate_limit_holds_across_two_worker_processes(kwik, receiver, cli_env):
         for worker in workers:
             stop(worker)
     in_window = [r for r in receiver.hits("/ok") if r.at - first < 20.0]
+    print(f"\nrate limit 5/s: {len(in_window)} in 20 s")
     assert 90 <= len(in_window) <= 110, len(in_window)  # 5 a second, within 10 %
     with Session(db.get_engine()) as s:
         over = s.exec(select(Delivery.status, Delivery.attempt_count).where(Delivery.webhook_id == webhook_id)

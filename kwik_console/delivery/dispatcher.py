@@ -216,6 +216,8 @@ _UNLEASE = (
 _WEBHOOK_STATES = select(W.id, W.status, W.max_per_second, W.rate_next_at).where(
     W.id.in_(bindparam("webhooks", expanding=True))
 )
+_HOLD_RATE_CLOCKS = update(Webhook).where(W.id.in_(bindparam("webhooks", expanding=True))).values(
+    rate_next_at=W.rate_next_at)
 _SET_RATE_CLOCK = update(Webhook).where(W.id == bindparam("_id")).values(rate_next_at=bindparam("_at", type_=_WHEN))
 # How far behind its clock a rate-limited webhook may fall and catch up (at least
 # one delivery's interval): claims come a little late, and the rate must not drift down.
@@ -247,8 +249,14 @@ def _due_candidates(conn, *, now, limit: int, room: dict[int, int], per_webhook:
     # Paused webhooks' deliveries wait; rate-limited ones may take only what their clock allows.
     states = conn.execute(_WEBHOOK_STATES, {"webhooks": pending}).all()
     limited_ids = [s.id for s in states if s.max_per_second and s.status == WebhookStatus.LIVE]
-    if limited_ids and conn.dialect.name == "postgresql":  # one process moves a webhook's clock at a time
-        locked = {s.id: s for s in conn.execute(_WEBHOOK_STATES.with_for_update(), {"webhooks": limited_ids})}
+    if limited_ids:  # one process moves a webhook's clock at a time
+        if conn.dialect.name == "postgresql":
+            locked = {s.id: s for s in conn.execute(_WEBHOOK_STATES.with_for_update(), {"webhooks": limited_ids})}
+        else:
+            # SQLite: take the write lock first, then read the clocks again. Two processes that
+            # both read a clock before either wrote it would each start its allowance.
+            conn.execute(_HOLD_RATE_CLOCKS, {"webhooks": limited_ids})
+            locked = {s.id: s for s in conn.execute(_WEBHOOK_STATES, {"webhooks": limited_ids})}
         states = [locked.get(s.id, s) for s in states]
     paused = {s.id for s in states if s.status == WebhookStatus.PAUSED}
     rates, next_rate_at = {}, None
