@@ -399,7 +399,6 @@ def one_writer(engine: Engine) -> Iterator[None]:
         yield
 
 
-
 @contextlib.contextmanager
 def session_scope():
     """A session that commits on success and rolls back on any error."""
