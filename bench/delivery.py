@@ -1,6 +1,7 @@
 """Delivery benchmark at the default settings: a script, not a test. Prints a table (or JSON) of figures.
 
     .venv/bin/python bench/delivery.py [--database sqlite|postgresql] [--scenario a,b,...] [--quick] [--json]
+                                       [--processes N]
 
 Nothing is tuned: the only KWIK_* variable set, for the bench and the worker
 alike, is KWIK_DATABASE_URL (any other KWIK_* in the caller's environment is
@@ -314,13 +315,14 @@ CEILING_CLIENTS = [
 class Worker:
     """One `kwik-console worker`, started with the default environment; its output goes to a log file."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, log_path: Path):
+    def __init__(self, env: dict[str, str], cwd: Path, log_path: Path, processes: int = 1):
         self.log_path = log_path
         self._log = open(log_path, "wb")
         self.spawned = time.time()
         self.ready: float | None = None
         self.process = subprocess.Popen(
-            [str(KWIK_CONSOLE), "worker"], env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=self._log,
+            [str(KWIK_CONSOLE), "worker", *(["--processes", str(processes)] if processes > 1 else [])],
+            env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=self._log,
             stderr=subprocess.STDOUT, start_new_session=True,  # its own process group: stop() ends all of it
         )
 
@@ -375,10 +377,12 @@ RATIOS = "ratios to the ceilings"
 class Bench:
     def __init__(self, args, tmp: Path, receiver: BenchReceiver):
         self.kind = args.database
+        self.processes = args.processes
         self.sizes = QUICK if args.quick else FULL
         self.tmp = tmp
         self.receiver = receiver
-        self.figures: dict = {"database": self.kind, "quick": args.quick, "cores": os.cpu_count()}
+        self.figures: dict = {"database": self.kind, "quick": args.quick, "cores": os.cpu_count(),
+                              "worker_processes": args.processes}
         self.rows: list[Row] = []
         self.ceilings: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
         self.startups: list[float] = []
@@ -449,7 +453,7 @@ class Bench:
         return env
 
     def start_worker(self, name: str) -> Worker:
-        worker = Worker(self.worker_env(), self.tmp, self.tmp / f"worker-{name}.log")
+        worker = Worker(self.worker_env(), self.tmp, self.tmp / f"worker-{name}.log", self.processes)
         try:
             self.startups.append(worker.wait_ready())
         except BaseException:
@@ -939,7 +943,8 @@ class Bench:
         width = max(len(r.measure) for r in self.rows) + 2
         fig = max(len(r.figure) for r in self.rows) + 2
         lines = [f"Delivery benchmark at the default settings: {self.kind}, {os.cpu_count()} cores"
-                 f"{', QUICK (smoke sizes)' if self.figures['quick'] else ''}",
+                 f"{', QUICK (smoke sizes)' if self.figures['quick'] else ''}"
+                 f"{f', worker --processes {self.processes} (not the default)' if self.processes > 1 else ''}",
                  f"{'':5}{'measure'.ljust(width)}{'figure'.rjust(fig)}   target"]
         previous = None
         for r in self.rows:
@@ -999,6 +1004,8 @@ def main() -> None:
     parser.add_argument("--scenario", action="append", metavar="LIST",
                         help=f"comma-separated, from {','.join(SCENARIOS)} (default: all)")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="run the worker as `kwik-console worker --processes N` (default 1, the default)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of the table")
     args = parser.parse_args()
     scenarios = parse_scenarios(args.scenario)

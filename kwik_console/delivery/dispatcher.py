@@ -36,8 +36,8 @@ from collections.abc import Callable, Iterable
 import httpx
 from sqlalchemy import Engine, bindparam, func, insert, select, text, update
 
-from kwik_console import rollups
-from kwik_console import metrics
+from kwik_console import metrics, rollups
+from kwik_console.db import one_writer
 from kwik_console.delivery import client as http
 from kwik_console.delivery import retry
 from kwik_console.delivery.signing import active_secrets, signature_headers
@@ -341,7 +341,7 @@ def claim_deliveries(
     was last given claims, so those served longest ago go first. Claims of
     webhooks no longer Live are finished as Failure.
     """
-    with engine.begin() as conn:
+    with one_writer(engine), engine.begin() as conn:
         postgres = conn.dialect.name == "postgresql"
         if now is None:
             now = database_now(conn)
@@ -501,7 +501,7 @@ def record_attempts(
 
 def _record(engine, *, owner, finished, schedule, now, rng) -> list[Outcome]:
     ids = [f.claim.delivery_id for f in finished]
-    with engine.begin() as conn:
+    with one_writer(engine), engine.begin() as conn:
         # Only deliveries still ours: a deleted webhook takes its deliveries with
         # it, and a lease lost to another dispatcher is that one's to record.
         ours = {row.id: row for row in conn.execute(_STILL_OURS, {"ids": ids, "owner": owner})}
@@ -596,8 +596,13 @@ class Dispatcher:
         # Called with each recorded batch's outcomes (the scheduler arms retries from them).
         self.on_recorded: Callable[[list[Outcome]], None] | None = None
         self._client: httpx.AsyncClient | None = None
-        # One thread for every database step, in order.
+        # Database steps run off the HTTP loop, in order: claims and checks on one thread and,
+        # on PostgreSQL, records on another, so neither waits behind the other's round trips.
+        # SQLite has one writer at a time: there, one thread does both, taking turns.
         self._database = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kwik-database")
+        self._records = self._database
+        if engine.dialect.name == "postgresql":
+            self._records = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kwik-records")
         # Attempts on the wire (or being re-checked), per webhook: the caps count these.
         # A finished attempt keeps its lease until recorded, so no one else claims it meanwhile.
         self._in_flight: collections.Counter[int] = collections.Counter()
@@ -622,8 +627,8 @@ class Dispatcher:
         self._recorder: asyncio.Task | None = None
         self._recheck: dict[int, asyncio.Future[bool]] = {}
         self._rechecking: asyncio.Task | None = None
-        # Claims awaiting their re-check, per webhook.
-        self._checking: collections.Counter[int] = collections.Counter()
+        # Re-checks under way, per webhook, oldest first.
+        self._checking: dict[int, list[asyncio.Future[bool]]] = {}
         self._waiters: dict[int, asyncio.Future[Outcome]] = {}
         self._closing = False
         self.attempts_recorded = 0
@@ -671,12 +676,13 @@ class Dispatcher:
         if self._client:
             await self._client.aclose()
         self._database.shutdown(wait=True)
+        self._records.shutdown(wait=True)
         metrics.set_in_flight(0)
 
-    async def _db(self, fn, /, **kwargs):
-        """Run a database step on the database thread; the HTTP loop goes on meanwhile."""
+    async def _db(self, fn, /, *, thread: concurrent.futures.Executor | None = None, **kwargs):
+        """Run a database step on a database thread; the HTTP loop goes on meanwhile."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._database, functools.partial(fn, self.engine, **kwargs))
+        return await loop.run_in_executor(thread or self._database, functools.partial(fn, self.engine, **kwargs))
 
     async def next_due_at(self) -> dt.datetime | None:
         return await self._db(next_due_at, now=utcnow())
@@ -734,8 +740,10 @@ class Dispatcher:
                 await self._db(release_claims, owner=self.owner, ids=[c.delivery_id for c in taken.claims])
             return
         send_by = claimed_at + self.settings.lease_seconds - self.settings.attempt_timeout - RECORD_MARGIN_SECONDS
+        # The claim read its webhooks' state as it returned: the wait for a slot starts now.
+        taken_at = time.monotonic()
         for claim in taken.claims:
-            claim = dataclasses.replace(claim, send_by=send_by, claimed_at=claimed_at)
+            claim = dataclasses.replace(claim, send_by=send_by, claimed_at=taken_at)
             self._ready.setdefault(claim.webhook_id, collections.deque()).append(claim)
         self._saturated = taken.saturated | (self._saturated - taken.checked)
         self._limited = taken.limited
@@ -839,25 +847,27 @@ class Dispatcher:
 
     async def _sendable(self, claim: Claim) -> bool:
         """Whether a claim may be sent now: its lease has time left, and if it waited, it is still wanted."""
-        now = time.monotonic()
-        if now > claim.send_by:
+        if time.monotonic() > claim.send_by:
             log.info("delivery %s: lease too close to its end to attempt; handing it back", claim.delivery_id)
             return False
-        # A fresh claim goes at once, unless older claims of its webhook are being
-        # re-checked: then it waits its turn behind them, so a webhook's deliveries start oldest first.
-        if now - claim.claimed_at <= RECHECK_AFTER_SECONDS and not self._checking[claim.webhook_id]:
+        # Older claims of its webhook being re-checked go first, so a webhook's
+        # deliveries start oldest first; a claim still fresh after them needs no check of its own.
+        while older := [f for f in self._checking.get(claim.webhook_id, ()) if not f.done()]:
+            await asyncio.wait(older)  # and again, if one that waited with us now needs its own check
+        if time.monotonic() - claim.claimed_at <= RECHECK_AFTER_SECONDS:
             return True
         future = self._recheck.get(claim.delivery_id)
         if future is None:
             future = self._recheck[claim.delivery_id] = asyncio.get_running_loop().create_future()
         if self._rechecking is None:
             self._rechecking = asyncio.create_task(self._recheck_loop())
-        self._checking[claim.webhook_id] += 1
+        checking = self._checking.setdefault(claim.webhook_id, [])
+        checking.append(future)
         try:
             return await future
         finally:
-            self._checking[claim.webhook_id] -= 1
-            if self._checking[claim.webhook_id] <= 0:
+            checking.remove(future)
+            if not checking and self._checking.get(claim.webhook_id) is checking:
                 del self._checking[claim.webhook_id]
 
     async def _recheck_loop(self) -> None:
@@ -975,7 +985,7 @@ class Dispatcher:
             try:
                 started = time.monotonic()
                 outcomes = await self._db(
-                    record_attempts, owner=self.owner, finished=batch,
+                    record_attempts, thread=self._records, owner=self.owner, finished=batch,
                     schedule=self.settings.retry_schedule, now=utcnow(), rng=self.rng,
                 )
                 metrics.observe_record(time.monotonic() - started)
