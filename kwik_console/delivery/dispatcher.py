@@ -66,6 +66,9 @@ RECHECK_AFTER_SECONDS = 0.05
 # An attempt still waiting for its response after this long is a slow one: it
 # gives its global slot to others (it keeps its webhook's).
 SLOW_ATTEMPT_SECONDS = 1.0
+# While few webhooks are busy, each may hold this many times its cap in claims
+# (on the wire, or ready the moment a slot frees); twice its cap when many are.
+CLAIM_AHEAD = 4
 
 D = Delivery.__table__.c
 W = Webhook.__table__.c
@@ -627,8 +630,8 @@ class Dispatcher:
         self._recorder: asyncio.Task | None = None
         self._recheck: dict[int, asyncio.Future[bool]] = {}
         self._rechecking: asyncio.Task | None = None
-        # Re-checks under way, per webhook, oldest first.
-        self._checking: dict[int, list[asyncio.Future[bool]]] = {}
+        # Per webhook, the last started claim's decision to send or not (see `_sendable`).
+        self._deciding: dict[int, asyncio.Future[None]] = {}
         self._waiters: dict[int, asyncio.Future[Outcome]] = {}
         self._closing = False
         self.attempts_recorded = 0
@@ -693,8 +696,9 @@ class Dispatcher:
         """Claim due deliveries while there is room, and start their attempts.
 
         One claim runs at a time; a call while one runs asks it to go round
-        again. Claims run one batch ahead of the caps: each webhook may hold up
-        to twice its cap (on the wire, or ready the moment a slot frees).
+        again. Claims run ahead of the caps: each webhook may hold up to
+        CLAIM_AHEAD times its cap (twice, when many are busy), and the process
+        twice its global cap.
         """
         started = self.in_flight
         if self._claiming is not None:
@@ -722,11 +726,14 @@ class Dispatcher:
             return
         held = collections.Counter(self._in_flight)
         held.update({w: len(q) for w, q in self._ready.items()})
+        # Many busy webhooks keep the slots filled between them, and a short reach ahead
+        # keeps their turns even; a few reach further, so a claim's round trips serve more.
+        ahead = CLAIM_AHEAD if len(held) * per_webhook <= cap else 2
         now = utcnow()
         claimed_at = time.monotonic()
         taken: Taken = await self._db(
             claim_deliveries, owner=self.owner, lease_seconds=self.settings.lease_seconds,
-            limit=limit, room={w: 2 * per_webhook - n for w, n in held.items()}, per_webhook=2 * per_webhook,
+            limit=limit, room={w: ahead * per_webhook - n for w, n in held.items()}, per_webhook=ahead * per_webhook,
             served=dict(self._served),
         )
         for claim in taken.claims:
@@ -846,29 +853,39 @@ class Dispatcher:
         task.add_done_callback(self._tasks.discard)
 
     async def _sendable(self, claim: Claim) -> bool:
-        """Whether a claim may be sent now: its lease has time left, and if it waited, it is still wanted."""
-        if time.monotonic() > claim.send_by:
-            log.info("delivery %s: lease too close to its end to attempt; handing it back", claim.delivery_id)
-            return False
-        # Older claims of its webhook being re-checked go first, so a webhook's
-        # deliveries start oldest first; a claim still fresh after them needs no check of its own.
-        while older := [f for f in self._checking.get(claim.webhook_id, ()) if not f.done()]:
-            await asyncio.wait(older)  # and again, if one that waited with us now needs its own check
+        """Whether a claim may be sent now: its lease has time left, and if it waited, it is still wanted.
+
+        A webhook's claims decide in the order they were started, each after the one
+        before it, so its deliveries start oldest first; their re-checks run together.
+        """
+        before = self._deciding.get(claim.webhook_id)
+        decided = self._deciding[claim.webhook_id] = asyncio.get_running_loop().create_future()
+        try:
+            if time.monotonic() > claim.send_by:
+                log.info("delivery %s: lease too close to its end to attempt; handing it back", claim.delivery_id)
+                return False
+            check = self._recheck_if_stale(claim)
+            if before is not None and not before.done():
+                await before
+                check = check or self._recheck_if_stale(claim)
+            return True if check is None else await check
+        finally:
+            # Set before the caller sends: the next claim's turn comes after this one's request has started.
+            if not decided.done():  # (a successor cancelled while waiting cancels it)
+                decided.set_result(None)
+            if self._deciding.get(claim.webhook_id) is decided:
+                del self._deciding[claim.webhook_id]
+
+    def _recheck_if_stale(self, claim: Claim) -> asyncio.Future[bool] | None:
+        """A claim that waited too long for its slot is checked again, in the next batch; a fresh one is not."""
         if time.monotonic() - claim.claimed_at <= RECHECK_AFTER_SECONDS:
-            return True
+            return None
         future = self._recheck.get(claim.delivery_id)
         if future is None:
             future = self._recheck[claim.delivery_id] = asyncio.get_running_loop().create_future()
         if self._rechecking is None:
             self._rechecking = asyncio.create_task(self._recheck_loop())
-        checking = self._checking.setdefault(claim.webhook_id, [])
-        checking.append(future)
-        try:
-            return await future
-        finally:
-            checking.remove(future)
-            if not checking and self._checking.get(claim.webhook_id) is checking:
-                del self._checking[claim.webhook_id]
+        return future
 
     async def _recheck_loop(self) -> None:
         """Check waiting claims in batches: one query for all that are due to start."""
