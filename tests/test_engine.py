@@ -294,6 +294,26 @@ def test_a_retry_runs_from_its_own_timed_job_not_the_poll(kwik, receiver, monkey
     assert len(receiver.hits("/flaky")) == 2
 
 
+def test_retries_falling_due_together_each_run_from_the_timed_job(kwik, receiver, monkeypatch):
+    # Each look re-arms the timed job for the next retry, which is often due by then. APScheduler
+    # skipped such a run while the one re-arming it was still returning, and the retries waited for the poll.
+    configure(monkeypatch, KWIK_POLL_SECONDS="3600")
+    make_hook(receiver.url("/ok"))
+    ids = [i for n in range(30) for i in publish("payment.created", {"n": n}, wake=False).delivery_ids]
+    first = utcnow() + dt.timedelta(seconds=1)
+    with Session(db.get_engine()) as s:
+        for n, delivery_id in enumerate(ids):
+            s.exec(update(Delivery).where(Delivery.id == delivery_id).values(
+                status="retrying", attempt_count=1, next_attempt_at=first + dt.timedelta(milliseconds=2 * n)))
+        s.commit()
+
+    async def body(running):
+        return await until(lambda: all_finished(ids), timeout=20)
+
+    assert run_scheduler(body)
+    assert len(receiver.hits("/ok")) == 30
+
+
 def test_every_secret_whose_overlap_has_not_ended_signs(kwik, receiver):
     webhook = make_hook(receiver.url("/ok"))
     original = webhook.secret

@@ -208,7 +208,10 @@ class DeliveryScheduler:
             return
         job = self._aps.get_job(RETRY_JOB)
         if replace or job is None or job.next_run_time is None or when < job.next_run_time:
-            self._aps.add_job(self._dispatch, DateTrigger(run_date=when), id=RETRY_JOB, replace_existing=True)
+            # The job re-arms itself, often for a retry already due: its next run must be allowed to
+            # start while this one is still returning, or APScheduler skips it, and a skipped date job is gone.
+            self._aps.add_job(self._dispatch, DateTrigger(run_date=when), id=RETRY_JOB, replace_existing=True,
+                              max_instances=2)
 
     async def _dispatch(self) -> None:
         """Claim what is due, then make sure a look happens when the next retry falls due."""
