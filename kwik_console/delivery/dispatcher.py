@@ -5,9 +5,9 @@ The database is the source of truth. A claim is a lease on the delivery row
 dispatcher, and a crashed dispatcher's claims are taken over once they expire.
 
 Three rules keep it fast and fair:
-- Database work runs on a thread of its own, never on the loop that carries
-  the HTTP attempts: a slow write (another process holding SQLite's lock)
-  delays records, not responses.
+- Database work runs on a thread of its own (on PostgreSQL, records on a
+  second), never on the loop that carries the HTTP attempts: a slow write
+  (another process holding SQLite's lock) delays records, not responses.
 - Claims are taken per webhook, round-robin across the webhooks with due
   deliveries, each up to its room, so a webhook with a huge backlog costs a
   claim no more than one with a single event.
