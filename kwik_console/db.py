@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import functools
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -397,6 +398,17 @@ def one_writer(engine: Engine) -> Iterator[None]:
         return
     with _sqlite_writer:
         yield
+
+
+# An event loop and the threads that do its database work hand the GIL to each other all
+# the time; at Python's default 5 ms switch interval every database step queues for it
+# (bench/delivery.py: publish -> first attempt took seconds at 150 events/s).
+GIL_SWITCH_SECONDS = 0.0005
+
+
+def short_gil_turns() -> None:
+    """For a process whose event loop hands database work to threads: the scheduler's, the API's."""
+    sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_SECONDS))
 
 
 @contextlib.contextmanager

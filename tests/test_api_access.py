@@ -171,3 +171,48 @@ def test_every_scope_maps_onto_actions_of_the_one_table():
     for actions in access.SCOPE_ACTIONS.values():
         assert actions <= set(access.Action) - {access.Action.MEMBERS, access.Action.AUDIT, access.Action.TOKENS}
     assert not access.token_may({"read"}, access.Action.REVEAL_SECRET)  # read never sees a signing secret
+
+
+def _events_stored() -> int:
+    from kwik_console.models import Event
+
+    with get_engine().connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(Event)).scalar_one()
+
+
+def test_publishing_checks_the_token_in_the_publish_transaction(remote, monkeypatch):
+    """POST /events checks its token in its own transaction: refusals publish nothing, every use is counted
+    and audited, a publish refused by validation included, and one over the limit is rolled back."""
+    from tests.test_api_live import _wait_for_a_fresh_window
+
+    configure(monkeypatch, KWIK_API_RATE_LIMIT="3")
+    with session_scope() as session:
+        from kwik_console import webhooks
+
+        webhooks.create_webhook(session=session, data=webhooks.WebhookInput(**WEBHOOK))
+    publisher, reader, revoked = _token("publish", name="platform"), _token("read", name="reader"), _token(
+        "publish", name="old")
+    with session_scope() as session:
+        token_id = session.execute(sa.select(AccessToken.id).where(AccessToken.name == "old")).scalar_one()
+        tokens.revoke_token(session=session, token_id=token_id, actor=audit.CLI)
+
+    assert remote.post("/api/v1/events", json=PUBLISH, headers=_bearer(revoked)).status_code == 401
+    refused = remote.post("/api/v1/events", json=PUBLISH, headers=_bearer(reader))
+    assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
+    assert _events_stored() == 0
+
+    _wait_for_a_fresh_window()
+    answers = [remote.post("/api/v1/events", json=body, headers=_bearer(publisher)) for body in
+               (PUBLISH, {"type": "payment.nope", "data": {}}, PUBLISH, PUBLISH)]
+    assert [a.status_code for a in answers] == [202, 422, 202, 429], [a.text for a in answers]
+    assert [a.headers["ratelimit-remaining"] for a in answers] == ["2", "1", "0", "0"]
+    assert answers[0].json()["deliveries"] == 1
+    assert answers[3].json()["code"] == "rate_limited" and answers[3].headers["retry-after"]
+    assert _events_stored() == 2  # the publish over the limit was rolled back
+
+    with session_scope() as session:
+        entries = list(reversed(audit.list_entries(session=session).items))
+    trail = [(e.actor_email.split(" (")[0], e.action, bool(e.detail.get("rate_limited"))) for e in entries
+             if e.actor_email.startswith("token ")]
+    assert trail == [("token reader", "access.refused", False)] + [("token platform", "token.used", False)] * 3 + [
+        ("token platform", "token.used", True)], trail

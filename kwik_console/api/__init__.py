@@ -68,12 +68,13 @@ class _Gate:
 
     @staticmethod
     async def _read_body(headers: dict[str, str], receive: Receive):
-        too_large = problems.problem_response(
-            None, 413, "body_too_large", "Body too large",
-            f"The request body is larger than {problems.MAX_BODY_BYTES:,} bytes.")
+        def too_large():
+            return problems.problem_response(None, 413, "body_too_large", "Body too large",
+                                             f"The request body is larger than {problems.MAX_BODY_BYTES:,} bytes.")
+
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > problems.MAX_BODY_BYTES:
-            return b"", too_large
+            return b"", too_large()
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -82,7 +83,7 @@ class _Gate:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > problems.MAX_BODY_BYTES:
-                return b"", too_large
+                return b"", too_large()
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -108,6 +109,9 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 def create_app() -> FastAPI:
+    from kwik_console import db
+
+    db.short_gil_turns()  # its routes' database work runs on threads
     app = FastAPI(title="Kwik Console API", version=__version__, description=DESCRIPTION,
                   openapi_url=f"{PREFIX}/openapi.json", docs_url=None, redoc_url=None)
     guarded = {"dependencies": [Depends(guard)], "responses": problems.PROBLEM_RESPONSES}

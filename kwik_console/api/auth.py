@@ -2,7 +2,9 @@
 
 One transaction per request: look the token up (by its SHA-256), check its scopes
 against the route's action, count the request against the token's rate limit,
-mark the token used and write the use to the audit trail.
+mark the token used and write the use to the audit trail. A route marked
+`checks_in_own_transaction` (publishing) runs these checks as the first step of
+its own write transaction, so its request takes one transaction, not two.
 
 Local mode: a caller on this machine (loopback) needs no token, like the console's
 pages; a token, if sent, is checked all the same. Hosted mode: always a token.
@@ -10,11 +12,15 @@ pages; a token, if sent, is checked all the same. Hosted mode: always a token.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.engine import Connection
 
 from kwik_console import access, audit, tokens
 from kwik_console.api import ratelimit
@@ -25,11 +31,13 @@ from kwik_console.settings import get_settings
 
 @dataclasses.dataclass(frozen=True)
 class Caller:
-    actor: audit.Actor
+    actor: audit.Actor | None  # None only while `pending`
     # Whose idempotency keys and rate limit: "token:<id>", or "local".
     owner: str
     token: tokens.TokenCaller | None = None
     address: str = ""
+    # A token not yet checked: the route checks it in its own transaction (`transaction`).
+    pending: _Admission | None = None
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -49,7 +57,19 @@ def _unauthorized(detail: str) -> ApiProblem:
     return ApiProblem(401, "unauthorized", "Unauthorized", detail, headers={"WWW-Authenticate": 'Bearer realm="kwik"'})
 
 
-def guard(request: Request) -> Caller:
+@dataclasses.dataclass(frozen=True)
+class _Admission:
+    """What the guard read from a request with a token, before the database has been asked about it."""
+    request: Request
+    route: str
+    action: access.Action | None
+    address: str
+    text: str
+
+
+async def guard(request: Request) -> Caller:
+    # On the event loop: only a token's check goes to a thread, and not even that for a route that checks it
+    # in its own transaction (one thread hop per request, not two).
     route, action = rule_for(request)
     address = request.client.host if request.client else ""
     header = request.headers.get("authorization")
@@ -64,38 +84,104 @@ def guard(request: Request) -> Caller:
     scheme, _, text = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not text.strip():
         raise _unauthorized("The Authorization header must be: Bearer kwik_….")
+    admission = _Admission(request, route, action, address, text.strip())
+    if getattr(request.scope.get("route"), "endpoint", None) in _CHECKED_IN_ROUTE:
+        return Caller(actor=None, owner="", pending=admission)
+    return await run_in_threadpool(_admit_alone, admission)
+
+
+def _admit_alone(admission: _Admission) -> Caller:
     from kwik_console.db import get_engine, one_writer
 
-    now = utcnow()
     engine = get_engine()
     with one_writer(engine), engine.begin() as connection:
-        try:
-            token = tokens.check(connection, text.strip(), now)
-        except tokens.TokenRefused as exc:
-            refusal = _unauthorized(str(exc))
-        else:
-            refusal = None
-            caller = Caller(actor=token.actor, owner=f"token:{token.id}", token=token, address=address)
-            allowed = access.token_may(token.scopes, action)
-            verdict = ratelimit.hit(connection, caller.owner, now, settings.api_rate_limit) if allowed else None
-            audit.append(connection, actor=caller.actor, action="token.used" if allowed else "access.refused",
-                         target=route, client_address=address, detail={"scopes": sorted(token.scopes)} | (
-                             {} if verdict is None or verdict.allowed else {"rate_limited": True}))
+        caller, refusal = _admit(connection, admission)
     if refusal is not None:
         raise refusal
-    if action is None:
-        raise _no_rule(route)
-    if verdict is None:
-        needs = [s for s in tokens.SCOPES if action in access.SCOPE_ACTIONS[s]]
-        raise ApiProblem(403, "forbidden", "Forbidden",
-                         f"This token's scopes ({', '.join(sorted(token.scopes))}) do not allow {route}; "
-                         f"it needs the {' or '.join(needs) or 'admin'} scope.")
-    request.state.rate_limit_headers = verdict.headers
-    if not verdict.allowed:
-        raise ApiProblem(429, "rate_limited", "Too many requests",
-                         f"This token may make {verdict.limit} requests a minute; try again in "
-                         f"{verdict.reset_seconds} s.", headers=verdict.headers)
     return caller
+
+
+def _admit(connection, admission: _Admission, *, count: bool = True) -> tuple[Caller | None, ApiProblem | None]:
+    """The token's checks, in the caller's transaction: its refusal, if any, is committed with its audit entry.
+
+    count=False leaves the rate limit's count and the use's audit entry to `_count`, later in the transaction.
+    """
+    try:
+        token = tokens.check(connection, admission.text, utcnow())
+    except tokens.TokenRefused as exc:
+        return None, _unauthorized(str(exc))
+    route, action = admission.route, admission.action
+    caller = Caller(actor=token.actor, owner=f"token:{token.id}", token=token, address=admission.address)
+    if not access.token_may(token.scopes, action):
+        audit.append(connection, actor=caller.actor, action="access.refused", target=route,
+                     client_address=admission.address, detail={"scopes": sorted(token.scopes)})
+        if action is None:
+            return caller, _no_rule(route)
+        needs = [s for s in tokens.SCOPES if action in access.SCOPE_ACTIONS[s]]
+        return caller, ApiProblem(403, "forbidden", "Forbidden",
+                                  f"This token's scopes ({', '.join(sorted(token.scopes))}) do not allow {route}; "
+                                  f"it needs the {' or '.join(needs) or 'admin'} scope.")
+    return caller, _count(connection, caller, admission) if count else None
+
+
+def _count(connection, caller: Caller, admission: _Admission) -> ApiProblem | None:
+    """Count the request against the token's rate limit and audit the use; a problem if it is over the limit."""
+    verdict = ratelimit.hit(connection, caller.owner, utcnow(), get_settings().api_rate_limit)
+    audit.append(connection, actor=caller.actor, action="token.used", target=admission.route,
+                 client_address=admission.address, detail={"scopes": sorted(caller.token.scopes)} | (
+                     {} if verdict.allowed else {"rate_limited": True}))
+    admission.request.state.rate_limit_headers = verdict.headers
+    if verdict.allowed:
+        return None
+    return ApiProblem(429, "rate_limited", "Too many requests",
+                      f"This token may make {verdict.limit} requests a minute; try again in "
+                      f"{verdict.reset_seconds} s.", headers=verdict.headers)
+
+
+# Routes whose own write transaction runs the token's checks as its first step: one
+# transaction (and on SQLite one turn of the writer lock) per request instead of two.
+_CHECKED_IN_ROUTE: set[Callable] = set()
+
+
+def checks_in_own_transaction(endpoint: Callable) -> Callable:
+    """Mark a route that opens `transaction(caller)` before anything else; the guard then leaves the check to it."""
+    _CHECKED_IN_ROUTE.add(endpoint)
+    return endpoint
+
+
+@contextlib.contextmanager
+def transaction(caller: Caller) -> Iterator[tuple[Caller, Connection]]:
+    """A write transaction for a route marked `checks_in_own_transaction`, and the caller it admitted.
+
+    A refused token writes its audit entry and raises its problem, and the route's
+    work does not run. When the work fails (or the request is over the rate limit),
+    its rollback takes the check's writes with it, so they are written again: every
+    use is audited and counted.
+    """
+    from kwik_console.db import get_engine, one_writer
+
+    engine = get_engine()
+    admission = caller.pending
+    if admission is None:  # no token to check: a local caller
+        with one_writer(engine), engine.begin() as connection:
+            yield caller, connection
+        return
+    try:
+        with one_writer(engine), engine.begin() as connection:
+            admitted, refusal = _admit(connection, admission, count=False)
+            if refusal is None:
+                yield admitted, connection
+                # Counted last: on PostgreSQL the token's count stays locked until the commit, and every
+                # other request of the token waits for it. Over the limit, the work is rolled back.
+                refusal = _count(connection, admitted, admission)
+                if refusal is not None:
+                    raise refusal
+                return
+    except Exception:
+        with one_writer(engine), engine.begin() as connection:
+            _admit(connection, admission)
+        raise
+    raise refusal
 
 
 def _no_rule(route: str) -> ApiProblem:

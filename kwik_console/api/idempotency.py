@@ -68,28 +68,26 @@ _CLAIMS = {name: _claim(name) for name in ("postgresql", "sqlite")}
 _T = IdempotencyKey.__table__
 
 
-def run_once(*, owner: str, key: str, fingerprint: str,
+def run_once(connection, *, owner: str, key: str, fingerprint: str,
              action: Callable[[Session], tuple[int, dict[str, Any]]]) -> Result:
-    """Run `action` (in the claiming transaction) once per (owner, key) within 24 h; repeats get its result."""
-    from kwik_console.db import get_engine
-
+    """Run `action` (in `connection`'s transaction, which claims the key) once per (owner, key) within 24 h;
+    repeats get its result."""
     now = utcnow()
-    with get_engine().begin() as connection:
-        # A key older than 24 h is forgotten: its owner may use it again.
-        connection.execute(sa.delete(_T).where(_T.c.owner == owner, _T.c.key == key, _T.c.created_at < now - KEEP_FOR))
-        claimed = connection.execute(_CLAIMS[connection.dialect.name],
-                                     {"owner": owner, "key": key, "request_hash": fingerprint, "now": now}).first()
-        if claimed is not None:
-            # The session joins this transaction: the action's own commit() does not end it.
-            with Session(bind=connection, expire_on_commit=False) as session:
-                status_code, body = action(session)
-            connection.execute(sa.update(_T).where(_T.c.id == claimed[0]).values(status_code=status_code,
-                                                                                    response=body))
-            if random.randrange(PURGE_ONE_IN) == 0:
-                connection.execute(sa.delete(_T).where(_T.c.created_at < now - KEEP_FOR))
-            return Result(status_code, body, replayed=False)
-        first = connection.execute(sa.select(_T.c.request_hash, _T.c.status_code, _T.c.response).where(
-            _T.c.owner == owner, _T.c.key == key)).first()
+    # A key older than 24 h is forgotten: its owner may use it again.
+    connection.execute(sa.delete(_T).where(_T.c.owner == owner, _T.c.key == key, _T.c.created_at < now - KEEP_FOR))
+    claimed = connection.execute(_CLAIMS[connection.dialect.name],
+                                 {"owner": owner, "key": key, "request_hash": fingerprint, "now": now}).first()
+    if claimed is not None:
+        # The session joins this transaction: the action's own commit() does not end it.
+        with Session(bind=connection, expire_on_commit=False) as session:
+            status_code, body = action(session)
+        connection.execute(sa.update(_T).where(_T.c.id == claimed[0]).values(status_code=status_code,
+                                                                                response=body))
+        if random.randrange(PURGE_ONE_IN) == 0:
+            connection.execute(sa.delete(_T).where(_T.c.created_at < now - KEEP_FOR))
+        return Result(status_code, body, replayed=False)
+    first = connection.execute(sa.select(_T.c.request_hash, _T.c.status_code, _T.c.response).where(
+        _T.c.owner == owner, _T.c.key == key)).first()
     if first is None or first.status_code == 0:  # cannot happen: the claim commits with its result
         raise ApiProblem(409, "idempotency_conflict", "Request in progress",
                          f"A request with this {HEADER} is still in progress; try again in a moment.")

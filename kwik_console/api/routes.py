@@ -9,10 +9,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from sqlmodel import Session
 from starlette.responses import JSONResponse
 
 from kwik_console import access, audit, catalog, deliveries, events, webhooks
-from kwik_console.api import event_schemas, idempotency
+from kwik_console.api import auth, event_schemas, idempotency
 from kwik_console.api.auth import CallerDep
 from kwik_console.api.problems import invalid_input
 from kwik_console.api.schemas import (
@@ -271,6 +272,7 @@ def _published(p: events.Published) -> dict:
              responses={202: {"headers": {"Idempotent-Replayed": {
                  "description": "true when this is the stored result of an earlier request with the same key",
                  "schema": {"type": "string"}}}}})
+@auth.checks_in_own_transaction  # one transaction for the token's checks and the publish
 def publish_event(
     caller: CallerDep,
     request: Request,
@@ -282,19 +284,22 @@ def publish_event(
 ) -> JSONResponse:
     from kwik_console.delivery import scheduler
 
-    if idempotency_key is None:
-        published = events.publish(body.type, body.data)
-        return JSONResponse(_published(published), status_code=202)
-
     def publish(session) -> tuple[int, dict]:
         return 202, _published(events.publish(body.type, body.data, session=session, wake=False))
 
-    result = idempotency.run_once(
-        owner=caller.owner, key=idempotency.check_key(idempotency_key),
-        fingerprint=idempotency.request_hash(request.method, request.url.path, body.model_dump(mode="json")),
-        action=publish)
+    with auth.transaction(caller) as (caller, connection):
+        if idempotency_key is None:
+            with Session(bind=connection, expire_on_commit=False) as session:
+                result = idempotency.Result(*publish(session), replayed=False)
+        else:
+            result = idempotency.run_once(
+                connection, owner=caller.owner, key=idempotency.check_key(idempotency_key),
+                fingerprint=idempotency.request_hash(request.method, request.url.path, body.model_dump(mode="json")),
+                action=publish)
     if not result.replayed and result.body.get("deliveries"):
         scheduler.wake()
+    if idempotency_key is None:
+        return JSONResponse(result.body, status_code=result.status_code)
     return JSONResponse(result.body, status_code=result.status_code,
                         headers={"Idempotent-Replayed": "true" if result.replayed else "false"})
 

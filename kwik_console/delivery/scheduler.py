@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import sys
 import threading
 import time
 
@@ -41,7 +40,6 @@ RETRY_JOB = "next-retry"
 NOTIFY_CHANNEL = "kwik_due"
 # How often, on SQLite, we look whether another process wrote to the database.
 DATA_VERSION_SECONDS = 0.01
-SWITCH_INTERVAL = 0.0005
 
 _current: DeliveryScheduler | None = None
 
@@ -66,10 +64,9 @@ class DeliveryScheduler:
     def start(self) -> None:
         """Start the delivery thread; return once its scheduler runs."""
         global _current
-        # The HTTP loop and the database thread hand the GIL to each other all the
-        # time; at the default 5 ms switch interval every database step queues for
-        # it, and publish -> first attempt took seconds at 150 events/s (bench/delivery.py).
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
+        from kwik_console.db import short_gil_turns
+
+        short_gil_turns()
         self._thread = threading.Thread(target=self._run, name="kwik-delivery", daemon=True)
         self._thread.start()
         self._started.wait()
