@@ -32,6 +32,11 @@ reaches it. In local mode, calls from this machine need no token.
 """
 
 
+# The order of the interactive page's sections (routes are matched in another order: routes.py).
+TAGS = [{"name": name} for name in
+        ("event types", "webhooks", "deliveries", "events", "recoveries", "operational webhook")]
+
+
 class _Gate:
     """Before any route: bodies over the limit (413) or not JSON (415) are refused, unread past the limit;
     the rate-limit headers the guard worked out go on every answer, errors included."""
@@ -124,7 +129,7 @@ def create_app() -> FastAPI:
     def openapi() -> dict:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                                 routes=app.routes)
+                                 routes=app.routes, tags=TAGS)
             components = schema.setdefault("components", {})
             components.setdefault("schemas", {}).update(problems.openapi_components())
             components["securitySchemes"] = {"bearer": {
