@@ -32,6 +32,7 @@ is logged once and this process's counts are left out.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import hashlib
@@ -83,13 +84,14 @@ def _directory(metrics_dir: str, database_url: str) -> Path:
 
 @dataclasses.dataclass
 class _Metrics:
-    attempts: object
+    # Labelled series by label, made once: looking one up takes a lock.
+    attempts: dict
     attempt_seconds: dict
     claim_seconds: object
     claimed: object
     record_seconds: object
     in_flight: object
-    ended: object
+    ended: dict
 
 
 _lock = threading.Lock()
@@ -111,8 +113,10 @@ def _create(path: Path) -> _Metrics:
                        "(another HTTP code), error (no response).", ["outcome"], registry=None)
     durations = Histogram("kwik_attempt_duration_seconds", "How long attempts took, by outcome.", ["outcome"],
                           buckets=ATTEMPT_BUCKETS, registry=None)
+    ended = Counter("kwik_deliveries_ended", "Deliveries whose last attempt was recorded, by final status: "
+                    "success, or failure when retries ran out.", ["status"], registry=None)
     metrics = _Metrics(
-        attempts=attempts,
+        attempts={o: attempts.labels(o) for o in OUTCOMES},
         attempt_seconds={o: durations.labels(o) for o in OUTCOMES},
         claim_seconds=Histogram("kwik_claim_duration_seconds", "How long claiming due deliveries took in the "
                                 "database.", buckets=DATABASE_BUCKETS, registry=None),
@@ -121,13 +125,8 @@ def _create(path: Path) -> _Metrics:
                                  "the database.", buckets=DATABASE_BUCKETS, registry=None),
         in_flight=Gauge("kwik_attempts_in_flight", "Attempts on the wire now, in every live process.",
                         multiprocess_mode="livesum", registry=None),
-        ended=Counter("kwik_deliveries_ended", "Deliveries whose last attempt was recorded, by final status: "
-                      "success, or failure when retries ran out.", ["status"], registry=None),
+        ended={status: ended.labels(status) for status in ENDED},
     )
-    for outcome in OUTCOMES:
-        attempts.labels(outcome)
-    for status in ENDED:
-        metrics.ended.labels(status)
     return metrics
 
 
@@ -177,22 +176,34 @@ def observe_attempt(outcome: str, seconds: float, *, ended: str | None = None) -
 
     `ended` is its delivery's final status when this attempt was its last.
     """
-    if outcome not in OUTCOMES:
-        raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}; got {outcome!r}")
-    if ended is not None and ended not in ENDED:
-        raise ValueError(f"ended must be one of {', '.join(ENDED)}; got {ended!r}")
+    observe_attempts([(outcome, seconds, ended)])
+
+
+def observe_attempts(attempts: list[tuple[str, float, str | None]]) -> None:
+    """A batch of recorded attempts, each (outcome, seconds, ended) as `observe_attempt` takes them.
+
+    Counted once per batch: each count is a write to a shared file."""
+    for outcome, _, ended in attempts:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}; got {outcome!r}")
+        if ended is not None and ended not in ENDED:
+            raise ValueError(f"ended must be one of {', '.join(ENDED)}; got {ended!r}")
 
     def report(m: _Metrics) -> None:
-        m.attempts.labels(outcome).inc()
-        m.attempt_seconds[outcome].observe(seconds)
-        if ended is not None:
-            m.ended.labels(ended).inc()
+        by_outcome = collections.Counter(outcome for outcome, _, _ in attempts)
+        by_end = collections.Counter(ended for _, _, ended in attempts if ended is not None)
+        for outcome, n in by_outcome.items():
+            m.attempts[outcome].inc(n)
+        for ended, n in by_end.items():
+            m.ended[ended].inc(n)
+        for outcome, seconds, _ in attempts:
+            m.attempt_seconds[outcome].observe(seconds)
 
     _safely(report)
 
 
 def set_in_flight(n: int) -> None:
-    """This process has `n` attempts on the wire now."""
+    """This process has `n` attempts on the wire now (the scheduler says so at each look, once a second)."""
     _safely(lambda m: m.in_flight.set(n))
 
 

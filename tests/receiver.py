@@ -14,6 +14,7 @@
     /hang     holds the request until `release` is set (or 20 s), then answers `hang_code`
     /nul      200 with a NUL byte in the body, which PostgreSQL cannot store as text
     /gzip     200 with 99 KB of gzip that inflates to 100 MB
+    /cookie   200 with a Set-Cookie
 
 `max_concurrent[path]` is the most requests to a path that were open at once.
 
@@ -139,6 +140,7 @@ class Receiver:
                     "/hang": self._hang,
                     "/nul": lambda: self._reply(200, b"before\x00after"),
                     "/gzip": lambda: self._reply(200, _GZIP_BOMB, {"Content-Encoding": "gzip"}),
+                    "/cookie": lambda: self._reply(200, b"ok", {"Set-Cookie": "session=abc123; Path=/"}),
                 }.get(path, lambda: self._reply(404, b"no such path"))
                 route()
 

@@ -110,6 +110,20 @@ def test_redirect_is_not_followed(kwik, receiver):
     assert receiver.hits("/moved") and not receiver.hits("/ok")
 
 
+def test_an_endpoints_cookies_are_never_sent_back(kwik, receiver):
+    make_hook(receiver.url("/cookie"))
+
+    async def main():
+        async with scheduler.running():  # one client for both deliveries, as in a running console
+            for n in (1, 2):
+                await asyncio.to_thread(publish, "payment.created", {"object": "payment", "id": f"pay_{n}"})
+                assert await asyncio.to_thread(receiver.wait_for, lambda reqs: len(reqs) == n, 10.0)
+
+    asyncio.run(main())
+    first, second = receiver.hits("/cookie")
+    assert "cookie" not in first.headers and "cookie" not in second.headers
+
+
 def test_retry_after_is_honoured_but_clamped(kwik, receiver):
     webhook = make_hook(receiver.url("/busy"))  # asks for 120 s
     before = utcnow()

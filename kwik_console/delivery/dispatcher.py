@@ -574,10 +574,15 @@ def read_outcome(engine: Engine, delivery_id: int) -> Outcome | None:
                    row.response_body or "", row.error, row.next_attempt_at)
 
 
-def next_due_at(engine: Engine, now: dt.datetime) -> dt.datetime | None:
-    """When the earliest scheduled attempt falls due, if any is still ahead."""
+def next_due_at(engine: Engine, after: dt.datetime, now: dt.datetime) -> dt.datetime | None:
+    """When the earliest unclaimed attempt falls due, of those due after `after`.
+
+    `after` is when the asking look began: a delivery that fell due while it
+    claimed, too late for its claim, is in the answer (a time already past).
+    """
     with engine.connect() as conn:
-        return conn.execute(select(func.min(D.next_attempt_at)).where(D.next_attempt_at > now)).scalar()
+        return conn.execute(select(func.min(D.next_attempt_at)).where(
+            D.next_attempt_at > after, D.lease_until.is_(None) | (D.lease_until < now))).scalar()
 
 
 # ---------------------------------------------------------------- the dispatcher
@@ -687,8 +692,8 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(thread or self._database, functools.partial(fn, self.engine, **kwargs))
 
-    async def next_due_at(self) -> dt.datetime | None:
-        return await self._db(next_due_at, now=utcnow())
+    async def next_due_at(self, after: dt.datetime) -> dt.datetime | None:
+        return await self._db(next_due_at, after=after, now=utcnow())
 
     # -------------------------------------------------- claiming
 
@@ -843,7 +848,6 @@ class Dispatcher:
 
     def _start(self, claim: Claim) -> None:
         self._in_flight[claim.webhook_id] += 1
-        metrics.set_in_flight(self.in_flight)
         self._spawn(self._attempt(claim))
 
     def _spawn(self, coroutine) -> None:
@@ -914,7 +918,8 @@ class Dispatcher:
             self._in_flight[claim.webhook_id] -= 1
             if self._in_flight[claim.webhook_id] <= 0:
                 del self._in_flight[claim.webhook_id]
-            metrics.set_in_flight(self.in_flight)
+                if not self._in_flight:  # idle: said at once (otherwise the scheduler's look says it)
+                    metrics.set_in_flight(0)
             if not self._closing:
                 self._start_ready()  # a slot is free: the next ready claim takes it at once
                 self._top_up(claim.webhook_id)
@@ -1011,9 +1016,9 @@ class Dispatcher:
                 log.exception("recording %d attempts failed (try %d of 3)", len(batch), attempt + 1)
                 await asyncio.sleep(0.5 * (attempt + 1))
         self.attempts_recorded += len(outcomes)
+        metrics.observe_attempts([(metrics.outcome_of(o.http_code), o.duration_ms / 1000,
+                                   o.status if o.next_attempt_at is None else None) for o in outcomes])
         for outcome in outcomes:
-            metrics.observe_attempt(metrics.outcome_of(outcome.http_code), outcome.duration_ms / 1000,
-                                    ended=outcome.status if outcome.next_attempt_at is None else None)
             self._resolve_waiter(outcome.delivery_id, outcome)
         if self.on_recorded is not None:
             self.on_recorded(outcomes)

@@ -28,6 +28,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from kwik_console import metrics
 from kwik_console.delivery.dispatcher import Dispatcher, Outcome
 from kwik_console.models import utcnow
 from kwik_console.settings import Settings, get_settings
@@ -205,15 +206,23 @@ class DeliveryScheduler:
             return
         job = self._aps.get_job(RETRY_JOB)
         if replace or job is None or job.next_run_time is None or when < job.next_run_time:
-            # The job re-arms itself, often for a retry already due: its next run must be allowed to
-            # start while this one is still returning, or APScheduler skips it, and a skipped date job is gone.
-            self._aps.add_job(self._dispatch, DateTrigger(run_date=when), id=RETRY_JOB, replace_existing=True,
-                              max_instances=2)
+            self._aps.add_job(self._look_when_due, DateTrigger(run_date=when), id=RETRY_JOB, replace_existing=True)
+
+    async def _look_when_due(self) -> None:
+        # Returns at once, the look running as a task of its own. The job is re-armed by the looks, often
+        # for a retry already due; APScheduler skips a run that falls due while the job's previous run
+        # has not returned, and a skipped date job is gone: retries then waited for the poll.
+        task = self._loop.create_task(self._dispatch())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _dispatch(self) -> None:
         """Claim what is due, then make sure a look happens when the next retry falls due."""
+        # The gauge, once a look rather than at each attempt's start and end: each report writes a shared file.
+        metrics.set_in_flight(self.dispatcher.in_flight)
+        began = utcnow()
         await self.dispatcher.dispatch_due()
-        self._arm_retry(await self.dispatcher.next_due_at(), replace=True)
+        self._arm_retry(await self.dispatcher.next_due_at(after=began), replace=True)
 
     def _after_record(self, outcomes: list[Outcome]) -> None:
         self._arm_retry(min((o.next_attempt_at for o in outcomes if o.next_attempt_at), default=None))
