@@ -182,7 +182,7 @@ def test_openapi_is_3_1_and_the_docs_page_needs_no_cdn(api):
     spec = api.get("/api/v1/openapi.json").json()
     assert spec["openapi"].startswith("3.1")
     assert "Problem" in spec["components"]["schemas"]
-    # Every section the operations name is listed, in the page's order.
+    # Every section the operations name is listed (TAGS gives the page's order).
     used = {tag for path in spec["paths"].values() for operation in path.values() for tag in operation["tags"]}
     assert sorted(t["name"] for t in spec["tags"]) == sorted(used)
     page = api.get("/api/v1/docs")

@@ -185,7 +185,6 @@ def test_publishing_checks_the_token_in_the_publish_transaction(remote, monkeypa
     and audited, a publish refused by validation included, and one over the limit is rolled back."""
     from tests.test_api_live import _wait_for_a_fresh_window
 
-    configure(monkeypatch, KWIK_API_RATE_LIMIT="3")
     with session_scope() as session:
         from kwik_console import webhooks
 
@@ -197,22 +196,25 @@ def test_publishing_checks_the_token_in_the_publish_transaction(remote, monkeypa
         tokens.revoke_token(session=session, token_id=token_id, actor=audit.CLI)
 
     assert remote.post("/api/v1/events", json=PUBLISH, headers=_bearer(revoked)).status_code == 401
+    # A body refused before the route runs: the token is still checked first.
+    assert remote.post("/api/v1/events", json={"data": {}}, headers=_bearer(revoked)).status_code == 401
     refused = remote.post("/api/v1/events", json=PUBLISH, headers=_bearer(reader))
     assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
     assert _events_stored() == 0
 
     _wait_for_a_fresh_window()
+    configure(monkeypatch, KWIK_API_RATE_LIMIT="4")
     answers = [remote.post("/api/v1/events", json=body, headers=_bearer(publisher)) for body in
-               (PUBLISH, {"type": "payment.nope", "data": {}}, PUBLISH, PUBLISH)]
-    assert [a.status_code for a in answers] == [202, 422, 202, 429], [a.text for a in answers]
-    assert [a.headers["ratelimit-remaining"] for a in answers] == ["2", "1", "0", "0"]
+               (PUBLISH, {"type": "payment.nope", "data": {}}, {"data": {}}, PUBLISH, PUBLISH)]
+    assert [a.status_code for a in answers] == [202, 422, 422, 202, 429], [a.text for a in answers]
+    assert [a.headers["ratelimit-remaining"] for a in answers] == ["3", "2", "1", "0", "0"]
     assert answers[0].json()["deliveries"] == 1
-    assert answers[3].json()["code"] == "rate_limited" and answers[3].headers["retry-after"]
-    assert _events_stored() == 2  # the publish over the limit was rolled back
+    assert answers[4].json()["code"] == "rate_limited" and answers[4].headers["retry-after"]
+    assert _events_stored() == 2  # nothing published over the limit
 
     with session_scope() as session:
         entries = list(reversed(audit.list_entries(session=session).items))
     trail = [(e.actor_email.split(" (")[0], e.action, bool(e.detail.get("rate_limited"))) for e in entries
              if e.actor_email.startswith("token ")]
-    assert trail == [("token reader", "access.refused", False)] + [("token platform", "token.used", False)] * 3 + [
+    assert trail == [("token reader", "access.refused", False)] + [("token platform", "token.used", False)] * 4 + [
         ("token platform", "token.used", True)], trail

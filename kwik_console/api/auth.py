@@ -86,8 +86,17 @@ async def guard(request: Request) -> Caller:
         raise _unauthorized("The Authorization header must be: Bearer kwik_….")
     admission = _Admission(request, route, action, address, text.strip())
     if getattr(request.scope.get("route"), "endpoint", None) in _CHECKED_IN_ROUTE:
+        request.state.unchecked_token = admission  # for check_unchecked_token, if the route never runs
         return Caller(actor=None, owner="", pending=admission)
     return await run_in_threadpool(_admit_alone, admission)
+
+
+async def check_unchecked_token(request: Request) -> None:
+    """Before answering a request refused before its route ran (its body, say): the token the guard left
+    to the route is checked now, and the use audited and counted. Raises its refusal."""
+    admission = getattr(request.state, "unchecked_token", None)
+    if admission is not None:
+        await run_in_threadpool(_admit_alone, admission)
 
 
 def _admit_alone(admission: _Admission) -> Caller:
@@ -169,6 +178,9 @@ def transaction(caller: Caller) -> Iterator[tuple[Caller, Connection]]:
     try:
         with one_writer(engine), engine.begin() as connection:
             admitted, refusal = _admit(connection, admission, count=False)
+            if refusal is None and ratelimit.used_up(connection, admitted.owner, utcnow(),
+                                                     get_settings().api_rate_limit):
+                refusal = _count(connection, admitted, admission)  # over the limit already: no work at all
             if refusal is None:
                 yield admitted, connection
                 # Counted last: on PostgreSQL the token's count stays locked until the commit, and every

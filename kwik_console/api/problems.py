@@ -153,6 +153,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
+        from kwik_console.api.auth import check_unchecked_token
+
+        try:  # a token is checked before anything is said about the request
+            await check_unchecked_token(request)
+        except ApiProblem as refusal:
+            return await _api_problem(request, refusal)
         return _from_validation(request, exc)
 
     @app.exception_handler(StarletteHTTPException)

@@ -56,7 +56,16 @@ def _upsert(dialect: str):
 
 
 _UPSERTS = {name: _upsert(name) for name in ("postgresql", "sqlite")}
+_COUNT = sa.select(RateLimitCounter.count).where(RateLimitCounter.subject == sa.bindparam("subject"),
+                                                 RateLimitCounter.window_start == sa.bindparam("window_start"))
 _PURGE = sa.delete(RateLimitCounter).where(RateLimitCounter.window_start < sa.bindparam("before"))
+
+
+def used_up(connection, subject: str, now: dt.datetime, limit: int) -> bool:
+    """Whether `subject` has used all of the current window already (a read: no row is locked)."""
+    seconds = int(now.timestamp())
+    count = connection.execute(_COUNT, {"subject": subject, "window_start": seconds - seconds % WINDOW_SECONDS}).scalar()
+    return count is not None and count >= limit
 
 
 def hit(connection, subject: str, now: dt.datetime, limit: int) -> Verdict:

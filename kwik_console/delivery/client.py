@@ -52,7 +52,8 @@ _NO_COOKIES = _NoCookies()
 
 class DeliveryClient(httpx.AsyncClient):
     """httpx's client, keeping no cookies: a Set-Cookie from an endpoint is never sent back to it, nor to
-    any other endpoint on its host (and reading them took a tenth of the dispatcher's CPU)."""
+    any other endpoint on its host (and reading them took a tenth of the dispatcher's CPU). The aiohttp
+    session under it keeps none either (make_client)."""
 
     @property
     def cookies(self) -> httpx.Cookies:
@@ -77,7 +78,8 @@ def make_client(settings: Settings) -> httpx.AsyncClient:
             settings.allowed_networks, trusted_hosts=guard.proxy_hosts(settings.http_proxy), **options
         )
     # trust_env=False: proxy variables in the environment must not redirect deliveries.
-    session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False)
+    session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False,
+                                    cookie_jar=aiohttp.DummyCookieJar())
     if settings.local_mode:
         transport = AiohttpTransport(client=session, trust_env=False, proxy=proxy)
     else:  # also checks hosts written as an address, which skip the resolver

@@ -391,7 +391,7 @@ def make_guarded_transport(
             keepalive_timeout=limits.keepalive_expiry,
             limit=limits.max_connections or 0,
         )
-        return aiohttp.ClientSession(connector=connector, trust_env=False)
+        return aiohttp.ClientSession(connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar())
 
     transport = GuardedTransport(
         allowed,

@@ -212,9 +212,15 @@ class DeliveryScheduler:
         # Returns at once, the look running as a task of its own. The job is re-armed by the looks, often
         # for a retry already due; APScheduler skips a run that falls due while the job's previous run
         # has not returned, and a skipped date job is gone: retries then waited for the poll.
-        task = self._loop.create_task(self._dispatch())
+        task = self._loop.create_task(self._dispatch_logged())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _dispatch_logged(self) -> None:
+        try:
+            await self._dispatch()
+        except Exception:  # noqa: BLE001  as APScheduler would have logged it; the next look tries again
+            log.exception("looking for due deliveries failed")
 
     async def _dispatch(self) -> None:
         """Claim what is due, then make sure a look happens when the next retry falls due."""
