@@ -63,15 +63,19 @@ _PURGE = sa.delete(RateLimitCounter).where(RateLimitCounter.window_start < sa.bi
 
 def used_up(connection, subject: str, now: dt.datetime, limit: int) -> bool:
     """Whether `subject` has used all of the current window already (a read: no row is locked)."""
-    seconds = int(now.timestamp())
-    count = connection.execute(_COUNT, {"subject": subject, "window_start": seconds - seconds % WINDOW_SECONDS}).scalar()
+    count = connection.execute(_COUNT, {"subject": subject, "window_start": _window_start(now)}).scalar()
     return count is not None and count >= limit
+
+
+def _window_start(now: dt.datetime) -> int:
+    seconds = int(now.timestamp())
+    return seconds - seconds % WINDOW_SECONDS
 
 
 def hit(connection, subject: str, now: dt.datetime, limit: int) -> Verdict:
     """Count one request for `subject` in the current window; the verdict says whether it is within the limit."""
     seconds = int(now.timestamp())
-    window_start = seconds - seconds % WINDOW_SECONDS
+    window_start = _window_start(now)
     count = connection.execute(_UPSERTS[connection.dialect.name],
                                {"subject": subject, "window_start": window_start}).scalar_one()
     if random.randrange(PURGE_ONE_IN) == 0:

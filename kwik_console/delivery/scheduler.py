@@ -158,7 +158,11 @@ class DeliveryScheduler:
         if self._aps is None or not self._aps.running:
             return
         # dispatch_due runs one claim at a time and folds wake-ups that come meanwhile.
-        task = self._loop.create_task(self.dispatcher.dispatch_due())
+        self._spawn(self.dispatcher.dispatch_due())
+
+    def _spawn(self, coroutine) -> None:
+        # Hold a reference: the event loop keeps only weak ones to its tasks.
+        task = self._loop.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -212,9 +216,7 @@ class DeliveryScheduler:
         # Returns at once, the look running as a task of its own. The job is re-armed by the looks, often
         # for a retry already due; APScheduler skips a run that falls due while the job's previous run
         # has not returned, and a skipped date job is gone: retries then waited for the poll.
-        task = self._loop.create_task(self._dispatch_logged())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._dispatch_logged())
 
     async def _dispatch_logged(self) -> None:
         try:
