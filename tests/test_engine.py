@@ -20,6 +20,7 @@ from standardwebhooks.webhooks import Webhook as Verifier
 
 from kwik_console import db, settings, webhooks
 from kwik_console.delivery import client as http
+from kwik_console.delivery import dispatcher
 from kwik_console.delivery import scheduler
 from kwik_console.delivery.dispatcher import RECHECK_AFTER_SECONDS, claim_deliveries, release_claims
 from kwik_console.events import publish
@@ -167,15 +168,19 @@ def _attempts(delivery_id):
 
 
 def test_deliver_now_keeps_the_global_cap(kwik, receiver, monkeypatch):
-    # 20 endpoints that take half a second, 4 at a time, 1 s attempts: 2.5 s of waiting for a slot.
-    configure(monkeypatch, KWIK_MAX_IN_FLIGHT="4", KWIK_MAX_IN_FLIGHT_PER_WEBHOOK="4", KWIK_LEASE_SECONDS="30")
-    for n in range(20):
+    # 40 endpoints that take half a second, 4 at a time, 3 s attempts: the last wait 4.5 s for a slot.
+    # (3 s, not the suite's 1 s: a loaded machine stretched a 0.5 s answer past 1 s.)
+    configure(monkeypatch, KWIK_MAX_IN_FLIGHT="4", KWIK_MAX_IN_FLIGHT_PER_WEBHOOK="4", KWIK_ATTEMPT_TIMEOUT="3",
+              KWIK_LEASE_SECONDS="30")
+    # An attempt on the wire for a second lends its slot to others (by design); here that would be a stall.
+    monkeypatch.setattr(dispatcher, "SLOW_ATTEMPT_SECONDS", 30)
+    for n in range(40):
         make_hook(receiver.url("/half"), name=f"Endpoint {n}")
     published = publish("payment.created", {}, wake=False)
-    assert len(published.delivery_ids) == 20
+    assert len(published.delivery_ids) == 40
     outcomes = asyncio.run(scheduler.deliver_now(published.delivery_ids))
     # Waiting for a slot is not part of an attempt: none timed out, and never more than 4 at once.
-    assert [o.status for o in outcomes] == ["success"] * 20
+    assert [o.status for o in outcomes] == ["success"] * 40
     assert receiver.max_concurrent_all <= 4
 
 
@@ -195,9 +200,10 @@ def test_the_global_cap_holds_across_webhooks(kwik, receiver, monkeypatch):
 
 
 def test_endpoints_that_hang_cannot_starve_a_healthy_one(kwik, receiver, monkeypatch):
-    # The case: 4 hanging endpoints, a global cap of 4, one slot per webhook.
+    # The case: 4 hanging endpoints, a global cap of 4, one slot per webhook. The hanging
+    # attempts last 19 s (the receiver holds them 20 s): a starved healthy one would wait that long.
     configure(monkeypatch, KWIK_MAX_IN_FLIGHT="4", KWIK_MAX_IN_FLIGHT_PER_WEBHOOK="1",
-              KWIK_ATTEMPT_TIMEOUT="10", KWIK_LEASE_SECONDS="30")
+              KWIK_ATTEMPT_TIMEOUT="19", KWIK_LEASE_SECONDS="60")
     for n in range(4):
         make_hook(receiver.url("/hang"), events=["payout.created"], name=f"Hanging {n}")
     make_hook(receiver.url("/ok"), events=["payment.created"], name="Healthy")
@@ -209,7 +215,7 @@ def test_endpoints_that_hang_cannot_starve_a_healthy_one(kwik, receiver, monkeyp
         assert await until(lambda: len(receiver.hits("/hang")) >= 3, timeout=10)
         healthy = await asyncio.to_thread(publish, "payment.created", {})
         # Delivered while every hanging attempt is still open.
-        arrived = await until(lambda: receiver.hits("/ok"), timeout=5)
+        arrived = await until(lambda: receiver.hits("/ok"), timeout=12)
         still_hanging = not receiver.release.is_set() and receiver._open.get("/hang", 0) >= 3
         receiver.release.set()
         return arrived, still_hanging, healthy
@@ -380,8 +386,6 @@ def test_leases_are_measured_by_the_database_clock(kwik, receiver, monkeypatch, 
     first = claim_deliveries(engine, owner="replica-a", lease_seconds=60, limit=10, per_webhook=8)
     assert [c.delivery_id for c in first.claims] == [delivery_id]
     # Another replica whose clock runs two minutes fast: by its own clock a's lease has expired.
-    from kwik_console.delivery import dispatcher
-
     fast = utcnow() + dt.timedelta(minutes=2)
     monkeypatch.setattr(dispatcher, "utcnow", lambda: fast)
     second = claim_deliveries(engine, owner="replica-b", lease_seconds=60, limit=10, per_webhook=8)

@@ -368,7 +368,9 @@ def test_rate_limit_holds_across_two_worker_processes(kwik, receiver, cli_env):
             stop(worker)
     in_window = [r for r in receiver.hits("/ok") if r.at - first < 20.0]
     print(f"\nrate limit 5/s: {len(in_window)} in 20 s")
-    assert 90 <= len(in_window) <= 110, len(in_window)  # 5 a second, within 10 %
+    # 5 a second: never more than 10 % over. Under: a loaded machine's late looks lose a little time
+    # for good (the rate clock catches up 0.2 s); a limit each worker kept alone would give about 200.
+    assert 75 <= len(in_window) <= 110, len(in_window)
     with Session(db.get_engine()) as s:
         over = s.exec(select(Delivery.status, Delivery.attempt_count).where(Delivery.webhook_id == webhook_id)
                       .where(Delivery.status == "pending")).all()
