@@ -50,10 +50,11 @@ def test_twenty_concurrent_repeats_of_one_key_publish_one_event(kwik, tmp_path):
 
 
 def _wait_for_a_fresh_window() -> None:
-    """The limit counts per minute: start early in a window, so the test's requests all fall in one."""
+    """The limit counts per minute: start early in a window, so the test's requests all fall in one
+    (25 s for about ten requests: a loaded machine's first requests to a new server can be slow)."""
     from kwik_console.api.ratelimit import WINDOW_SECONDS
 
-    while time.time() % WINDOW_SECONDS > WINDOW_SECONDS - 15:
+    while time.time() % WINDOW_SECONDS > WINDOW_SECONDS - 25:
         time.sleep(0.2)
 
 
