@@ -5,6 +5,8 @@ Tests that need real processes (concurrency, two replicas, the stream) are in te
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -193,3 +195,25 @@ def test_openapi_is_3_1_and_the_docs_page_needs_no_cdn(api):
     for asset in re.findall(r'(?:src|href)="([^"]+)"', page.text):
         assert asset.startswith("/api/v1/"), asset
         assert api.get(asset).status_code == 200, asset
+
+
+def test_the_api_process_leaves_what_it_loads_out_of_later_collections(cli_env):
+    # Its own process: freezing is once per process, and this test's process has frozen long ago.
+    script = """
+import gc, sys, time
+from kwik_console import db
+db.FREEZE_AGAIN_AFTER_SECONDS = 0.5
+from kwik_console.api import create_app
+assert gc.get_freeze_count() == 0
+create_app()
+at_start = gc.get_freeze_count()
+import aiohttp  # loaded later, as the first requests load the database driver and the HTTP client
+deadline = time.monotonic() + 30
+while gc.get_freeze_count() <= at_start and time.monotonic() < deadline:
+    time.sleep(0.1)
+print(at_start, gc.get_freeze_count())
+"""
+    done = subprocess.run([sys.executable, "-c", script], env=cli_env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    at_start, later = map(int, done.stdout.split())
+    assert at_start > 10_000 and later > at_start

@@ -141,6 +141,7 @@ def create_app() -> FastAPI:
 
     app.openapi = openapi
     app.add_middleware(_Gate)
+    db.freeze_startup_objects()
     return app
 
 

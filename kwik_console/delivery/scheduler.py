@@ -65,7 +65,7 @@ class DeliveryScheduler:
     def start(self) -> None:
         """Start the delivery thread; return once its scheduler runs."""
         global _current
-        from kwik_console.db import short_gil_turns
+        from kwik_console.db import freeze_startup_objects, short_gil_turns
 
         short_gil_turns()
         self._thread = threading.Thread(target=self._run, name="kwik-delivery", daemon=True)
@@ -73,6 +73,7 @@ class DeliveryScheduler:
         self._started.wait()
         if self._failure is not None:
             raise self._failure
+        freeze_startup_objects()
         _current = self
         log.info("delivery scheduler started (%s)", self.dispatcher.owner)
 
