@@ -242,8 +242,9 @@ def test_deleting_cancels_scheduled_retries(kwik, receiver):
 
 
 def test_slow_endpoint_does_not_starve_the_others(kwik, receiver, monkeypatch):
+    # The held attempts last 19 s (the receiver holds them 20 s), longer than the fast ones may take.
     configure(monkeypatch, KWIK_MAX_IN_FLIGHT="6", KWIK_MAX_IN_FLIGHT_PER_WEBHOOK="2",
-              KWIK_ATTEMPT_TIMEOUT="10", KWIK_LEASE_SECONDS="30")
+              KWIK_ATTEMPT_TIMEOUT="19", KWIK_LEASE_SECONDS="60")
     make_hook(receiver.url("/hang"), events=["payout.created"], name="Slow")
     make_hook(receiver.url("/ok"), events=["payment.created"], name="Fast")
     slow_ids = [i for _ in range(10) for i in publish("payout.created", {}, wake=False).delivery_ids]
@@ -260,7 +261,7 @@ def test_slow_endpoint_does_not_starve_the_others(kwik, receiver, monkeypatch):
         return done
 
     try:
-        assert run_scheduler(fast_done, timeout=10)
+        assert run_scheduler(fast_done, timeout=15)
     finally:
         receiver.release.set()
     # All 20 fast deliveries got through while the slow endpoint held its
