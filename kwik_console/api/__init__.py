@@ -39,7 +39,8 @@ TAGS = [{"name": name} for name in
 
 class _Gate:
     """Before any route: bodies over the limit (413) or not JSON (415) are refused, unread past the limit;
-    the rate-limit headers the guard worked out go on every answer, errors included."""
+    the rate-limit headers the guard worked out go on every answer, errors included. POST /events, the
+    busiest route, is answered here when its parameters parse (`routes.publish_directly`)."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -59,6 +60,8 @@ class _Gate:
                 await refusal(scope, receive, send)
                 return
             receive = _replay(body, receive)
+        else:
+            body = None
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -69,6 +72,9 @@ class _Gate:
                         (k.lower().encode(), v.encode()) for k, v in extra.items() if k.lower().encode() not in present]
             await send(message)
 
+        if body is not None and path == routes.PUBLISH_PATH and scope["method"] == "POST" and \
+                await routes.publish_directly(scope, body, receive, send_with_headers):
+            return
         await self.app(scope, receive, send_with_headers)
 
     @staticmethod

@@ -6,12 +6,16 @@ import asyncio
 import base64
 import binascii
 import datetime as dt
+import json
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
 from sqlmodel import Session
+from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
 
 from kwik_console import access, audit, catalog, deliveries, events, webhooks
 from kwik_console.api import auth, event_schemas, idempotency
@@ -283,6 +287,12 @@ async def publish_event(
                                                               "within 24 h returns the first result and "
                                                               "publishes nothing.")] = None,
 ) -> JSONResponse:
+    return await _publish(caller, request, body, idempotency_key)
+
+
+async def _publish(caller: auth.Caller, request: Request, body: EventPublish, idempotency_key: str | None
+                   ) -> JSONResponse:
+    """POST /events once its parameters are parsed, by FastAPI (`publish_event`) or by `publish_directly`."""
     from kwik_console.delivery import scheduler
 
     def publish(session) -> tuple[int, dict]:
@@ -308,6 +318,36 @@ async def publish_event(
                         headers={"Idempotent-Replayed": "true" if result.replayed else "false"})
 
 
+PUBLISH_PATH = f"{access.API_PREFIX}/events"
+
+
+async def publish_directly(scope: Scope, body: bytes, receive: Receive, send: Send) -> bool:
+    """POST /events without FastAPI's middleware, routing and parameter solving: a fifth of the API process's
+    CPU per publish (bench/api.py under py-spy). Only for a request that FastAPI would hand to `publish_event`
+    as it is, its parameters parsed; anything else returns False untouched, for FastAPI to answer (and word
+    its errors) as ever. The same guard, service and answer as the route; errors go to the app's own
+    exception handlers. tests/test_api_access.py sends the same requests both ways."""
+    headers = Headers(scope=scope)
+    idempotency_key = headers.get(idempotency.HEADER)
+    if idempotency_key is not None and len(idempotency_key) > idempotency.KEY_MAX:
+        return False
+    try:
+        parsed = EventPublish.model_validate(json.loads(body))  # as FastAPI: json.loads, then the model
+    except (ValueError, ValidationError):  # bad JSON (or none), or a body the model refuses
+        return False
+    scope["route"], scope["endpoint"] = _PUBLISH_ROUTE, publish_event  # as FastAPI's match sets; the guard reads it
+    request = Request(scope, receive)
+    try:
+        response = await _publish(await auth.guard(request), request, parsed, idempotency_key)
+    except Exception as exc:
+        handler = next((h for c in type(exc).__mro__ if (h := scope["app"].exception_handlers.get(c))), None)
+        if handler is None:
+            raise
+        response = await handler(request, exc)
+    await response(scope, receive, send)
+    return True
+
 
 # Routes are matched in order, and POST /events is the one called most: it goes first.
 router.routes.insert(0, router.routes.pop(next(i for i, r in enumerate(router.routes) if r.endpoint is publish_event)))
+_PUBLISH_ROUTE = router.routes[0]
