@@ -422,6 +422,22 @@ def test_hanging_endpoints_with_backlogs_leave_room_to_claim_a_healthy_ones_deli
     assert {r.headers["webhook-id"] for r in receiver.hits("/ok")} == {p.event.id for p in healthy}
 
 
+def test_a_webhook_holding_claims_waits_for_the_others_first_turns(kwik, receiver):
+    """A backlog in webhook order (bench/delivery.py (b)): the webhook that already holds claims, ready or in
+    flight, gets no more until every other webhook has had as many, even when it was served longest ago."""
+    holding, fresh = (make_hook(receiver.url("/ok"), name=name) for name in ("Holding", "Fresh"))
+    for n in range(4):
+        publish("payment.created", {"n": n}, webhook_id=holding.id, wake=False)
+    for n in range(4):
+        publish("payment.created", {"n": n}, webhook_id=fresh.id, wake=False)
+    engine = db.get_engine()
+    taken = claim_deliveries(engine, owner="a", lease_seconds=60, limit=3, per_webhook=8,
+                             room={holding.id: 8 - 2}, served={holding.id: 1.0, fresh.id: 2.0})
+    # Holding has two already: Fresh's first two come before Holding's third, whoever was served last.
+    assert [c.webhook_id for c in taken.claims].count(fresh.id) == 2, taken.claims
+    assert len(taken.claims) == 3
+
+
 def test_claims_go_round_robin_to_the_webhooks_served_longest_ago(kwik, receiver):
     hooks = [make_hook(receiver.url("/ok"), name=f"Endpoint {n}") for n in range(6)]
     publish("payment.created", {}, wake=False)  # one delivery each, all due at the same instant

@@ -263,6 +263,7 @@ def _due_candidates(conn, *, now, limit: int, room: dict[int, int], per_webhook:
         states = [locked.get(s.id, s) for s in states]
     paused = {s.id for s in states if s.status == WebhookStatus.PAUSED}
     rates, next_rate_at = {}, None
+    held = {w: per_webhook - r for w, r in room.items()}  # claims each webhook has ready or in flight
     room = dict(room)
     for state in states:
         if state.id in limited_ids:
@@ -288,10 +289,11 @@ def _due_candidates(conn, *, now, limit: int, room: dict[int, int], per_webhook:
     ranked = []
     for webhook_id, due in by_webhook.items():
         due.sort(key=lambda r: (r.next_attempt_at, r.id))
-        # Round-robin: each webhook's first before anyone's second; among equals, the
-        # webhook served longest ago first, so a limit never favours the same ones.
-        turn = served.get(webhook_id, 0.0)
-        ranked.extend((rank, turn, r.next_attempt_at, r.id, webhook_id)
+        # Round-robin: each webhook's first before anyone's second, counting the claims it
+        # already holds; among equals, the webhook served longest ago first, so a limit
+        # never favours the same ones.
+        turn, holds = served.get(webhook_id, 0.0), held.get(webhook_id, 0)
+        ranked.extend((holds + rank, turn, r.next_attempt_at, r.id, webhook_id)
                       for rank, r in enumerate(due[: room.get(webhook_id, per_webhook)]))
     ranked.sort()
     chosen = ranked[:limit]
