@@ -56,15 +56,24 @@ def _upsert(dialect: str):
 
 
 _UPSERTS = {name: _upsert(name) for name in ("postgresql", "sqlite")}
-_COUNT = sa.select(RateLimitCounter.count).where(RateLimitCounter.subject == sa.bindparam("subject"),
-                                                 RateLimitCounter.window_start == sa.bindparam("window_start"))
 _PURGE = sa.delete(RateLimitCounter).where(RateLimitCounter.window_start < sa.bindparam("before"))
 
 
+# Subjects this process saw go over their limit, and when that window ends. Within a window a
+# count only grows, so they stay over until then: their requests are refused before any work,
+# without a read. Every request is still counted in the database, which is what holds the limit
+# across replicas; one that another replica pushed over is refused by its own count (`hit`).
+_over_until: dict[tuple[str, str, int], int] = {}
+
+
+def _known(connection, subject: str, limit: int) -> tuple[str, str, int]:
+    return str(connection.engine.url), subject, limit
+
+
 def used_up(connection, subject: str, now: dt.datetime, limit: int) -> bool:
-    """Whether `subject` has used all of the current window already (a read: no row is locked)."""
-    count = connection.execute(_COUNT, {"subject": subject, "window_start": _window_start(now)}).scalar()
-    return count is not None and count >= limit
+    """Whether `subject` is known to have used all of the current window already (no database work)."""
+    ends = _over_until.get(_known(connection, subject, limit))
+    return ends is not None and now.timestamp() < ends
 
 
 def _window_start(now: dt.datetime) -> int:
@@ -80,4 +89,9 @@ def hit(connection, subject: str, now: dt.datetime, limit: int) -> Verdict:
                                {"subject": subject, "window_start": window_start}).scalar_one()
     if random.randrange(PURGE_ONE_IN) == 0:
         connection.execute(_PURGE, {"before": window_start - WINDOW_SECONDS})
-    return Verdict(limit, count, max(window_start + WINDOW_SECONDS - seconds, 1))
+        for old in [key for key, ends in _over_until.items() if ends <= seconds]:
+            del _over_until[old]
+    verdict = Verdict(limit, count, max(window_start + WINDOW_SECONDS - seconds, 1))
+    if not verdict.allowed:
+        _over_until[_known(connection, subject, limit)] = window_start + WINDOW_SECONDS
+    return verdict
