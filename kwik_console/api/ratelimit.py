@@ -63,11 +63,11 @@ _PURGE = sa.delete(RateLimitCounter).where(RateLimitCounter.window_start < sa.bi
 # count only grows, so they stay over until then: their requests are refused before any work,
 # without a read. Every request is still counted in the database, which is what holds the limit
 # across replicas; one that another replica pushed over is refused by its own count (`hit`).
-_over_until: dict[tuple[str, str, int], int] = {}
+_over_until: dict[tuple[object, str, int], int] = {}
 
 
-def _known(connection, subject: str, limit: int) -> tuple[str, str, int]:
-    return str(connection.engine.url), subject, limit
+def _known(connection, subject: str, limit: int) -> tuple[object, str, int]:
+    return connection.engine.url, subject, limit  # a URL is immutable and hashable: nothing rendered per request
 
 
 def used_up(connection, subject: str, now: dt.datetime, limit: int) -> bool:
