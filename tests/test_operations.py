@@ -341,7 +341,11 @@ def test_paused_webhook_keeps_its_deliveries_and_sends_them_oldest_first_on_resu
     assert sorted(received) == list(range(50)) and len(received) == 50
     with Session(db.get_engine()) as s:
         started = s.exec(select(Attempt.delivery_id, Attempt.attempted_at).where(Attempt.delivery_id.in_(ids))).all()
-    start_order = [d for d, _ in sorted(started, key=lambda row: (row[1], row[0]))]
+    # Each delivery's first attempt: on a loaded machine one may fail to connect and be retried later.
+    first = {}
+    for delivery_id, at in started:
+        first[delivery_id] = min(at, first.get(delivery_id, at))
+    start_order = sorted(first, key=lambda d: (first[d], d))
     assert start_order == sorted(ids)  # oldest first
 
 
