@@ -1,13 +1,16 @@
 """The API as real processes serve it: idempotency under concurrent repeats, rate limits across two
-replicas, and Schemathesis over every operation."""
+replicas, Schemathesis over every operation, and publishing while another process holds SQLite's writer."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import json
 import re
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,8 +18,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from kwik_console import audit, tokens, webhooks
+from kwik_console import audit, db, tokens, webhooks
 from kwik_console.db import get_engine, session_scope
+from kwik_console.member_models import AuditEntry
 from kwik_console.models import Delivery, Event
 from tests.api_server import ApiServer
 from tests.conftest import configure
@@ -106,3 +110,96 @@ def test_schemathesis_finds_no_server_error_and_no_response_that_breaks_its_sche
     assert run.returncode == 0, out[-4000:]
     assert cases and cases.group(1) == cases.group(2) and int(cases.group(1)) >= 300, out[-2000:]
     assert "Traceback" not in log, log[-3000:]
+
+
+# ---------------------------------------------------------------- SQLite's writer and the event loop
+# On SQLite a publish runs on the event loop's own thread when the writer is free (db.run_short_write).
+# The loop must never wait for the writer: taken by this process or by another, the work goes to a thread.
+
+
+def _insert_a_row(ran_on: list[int]):
+    def work() -> int:
+        ran_on.append(threading.get_ident())
+        with db.short_write(get_engine()) as connection:
+            audit.append(connection, actor=audit.CLI, action="token.used")
+            return len(ran_on)
+
+    return work
+
+
+def _rows() -> int:
+    with get_engine().connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(AuditEntry).where(
+            AuditEntry.action == "token.used")).scalar()
+
+
+def test_a_short_write_runs_on_the_loop_when_sqlites_writer_is_free_and_on_a_thread_when_not(sqlite_kwik, tmp_path):
+    get_engine()
+    loop_thread = threading.get_ident()
+
+    async def scenario() -> None:
+        # Free: on the loop's own thread.
+        ran_on: list[int] = []
+        assert await db.run_short_write(_insert_a_row(ran_on)) == 1
+        assert ran_on == [loop_thread] and _rows() == 1
+
+        # Held by this process (another thread's transaction): refused on the loop, waited for on a thread.
+        ran_on = []
+        db._sqlite_writer.acquire()
+        try:
+            task = asyncio.ensure_future(db.run_short_write(_insert_a_row(ran_on)))
+            await asyncio.sleep(0.2)  # the loop runs on meanwhile: this sleep ends
+            done_early, tried = task.done(), list(ran_on)
+        finally:
+            db._sqlite_writer.release()
+        await task
+        # Tried on the loop, refused before any statement; waited for the writer on a thread.
+        assert not done_early and len(tried) == 2 and tried[0] == loop_thread and tried[1] != loop_thread
+        assert _rows() == 2
+
+        # Held by another process's connection: SQLite refuses the loop at once (nothing written), and the
+        # work waits on a thread, in SQLite's busy handler, until the lock is let go.
+        ran_on = []
+        other = sqlite3.connect(tmp_path / "kwik.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            task = asyncio.ensure_future(db.run_short_write(_insert_a_row(ran_on)))
+            await asyncio.sleep(0.5)
+            done_early, tried = task.done(), list(ran_on)
+        finally:
+            other.execute("COMMIT")
+            other.close()
+        assert await task == 2
+        assert not done_early and len(tried) == 2 and tried[0] == loop_thread and tried[1] != loop_thread
+        assert _rows() == 3  # the loop's try was rolled back: one row, not two
+
+    asyncio.run(scenario())
+
+
+def test_the_api_answers_while_another_process_holds_sqlites_writer_and_publishes_once_it_lets_go(
+        sqlite_kwik, tmp_path):
+    with session_scope() as session:
+        webhooks.create_webhook(session=session, data=webhooks.WebhookInput(
+            name="Orders", url="https://127.0.0.1:9/hooks", events=["payment.created"]))
+    headers = {"Authorization": f"Bearer {_token('publish')}"}
+    with ApiServer(tmp_path / "api.log") as api, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        assert httpx.post(api.url + "/api/v1/events", json=PUBLISH, headers=headers).status_code == 202
+        other = sqlite3.connect(tmp_path / "kwik.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            waiting = pool.submit(httpx.post, api.url + "/api/v1/events", json=PUBLISH, headers=headers, timeout=30)
+            time.sleep(0.5)
+            # The publish waits for the writer on a thread; the API's event loop answers meanwhile. Had the
+            # loop waited in SQLite's busy handler (10 s), this would time out.
+            assert httpx.get(api.url + "/api/v1/openapi.json", timeout=5).status_code == 200
+            assert not waiting.done()
+        finally:
+            other.execute("COMMIT")
+            other.close()
+        assert waiting.result().status_code == 202, waiting.result().text
+    with get_engine().connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(Event)).scalar() == 2
+        assert conn.execute(sa.select(sa.func.count()).select_from(Delivery)).scalar() == 2
+        uses = conn.execute(sa.select(sa.func.count()).select_from(AuditEntry).where(
+            AuditEntry.action == "token.used")).scalar()
+    assert uses == 2  # each request audited once: the loop's refused try left nothing behind

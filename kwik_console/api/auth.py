@@ -49,7 +49,7 @@ def _is_loopback(host: str | None) -> bool:
 
 def rule_for(request: Request) -> tuple[str, access.Action | None]:
     route = request.scope.get("route")
-    name = f"{request.method} {getattr(route, 'path_format', request.url.path)}"
+    name = f"{request.method} {getattr(route, 'path_format', None) or request.url.path}"  # no URL built if routed
     return name, access.API_RULES.get(name)
 
 
@@ -100,10 +100,9 @@ async def check_unchecked_token(request: Request) -> None:
 
 
 def _admit_alone(admission: _Admission) -> Caller:
-    from kwik_console.db import get_engine, one_writer
+    from kwik_console.db import get_engine, short_write
 
-    engine = get_engine()
-    with one_writer(engine), engine.begin() as connection:
+    with short_write(get_engine()) as connection:
         caller, refusal = _admit(connection, admission)
     if refusal is not None:
         raise refusal
@@ -167,16 +166,16 @@ def transaction(caller: Caller) -> Iterator[tuple[Caller, Connection]]:
     its rollback takes the check's writes with it, so they are written again: every
     use is audited and counted.
     """
-    from kwik_console.db import get_engine, one_writer
+    from kwik_console.db import WriterBusy, get_engine, short_write
 
     engine = get_engine()
     admission = caller.pending
     if admission is None:  # no token to check: a local caller
-        with one_writer(engine), engine.begin() as connection:
+        with short_write(engine) as connection:
             yield caller, connection
         return
     try:
-        with one_writer(engine), engine.begin() as connection:
+        with short_write(engine) as connection:
             admitted, refusal = _admit(connection, admission, count=False)
             if refusal is None and ratelimit.used_up(connection, admitted.owner, utcnow(),
                                                      get_settings().api_rate_limit):
@@ -189,8 +188,10 @@ def transaction(caller: Caller) -> Iterator[tuple[Caller, Connection]]:
                 if refusal is not None:
                     raise refusal
                 return
+    except WriterBusy:  # nothing was written: all of it runs again, on a thread (db.run_short_write)
+        raise
     except Exception:
-        with one_writer(engine), engine.begin() as connection:
+        with short_write(engine) as connection:
             _admit(connection, admission)
         raise
     raise refusal
