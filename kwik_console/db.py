@@ -140,7 +140,12 @@ def _engine_for(url: str) -> Engine:
     except BaseException:
         engine.dispose()  # not cached: the next call tries again, perhaps after an upgrade
         raise
+    _opened[url] = engine
     return engine
+
+
+# Engines opened and migrated in this process, by URL: `run_short_write` never opens one on the event loop.
+_opened: dict[str, Engine] = {}
 
 
 def get_engine() -> Engine:
@@ -443,7 +448,11 @@ def short_write(engine: Engine) -> Iterator[Connection]:
                 raise WriterBusy from exc
             raise
         finally:
-            driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            if not connection.invalidated:
+                try:
+                    driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+                except sqlite3.Error:
+                    connection.invalidate()  # never back to the pool refusing at once; the work's outcome stands
 
 
 async def run_short_write(work: Callable[[], T]) -> T:
@@ -453,7 +462,11 @@ async def run_short_write(work: Callable[[], T]) -> T:
     POST /events 0.46 to 0.50 of in-process publishing, against 0.31 to 0.34 on a thread). Anything that
     would wait for the writer goes to a thread instead. So does every transaction on PostgreSQL: its round
     trips would stall the loop (0.28 and 0.30 on the loop, against 0.34 and 0.45)."""
-    if get_engine().dialect.name == "sqlite":
+    engine = _opened.get(get_settings().database_url)
+    checkedin = getattr(engine.pool, "checkedin", None) if engine is not None else None
+    # On the loop only with SQLite's engine open and a connection idle in its pool: never a migration, a new
+    # connection or a wait for one there (the first publish of a process goes to a thread).
+    if engine is not None and engine.dialect.name == "sqlite" and checkedin is not None and checkedin() > 0:
         on_the_loop = _on_the_loop.set(True)
         try:
             return work()

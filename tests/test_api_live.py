@@ -133,6 +133,34 @@ def _rows() -> int:
             AuditEntry.action == "token.used")).scalar()
 
 
+class _Holder:
+    """Holds a writer from its own thread until told to let go, or for at most `watchdog` s: had the loop
+    waited for the writer, nothing could tell it to let go, and `outlasted` says so."""
+
+    def __init__(self, take, let_go, watchdog: float):
+        self.held, self.go, self.outlasted = threading.Event(), threading.Event(), False
+
+        def hold() -> None:
+            take()
+            self.held.set()
+            self.outlasted = not self.go.wait(watchdog)
+            let_go()
+
+        self.thread = threading.Thread(target=hold, daemon=True)
+        self.thread.start()
+        assert self.held.wait(10)
+
+    def let_go(self) -> None:
+        self.go.set()
+        self.thread.join(30)
+
+
+async def _until(condition, deadline: float = 20) -> None:
+    end = time.monotonic() + deadline
+    while not condition() and time.monotonic() < end:
+        await asyncio.sleep(0.01)
+
+
 def test_a_short_write_runs_on_the_loop_when_sqlites_writer_is_free_and_on_a_thread_when_not(sqlite_kwik, tmp_path):
     get_engine()
     loop_thread = threading.get_ident()
@@ -143,35 +171,42 @@ def test_a_short_write_runs_on_the_loop_when_sqlites_writer_is_free_and_on_a_thr
         assert await db.run_short_write(_insert_a_row(ran_on)) == 1
         assert ran_on == [loop_thread] and _rows() == 1
 
-        # Held by this process (another thread's transaction): refused on the loop, waited for on a thread.
+        # Held by another thread of this process: tried on the loop, refused before any statement, and
+        # waited for on a thread.
         ran_on = []
-        db._sqlite_writer.acquire()
-        try:
-            task = asyncio.ensure_future(db.run_short_write(_insert_a_row(ran_on)))
-            await asyncio.sleep(0.2)  # the loop runs on meanwhile: this sleep ends
-            done_early, tried = task.done(), list(ran_on)
-        finally:
-            db._sqlite_writer.release()
+        holder = _Holder(db._sqlite_writer.acquire, db._sqlite_writer.release, watchdog=5)
+        task = asyncio.ensure_future(db.run_short_write(_insert_a_row(ran_on)))
+        await _until(lambda: len(ran_on) == 2)
+        done_early = task.done()
+        holder.let_go()
         await task
-        # Tried on the loop, refused before any statement; waited for the writer on a thread.
-        assert not done_early and len(tried) == 2 and tried[0] == loop_thread and tried[1] != loop_thread
-        assert _rows() == 2
+        assert not holder.outlasted and not done_early
+        assert ran_on[0] == loop_thread and ran_on[1] != loop_thread and _rows() == 2
 
-        # Held by another process's connection: SQLite refuses the loop at once (nothing written), and the
-        # work waits on a thread, in SQLite's busy handler, until the lock is let go.
+        # Held by another connection (as another process would): SQLite refuses the loop at once, its try
+        # rolls back, and the work waits on a thread in SQLite's busy handler until the lock is let go. The
+        # watchdog (5 s) is shorter than the busy handler's wait (10 s): a loop waiting there outlasts it.
         ran_on = []
-        other = sqlite3.connect(tmp_path / "kwik.db", isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        try:
-            task = asyncio.ensure_future(db.run_short_write(_insert_a_row(ran_on)))
-            await asyncio.sleep(0.5)
-            done_early, tried = task.done(), list(ran_on)
-        finally:
-            other.execute("COMMIT")
-            other.close()
+        other = sqlite3.connect(tmp_path / "kwik.db", isolation_level=None, check_same_thread=False)
+        holder = _Holder(lambda: other.execute("BEGIN IMMEDIATE"), lambda: other.execute("COMMIT"), watchdog=5)
+        task = asyncio.ensure_future(db.run_short_write(_insert_a_row(ran_on)))
+        await _until(lambda: len(ran_on) == 2)
+        done_early = task.done()
+        holder.let_go()
+        other.close()
         assert await task == 2
-        assert not done_early and len(tried) == 2 and tried[0] == loop_thread and tried[1] != loop_thread
+        assert not holder.outlasted and not done_early
+        assert ran_on[0] == loop_thread and ran_on[1] != loop_thread
         assert _rows() == 3  # the loop's try was rolled back: one row, not two
+
+        # A process's first write, before it has opened the database: on a thread (opening it may migrate).
+        # The next one, the database open, is on the loop again.
+        ran_on = []
+        db._engine_for.cache_clear()
+        db._opened.clear()
+        await db.run_short_write(_insert_a_row(ran_on))
+        await db.run_short_write(_insert_a_row(ran_on))
+        assert len(ran_on) == 2 and ran_on[0] != loop_thread and ran_on[1] == loop_thread and _rows() == 5
 
     asyncio.run(scenario())
 
@@ -188,7 +223,7 @@ def test_the_api_answers_while_another_process_holds_sqlites_writer_and_publishe
         other.execute("BEGIN IMMEDIATE")
         try:
             waiting = pool.submit(httpx.post, api.url + "/api/v1/events", json=PUBLISH, headers=headers, timeout=30)
-            time.sleep(0.5)
+            time.sleep(1)
             # The publish waits for the writer on a thread; the API's event loop answers meanwhile. Had the
             # loop waited in SQLite's busy handler (10 s), this would time out.
             assert httpx.get(api.url + "/api/v1/openapi.json", timeout=5).status_code == 200
