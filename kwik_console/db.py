@@ -461,7 +461,7 @@ def short_write(engine: Engine) -> Iterator[Connection]:
     """A short write transaction (`one_writer`, then `engine.begin()`). On the event loop (`run_short_write`)
     it never waits: SQLite's writer taken, here or by another process, raises WriterBusy, rolled back."""
     with one_writer(engine), engine.connect() as connection:
-        if not (_on_the_loop.get() and engine.dialect.name == "sqlite"):
+        if not _on_the_loop.get():  # set by run_short_write, for SQLite only
             with connection.begin():
                 yield connection
             return

@@ -37,7 +37,7 @@ import httpx
 from sqlalchemy import Engine, bindparam, func, insert, select, text, update
 
 from kwik_console import metrics, rollups
-from kwik_console.db import one_writer
+from kwik_console.db import short_write
 from kwik_console.delivery import client as http
 from kwik_console.delivery import retry
 from kwik_console.delivery.signing import active_secrets, signature_headers
@@ -346,7 +346,7 @@ def claim_deliveries(
     was last given claims, so those served longest ago go first. Claims of
     webhooks no longer Live are finished as Failure.
     """
-    with one_writer(engine), engine.begin() as conn:
+    with short_write(engine) as conn:
         postgres = conn.dialect.name == "postgresql"
         if now is None:
             now = database_now(conn)
@@ -506,7 +506,7 @@ def record_attempts(
 
 def _record(engine, *, owner, finished, schedule, now, rng) -> list[Outcome]:
     ids = [f.claim.delivery_id for f in finished]
-    with one_writer(engine), engine.begin() as conn:
+    with short_write(engine) as conn:
         # Only deliveries still ours: a deleted webhook takes its deliveries with
         # it, and a lease lost to another dispatcher is that one's to record.
         ours = {row.id: row for row in conn.execute(_STILL_OURS, {"ids": ids, "owner": owner})}
