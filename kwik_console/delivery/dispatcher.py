@@ -240,7 +240,39 @@ def _rate_allowance(rate: float, clock: dt.datetime | None, now: dt.datetime) ->
     return int((now - base).total_seconds() * rate) + 1, base
 
 
-def _due_candidates(conn, *, now, limit: int, room: dict[int, int], per_webhook: int, served: dict[int, float]):
+class Turns:
+    """Whose turn it is among webhooks on an equal footing in a claim: start-time fair queuing.
+
+    Each webhook has a tag, the deliveries it has been given on a clock shared by all; each claimed
+    delivery moves its webhook's tag on by one. A webhook new to the queue, or back after a quiet
+    spell, starts at the clock (the least-served tag of the last claim), so it neither jumps ahead
+    of the others for long nor waits behind them. A webhook given two in one claim thus waits for
+    the others' second before its third, whatever order their deliveries fell due in; a time of
+    last service could not tell it from the others served in the same claim (bench/delivery.py (b),
+    a backlog in webhook order: the first webhooks had twice the others' share).
+    """
+
+    def __init__(self) -> None:
+        self.clock = 0.0
+        self._tags: dict[int, float] = {}
+
+    def of(self, webhook_id: int) -> float:
+        """Lower goes first."""
+        return max(self._tags.get(webhook_id, self.clock), self.clock)
+
+    def served(self, webhook_ids: Iterable[int]) -> None:
+        """Record one claim: a webhook id per delivery claimed."""
+        starts: dict[int, float] = {}
+        for webhook_id in webhook_ids:
+            starts.setdefault(webhook_id, self.of(webhook_id))
+            self._tags[webhook_id] = self.of(webhook_id) + 1
+        if starts:
+            self.clock = min(starts.values())
+        if len(self._tags) > 10_000:  # tags not ahead of the clock are the same as none
+            self._tags = {w: t for w, t in self._tags.items() if t > self.clock}
+
+
+def _due_candidates(conn, *, now, limit: int, room: dict[int, int], per_webhook: int, turns: Turns):
     """Pick up to `limit` due deliveries, round-robin across webhooks, each within its room.
 
     Returns the ids, the webhooks looked at, those that may have more due, and
@@ -290,9 +322,9 @@ def _due_candidates(conn, *, now, limit: int, room: dict[int, int], per_webhook:
     for webhook_id, due in by_webhook.items():
         due.sort(key=lambda r: (r.next_attempt_at, r.id))
         # Round-robin: each webhook's first before anyone's second, counting the claims it
-        # already holds; among equals, the webhook served longest ago first, so a limit
-        # never favours the same ones.
-        turn, holds = served.get(webhook_id, 0.0), held.get(webhook_id, 0)
+        # already holds; among equals, the webhook given fewest so far first (`Turns`), so a
+        # limit never favours the same ones.
+        turn, holds = turns.of(webhook_id), held.get(webhook_id, 0)
         ranked.extend((holds + rank, turn, r.next_attempt_at, r.id, webhook_id)
                       for rank, r in enumerate(due[: room.get(webhook_id, per_webhook)]))
     ranked.sort()
@@ -336,14 +368,14 @@ def claim_deliveries(
     ids: Iterable[int] | None = None,
     room: dict[int, int] | None = None,
     per_webhook: int | None = None,
-    served: dict[int, float] | None = None,
+    turns: Turns | None = None,
 ) -> Taken:
     """Lease up to `limit` due deliveries (or exactly `ids`, due or not yet attempted).
 
     The lease lasts `lease_seconds` by the database's clock (tests may pass
     `now` and `lease_until` instead). `room` says how many more each busy
-    webhook may take (default `per_webhook`); `served` says when each webhook
-    was last given claims, so those served longest ago go first. Claims of
+    webhook may take (default `per_webhook`); `turns` says whose turn it is
+    among equals (`Turns`; it is read here, not moved on). Claims of
     webhooks no longer Live are finished as Failure.
     """
     with short_write(engine) as conn:
@@ -356,7 +388,7 @@ def claim_deliveries(
         if ids is None:
             wanted, checked, saturated, limited, next_rate_at = _due_candidates(
                 conn, now=now, limit=limit, room=dict(room or {}), per_webhook=per_webhook or limit,
-                served=served or {},
+                turns=turns or Turns(),
             )
         else:
             wanted = list(ids)
@@ -626,8 +658,8 @@ class Dispatcher:
         # Webhooks that may have more due than they were given, and whether the
         # last claim stopped at its overall limit (see `_top_up`).
         self._saturated: set[int] = set()
-        # When each webhook was last given claims (time.monotonic()): the claim's round-robin.
-        self._served: dict[int, float] = {}
+        # Whose turn it is among webhooks on an equal footing: the claim's round-robin.
+        self._turns = Turns()
         self._limited = False
         self._claiming: asyncio.Task | None = None
         self._claim_again = False
@@ -741,12 +773,9 @@ class Dispatcher:
         taken: Taken = await self._db(
             claim_deliveries, owner=self.owner, lease_seconds=self.settings.lease_seconds,
             limit=limit, room={w: ahead * per_webhook - n for w, n in held.items()}, per_webhook=ahead * per_webhook,
-            served=dict(self._served),
+            turns=self._turns,  # moved on only here, on the loop, once the claim has returned
         )
-        for claim in taken.claims:
-            self._served[claim.webhook_id] = claimed_at
-        if len(self._served) > 10_000:  # forget webhooks not served for a minute
-            self._served = {w: t for w, t in self._served.items() if t > claimed_at - 60}
+        self._turns.served(c.webhook_id for c in taken.claims)
         metrics.observe_claim(time.monotonic() - claimed_at, len(taken.claims))
         self.last_claim_at = now
         if self._closing:  # stopped while claiming: these go straight back
