@@ -22,7 +22,13 @@ from kwik_console import db, settings, webhooks
 from kwik_console.delivery import client as http
 from kwik_console.delivery import dispatcher
 from kwik_console.delivery import scheduler
-from kwik_console.delivery.dispatcher import RECHECK_AFTER_SECONDS, Turns, claim_deliveries, release_claims
+from kwik_console.delivery.dispatcher import (
+    RECHECK_AFTER_SECONDS,
+    TURNS_LEAD,
+    Turns,
+    claim_deliveries,
+    release_claims,
+)
 from kwik_console.events import publish
 from kwik_console.models import Attempt, Delivery, Webhook, utcnow
 from kwik_console.webhooks import WebhookInput
@@ -454,6 +460,18 @@ def test_claims_go_round_robin_to_the_webhooks_served_longest_ago(kwik, receiver
         release_claims(engine, owner="a", ids=[c.delivery_id for c in taken.claims])
     # A limit of two, three times: every webhook had its turn, none twice.
     assert set().union(*seen) == {h.id for h in hooks} and sum(map(len, seen)) == 6
+
+
+def test_a_webhook_taking_one_at_a_time_does_not_hold_the_turns_back():
+    """A rate-limited or trickling webhook takes one delivery a claim while a busy one takes ten. Were the clock
+    held back by the slow one, a webhook new to the queue would start far behind the busy one and win every tie
+    against it for thousands of deliveries (the busy one starved meanwhile)."""
+    slow, busy, new = 1, 2, 3
+    turns = Turns()
+    for _ in range(1000):
+        turns.served([slow] + [busy] * 10)
+    assert 0 < turns.of(busy) - turns.of(new) <= TURNS_LEAD
+    assert turns.of(slow) == turns.of(new)  # behind the clock: the same as new, first among equals
 
 
 def test_a_backlog_in_webhook_order_is_shared_evenly_claim_after_claim(kwik, receiver):

@@ -243,13 +243,17 @@ def _rate_allowance(rate: float, clock: dt.datetime | None, now: dt.datetime) ->
     return int((now - base).total_seconds() * rate) + 1, base
 
 
+# How far one webhook's turns may run ahead of the clock (`Turns`).
+TURNS_LEAD = 8
+
+
 class Turns:
     """Whose turn it is among webhooks on an equal footing in a claim: start-time fair queuing.
 
     Each webhook has a tag, the deliveries it has been given on a clock shared by all; each claimed
     delivery moves its webhook's tag on by one. A webhook new to the queue, or back after a quiet
-    spell, starts at the clock (the least-served tag of the last claim), so it neither jumps ahead
-    of the others for long nor waits behind them. A webhook given two in one claim thus waits for
+    spell, starts at the clock (the least-served tag of the last claim, at most TURNS_LEAD behind
+    its most served), so it neither jumps ahead of the others for long nor waits behind them. A webhook given two in one claim thus waits for
     the others' second before its third, whatever order their deliveries fell due in; a time of
     last service could not tell it from the others served in the same claim (bench/delivery.py (b),
     a backlog in webhook order: the first webhooks had twice the others' share).
@@ -270,7 +274,10 @@ class Turns:
             starts.setdefault(webhook_id, self.of(webhook_id))
             self._tags[webhook_id] = self.of(webhook_id) + 1
         if starts:
-            self.clock = min(starts.values())
+            # The least served of the claim sets the clock, but it never trails the most served by more than
+            # TURNS_LEAD: a webhook taking one at a time (rate-limited, a trickle) must not hold it back while
+            # a busy one runs ahead, or a webhook new to the queue would win every tie against the busy one.
+            self.clock = max(self.clock, min(starts.values()), max(self._tags[w] for w in starts) - TURNS_LEAD)
         if len(self._tags) > 10_000:  # tags not ahead of the clock are the same as none
             self._tags = {w: t for w, t in self._tags.items() if t > self.clock}
 
