@@ -253,10 +253,11 @@ class Turns:
     Each webhook has a tag, the deliveries it has been given on a clock shared by all; each claimed
     delivery moves its webhook's tag on by one. A webhook new to the queue, or back after a quiet
     spell, starts at the clock (the least-served tag of the last claim, at most TURNS_LEAD behind
-    its most served), so it neither jumps ahead of the others for long nor waits behind them. A webhook given two in one claim thus waits for
-    the others' second before its third, whatever order their deliveries fell due in; a time of
-    last service could not tell it from the others served in the same claim (bench/delivery.py (b),
-    a backlog in webhook order: the first webhooks had twice the others' share).
+    its most served), so it neither jumps ahead of the others for long nor waits behind them. A
+    webhook given two in one claim thus waits for the others' second before its third, whatever
+    order their deliveries fell due in; a time of last service could not tell it from the others
+    served in the same claim (bench/delivery.py (b), a backlog in webhook order: the first
+    webhooks had twice the others' share).
     """
 
     def __init__(self) -> None:
@@ -271,8 +272,9 @@ class Turns:
         """Record one claim: a webhook id per delivery claimed."""
         starts: dict[int, float] = {}
         for webhook_id in webhook_ids:
-            starts.setdefault(webhook_id, self.of(webhook_id))
-            self._tags[webhook_id] = self.of(webhook_id) + 1
+            tag = self.of(webhook_id)
+            starts.setdefault(webhook_id, tag)
+            self._tags[webhook_id] = tag + 1
         if starts:
             # The least served of the claim sets the clock, but it never trails the most served by more than
             # TURNS_LEAD: a webhook taking one at a time (rate-limited, a trickle) must not hold it back while
