@@ -62,7 +62,9 @@ CLI = Actor(None, "kwik-console CLI")
 CONSOLE = Actor(None, "Kwik Console")  # what the console does by itself: auto-disable
 
 
-def _values(actor: Actor, action: str, target: str, detail: dict[str, Any] | None, client_address: str) -> dict:
+def entry(actor: Actor, action: str, target: str = "", detail: dict[str, Any] | None = None,
+          client_address: str = "") -> dict:
+    """An entry's values, for `append_entries`."""
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}: add it to audit.ACTIONS")
     return {"at": utcnow(), "actor_id": actor.member_id, "actor_email": actor.email[:254], "action": action,
@@ -71,9 +73,9 @@ def _values(actor: Actor, action: str, target: str, detail: dict[str, Any] | Non
 
 def record(*, session: Session, actor: Actor, action: str, target: str = "", detail: dict[str, Any] | None = None,
            client_address: str = "") -> AuditEntry:
-    entry = AuditEntry(**_values(actor, action, target, detail, client_address))
-    session.add(entry)
-    return entry
+    row = AuditEntry(**entry(actor, action, target, detail, client_address))
+    session.add(row)
+    return row
 
 
 _INSERT = AuditEntry.__table__.insert()
@@ -82,7 +84,14 @@ _INSERT = AuditEntry.__table__.insert()
 def append(connection, *, actor: Actor, action: str, target: str = "", detail: dict[str, Any] | None = None,
            client_address: str = "") -> None:
     """`record` for a hot path on a Core connection (every API request): one prebuilt INSERT, no ORM."""
-    connection.execute(_INSERT, _values(actor, action, target, detail, client_address))
+    connection.execute(_INSERT, entry(actor, action, target, detail, client_address))
+
+
+def append_entries(connection, entries: list[dict]) -> None:
+    """Several `entry`s in one INSERT ... VALUES statement (the uses of publishes that share a transaction):
+    one round trip to PostgreSQL, where an executemany makes one per row."""
+    if entries:
+        connection.execute(_INSERT, entries)
 
 
 @dataclasses.dataclass

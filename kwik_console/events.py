@@ -136,7 +136,7 @@ def publish(
     return published
 
 
-def _publish(session: Session, event_type: str, data, *, test: bool, webhook_id: int | None) -> Published:
+def _check(event_type: str, data, *, test: bool, webhook_id: int | None) -> None:
     errors = {}
     if not catalog.is_event_type(event_type):
         errors["type"] = f"Unknown event type {event_type!r}; see `kwik-console events types`."
@@ -146,6 +146,39 @@ def _publish(session: Session, event_type: str, data, *, test: bool, webhook_id:
         errors["webhook"] = "A test event needs the webhook to send it to."
     if errors:
         raise InvalidInput(errors)
+
+
+def publish_together(session: Session, events: list[tuple[str, dict[str, Any]]]) -> list[Published | InvalidInput]:
+    """`publish` for several (type, data) in the session's transaction (api/batches.py): each event as it would
+    be published alone, in one INSERT of the events and one of all their deliveries. An event that is refused
+    gets its InvalidInput in its place, and the others are published. The caller commits, and wakes the
+    dispatcher."""
+    now = utcnow()
+    out: list[Event | InvalidInput] = []
+    for event_type, data in events:
+        try:
+            _check(event_type, data, test=False, webhook_id=None)
+            event_id = new_event_id()
+            out.append(Event(id=event_id, type=event_type, test=False, created_at=now, body=_body(
+                event_id=event_id, event_type=event_type, created_at=now, test=False, data=data)))
+        except InvalidInput as refused:
+            out.append(refused)
+    published = [e for e in out if isinstance(e, Event)]
+    if not published:
+        return out
+    conn = session.connection()
+    conn.execute(_INSERT_EVENT, [{"id": e.id, "type": e.type, "test": False, "body": e.body, "created_at": now}
+                                 for e in published])
+    made: dict[str, list[int]] = {e.id: [] for e in published}
+    for delivery_id, event_id in conn.execute(_FAN_OUT_TOGETHER, {"event_ids": list(made), "now": now}):
+        made[event_id].append(delivery_id)
+    if any(made.values()):
+        notify_due(conn)
+    return [Published(e, sorted(made[e.id])) if isinstance(e, Event) else e for e in out]
+
+
+def _publish(session: Session, event_type: str, data, *, test: bool, webhook_id: int | None) -> Published:
+    _check(event_type, data, test=test, webhook_id=webhook_id)
     if webhook_id is not None:
         webhook = session.get(Webhook, check_id("Webhook", webhook_id))
         if webhook is None:
@@ -196,11 +229,14 @@ def publish_notice(conn, event_type: str, data: dict[str, Any], *, about_webhook
 def notify_due(conn) -> None:
     """Tell every dispatcher process, on any machine, to look at once when this transaction commits.
 
-    PostgreSQL sends a NOTIFY on commit; on SQLite the commit itself is seen
-    (its `data_version` changes), so there is nothing to do.
+    PostgreSQL sends a NOTIFY on commit, once however many publishes share the
+    transaction (api/batches.py); on SQLite the commit itself is seen (its
+    `data_version` changes), so there is nothing to do.
     """
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql" and conn.info.get("kwik_notified", _NEVER) is not (
+            now := conn.get_transaction()):
         conn.execute(_NOTIFY_DUE)
+        conn.info["kwik_notified"] = now  # held, so no later transaction can be this same object
 
 
 def _fan_out(targets) -> sa.Insert:
@@ -224,14 +260,33 @@ def _fan_out(targets) -> sa.Insert:
 
 
 _INSERT_EVENT = insert(Event)
+_NEVER = object()
 _NOTIFY_DUE = sa.text("SELECT pg_notify('kwik_due', '')")  # the channel delivery/scheduler.py listens on
+# Who gets a delivery of a real event. Paused webhooks get theirs too: they wait, and go out on resume.
+_SUBSCRIBED = Webhook.status.in_([WebhookStatus.LIVE.value, WebhookStatus.PAUSED.value])
 _FAN_OUT_TO_SUBSCRIBERS = _fan_out(
     select(Subscription.webhook_id)
     .join(Webhook, col(Webhook.id) == Subscription.webhook_id)
-    # Paused webhooks get their deliveries too: they wait, and go out on resume.
-    .where(Subscription.event_type == bindparam("event_type"),
-           Webhook.status.in_([WebhookStatus.LIVE.value, WebhookStatus.PAUSED.value]))
+    .where(Subscription.event_type == bindparam("event_type"), _SUBSCRIBED)
 )
+
+
+def _fan_out_together() -> sa.Insert:
+    """_FAN_OUT_TO_SUBSCRIBERS for several events at once: a delivery for each event's subscribers."""
+    when = UTCDateTime()
+    values = (
+        select(Subscription.webhook_id, Event.id, Event.type, Event.test, literal(DeliveryStatus.PENDING.value),
+               literal(0), bindparam("now", type_=when), bindparam("now", type_=when), bindparam("now", type_=when))
+        .join(Subscription, Subscription.event_type == Event.type)
+        .join(Webhook, col(Webhook.id) == Subscription.webhook_id)
+        .where(col(Event.id).in_(bindparam("event_ids", expanding=True)), _SUBSCRIBED)
+    )
+    columns = ["webhook_id", "event_id", "event_type", "test", "status", "attempt_count",
+               "next_attempt_at", "created_at", "updated_at"]
+    return insert(Delivery).from_select(columns, values).returning(Delivery.id, Delivery.event_id)
+
+
+_FAN_OUT_TOGETHER = _fan_out_together()
 # A test goes to its one webhook, subscribed or not; a real event to one webhook needs the subscription.
 _FAN_OUT_TEST = _fan_out(select(bindparam("webhook_id", type_=sa.Integer())))
 _FAN_OUT_TO_ONE = _fan_out(

@@ -135,15 +135,19 @@ def _admit(connection, admission: _Admission, *, count: bool = True) -> tuple[Ca
 def _count(connection, caller: Caller, admission: _Admission) -> ApiProblem | None:
     """Count the request against the token's rate limit and audit the use; a problem if it is over the limit."""
     verdict = ratelimit.hit(connection, caller.owner, utcnow(), get_settings().api_rate_limit)
-    audit.append(connection, actor=caller.actor, action="token.used", target=admission.route,
-                 client_address=admission.address, detail={"scopes": sorted(caller.token.scopes)} | (
-                     {} if verdict.allowed else {"rate_limited": True}))
+    audit.append_entries(connection, [use_entry(caller, admission, rate_limited=not verdict.allowed)])
     admission.request.state.rate_limit_headers = verdict.headers
     if verdict.allowed:
         return None
     return ApiProblem(429, "rate_limited", "Too many requests",
                       f"This token may make {verdict.limit} requests a minute; try again in "
                       f"{verdict.reset_seconds} s.", headers=verdict.headers)
+
+
+def use_entry(caller: Caller, admission: _Admission, *, rate_limited: bool = False) -> dict:
+    """The audit entry of one use of a token."""
+    return audit.entry(caller.actor, "token.used", admission.route, {"scopes": sorted(caller.token.scopes)} | (
+        {"rate_limited": True} if rate_limited else {}), admission.address)
 
 
 # Routes whose own write transaction runs the token's checks as its first step: one
@@ -195,6 +199,58 @@ def transaction(caller: Caller) -> Iterator[tuple[Caller, Connection]]:
             _admit(connection, admission)
         raise
     raise refusal
+
+
+class Alone(Exception):
+    """A request sharing a transaction (api/batches.py) went past its token's limit: the transaction rolls
+    back, and each of its requests runs in a transaction of its own (`transaction`), which answers it as ever."""
+
+
+def admit_together(connection, callers: list[Caller]) -> list[Caller | ApiProblem]:
+    """`transaction`'s checks for requests that share `connection`'s transaction, each token looked up once.
+    A request refused gets its refusal, written as `transaction` writes it: its audit entry, and for a token
+    known to be over its limit its count. Rows are locked in one order (tokens, then counts, each sorted), so
+    that transactions sharing tokens never wait for each other in a circle."""
+    admissions = [c.pending for c in callers]
+    looked_up = {}
+    for text in sorted({a.text for a in admissions if a is not None}):
+        first = next(a for a in admissions if a is not None and a.text == text)
+        looked_up[text] = (first, *_admit(connection, first, count=False))
+    out: list[Caller | ApiProblem] = []
+    for caller, admission in zip(callers, admissions, strict=True):
+        if admission is None:  # no token to check: a local caller
+            out.append(caller)
+            continue
+        first, admitted, refusal = looked_up[admission.text]
+        if refusal is not None and admission is not first:
+            refusal = _admit(connection, admission, count=False)[1]  # its own audit entry, as alone
+        out.append(refusal or dataclasses.replace(admitted, address=admission.address))
+    now, limit = utcnow(), get_settings().api_rate_limit
+    for i in sorted((i for i, a in enumerate(out) if isinstance(a, Caller) and a.token is not None),
+                    key=lambda i: out[i].owner):
+        if ratelimit.used_up(connection, out[i].owner, now, limit):
+            refusal = _count(connection, out[i], admissions[i])
+            if refusal is None:  # a new window began: counted already, so counting it again later would be wrong
+                raise Alone
+            out[i] = refusal
+    return out
+
+
+def count_together(connection, callers: list[Caller], admitted: list[Caller]) -> None:
+    """`_count` for `callers`, which `admit_together` admitted: one count per token, by its number of requests,
+    and one INSERT of their uses. Raises Alone when a count goes past the limit."""
+    uses: dict[str, list[tuple[Caller, _Admission]]] = {}
+    for caller, admission in zip(admitted, (c.pending for c in callers), strict=True):
+        if admission is not None:
+            uses.setdefault(caller.owner, []).append((caller, admission))
+    for owner in sorted(uses):
+        its = uses[owner]
+        verdict = ratelimit.hit(connection, owner, utcnow(), get_settings().api_rate_limit, requests=len(its))
+        if not verdict.allowed:
+            raise Alone
+        for count, (_, admission) in enumerate(its, start=verdict.count - len(its) + 1):  # each request's own
+            admission.request.state.rate_limit_headers = dataclasses.replace(verdict, count=count).headers
+    audit.append_entries(connection, [use_entry(c, a) for its in uses.values() for c, a in its])
 
 
 def _no_rule(route: str) -> ApiProblem:

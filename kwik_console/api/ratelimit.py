@@ -1,7 +1,8 @@
 """Per-token rate limits, counted in the database so that the limit holds across every replica.
 
 Fixed one-minute windows: each request adds one to its token's row for the current
-window with a single upsert, and reads the count back in the same statement.
+window with a single upsert, and reads the count back in the same statement (publishes
+that share a transaction add theirs in one: api/batches.py).
 Headers follow the IETF RateLimit header fields draft: RateLimit-Limit,
 RateLimit-Remaining, RateLimit-Reset (seconds), RateLimit-Policy.
 """
@@ -48,10 +49,11 @@ class Verdict:
 def _upsert(dialect: str):
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = RateLimitCounter.__table__
+    requests = sa.bindparam("requests", type_=sa.Integer())
     statement = insert(table).values(subject=sa.bindparam("subject"), window_start=sa.bindparam("window_start"),
-                                     count=1)
+                                     count=requests)
     return statement.on_conflict_do_update(
-        index_elements=[table.c.subject, table.c.window_start], set_={"count": table.c.count + 1}
+        index_elements=[table.c.subject, table.c.window_start], set_={"count": table.c.count + requests}
     ).returning(table.c.count)
 
 
@@ -81,17 +83,20 @@ def _window_start(now: dt.datetime) -> int:
     return seconds - seconds % WINDOW_SECONDS
 
 
-def hit(connection, subject: str, now: dt.datetime, limit: int) -> Verdict:
-    """Count one request for `subject` in the current window; the verdict says whether it is within the limit."""
+def hit(connection, subject: str, now: dt.datetime, limit: int, requests: int = 1) -> Verdict:
+    """Count `requests` for `subject` in the current window; the verdict (on the last of them) says whether it is
+    within the limit."""
     seconds = int(now.timestamp())
     window_start = _window_start(now)
     count = connection.execute(_UPSERTS[connection.dialect.name],
-                               {"subject": subject, "window_start": window_start}).scalar_one()
+                               {"subject": subject, "window_start": window_start, "requests": requests}).scalar_one()
     if random.randrange(PURGE_ONE_IN) == 0:
         connection.execute(_PURGE, {"before": window_start - WINDOW_SECONDS})
         for old in [key for key, ends in _over_until.items() if ends <= seconds]:
             del _over_until[old]
     verdict = Verdict(limit, count, max(window_start + WINDOW_SECONDS - seconds, 1))
-    if not verdict.allowed:
+    # Remembered when the first of them was over already: the count before them (committed, whatever becomes of
+    # this transaction) had used the window up.
+    if count - requests >= limit:
         _over_until[_known(connection, subject, limit)] = window_start + WINDOW_SECONDS
     return verdict

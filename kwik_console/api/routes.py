@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from kwik_console import access, audit, catalog, deliveries, events, webhooks
-from kwik_console.api import auth, event_schemas, idempotency
+from kwik_console.api import auth, batches, event_schemas, idempotency
 from kwik_console.api.auth import CallerDep
 from kwik_console.api.problems import invalid_input
 from kwik_console.api.schemas import (
@@ -307,7 +307,10 @@ async def _publish(caller: auth.Caller, request: Request, body: EventPublish, id
                 fingerprint=idempotency.request_hash(request.method, request.url.path, body.model_dump(mode="json")),
                 action=publish)
 
-    result = await run_short_write(in_transaction)
+    if idempotency_key is None and (shared := await batches.run(caller, body.type, body.data)) is not None:
+        result = idempotency.Result(202, _published(shared), replayed=False)
+    else:
+        result = await run_short_write(in_transaction)
     if not result.replayed and result.body.get("deliveries"):
         scheduler.wake()
     if idempotency_key is None:
