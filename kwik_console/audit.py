@@ -88,8 +88,8 @@ def append(connection, *, actor: Actor, action: str, target: str = "", detail: d
 
 
 def append_entries(connection, entries: list[dict]) -> None:
-    """Several `entry`s in one INSERT ... VALUES statement (the uses of publishes that share a transaction):
-    one round trip to PostgreSQL, where an executemany makes one per row."""
+    """Several `entry`s in one call of the prebuilt INSERT (an executemany): the uses of publishes that share a
+    transaction."""
     if entries:
         connection.execute(_INSERT, entries)
 
