@@ -1,7 +1,7 @@
 import reflex as rx
 from reflex_base.plugins.sitemap import SitemapPlugin
 
-from kwik_console.settings import from_env
+from kwik_console.core.settings import from_env
 
 _settings = from_env()
 

@@ -101,7 +101,7 @@ async def _measure_api(url: str, token: str, seconds: float) -> dict:
     """Both API measures, from one asyncio client: Python threads would make the client the bottleneck."""
     import aiohttp
 
-    from kwik_console.events import publish
+    from kwik_console.events.publishing import publish
 
     async with aiohttp.ClientSession(url, headers={"authorization": f"Bearer {token}"},
                                      connector=aiohttp.TCPConnector(limit=64)) as client:
@@ -144,9 +144,10 @@ def main() -> None:
         del os.environ[key]
     os.environ["KWIK_DATABASE_URL"] = url
 
-    from kwik_console import audit, tokens, webhooks
-    from kwik_console.db import session_scope
-    from kwik_console.events import publish
+    from kwik_console.team import audit, tokens
+    from kwik_console.webhooks import service as webhooks
+    from kwik_console.store.db import session_scope
+    from kwik_console.events.publishing import publish
     from tests.api_server import ApiServer
 
     with session_scope() as session:

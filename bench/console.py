@@ -130,8 +130,11 @@ def main() -> None:
 
     from sqlmodel import Session, func, select
 
-    from kwik_console import db, deliveries, export, rollups, webhooks
-    from kwik_console.models import Delivery, Webhook, utcnow
+    from kwik_console.store import db
+    from kwik_console.events import deliveries, rollups
+    from kwik_console.web import export
+    from kwik_console.webhooks import service as webhooks
+    from kwik_console.store.tables import Delivery, Webhook, utcnow
     from kwik_console.ui.state.webhook_page import chart_points, viewer_zone
     from kwik_console.ui.views import DeliveryRow, FiguresView, OverviewRow, WebhookRow
 

@@ -7,7 +7,7 @@ Nothing is tuned: the only KWIK_* variable set, for the bench and the worker
 alike, is KWIK_DATABASE_URL (any other KWIK_* in the caller's environment is
 dropped). The dispatcher runs as users run it, a `kwik-console worker`
 subprocess; events are published by this process through
-kwik_console.events.publish. A minimal asyncio receiver runs in a process of
+kwik_console.events.publishing.publish. A minimal asyncio receiver runs in a process of
 its own and answers 200 at once (or never, on a path containing "hang").
 Bodies are real event envelopes of about 600 bytes.
 
@@ -148,8 +148,8 @@ def timestamp(value: dt.datetime) -> float:
 
 @functools.cache
 def _padding() -> str:
-    from kwik_console.events import envelope, new_event_id
-    from kwik_console.models import utcnow
+    from kwik_console.events.publishing import envelope, new_event_id
+    from kwik_console.store.tables import utcnow
 
     probe = _data(time.time(), "")
     size = len(envelope(event_id=new_event_id(), event_type=EVENT_TYPE, created_at=utcnow(), test=False,
@@ -158,7 +158,7 @@ def _padding() -> str:
 
 
 def _data(sent: float, padding: str) -> dict:
-    from kwik_console import catalog
+    from kwik_console.events import catalog
 
     data = catalog.sample_data(EVENT_TYPE)
     data["bench_sent"] = sent  # the receiver reads this: publish -> received latency
@@ -172,15 +172,15 @@ def event_data(sent: float | None = None) -> dict:
 
 
 def sample_body() -> bytes:
-    from kwik_console.events import envelope, new_event_id
-    from kwik_console.models import utcnow
+    from kwik_console.events.publishing import envelope, new_event_id
+    from kwik_console.store.tables import utcnow
 
     return envelope(event_id=new_event_id(), event_type=EVENT_TYPE, created_at=utcnow(), test=False,
                     data=event_data()).encode()
 
 
 def publish(sent: float | None = None):
-    from kwik_console.events import publish as kwik_publish
+    from kwik_console.events.publishing import publish as kwik_publish
 
     return kwik_publish(EVENT_TYPE, event_data(sent))
 
@@ -399,7 +399,7 @@ class Bench:
                              isolation_level="AUTOCOMMIT")
 
     def _release(self) -> None:
-        from kwik_console import db
+        from kwik_console.store import db
 
         if self.engine is not None:
             self.engine.dispose()
@@ -412,7 +412,8 @@ class Bench:
 
     def fresh_database(self, name: str):
         """A new, empty database with the schema; the bench's and the worker's KWIK_DATABASE_URL."""
-        from kwik_console import db, settings
+        from kwik_console.store import db
+        from kwik_console.core import settings
         from sqlalchemy import text
 
         self._release()
@@ -464,7 +465,9 @@ class Bench:
     # ------------------------------------------------ shared steps
 
     def make_webhooks(self, paths: list[str]) -> list[int]:
-        from kwik_console import catalog, db, webhooks
+        from kwik_console.events import catalog
+        from kwik_console.store import db
+        from kwik_console.webhooks import service as webhooks
 
         with db.session_scope() as session:
             return [
@@ -479,13 +482,13 @@ class Bench:
     def count(self, *where) -> int:
         from sqlalchemy import func, select
 
-        from kwik_console.models import Delivery
+        from kwik_console.store.tables import Delivery
 
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(Delivery).where(*where)).scalar_one()
 
     def count_success(self) -> int:
-        from kwik_console.models import Delivery
+        from kwik_console.store.tables import Delivery
 
         return self.count(Delivery.status == "success")
 
@@ -493,7 +496,7 @@ class Bench:
         """Successes, attempts, the first attempt and the last success recorded, as wall-clock seconds."""
         from sqlalchemy import func, select
 
-        from kwik_console.models import Attempt, Delivery
+        from kwik_console.store.tables import Attempt, Delivery
 
         with self.engine.connect() as conn:
             success, last = conn.execute(
@@ -547,8 +550,8 @@ class Bench:
         """One stored event, for deliveries inserted in bulk to share."""
         from sqlalchemy import insert
 
-        from kwik_console.events import envelope, new_event_id
-        from kwik_console.models import Event, utcnow
+        from kwik_console.events.publishing import envelope, new_event_id
+        from kwik_console.store.tables import Event, utcnow
 
         now, event_id = utcnow(), new_event_id()
         body = envelope(event_id=event_id, event_type=EVENT_TYPE, created_at=now, test=False, data=event_data())
@@ -565,7 +568,7 @@ class Bench:
         """
         from sqlalchemy import bindparam, text
 
-        from kwik_console.models import UTCDateTime, utcnow
+        from kwik_console.store.tables import UTCDateTime, utcnow
 
         first = webhook_ids[0]
         if webhook_ids != list(range(first, first + len(webhook_ids))):
@@ -676,7 +679,7 @@ class Bench:
         worker stopped, so the oldest due deliveries all belong to the first
         webhooks; a claim in due order alone serves those first.
         """
-        from kwik_console.events import publish as kwik_publish
+        from kwik_console.events.publishing import publish as kwik_publish
 
         s = self.sizes
         self.fresh_database(f"b-{name}")
@@ -802,7 +805,7 @@ class Bench:
     def scenario_d(self) -> None:
         from sqlalchemy import insert, select
 
-        from kwik_console.models import Attempt, Delivery, utcnow
+        from kwik_console.store.tables import Attempt, Delivery, utcnow
 
         s = self.sizes
         engine = self.fresh_database("d")
@@ -860,7 +863,7 @@ class Bench:
     def scenario_e(self) -> None:
         from sqlalchemy import text
 
-        from kwik_console.models import utcnow
+        from kwik_console.store.tables import utcnow
 
         s = self.sizes
         engine = self.fresh_database("e")
@@ -898,7 +901,7 @@ class Bench:
     def scenario_f(self) -> None:
         from sqlalchemy import select
 
-        from kwik_console.models import Attempt, Delivery, Event
+        from kwik_console.store.tables import Attempt, Delivery, Event
 
         s = self.sizes
         engine = self.fresh_database("f")
@@ -971,8 +974,8 @@ def claim_once(engine, webhook_id: int, *, webhook_full: bool) -> int:
     `webhook_full` says, through `room`, that the webhook already holds all it may.
     """
     from kwik_console.delivery.dispatcher import claim_deliveries
-    from kwik_console.models import utcnow
-    from kwik_console.settings import get_settings
+    from kwik_console.store.tables import utcnow
+    from kwik_console.core.settings import get_settings
 
     settings = get_settings()
     per_webhook = 2 * settings.max_in_flight_per_webhook  # the dispatcher claims a batch ahead of the caps

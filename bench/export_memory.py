@@ -3,7 +3,7 @@
     .venv/bin/python bench/export_memory.py [--deliveries 200000] [--database sqlite:////tmp/kwik-export.db]
 
 Seeds the database with bench/seed.py (one webhook, N deliveries, by SQL;
-skipped when --database already holds them), then serves kwik_console.export
+skipped when --database already holds them), then serves kwik_console.web.export
 with granian, one worker, as `kwik-console run` serves it (local mode: no
 sign-in). It exports once with a small filter to warm up (imports, pools),
 takes the resident memory (RSS) of the serving processes, resets their peak
@@ -32,7 +32,7 @@ MB = 1024 * 1024
 
 def app():
     """granian's factory: only the export route, as kwik_console.kwik_console mounts it."""
-    from kwik_console import export
+    from kwik_console.web import export
 
     return export.app()
 

@@ -14,7 +14,7 @@ Scenarios (default: both):
             that answers 200 at once, the delivery scheduler running in this
             process (DeliveryScheduler, as `kwik-console run` runs it), bodies
             of about 600 bytes. Side by side in one run:
-            (a) normal delivery: N events published (kwik_console.events.publish)
+            (a) normal delivery: N events published (kwik_console.events.publishing.publish)
                 while the scheduler runs; deliveries/s = N / (last success
                 recorded - first publish).
             (b) recovery: N deliveries stored as Failure (attempt_count 8,
@@ -127,7 +127,7 @@ def event_id_at(when: dt.datetime, n: int) -> str:
 
 
 def event_data(padding: str = "") -> dict:
-    from kwik_console import catalog
+    from kwik_console.events import catalog
 
     data = catalog.sample_data(EVENT_TYPE)
     data["metadata"] = {"note": padding}
@@ -135,8 +135,8 @@ def event_data(padding: str = "") -> dict:
 
 
 def padding() -> str:
-    from kwik_console.events import envelope, new_event_id
-    from kwik_console.models import utcnow
+    from kwik_console.events.publishing import envelope, new_event_id
+    from kwik_console.store.tables import utcnow
 
     size = len(envelope(event_id=new_event_id(), event_type=EVENT_TYPE, created_at=utcnow(), test=False,
                         data=event_data()).encode())
@@ -187,7 +187,7 @@ class Bench:
         return create_engine(self.pg_server.set(database="postgres"), isolation_level="AUTOCOMMIT")
 
     def _release(self) -> None:
-        from kwik_console import db
+        from kwik_console.store import db
 
         if self.engine is not None:
             self.engine.dispose()
@@ -202,7 +202,8 @@ class Bench:
         """A new, empty database with the schema, as KWIK_DATABASE_URL of this process."""
         from sqlalchemy import text
 
-        from kwik_console import db, settings
+        from kwik_console.store import db
+        from kwik_console.core import settings
 
         self._release()
         if self.kind == "sqlite":
@@ -239,7 +240,9 @@ class Bench:
                 admin.dispose()
 
     def make_webhook(self, path: str) -> int:
-        from kwik_console import catalog, db, webhooks
+        from kwik_console.events import catalog
+        from kwik_console.store import db
+        from kwik_console.webhooks import service as webhooks
 
         with db.session_scope() as session:
             return webhooks.create_webhook(
@@ -266,10 +269,11 @@ class Bench:
     def scenario_recovery(self) -> None:
         from sqlalchemy import func, insert, select
 
-        from kwik_console import audit, db
+        from kwik_console.team import audit
+        from kwik_console.store import db
         from kwik_console.delivery.scheduler import DeliveryScheduler
-        from kwik_console.events import envelope, publish
-        from kwik_console.models import Delivery, Event, utcnow
+        from kwik_console.events.publishing import envelope, publish
+        from kwik_console.store.tables import Delivery, Event, utcnow
         from kwik_console.operations import recovery
 
         n, s = self.sizes.deliveries, self.sizes
@@ -400,8 +404,8 @@ class Bench:
         """Old and recent events, a delivery each, three attempts each; returns what was put in."""
         from sqlalchemy import JSON, bindparam, insert, text
 
-        from kwik_console.events import envelope
-        from kwik_console.models import Event, UTCDateTime
+        from kwik_console.events.publishing import envelope
+        from kwik_console.store.tables import Event, UTCDateTime
 
         old, recent = self.sizes.old_events, self.sizes.old_events // RECENT_SHARE
         pad = padding()
@@ -474,7 +478,7 @@ class Bench:
     def scenario_purge(self) -> None:
         from sqlalchemy import bindparam, func, select, text, update
 
-        from kwik_console.models import Attempt, Delivery, Event, UTCDateTime, Webhook, utcnow
+        from kwik_console.store.tables import Attempt, Delivery, Event, UTCDateTime, Webhook, utcnow
         from kwik_console.operations import retention
 
         self.fresh_database("purge")

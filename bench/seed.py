@@ -40,10 +40,11 @@ def main() -> None:
 
     from sqlalchemy import insert
 
-    from kwik_console import catalog, db, rollups
-    from kwik_console.events import envelope, new_event_id
-    from kwik_console.models import Attempt, Delivery, Event, Subscription, Webhook
-    from kwik_console.webhooks import new_secret
+    from kwik_console.events import catalog, rollups
+    from kwik_console.store import db
+    from kwik_console.events.publishing import envelope, new_event_id
+    from kwik_console.store.tables import Attempt, Delivery, Event, Subscription, Webhook
+    from kwik_console.webhooks.service import new_secret
 
     engine = db.get_engine()
     rng = random.Random(7)

@@ -47,11 +47,12 @@ def main() -> None:
     from reflex.state import State
     from reflex_base.event import Event
 
-    from kwik_console import audit, members, settings
+    from kwik_console.team import audit, members
+    from kwik_console.core import settings
     from kwik_console import kwik_console as console_app
-    from kwik_console.db import session_scope
-    from kwik_console.sessions import COOKIE_NAME
-    from kwik_console.ui import guard
+    from kwik_console.store.db import session_scope
+    from kwik_console.team.sessions import COOKIE_NAME
+    from kwik_console.ui import middleware as guard
 
     settings.get_settings.cache_clear()
     password = "bench passphrase 2024 kite"

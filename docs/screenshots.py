@@ -39,8 +39,8 @@ def _deliver(ids: list[int]) -> None:
 
 
 def _set_url(webhook_id: int, url: str) -> None:
-    from kwik_console import db
-    from kwik_console.models import Webhook
+    from kwik_console.store import db
+    from kwik_console.store.tables import Webhook
 
     with db.session_scope() as s:
         hook = s.get(Webhook, webhook_id)
@@ -52,8 +52,9 @@ def _date_back(webhook_id: int, hours: float, rng: random.Random) -> None:
     """Spread the webhook's deliveries (event, delivery, attempts) over the last `hours`, and rebuild the rollups."""
     from sqlmodel import select
 
-    from kwik_console import db, rollups
-    from kwik_console.models import Attempt, Delivery, Event, utcnow
+    from kwik_console.store import db
+    from kwik_console.events import rollups
+    from kwik_console.store.tables import Attempt, Delivery, Event, utcnow
 
     now = utcnow()
     with db.session_scope() as s:
@@ -75,9 +76,11 @@ def _date_back(webhook_id: int, hours: float, rng: random.Random) -> None:
 
 def seed(receiver) -> int:
     """Returns the delivery whose first attempt failed."""
-    from kwik_console import catalog, db, webhooks
-    from kwik_console.events import publish
-    from kwik_console.webhooks import WebhookInput
+    from kwik_console.events import catalog
+    from kwik_console.store import db
+    from kwik_console.webhooks import service as webhooks
+    from kwik_console.events.publishing import publish
+    from kwik_console.webhooks.service import WebhookInput
 
     hooks = [
         # Live only where the receiver on 127.0.0.1 answers; the .invalid ones get no events.
@@ -265,7 +268,8 @@ def hosted_shots(browser, url: str, tmp: Path) -> None:
     """The same data behind sign-in: the sign-in page, then the Members page as its admin sees it."""
     from tests.e2e.server import ConsoleServer
 
-    from kwik_console import audit, db, members
+    from kwik_console.team import audit, members
+    from kwik_console.store import db
 
     with db.session_scope() as s:
         link = members.invite(session=s, email=ADMIN[0], role="admin", actor=audit.CLI)

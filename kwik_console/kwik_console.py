@@ -2,9 +2,10 @@
 
 import reflex as rx
 
-from kwik_console import api, auth_routes, export, health
+from kwik_console import api
+from kwik_console.web import sign_in as auth_routes, export, probes as health
 from kwik_console.delivery import scheduler
-from kwik_console.ui.guard import AccessGuard
+from kwik_console.ui.middleware import AccessGuard
 from kwik_console.ui.pages.audit import audit_page
 from kwik_console.ui.pages.developers import developers_page
 from kwik_console.ui.pages.event_log import event_log_page
@@ -24,7 +25,7 @@ from kwik_console.ui.state.webhook_page import WebhookPageState
 from kwik_console.ui.state.webhooks import WebhooksState
 
 # Respawned workers and reconnects that keep their tab; refuses a Reflex or granian it was not written for.
-from kwik_console import reflex_patches
+from kwik_console.runtime import reflex_patches
 
 reflex_patches.apply()
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kwik_console import db, settings
+from kwik_console.store import db
+from kwik_console.core import settings
 from tests.receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent

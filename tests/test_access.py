@@ -14,11 +14,11 @@ import pytest
 from reflex.state import State
 from reflex_base.event import Event
 
-from kwik_console import access, audit, members, sessions
+from kwik_console.team import access, audit, members, sessions
 from kwik_console import kwik_console as console_app  # registers every state of the app
-from kwik_console.db import session_scope
-from kwik_console.member_models import Role
-from kwik_console.ui import guard
+from kwik_console.store.db import session_scope
+from kwik_console.store.team_tables import Role
+from kwik_console.ui import middleware as guard
 from tests.conftest import TEST_SECRET_KEY, configure
 
 PUBLIC_URL = "http://127.0.0.1:3999"

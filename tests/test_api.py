@@ -11,9 +11,10 @@ import warnings
 
 import pytest
 
-from kwik_console import audit, webhooks
-from kwik_console.db import session_scope
-from kwik_console.errors import InvalidInput
+from kwik_console.team import audit
+from kwik_console.webhooks import service as webhooks
+from kwik_console.store.db import session_scope
+from kwik_console.core.errors import InvalidInput
 
 warnings.filterwarnings("ignore", message=".*httpx2.*")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -201,7 +202,7 @@ def test_the_api_process_leaves_what_it_loads_out_of_later_collections(cli_env):
     # Its own process: freezing is once per process, and this test's process has frozen long ago.
     script = """
 import gc, sys, time
-from kwik_console import db
+from kwik_console.store import db
 db.FREEZE_AGAIN_AFTER_SECONDS = 0.5
 from kwik_console.api import create_app
 assert gc.get_freeze_count() == 0

@@ -11,10 +11,10 @@ import warnings
 import pytest
 import sqlalchemy as sa
 
-from kwik_console import access, audit, tokens
-from kwik_console.api_models import AccessToken
-from kwik_console.db import get_engine, session_scope
-from kwik_console.errors import InvalidInput
+from kwik_console.team import access, audit, tokens
+from kwik_console.store.token_tables import AccessToken
+from kwik_console.store.db import get_engine, session_scope
+from kwik_console.core.errors import InvalidInput
 from tests.conftest import configure
 
 warnings.filterwarnings("ignore", message=".*httpx2.*")
@@ -74,7 +74,7 @@ def test_every_api_route_has_a_rule():
 ])
 def test_each_scope_is_enforced(remote, scopes, allowed):
     with session_scope() as session:
-        from kwik_console import webhooks
+        from kwik_console.webhooks import service as webhooks
 
         webhook_id = webhooks.create_webhook(session=session, data=webhooks.WebhookInput(**WEBHOOK)).id
     token = _bearer(_token(scopes))
@@ -174,7 +174,7 @@ def test_every_scope_maps_onto_actions_of_the_one_table():
 
 
 def _events_stored() -> int:
-    from kwik_console.models import Event
+    from kwik_console.store.tables import Event
 
     with get_engine().connect() as conn:
         return conn.execute(sa.select(sa.func.count()).select_from(Event)).scalar_one()
@@ -186,7 +186,7 @@ def test_publishing_checks_the_token_in_the_publish_transaction(remote, monkeypa
     from tests.test_api_live import _wait_for_a_fresh_window
 
     with session_scope() as session:
-        from kwik_console import webhooks
+        from kwik_console.webhooks import service as webhooks
 
         webhooks.create_webhook(session=session, data=webhooks.WebhookInput(**WEBHOOK))
     publisher, reader, revoked = _token("publish", name="platform"), _token("read", name="reader"), _token(
@@ -229,13 +229,13 @@ def test_publish_answers_alike_whether_fastapi_parses_it_or_the_direct_path_does
     import re
 
     from kwik_console.api import routes
-    from kwik_console.api_models import IdempotencyKey
-    from kwik_console.member_models import AuditEntry
+    from kwik_console.store.token_tables import IdempotencyKey
+    from kwik_console.store.team_tables import AuditEntry
     from tests.test_api_live import _wait_for_a_fresh_window
 
     configure(monkeypatch, KWIK_API_RATE_LIMIT="4")
     with session_scope() as session:
-        from kwik_console import webhooks
+        from kwik_console.webhooks import service as webhooks
 
         webhooks.create_webhook(session=session, data=webhooks.WebhookInput(**WEBHOOK))
     other = {"type": "payment.created", "data": {"id": "pay_2"}}

@@ -13,14 +13,16 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from kwik_console import audit, events, tokens, webhooks
+from kwik_console.team import audit, tokens
+from kwik_console.events import publishing as events
+from kwik_console.webhooks import service as webhooks
 from sqlmodel import select
 
-from kwik_console.api_models import AccessToken, RateLimitCounter
-from kwik_console.db import get_engine, session_scope
-from kwik_console.errors import InvalidInput
-from kwik_console.member_models import AuditEntry
-from kwik_console.models import Delivery, Event
+from kwik_console.store.token_tables import AccessToken, RateLimitCounter
+from kwik_console.store.db import get_engine, session_scope
+from kwik_console.core.errors import InvalidInput
+from kwik_console.store.team_tables import AuditEntry
+from kwik_console.store.tables import Delivery, Event
 from tests.conftest import configure
 from tests.test_api_live import _wait_for_a_fresh_window
 

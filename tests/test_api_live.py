@@ -18,10 +18,12 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from kwik_console import audit, db, tokens, webhooks
-from kwik_console.db import get_engine, session_scope
-from kwik_console.member_models import AuditEntry
-from kwik_console.models import Delivery, Event
+from kwik_console.team import audit, tokens
+from kwik_console.store import db
+from kwik_console.webhooks import service as webhooks
+from kwik_console.store.db import get_engine, session_scope
+from kwik_console.store.team_tables import AuditEntry
+from kwik_console.store.tables import Delivery, Event
 from tests.api_server import ApiServer
 from tests.conftest import configure
 
@@ -83,7 +85,7 @@ def test_the_rate_limit_holds_across_two_processes(kwik, monkeypatch, tmp_path):
 
 @pytest.fixture
 def sqlite_kwik(monkeypatch, tmp_path):
-    from kwik_console import settings
+    from kwik_console.core import settings
 
     yield configure(monkeypatch, KWIK_DATABASE_URL=f"sqlite:///{tmp_path / 'kwik.db'}", KWIK_MODE="local",
                     KWIK_CONNECT_TIMEOUT="1", KWIK_ATTEMPT_TIMEOUT="1", KWIK_LEASE_SECONDS="3")

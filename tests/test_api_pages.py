@@ -7,8 +7,8 @@ import warnings
 
 import pytest
 
-from kwik_console import webhooks
-from kwik_console.db import session_scope
+from kwik_console.webhooks import service as webhooks
+from kwik_console.store.db import session_scope
 
 warnings.filterwarnings("ignore", message=".*httpx2.*")
 from fastapi.testclient import TestClient  # noqa: E402

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kwik_console import audit, members
-from kwik_console.db import session_scope
-from kwik_console.errors import InvalidInput
+from kwik_console.team import audit, members
+from kwik_console.store.db import session_scope
+from kwik_console.core.errors import InvalidInput
 
 ALICE = audit.Actor(1, "alice@example.com")
 BOB = audit.Actor(2, "bob@example.com")

@@ -1,7 +1,7 @@
 import json
 import re
 
-from kwik_console import catalog
+from kwik_console.events import catalog
 
 SPEC_TYPES = """bank_account.created bank_account.updated checkout.completed checkout.expired checkout.failed
 collection.created collection.updated customer.created customer.updated invoice.created invoice.updated

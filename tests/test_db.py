@@ -9,7 +9,8 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from kwik_console import db, settings
+from kwik_console.store import db
+from kwik_console.core import settings
 from tests.conftest import POSTGRES_ADMIN_URL, _drop_postgres_database, _postgres_database, configure
 
 

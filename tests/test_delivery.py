@@ -14,12 +14,14 @@ import pytest
 from sqlmodel import Session, func, select
 from standardwebhooks.webhooks import Webhook as Verifier
 
-from kwik_console import __version__, db, webhooks
+from kwik_console import __version__
+from kwik_console.store import db
+from kwik_console.webhooks import service as webhooks
 from kwik_console.delivery import scheduler
 from kwik_console.delivery.dispatcher import claim_deliveries
-from kwik_console.events import publish
-from kwik_console.models import Attempt, Delivery, utcnow
-from kwik_console.webhooks import WebhookInput
+from kwik_console.events.publishing import publish
+from kwik_console.store.tables import Attempt, Delivery, utcnow
+from kwik_console.webhooks.service import WebhookInput
 from tests.conftest import configure
 
 

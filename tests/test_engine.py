@@ -18,7 +18,9 @@ import pytest
 from sqlmodel import Session, func, select, update
 from standardwebhooks.webhooks import Webhook as Verifier
 
-from kwik_console import db, settings, webhooks
+from kwik_console.store import db
+from kwik_console.core import settings
+from kwik_console.webhooks import service as webhooks
 from kwik_console.delivery import client as http
 from kwik_console.delivery import dispatcher
 from kwik_console.delivery import scheduler
@@ -29,9 +31,9 @@ from kwik_console.delivery.dispatcher import (
     claim_deliveries,
     release_claims,
 )
-from kwik_console.events import publish
-from kwik_console.models import Attempt, Delivery, Webhook, utcnow
-from kwik_console.webhooks import WebhookInput
+from kwik_console.events.publishing import publish
+from kwik_console.store.tables import Attempt, Delivery, Webhook, utcnow
+from kwik_console.webhooks.service import WebhookInput
 from tests.conftest import configure
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from kwik_console import db, deliveries, search, webhooks
-from kwik_console.errors import InvalidInput
-from kwik_console.events import publish
-from kwik_console.webhooks import WebhookInput
+from kwik_console.store import db
+from kwik_console.events import deliveries, search
+from kwik_console.webhooks import service as webhooks
+from kwik_console.core.errors import InvalidInput
+from kwik_console.events.publishing import publish
+from kwik_console.webhooks.service import WebhookInput
 
 
 def make_hook(name="Orders service", events=("payment.created", "invoice.created")):

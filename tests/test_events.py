@@ -4,11 +4,11 @@ import time
 import pytest
 from sqlmodel import func, select
 
-from kwik_console import webhooks
-from kwik_console.errors import InvalidInput, NotFound
-from kwik_console.events import new_event_id, publish
-from kwik_console.models import Delivery, Event
-from kwik_console.webhooks import WebhookInput
+from kwik_console.webhooks import service as webhooks
+from kwik_console.core.errors import InvalidInput, NotFound
+from kwik_console.events.publishing import new_event_id, publish
+from kwik_console.store.tables import Delivery, Event
+from kwik_console.webhooks.service import WebhookInput
 
 
 def hook(session, name, events, status="live"):

@@ -16,11 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import func, select
 
-from kwik_console import catalog, deliveries, webhooks
-from kwik_console.errors import InvalidInput, NotFound
-from kwik_console.events import publish
-from kwik_console.models import Delivery, Event, PreviousSecret, Subscription, Webhook
-from kwik_console.webhooks import WebhookInput
+from kwik_console.events import catalog, deliveries
+from kwik_console.webhooks import service as webhooks
+from kwik_console.core.errors import InvalidInput, NotFound
+from kwik_console.events.publishing import publish
+from kwik_console.store.tables import Delivery, Event, PreviousSecret, Subscription, Webhook
+from kwik_console.webhooks.service import WebhookInput
 
 CLEAN_ERRORS = (InvalidInput, NotFound)
 TABLES = (Webhook, Subscription, Event, Delivery, PreviousSecret)

@@ -21,11 +21,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import Session, func, select, update
 
-from kwik_console import db, health, logs, metrics, webhooks
+from kwik_console.store import db
+from kwik_console.web import probes as health
+from kwik_console.core import logs, metrics
+from kwik_console.webhooks import service as webhooks
 from kwik_console.delivery import scheduler
-from kwik_console.events import publish
-from kwik_console.models import Attempt, Delivery, utcnow
-from kwik_console.webhooks import WebhookInput
+from kwik_console.events.publishing import publish
+from kwik_console.store.tables import Attempt, Delivery, utcnow
+from kwik_console.webhooks.service import WebhookInput
 from tests.conftest import KWIK_CONSOLE, ROOT, configure
 
 LOOPBACK = ("127.0.0.1", 50123)
@@ -222,7 +225,7 @@ def test_the_reporting_functions_add_up_across_processes(metrics_dir):
     with pytest.raises(ValueError):
         metrics.observe_attempt("failure", 1.0, ended="retrying")
     # Another process, as a `kwik-console worker` would be, sharing the directory; then it exits.
-    other = ("from kwik_console import metrics\n"
+    other = ("from kwik_console.core import metrics\n"
              "for _ in range(2): metrics.observe_attempt('success', 0.01)\n"
              "metrics.observe_claim(0.004, 2)\n"
              "metrics.set_in_flight(3)\n")

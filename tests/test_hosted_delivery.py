@@ -16,11 +16,12 @@ from cryptography.fernet import Fernet
 from sqlmodel import Session, select
 from standardwebhooks.webhooks import Webhook as Verifier
 
-from kwik_console import db, secret_box, webhooks
+from kwik_console.store import db, secret_box
+from kwik_console.webhooks import service as webhooks
 from kwik_console.delivery import scheduler
-from kwik_console.events import publish
-from kwik_console.models import Attempt, Delivery
-from kwik_console.webhooks import WebhookInput
+from kwik_console.events.publishing import publish
+from kwik_console.store.tables import Attempt, Delivery
+from kwik_console.webhooks.service import WebhookInput
 from tests.conftest import configure
 
 KEY_1, KEY_2 = Fernet.generate_key().decode(), Fernet.generate_key().decode()

@@ -9,12 +9,13 @@ import subprocess
 import pytest
 from sqlmodel import func, select
 
-from kwik_console import deliveries, webhooks
+from kwik_console.events import deliveries
+from kwik_console.webhooks import service as webhooks
 from kwik_console.cli import main
-from kwik_console.errors import InvalidInput, NotFound
-from kwik_console.events import publish
-from kwik_console.models import Attempt, Delivery, Event, Subscription, Webhook, utcnow
-from kwik_console.webhooks import WebhookInput
+from kwik_console.core.errors import InvalidInput, NotFound
+from kwik_console.events.publishing import publish
+from kwik_console.store.tables import Attempt, Delivery, Event, Subscription, Webhook, utcnow
+from kwik_console.webhooks.service import WebhookInput
 from tests.conftest import KWIK_CONSOLE, configure
 
 GOOD = dict(name="Orders", url="https://127.0.0.1:9/kwik", events=["payment.created"])

@@ -16,8 +16,8 @@ import time
 import pytest
 from standardwebhooks import Webhook
 
-from kwik_console import catalog
-from kwik_console.events import publish
+from kwik_console.events import catalog
+from kwik_console.events.publishing import publish
 from tests.api_server import ApiServer
 from tests.conftest import KWIK_CONSOLE
 from tests.receiver import Receiver

@@ -10,11 +10,12 @@ import subprocess
 import pytest
 import sqlalchemy as sa
 
-from kwik_console import audit, db, members, sessions
-from kwik_console.db import session_scope
-from kwik_console.errors import InvalidInput
-from kwik_console.member_models import Role
-from kwik_console.models import utcnow
+from kwik_console.team import audit, members, sessions
+from kwik_console.store import db
+from kwik_console.store.db import session_scope
+from kwik_console.core.errors import InvalidInput
+from kwik_console.store.team_tables import Role
+from kwik_console.store.tables import utcnow
 from tests.conftest import KWIK_CONSOLE, TEST_SECRET_KEY, configure
 
 PASSWORD = "kettle orbit lantern 42"

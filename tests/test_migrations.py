@@ -23,8 +23,9 @@ from alembic import command
 from sqlmodel import Session, select
 
 import kwik_console
-from kwik_console import db, settings
-from kwik_console.models import Attempt, Delivery, Event, PreviousSecret, Subscription, Webhook
+from kwik_console.store import db
+from kwik_console.core import settings
+from kwik_console.store.tables import Attempt, Delivery, Event, PreviousSecret, Subscription, Webhook
 from tests.conftest import ROOT, _drop_postgres_database, _postgres_database, configure
 
 RELEASE = "11f8716"  # the last release made without migrations: its databases come from create_all
@@ -269,7 +270,7 @@ def test_a_failed_upgrade_changes_nothing(database_url, monkeypatch):
 def _import_every_module() -> None:
     """Every module of the package, so any table defined anywhere is in SQLModel's metadata."""
     for found in pkgutil.walk_packages(kwik_console.__path__, "kwik_console."):
-        if not found.name.startswith("kwik_console.migrations"):  # env.py runs only under Alembic
+        if not found.name.startswith("kwik_console.store.migrations"):  # env.py runs only under Alembic
             importlib.import_module(found.name)
 
 
@@ -287,7 +288,7 @@ def test_every_module_with_tables_is_known_to_the_migrations():
     _import_every_module()
     from sqlmodel import SQLModel
 
-    alone = subprocess.run([sys.executable, "-c", "import json; from kwik_console import db; "
+    alone = subprocess.run([sys.executable, "-c", "import json; from kwik_console.store import db; "
                             "print(json.dumps(sorted(db.table_metadata().tables)))"],
                            capture_output=True, text=True, timeout=60, check=True)
     assert json.loads(alone.stdout) == sorted(SQLModel.metadata.tables)
@@ -305,7 +306,7 @@ REPLICA = """
 import sys, time
 from pathlib import Path
 how, ready, gate = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-from kwik_console import db
+from kwik_console.store import db
 if how == "cli":
     from kwik_console import cli
 ready.touch()

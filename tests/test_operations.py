@@ -19,13 +19,16 @@ import pytest
 from sqlmodel import Session, func, select, update
 from standardwebhooks.webhooks import Webhook as Verifier
 
-from kwik_console import audit, db, webhooks
-from kwik_console.errors import InvalidInput
-from kwik_console.events import publish
-from kwik_console.member_models import AuditEntry
-from kwik_console.models import Attempt, Delivery, Event, Recovery, Webhook, utcnow
-from kwik_console.operations import health, notices, recovery, resend, retention
-from kwik_console.webhooks import WebhookInput
+from kwik_console.team import audit
+from kwik_console.store import db
+from kwik_console.webhooks import service as webhooks
+from kwik_console.core.errors import InvalidInput
+from kwik_console.events.publishing import publish
+from kwik_console.store.team_tables import AuditEntry
+from kwik_console.store.tables import Attempt, Delivery, Event, Recovery, Webhook, utcnow
+from kwik_console.operations import health, notices, recovery, retention
+from kwik_console.delivery import resend
+from kwik_console.webhooks.service import WebhookInput
 from tests.conftest import configure
 from tests.test_engine import run_scheduler, until
 from tests.test_worker import start_worker, stop, wait_until

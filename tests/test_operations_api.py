@@ -11,8 +11,9 @@ import warnings
 
 import pytest
 
-from kwik_console import audit, catalog, tokens
-from kwik_console.db import get_engine, session_scope
+from kwik_console.team import audit, tokens
+from kwik_console.events import catalog
+from kwik_console.store.db import get_engine, session_scope
 from kwik_console.operations import recovery
 
 warnings.filterwarnings("ignore", message=".*httpx2.*")

@@ -10,10 +10,11 @@ import subprocess
 import pytest
 import sqlalchemy as sa
 
-from kwik_console import audit, catalog
-from kwik_console.db import get_engine, session_scope
-from kwik_console.events import publish
-from kwik_console.models import Attempt, Delivery, Event, Webhook
+from kwik_console.team import audit
+from kwik_console.events import catalog
+from kwik_console.store.db import get_engine, session_scope
+from kwik_console.events.publishing import publish
+from kwik_console.store.tables import Attempt, Delivery, Event, Webhook
 from kwik_console.operations import health
 from tests.conftest import KWIK_CONSOLE
 from tests.test_cli import WHEN, cells, create, run

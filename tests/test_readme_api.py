@@ -8,9 +8,11 @@ import subprocess
 import pytest
 from sqlmodel import Session, select
 
-from kwik_console import audit, db, tokens, webhooks
-from kwik_console.models import Event
-from kwik_console.webhooks import WebhookInput
+from kwik_console.team import audit, tokens
+from kwik_console.store import db
+from kwik_console.webhooks import service as webhooks
+from kwik_console.store.tables import Event
+from kwik_console.webhooks.service import WebhookInput
 from tests.api_server import ApiServer
 from tests.conftest import ROOT
 

@@ -20,7 +20,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from kwik_console import reflex_patches
+from kwik_console.runtime import reflex_patches
 from tests.conftest import ROOT
 
 REDIS_DB = 11  # a database of its own on the machine's Redis, emptied first
@@ -29,7 +29,7 @@ REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 WORKER_A = """
 import asyncio, sys
 import redis.asyncio as aioredis
-from kwik_console import reflex_patches
+from kwik_console.runtime import reflex_patches
 reflex_patches.apply()
 from reflex.utils.token_manager import RedisTokenManager
 
@@ -239,7 +239,7 @@ def test_granian_servers_respawn_failed_workers_once_patched(monkeypatch):
 
 
 def test_kwik_console_run_turns_respawn_on_in_production(monkeypatch, tmp_path):
-    from kwik_console import launch
+    from kwik_console.runtime import launch
 
     seen = {}
     monkeypatch.setattr(launch, "serve", lambda command, *, env, grace: seen.update(env=env) or 0)
@@ -248,7 +248,7 @@ def test_kwik_console_run_turns_respawn_on_in_production(monkeypatch, tmp_path):
     monkeypatch.setenv("KWIK_MODE", "local")
     for name in ("KWIK_REDIS_URL", "KWIK_RESPAWN_FAILED_WORKERS", "GRANIAN_WORKERS"):
         monkeypatch.delenv(name, raising=False)
-    from kwik_console import settings
+    from kwik_console.core import settings
 
     settings.get_settings.cache_clear()
     try:
@@ -259,6 +259,6 @@ def test_kwik_console_run_turns_respawn_on_in_production(monkeypatch, tmp_path):
         assert "KWIK_RESPAWN_FAILED_WORKERS" not in seen["env"]  # dev mode reloads on changes instead
     finally:
         settings.get_settings.cache_clear()
-        from kwik_console import db
+        from kwik_console.store import db
 
         db._engine_for.cache_clear()

@@ -4,8 +4,8 @@ import random
 import pytest
 
 from kwik_console.delivery import retry
-from kwik_console.models import DeliveryStatus
-from kwik_console.settings import DEFAULT_RETRY_SCHEDULE, SettingsError, from_env, parse_retry_schedule
+from kwik_console.store.tables import DeliveryStatus
+from kwik_console.core.settings import DEFAULT_RETRY_SCHEDULE, SettingsError, from_env, parse_retry_schedule
 
 NOW = dt.datetime(2026, 11, 28, 15, 0, tzinfo=dt.UTC)
 

@@ -8,11 +8,13 @@ import importlib.util
 
 import pytest
 
-from kwik_console import db, rollups, webhooks
+from kwik_console.store import db
+from kwik_console.events import rollups
+from kwik_console.webhooks import service as webhooks
 from kwik_console.delivery import scheduler
-from kwik_console.events import publish
-from kwik_console.models import utcnow
-from kwik_console.webhooks import WebhookInput
+from kwik_console.events.publishing import publish
+from kwik_console.store.tables import utcnow
+from kwik_console.webhooks.service import WebhookInput
 from tests.conftest import ROOT
 
 

@@ -8,9 +8,9 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook as Verifier
 
-from kwik_console import signature_check as sc
-from kwik_console.delivery.signing import signature_headers
-from kwik_console.webhooks import new_secret
+from kwik_console.webhooks import signature_check as sc
+from kwik_console.webhooks.signing import signature_headers
+from kwik_console.webhooks.service import new_secret
 
 NOW = 1_764_428_645
 SECRET, OLD = new_secret(), new_secret()

@@ -4,8 +4,8 @@ import pytest
 from standardwebhooks.webhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from kwik_console.delivery.signing import active_secrets, sign, signature_headers
-from kwik_console.webhooks import new_secret
+from kwik_console.webhooks.signing import active_secrets, sign, signature_headers
+from kwik_console.webhooks.service import new_secret
 
 
 def test_standard_webhooks_published_test_vector():

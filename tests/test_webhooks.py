@@ -5,12 +5,12 @@ from sqlmodel import func, select, update
 from standardwebhooks.webhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from kwik_console import webhooks
-from kwik_console.delivery.signing import active_secrets, signature_headers
-from kwik_console.errors import InvalidInput, NotFound
-from kwik_console.events import publish
-from kwik_console.models import Attempt, Delivery, PreviousSecret, Subscription, Webhook, utcnow
-from kwik_console.webhooks import WebhookInput
+from kwik_console.webhooks import service as webhooks
+from kwik_console.webhooks.signing import active_secrets, signature_headers
+from kwik_console.core.errors import InvalidInput, NotFound
+from kwik_console.events.publishing import publish
+from kwik_console.store.tables import Attempt, Delivery, PreviousSecret, Subscription, Webhook, utcnow
+from kwik_console.webhooks.service import WebhookInput
 
 GOOD = dict(name="Orders service", url="https://127.0.0.1:9/kwik", events=["payment.created"])
 

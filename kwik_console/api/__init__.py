@@ -12,7 +12,8 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kwik_console import __version__, access
+from kwik_console import __version__
+from kwik_console.team import access
 from kwik_console.api import docs, operations, problems, routes, stream
 from kwik_console.api.auth import guard
 
@@ -120,7 +121,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 def create_app() -> FastAPI:
-    from kwik_console import db
+    from kwik_console.store import db
 
     db.short_gil_turns()  # its routes' database work runs on threads
     app = FastAPI(title="Kwik Console API", version=__version__, description=DESCRIPTION,

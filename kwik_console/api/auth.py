@@ -22,11 +22,11 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.engine import Connection
 
-from kwik_console import access, audit, tokens
+from kwik_console.team import access, audit, tokens
 from kwik_console.api import ratelimit
 from kwik_console.api.problems import ApiProblem
-from kwik_console.models import utcnow
-from kwik_console.settings import get_settings
+from kwik_console.store.tables import utcnow
+from kwik_console.core.settings import get_settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +100,7 @@ async def check_unchecked_token(request: Request) -> None:
 
 
 def _admit_alone(admission: _Admission) -> Caller:
-    from kwik_console.db import get_engine, short_write
+    from kwik_console.store.db import get_engine, short_write
 
     with short_write(get_engine()) as connection:
         caller, refusal = _admit(connection, admission)
@@ -170,7 +170,7 @@ def transaction(caller: Caller) -> Iterator[tuple[Caller, Connection]]:
     its rollback takes the check's writes with it, so they are written again: every
     use is audited and counted.
     """
-    from kwik_console.db import WriterBusy, get_engine, short_write
+    from kwik_console.store.db import WriterBusy, get_engine, short_write
 
     engine = get_engine()
     admission = caller.pending

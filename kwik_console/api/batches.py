@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from kwik_console import events
+from kwik_console.events import publishing as events
 from kwik_console.api import auth
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ async def run(caller: auth.Caller, event_type: str, data: dict[str, Any]) -> eve
 
 
 async def _drain(queue: _Queue) -> None:
-    from kwik_console.db import run_short_write
+    from kwik_console.store.db import run_short_write
 
     batch: list[_Request] = []
     try:
@@ -118,7 +118,7 @@ class _Attempt:
 
 
 def _together(batch: list[_Request], attempt: _Attempt) -> list[events.Published | Exception]:
-    from kwik_console.db import get_engine, short_write
+    from kwik_console.store.db import get_engine, short_write
 
     callers = [request.caller for request in batch]
     attempt.committing = False  # run_short_write may run it again, on a thread

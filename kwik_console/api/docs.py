@@ -11,7 +11,7 @@ import mimetypes
 from fastapi import APIRouter
 from starlette.responses import FileResponse, HTMLResponse, Response
 
-from kwik_console import access
+from kwik_console.team import access
 from kwik_console.api.problems import problem_response
 
 router = APIRouter(prefix=access.API_PREFIX)

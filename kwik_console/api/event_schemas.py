@@ -11,7 +11,7 @@ import functools
 import re
 from typing import Any
 
-from kwik_console import catalog
+from kwik_console.events import catalog
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")

@@ -24,8 +24,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from kwik_console.api.problems import ApiProblem
-from kwik_console.api_models import IdempotencyKey
-from kwik_console.models import utcnow
+from kwik_console.store.token_tables import IdempotencyKey
+from kwik_console.store.tables import utcnow
 
 KEEP_FOR = dt.timedelta(hours=24)
 KEY_MAX = 255

@@ -11,7 +11,9 @@ import datetime as dt
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 
-from kwik_console import access, catalog, webhooks
+from kwik_console.team import access
+from kwik_console.events import catalog
+from kwik_console.webhooks import service as webhooks
 from kwik_console.api.auth import CallerDep
 from kwik_console.api.problems import ApiProblem
 from kwik_console.api.schemas import (
@@ -24,10 +26,11 @@ from kwik_console.api.schemas import (
     ResendOutcome,
     WebhookOut,
 )
-from kwik_console.db import session_scope
-from kwik_console.errors import InvalidInput, NotFound
-from kwik_console.models import DeliveryStatus
-from kwik_console.operations import health, notices, recovery, resend
+from kwik_console.store.db import session_scope
+from kwik_console.core.errors import InvalidInput, NotFound
+from kwik_console.store.tables import DeliveryStatus
+from kwik_console.operations import health, notices, recovery
+from kwik_console.delivery import resend
 
 router = APIRouter(prefix=access.API_PREFIX)
 

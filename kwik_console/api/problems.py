@@ -20,8 +20,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from kwik_console.errors import InvalidInput, NotFound
-from kwik_console.events import BODY_MAX_BYTES
+from kwik_console.core.errors import InvalidInput, NotFound
+from kwik_console.events.publishing import BODY_MAX_BYTES
 
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"

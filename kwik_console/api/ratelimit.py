@@ -16,7 +16,7 @@ import random
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from kwik_console.api_models import RateLimitCounter
+from kwik_console.store.token_tables import RateLimitCounter
 
 WINDOW_SECONDS = 60
 # Old windows are removed by the requests themselves, now and then: no job to run.

@@ -16,7 +16,9 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
-from kwik_console import access, audit, catalog, deliveries, events, webhooks
+from kwik_console.team import access, audit
+from kwik_console.events import catalog, deliveries, publishing as events
+from kwik_console.webhooks import service as webhooks
 from kwik_console.api import auth, batches, event_schemas, idempotency
 from kwik_console.api.auth import CallerDep
 from kwik_console.api.problems import invalid_input
@@ -36,8 +38,8 @@ from kwik_console.api.schemas import (
     WebhookPage,
     WebhookUpdate,
 )
-from kwik_console.db import run_short_write, session_scope
-from kwik_console.errors import InvalidInput
+from kwik_console.store.db import run_short_write, session_scope
+from kwik_console.core.errors import InvalidInput
 
 router = APIRouter(prefix=access.API_PREFIX)
 # Page sizes: the services' own bounds (webhooks.list_webhooks, deliveries.list_deliveries), shown in the schema.

@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kwik_console.deliveries import DeliveryDetail
-from kwik_console.models import Attempt, Delivery, Webhook, WebhookStatus
-from kwik_console.webhooks import RATE_MAX, RATE_MIN
+from kwik_console.events.deliveries import DeliveryDetail
+from kwik_console.store.tables import Attempt, Delivery, Webhook, WebhookStatus
+from kwik_console.webhooks.service import RATE_MAX, RATE_MIN
 
 
 class _Request(BaseModel):

@@ -20,10 +20,11 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from kwik_console import access, catalog
+from kwik_console.team import access
+from kwik_console.events import catalog
 from kwik_console.api.auth import CallerDep
 from kwik_console.api.problems import invalid_input
-from kwik_console.models import Event, utcnow
+from kwik_console.store.tables import Event, utcnow
 
 router = APIRouter(prefix=access.API_PREFIX)
 SETTLE = dt.timedelta(seconds=1)
@@ -46,7 +47,7 @@ def _types(text: str | None) -> list[str] | None:
 
 def _start_after(now: dt.datetime) -> str:
     """Where a fresh stream starts: after the newest event already settled, so it sends only what comes next."""
-    from kwik_console.db import get_engine
+    from kwik_console.store.db import get_engine
 
     with get_engine().connect() as connection:
         newest = connection.execute(
@@ -55,7 +56,7 @@ def _start_after(now: dt.datetime) -> str:
 
 
 def _batch(after: str, types: list[str] | None) -> list[tuple[str, str, str]]:
-    from kwik_console.db import get_engine
+    from kwik_console.store.db import get_engine
 
     query = (sa.select(Event.id, Event.type, Event.body)
              .where(Event.id > after, Event.test.is_(False), Event.created_at <= utcnow() - SETTLE)

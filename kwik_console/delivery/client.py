@@ -25,7 +25,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from kwik_console import __version__
 from kwik_console.delivery import guard
-from kwik_console.settings import Settings
+from kwik_console.core.settings import Settings
 
 USER_AGENT = f"Kwik-Webhooks/{__version__}"
 

@@ -36,13 +36,14 @@ from collections.abc import Callable, Iterable
 import httpx
 from sqlalchemy import Engine, bindparam, func, insert, select, text, update
 
-from kwik_console import metrics, rollups
-from kwik_console.db import short_write
+from kwik_console.core import metrics
+from kwik_console.events import rollups
+from kwik_console.store.db import short_write
 from kwik_console.delivery import client as http
 from kwik_console.delivery import retry
-from kwik_console.delivery.signing import active_secrets, signature_headers
+from kwik_console.webhooks.signing import active_secrets, signature_headers
 from kwik_console.operations.after_record import operations_after_record
-from kwik_console.models import (
+from kwik_console.store.tables import (
     Attempt,
     Delivery,
     DeliveryStatus,
@@ -53,7 +54,7 @@ from kwik_console.models import (
     WebhookStatus,
     utcnow,
 )
-from kwik_console.settings import Settings
+from kwik_console.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import datetime as dt
 import email.utils
 import random
 
-from kwik_console.models import DeliveryStatus
+from kwik_console.store.tables import DeliveryStatus
 
 JITTER = 0.2  # each delay varies by +-20 %
 RETRY_AFTER_CODES = (429, 503)

@@ -28,10 +28,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from kwik_console import metrics
+from kwik_console.core import metrics
 from kwik_console.delivery.dispatcher import Dispatcher, Outcome
-from kwik_console.models import utcnow
-from kwik_console.settings import Settings, get_settings
+from kwik_console.store.tables import utcnow
+from kwik_console.core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run at INFO
@@ -47,7 +47,7 @@ _current: DeliveryScheduler | None = None
 
 class DeliveryScheduler:
     def __init__(self, settings: Settings | None = None, engine=None):
-        from kwik_console.db import get_engine
+        from kwik_console.store.db import get_engine
 
         self.settings = settings or get_settings()
         self.dispatcher = Dispatcher(self.settings, engine or get_engine())
@@ -65,7 +65,7 @@ class DeliveryScheduler:
     def start(self) -> None:
         """Start the delivery thread; return once its scheduler runs."""
         global _current
-        from kwik_console.db import freeze_startup_objects, short_gil_turns
+        from kwik_console.store.db import freeze_startup_objects, short_gil_turns
 
         short_gil_turns()
         self._thread = threading.Thread(target=self._run, name="kwik-delivery", daemon=True)
@@ -254,7 +254,7 @@ async def deliver_now(delivery_ids: list[int]) -> list[Outcome]:
     """
     if _current is not None:
         return await _current.deliver(delivery_ids)
-    from kwik_console.db import get_engine
+    from kwik_console.store.db import get_engine
 
     dispatcher = Dispatcher(get_settings(), get_engine())
     await dispatcher.start()

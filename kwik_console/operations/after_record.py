@@ -7,7 +7,7 @@ import datetime as dt
 
 from sqlalchemy import bindparam, update
 
-from kwik_console.models import DeliveryStatus, Recovery, UTCDateTime, Webhook
+from kwik_console.store.tables import DeliveryStatus, Recovery, UTCDateTime, Webhook
 from kwik_console.operations import notices
 
 R = Recovery.__table__.c

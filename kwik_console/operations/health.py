@@ -13,10 +13,10 @@ import logging
 from sqlalchemy import Engine, select, update
 from sqlmodel import Session
 
-from kwik_console import webhooks
-from kwik_console.audit import CONSOLE, Actor, record
-from kwik_console.errors import InvalidInput
-from kwik_console.models import Webhook, WebhookStatus, utcnow
+from kwik_console.webhooks import service as webhooks
+from kwik_console.team.audit import CONSOLE, Actor, record
+from kwik_console.core.errors import InvalidInput
+from kwik_console.store.tables import Webhook, WebhookStatus, utcnow
 from kwik_console.operations import notices
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def disable_failing(engine: Engine, *, after_seconds: float, now: dt.datetime | 
         due = list(conn.execute(select(W.id).where(W.status == WebhookStatus.LIVE.value, W.failing_since.is_not(None),
                                                    W.failing_since <= cutoff)).scalars())
     disabled = []
-    from kwik_console.db import session_scope
+    from kwik_console.store.db import session_scope
 
     for webhook_id in due:
         with session_scope() as session:

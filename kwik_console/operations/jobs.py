@@ -11,7 +11,7 @@ import logging
 from sqlalchemy import Engine
 
 from kwik_console.operations import health, recovery, retention
-from kwik_console.settings import Settings
+from kwik_console.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,13 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 from sqlmodel import select as sm_select
 
-from kwik_console import catalog, webhooks
-from kwik_console.audit import Actor, record
-from kwik_console.errors import InvalidInput
-from kwik_console.events import publish_notice
-from kwik_console.settings import get_settings
-from kwik_console.models import Delivery, Subscription, Webhook, WebhookStatus, utcnow
+from kwik_console.events import catalog
+from kwik_console.webhooks import service as webhooks
+from kwik_console.team.audit import Actor, record
+from kwik_console.core.errors import InvalidInput
+from kwik_console.events.publishing import publish_notice
+from kwik_console.core.settings import get_settings
+from kwik_console.store.tables import Delivery, Subscription, Webhook, WebhookStatus, utcnow
 
 W = Webhook.__table__.c
 D = Delivery.__table__.c

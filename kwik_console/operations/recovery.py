@@ -23,11 +23,11 @@ import sqlalchemy as sa
 from sqlalchemy import Engine, bindparam, case, func, select, update
 from sqlmodel import Session, col
 
-from kwik_console import catalog
-from kwik_console.audit import Actor, record
-from kwik_console.errors import InvalidInput, NotFound, check_id
-from kwik_console.events import notify_due
-from kwik_console.models import (
+from kwik_console.events import catalog
+from kwik_console.team.audit import Actor, record
+from kwik_console.core.errors import InvalidInput, NotFound, check_id
+from kwik_console.events.publishing import notify_due
+from kwik_console.store.tables import (
     Delivery,
     DeliveryStatus,
     Recovery,

@@ -19,7 +19,7 @@ import time
 
 from sqlalchemy import Engine, delete, exists, select
 
-from kwik_console.models import Attempt, Delivery, Event, utcnow
+from kwik_console.store.tables import Attempt, Delivery, Event, utcnow
 
 log = logging.getLogger(__name__)
 

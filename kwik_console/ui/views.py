@@ -6,9 +6,9 @@ import dataclasses
 import datetime as dt
 import json
 
-from kwik_console.deliveries import DeliveryDetail
+from kwik_console.events.deliveries import DeliveryDetail
 from kwik_console.delivery.dispatcher import Outcome
-from kwik_console.models import Attempt, Delivery, DeliveryStatus, Webhook, WebhookStatus
+from kwik_console.store.tables import Attempt, Delivery, DeliveryStatus, Webhook, WebhookStatus
 
 
 def iso(value: dt.datetime | None) -> str:
@@ -59,7 +59,7 @@ class RecoveryView:
 
     @classmethod
     def of(cls, p) -> RecoveryView:
-        from kwik_console.models import RecoveryState
+        from kwik_console.store.tables import RecoveryState
 
         statuses = " and ".join(DeliveryStatus(s).label for s in p.statuses) or "Failure"
         types = ", ".join(p.event_types) if p.event_types else "all event types"

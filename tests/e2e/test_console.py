@@ -14,8 +14,9 @@ import uuid
 import pytest
 from playwright.sync_api import Page, expect
 
-from kwik_console import db, webhooks
-from kwik_console.webhooks import WebhookInput
+from kwik_console.store import db
+from kwik_console.webhooks import service as webhooks
+from kwik_console.webhooks.service import WebhookInput
 from tests.conftest import configure
 from tests.e2e.server import ROOT
 
@@ -233,7 +234,7 @@ def deliver(webhook_id: int, count: int, event_type="payment.created", data=None
     import asyncio
 
     from kwik_console.delivery import scheduler
-    from kwik_console.events import publish
+    from kwik_console.events.publishing import publish
 
     ids = []
     for n in range(count):
@@ -262,7 +263,7 @@ def test_view_events_columns_filters_details_and_the_viewers_time_zone(browser, 
         expect(delivery).to_contain_text("Success")
         # The Time column in the viewer's zone (UTC+05:30), not the server's.
         with db.session_scope() as session:
-            from kwik_console import deliveries as log
+            from kwik_console.events import deliveries as log
             newest = log.list_deliveries(session=session, webhook_id=hook_id, limit=1).items[0]
         import datetime as dt
         from zoneinfo import ZoneInfo
@@ -300,7 +301,7 @@ def test_the_payload_box_stays_readable_with_many_attempts(page: Page, console, 
     expect_attempts = 2  # "two or more attempts" shrank it before
     import time as _time
     deadline = _time.monotonic() + 30
-    from kwik_console import deliveries as log
+    from kwik_console.events import deliveries as log
     while _time.monotonic() < deadline:  # the 1 s retries of this module's schedule
         with db.session_scope() as session:
             if len(log.get_delivery(session=session, delivery_id=delivery_id).attempts) >= expect_attempts:
@@ -316,9 +317,9 @@ def test_the_payload_box_stays_readable_with_many_attempts(page: Page, console, 
 
 def test_paging_through_the_event_log(page: Page, console, receiver, make):
     hook_id, _ = make("Busy", "https://busy.merchant.invalid/kwik", status="disabled")
-    from kwik_console.events import publish
+    from kwik_console.events.publishing import publish
     with db.session_scope() as session:  # deliveries straight in the database: 30 of them, 25 a page
-        from kwik_console.models import Delivery, Event, utcnow
+        from kwik_console.store.tables import Delivery, Event, utcnow
         now = utcnow()
         for n in range(30):
             event_id = f"evt_paging{uuid.uuid4().hex[:12]}"
@@ -408,7 +409,7 @@ def test_the_signature_checker_explains_each_failure(page: Page, console, receiv
     import json
     import time as _time
 
-    from kwik_console.delivery.signing import signature_headers
+    from kwik_console.webhooks.signing import signature_headers
 
     hook_id, _ = make("Verify", receiver.url("/ok"))
     deliver(hook_id, 1)

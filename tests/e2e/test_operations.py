@@ -16,10 +16,11 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlmodel import select
 
-from kwik_console import db, webhooks
-from kwik_console.models import Delivery, Webhook, utcnow
+from kwik_console.store import db
+from kwik_console.webhooks import service as webhooks
+from kwik_console.store.tables import Delivery, Webhook, utcnow
 from kwik_console.operations import health
-from kwik_console.webhooks import WebhookInput
+from kwik_console.webhooks.service import WebhookInput
 from tests.e2e.test_console import action, deliver, make, row, search_for  # noqa: F401  (make: a fixture)
 
 pytestmark = pytest.mark.e2e
@@ -86,7 +87,7 @@ def test_resend_is_refused_while_the_webhook_is_paused(page: Page, console, rece
     hook_id, _ = make("Resend paused", receiver.url("/gone"))
     (delivery_id,) = deliver(hook_id, 1)
     with db.session_scope() as session:
-        from kwik_console.audit import CONSOLE
+        from kwik_console.team.audit import CONSOLE
 
         health.pause_webhook(session=session, webhook_id=hook_id, actor=CONSOLE)
     page.goto(console.url + f"/webhooks/{hook_id}/events")
@@ -190,7 +191,7 @@ def test_auto_disable_banner_then_re_enable(page: Page, console, receiver, make)
 
 
 def test_pause_then_resume_from_the_row_menu(page: Page, console, receiver, make):
-    from kwik_console.events import publish
+    from kwik_console.events.publishing import publish
 
     event_type = "customer.updated"  # no other webhook of this module subscribes to it
     hook_id, name = make("Pausable", receiver.url("/ok"), events=(event_type,))
@@ -217,7 +218,7 @@ def test_pause_then_resume_from_the_row_menu(page: Page, console, receiver, make
     assert sorted(arrived()) == sorted(published)  # all of them, once each
     # Oldest first: the attempts started in the order the events occurred (several may be in flight at once,
     # so the receiver may see them finish in another order).
-    from kwik_console.models import Attempt
+    from kwik_console.store.tables import Attempt
     with db.session_scope() as session:
         started = session.exec(select(Attempt.delivery_id, Attempt.attempted_at).join(
             Delivery, Delivery.id == Attempt.delivery_id).where(Delivery.webhook_id == hook_id)).all()

@@ -24,9 +24,11 @@ import pytest
 import redis
 from sqlmodel import Session, func, select
 
-from kwik_console import audit, db, tokens, webhooks
-from kwik_console.models import Attempt, Delivery
-from kwik_console.webhooks import WebhookInput
+from kwik_console.team import audit, tokens
+from kwik_console.store import db
+from kwik_console.webhooks import service as webhooks
+from kwik_console.store.tables import Attempt, Delivery
+from kwik_console.webhooks.service import WebhookInput
 from tests.conftest import KWIK_CONSOLE, TEST_SECRET_KEY, _drop_postgres_database, _postgres_database, configure
 from tests.e2e.server import ConsoleServer, free_port
 from tests.receiver import Receiver

@@ -25,8 +25,10 @@ import pytest
 import redis
 from playwright.sync_api import Page, expect, sync_playwright
 
-from kwik_console import db, reflex_patches, webhooks
-from kwik_console.webhooks import WebhookInput
+from kwik_console.store import db
+from kwik_console.runtime import reflex_patches
+from kwik_console.webhooks import service as webhooks
+from kwik_console.webhooks.service import WebhookInput
 from tests.conftest import (KWIK_CONSOLE, POSTGRES_ADMIN_URL, TEST_SECRET_KEY, _drop_postgres_database,
                             _postgres_database, configure)
 from tests.e2e.server import CHROMIUM, CHROMIUM_ARGS, ConsoleServer, free_port

@@ -9,10 +9,11 @@ import socket
 import pytest
 from sqlmodel import Session, func, select
 
-from kwik_console import db, webhooks
-from kwik_console.events import publish
-from kwik_console.models import Attempt, Delivery
-from kwik_console.webhooks import WebhookInput
+from kwik_console.store import db
+from kwik_console.webhooks import service as webhooks
+from kwik_console.events.publishing import publish
+from kwik_console.store.tables import Attempt, Delivery
+from kwik_console.webhooks.service import WebhookInput
 from tests.conftest import configure
 from tests.e2e.server import ConsoleServer
 

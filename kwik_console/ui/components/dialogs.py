@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from kwik_console import catalog
+from kwik_console.events import catalog
 from kwik_console.ui.components.common import code_block, local_time, status_badge
 from kwik_console.ui.state.webhook_tester import TestWebhookState as Test
 from kwik_console.ui.state.webhooks import DeleteState

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from kwik_console import catalog
+from kwik_console.events import catalog
 from kwik_console.ui.components.common import field_error, local_time, status_badge
 from kwik_console.ui.state.operations import ALL, HealthState, RecoverState as R, RecoveryProgressState as Shown
 from kwik_console.ui.state.session import SessionState

@@ -6,7 +6,7 @@ import reflex as rx
 
 from reflex_components_radix.themes.components.checkbox import Checkbox
 
-from kwik_console import catalog
+from kwik_console.events import catalog
 from kwik_console.ui.components.common import code_block, field_error
 from kwik_console.ui.state.session import SessionState
 from kwik_console.ui.state.webhooks import WebhookFormState as Form

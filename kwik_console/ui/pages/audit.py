@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from kwik_console import audit
+from kwik_console.team import audit
 from kwik_console.ui.components.common import loading_rows, local_time, page
 from kwik_console.ui.state.audit import ALL, AuditState as A
 from kwik_console.ui.views import AuditRow

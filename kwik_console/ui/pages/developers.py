@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import reflex as rx
 
-from kwik_console import catalog
-from kwik_console.signature_check import TOLERANCE_S
+from kwik_console.events import catalog
+from kwik_console.webhooks.signature_check import TOLERANCE_S
 from kwik_console.ui.components.common import code_block, field_error, page
 from kwik_console.ui.state.operations import OperationalState as O
 from kwik_console.ui.state.session import SessionState

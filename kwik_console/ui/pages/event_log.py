@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import reflex as rx
 
-from kwik_console import catalog
-from kwik_console.search import SEARCHED
+from kwik_console.events import catalog
+from kwik_console.events.search import SEARCHED
 from kwik_console.ui.components.common import (SR_ONLY, code_block, error_callout, loading_rows, local_time, page,
                                                 status_badge)
 from kwik_console.ui.state.session import SessionState

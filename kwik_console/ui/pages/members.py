@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from kwik_console.member_models import Role
+from kwik_console.store.team_tables import Role
 from kwik_console.ui.components.common import field_error, loading_rows, local_time, page, status_badge
 from kwik_console.ui.state.members import MembersState as M
 from kwik_console.ui.views import MemberRow

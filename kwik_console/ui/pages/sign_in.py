@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from kwik_console.members import MIN_PASSWORD_LENGTH
+from kwik_console.team.members import MIN_PASSWORD_LENGTH
 from kwik_console.ui.components.common import native_form
 from kwik_console.ui.state.sign_in import AcceptState, SignInState
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from kwik_console import tokens
+from kwik_console.team import tokens
 from kwik_console.ui.components.common import field_error, loading_rows, local_time, page, status_badge
 from kwik_console.ui.state.tokens import TokenRow, TokensState as T
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import reflex as rx
 
-from kwik_console import audit
-from kwik_console.db import session_scope
+from kwik_console.team import audit
+from kwik_console.store.db import session_scope
 from kwik_console.ui.views import AuditRow, audit_detail, iso
 
 ALL = "all"

@@ -8,10 +8,11 @@ import time
 import reflex as rx
 from sqlmodel import select
 
-from kwik_console import access, signature_check, webhooks
-from kwik_console.db import session_scope
-from kwik_console.errors import NotFound
-from kwik_console.models import Delivery, Event, utcnow
+from kwik_console.team import access
+from kwik_console.webhooks import signature_check, service as webhooks
+from kwik_console.store.db import session_scope
+from kwik_console.core.errors import NotFound
+from kwik_console.store.tables import Delivery, Event, utcnow
 
 MAX_BODY = 256 * 1024
 PLACEHOLDER = ("your webhook", "https://example.com/kwik/webhooks")

@@ -8,12 +8,14 @@ import urllib.parse
 import reflex as rx
 from sqlalchemy.exc import SQLAlchemyError
 
-from kwik_console import access, deliveries, search, webhooks
-from kwik_console.db import session_scope
-from kwik_console.errors import InvalidInput, NotFound
-from kwik_console.models import DeliveryStatus
-from kwik_console.operations import resend as resending
-from kwik_console.settings import get_settings
+from kwik_console.team import access
+from kwik_console.events import deliveries, search
+from kwik_console.webhooks import service as webhooks
+from kwik_console.store.db import session_scope
+from kwik_console.core.errors import InvalidInput, NotFound
+from kwik_console.store.tables import DeliveryStatus
+from kwik_console.delivery import resend as resending
+from kwik_console.core.settings import get_settings
 from kwik_console.ui.views import DeliveryDetailView, DeliveryRow
 
 log = logging.getLogger(__name__)

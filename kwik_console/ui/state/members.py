@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import reflex as rx
 
-from kwik_console import access, members
-from kwik_console.db import session_scope
-from kwik_console.errors import InvalidInput, NotFound
+from kwik_console.team import access, members
+from kwik_console.store.db import session_scope
+from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.ui.views import MemberRow, iso
 
 

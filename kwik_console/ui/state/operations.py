@@ -12,10 +12,12 @@ import logging
 import reflex as rx
 from sqlalchemy.exc import SQLAlchemyError
 
-from kwik_console import access, catalog, webhooks
-from kwik_console.db import session_scope
-from kwik_console.errors import InvalidInput, NotFound
-from kwik_console.models import WebhookStatus
+from kwik_console.team import access
+from kwik_console.events import catalog
+from kwik_console.webhooks import service as webhooks
+from kwik_console.store.db import session_scope
+from kwik_console.core.errors import InvalidInput, NotFound
+from kwik_console.store.tables import WebhookStatus
 from kwik_console.operations import health, notices, recovery
 from kwik_console.ui.state.webhook_page import WebhookPageState, read_secret, viewer_zone
 from kwik_console.ui.state.webhooks import WebhooksState

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import reflex as rx
 
-from kwik_console import access, members
-from kwik_console.db import session_scope
-from kwik_console.errors import InvalidInput
-from kwik_console.settings import get_settings
+from kwik_console.team import access, members
+from kwik_console.store.db import session_scope
+from kwik_console.core.errors import InvalidInput
+from kwik_console.core.settings import get_settings
 
 
 class SessionState(rx.State):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import reflex as rx
 
-from kwik_console import members
-from kwik_console.auth_routes import safe_next
-from kwik_console.db import session_scope
+from kwik_console.team import members
+from kwik_console.web.sign_in import safe_next
+from kwik_console.store.db import session_scope
 
 
 class SignInState(rx.State):

@@ -6,9 +6,9 @@ import dataclasses
 
 import reflex as rx
 
-from kwik_console import access, tokens
-from kwik_console.db import session_scope
-from kwik_console.errors import InvalidInput, NotFound
+from kwik_console.team import access, tokens
+from kwik_console.store.db import session_scope
+from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.ui.views import iso
 
 
@@ -50,7 +50,7 @@ class TokensState(rx.State):
 
     @rx.event
     def load(self):
-        from kwik_console.models import utcnow
+        from kwik_console.store.tables import utcnow
 
         with session_scope() as session:
             now = utcnow()

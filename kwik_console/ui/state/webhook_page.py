@@ -9,10 +9,12 @@ import zoneinfo
 import reflex as rx
 from sqlalchemy.exc import SQLAlchemyError
 
-from kwik_console import access, audit, rollups, webhooks
-from kwik_console.db import get_engine, session_scope
-from kwik_console.errors import NotFound
-from kwik_console.models import WebhookStatus, utcnow
+from kwik_console.team import access, audit
+from kwik_console.events import rollups
+from kwik_console.webhooks import service as webhooks
+from kwik_console.store.db import get_engine, session_scope
+from kwik_console.core.errors import NotFound
+from kwik_console.store.tables import WebhookStatus, utcnow
 from kwik_console.operations import notices
 from kwik_console.operations.health import health_of
 from kwik_console.ui.views import FiguresView, iso

@@ -6,11 +6,12 @@ import json
 
 import reflex as rx
 
-from kwik_console import access, audit, catalog
-from kwik_console.db import session_scope
+from kwik_console.team import access, audit
+from kwik_console.events import catalog
+from kwik_console.store.db import session_scope
 from kwik_console.delivery import scheduler
-from kwik_console.errors import InvalidInput, NotFound
-from kwik_console.events import publish
+from kwik_console.core.errors import InvalidInput, NotFound
+from kwik_console.events.publishing import publish
 from kwik_console.ui.views import TestOutcome
 
 DEFAULT_TYPE = "payment.created"

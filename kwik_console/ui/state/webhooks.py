@@ -8,10 +8,12 @@ import reflex as rx
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
 
-from kwik_console import access, audit, catalog, rollups, webhooks
-from kwik_console.db import get_engine, session_scope
-from kwik_console.models import Webhook, WebhookStatus, utcnow
-from kwik_console.errors import InvalidInput, NotFound
+from kwik_console.team import access, audit
+from kwik_console.events import catalog, rollups
+from kwik_console.webhooks import service as webhooks
+from kwik_console.store.db import get_engine, session_scope
+from kwik_console.store.tables import Webhook, WebhookStatus, utcnow
+from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.ui.state.webhook_page import WebhookPageState, webhook_id_from
 from kwik_console.ui.views import FiguresView, OverviewRow, WebhookRow
 

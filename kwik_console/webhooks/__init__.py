@@ -1,0 +1,1 @@
+"""Webhooks: their rules, the service that changes them (audited), signing and the signature checker."""

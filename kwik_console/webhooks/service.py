@@ -1,0 +1,457 @@
+"""The webhook service: validate, create, get, update, delete, list and search, rotate secret.
+
+Every face (console, CLI, API) calls these; the rules of SPEC section 1 live here only.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import ipaddress
+import re
+import secrets
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+import idna
+from sqlmodel import Session, and_, col, delete, func, or_, select, update
+
+from kwik_console.events import catalog
+from kwik_console.core.errors import InvalidInput, NotFound, check_id
+from kwik_console.store.tables import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    PreviousSecret,
+    Subscription,
+    Webhook,
+    WebhookStatus,
+    utcnow,
+)
+from kwik_console.core.settings import get_settings
+
+NAME_MAX = 100
+URL_MAX = 2048
+RATE_MIN, RATE_MAX = 0.1, 1000.0
+PAGE_SIZE = 25
+SECRET_PREFIX = "whsec_"
+# How long the old secret still signs after a rotation, so receivers can switch keys.
+ROTATION_OVERLAP = dt.timedelta(hours=24)
+
+
+@dataclasses.dataclass
+class WebhookInput:
+    """What a merchant submits in the Create / Edit form. None means "unchanged" on update."""
+
+    name: str | None = None
+    url: str | None = None
+    events: list[str] | None = None
+    status: str | None = None
+    # "Max deliveries per second": a number, or "" for no limit.
+    max_per_second: str | float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class WebhookPage:
+    items: list[Webhook]
+    total: int
+    page: int
+    per_page: int
+    # The keyset of the next page (`after`), or None on the last page.
+    next_after: tuple[dt.datetime, int] | None = None
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+# ---------------------------------------------------------------- validation (pure)
+
+# Characters that act on a terminal or a page instead of showing themselves:
+# C0/C1 controls (newline, tab, ESC of ANSI codes, NUL, DEL), line and
+# paragraph separators, and the invisible bidirectional overrides that reorder
+# what a person reads.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Half of a UTF-16 pair on its own: not text, and no database can store it.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text_error(label: str, text: str) -> str | None:
+    """The rule for text people read back (names, URLs): printable, storable Unicode."""
+    if LONE_SURROGATE.search(text):
+        return f"{label} must be valid Unicode text."
+    if CONTROL_CHARACTERS.search(text):
+        return f"{label} must not contain control characters."
+    return None
+
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_name(name: str | None) -> tuple[str, str | None]:
+    name = (name or "").strip()
+    if not name:
+        return name, "Name is required."
+    if len(name) > NAME_MAX:
+        return name, f"Name must be at most {NAME_MAX} characters (it has {len(name)})."
+    return name, _text_error("Name", name)
+
+
+def _normalise_host(url: str, netloc: str, host: str) -> tuple[str, str | None]:
+    """An international host name checked (IDNA 2008, UTS 46) and put in its A-label (xn--) form.
+
+    The A-label is what goes on the wire, and it shows look-alike letters for what they are.
+    """
+    if host.isascii() and not any(label.startswith("xn--") for label in host.split(".")):
+        return url, None
+    try:
+        ascii_host = idna.encode(host, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        return url, "Webhook URL has an invalid international host name."
+    start = url.index("//") + 2  # no user info is allowed, so the netloc starts here
+    port = netloc.rpartition(":")[2] if ":" in netloc else None
+    new_netloc = ascii_host if port is None else f"{ascii_host}:{port}"
+    return url[:start] + new_netloc + url[start + len(netloc):], None
+
+
+def validate_url(url: str | None, *, local_mode: bool) -> tuple[str, str | None]:
+    url = (url or "").strip()
+    if not url:
+        return url, "Webhook URL is required."
+    if len(url) > URL_MAX:
+        return url, f"Webhook URL must be at most {URL_MAX:,} characters."
+    if error := _text_error("Webhook URL", url):
+        return url, error
+    if any(ch.isspace() for ch in url):
+        return url, "Webhook URL must not contain spaces."
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port  # raises on a port above 65535
+    except ValueError:
+        return url, "Webhook URL is not a valid URL."
+    if port == 0:
+        return url, "Webhook URL's port must be between 1 and 65535."
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http") or not parts.netloc:
+        return url, "Webhook URL must be an absolute https:// URL, like https://example.com/webhooks."
+    if not host:
+        return url, "Webhook URL must include a host name."
+    if parts.username is not None or parts.password is not None:
+        return url, "Webhook URL must not include a user name or password."
+    if parts.fragment or url.endswith("#"):
+        return url, "Webhook URL must not include a #fragment."
+    url, error = _normalise_host(url, parts.netloc, host)
+    if error:
+        return url, error
+    if scheme == "http":
+        if not (local_mode and _is_loopback(host)):
+            hint = " (http:// is allowed only for localhost when running locally)"
+            return url, f"Webhook URL must use https://{hint}."
+    if not local_mode:
+        # Hosted: never an internal address (checked again at connect time, after DNS).
+        from kwik_console.delivery import guard
+
+        if refusal := guard.host_refusal(host, get_settings().allowed_networks):
+            return url, refusal
+    return url, None
+
+
+def validate_events(events: Iterable[str] | None) -> tuple[list[str], str | None]:
+    chosen = [e.strip() if isinstance(e, str) else repr(e) for e in (events or []) if e]
+    chosen = [e for e in chosen if e]
+    if not chosen:
+        return [], "Select at least one event."
+    operational = sorted({e for e in chosen if catalog.is_operational_type(e)})
+    if operational:
+        return chosen, (f"{', '.join(operational)}: operational events go only to the operational webhook, "
+                        "which an admin sets on the Developers page.")
+    unknown = sorted({e for e in chosen if not catalog.is_event_type(e)})
+    if unknown:
+        return chosen, f"Unknown event type: {', '.join(unknown)}."
+    # Catalogue order, no duplicates.
+    return [name for name in catalog.event_type_names() if name in set(chosen)], None
+
+
+def validate_status(status: str | None) -> tuple[str, str | None]:
+    value = (status or "").strip().lower()
+    if value not in {s.value for s in WebhookStatus}:
+        return value, "Status must be Live, Paused or Disabled."
+    return value, None
+
+
+def validate_max_per_second(value: str | float | None) -> tuple[float | None, str | None]:
+    """The rate limit: empty for none, else deliveries per second between 0.1 and 1,000."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, None
+    message = f"Max deliveries per second must be a number from {RATE_MIN:g} to {RATE_MAX:,.0f}, or empty for no limit."
+    if isinstance(value, bool):
+        return None, message
+    try:
+        number = float(value.strip().replace(",", "") if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        return None, message
+    if not RATE_MIN <= number <= RATE_MAX:  # also refuses NaN
+        return None, message
+    return round(number, 2), None
+
+
+def validate(data: WebhookInput, *, partial: bool = False, local_mode: bool | None = None) -> WebhookInput:
+    """Check every field at once; raise InvalidInput naming each bad field, or return clean values."""
+    local_mode = get_settings().local_mode if local_mode is None else local_mode
+    errors: dict[str, str] = {}
+    clean = WebhookInput()
+    checks = {
+        "name": lambda v: validate_name(v),
+        "url": lambda v: validate_url(v, local_mode=local_mode),
+        "events": lambda v: validate_events(v),
+        "status": lambda v: validate_status(v),
+        "max_per_second": lambda v: validate_max_per_second(v),
+    }
+    for field, check in checks.items():
+        value = getattr(data, field)
+        if value is None and partial:
+            continue
+        if field == "max_per_second" and value is None:
+            continue
+        if value is None and field == "status":
+            value = WebhookStatus.LIVE.value
+        cleaned, error = check(value)
+        setattr(clean, field, cleaned)
+        if error:
+            errors[field] = error
+    if errors:
+        raise InvalidInput(errors)
+    return clean
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _search_text(name: str, url: str) -> str:
+    return f"{name} {url}".lower()
+
+
+# ---------------------------------------------------------------- service functions
+
+
+def create_webhook(*, session: Session, data: WebhookInput) -> Webhook:
+    clean = validate(data)
+    now = utcnow()
+    webhook = Webhook(
+        name=clean.name,
+        url=clean.url,
+        status=clean.status,
+        max_per_second=clean.max_per_second,
+        secret=new_secret(),
+        search_text=_search_text(clean.name, clean.url),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(webhook)
+    session.flush()
+    session.add_all(Subscription(webhook_id=webhook.id, event_type=e) for e in clean.events)
+    session.flush()
+    return webhook
+
+
+def get_webhook(*, session: Session, webhook_id: int) -> Webhook:
+    webhook = session.get(Webhook, check_id("Webhook", webhook_id))
+    if webhook is None:
+        raise NotFound(f"Webhook {webhook_id} does not exist.")
+    return webhook
+
+
+def webhook_events(*, session: Session, webhook_id: int) -> list[str]:
+    """The event types a webhook receives, in catalogue order."""
+    check_id("Webhook", webhook_id)
+    chosen = set(session.exec(select(Subscription.event_type).where(Subscription.webhook_id == webhook_id)))
+    return [name for name in catalog.event_type_names() if name in chosen]
+
+
+def _not_operational(webhook: Webhook) -> None:
+    if webhook.operational:
+        raise InvalidInput({"webhook": "This is the operational webhook: an admin changes it on the Developers page."})
+
+
+def webhook_to_change(*, session: Session, webhook_id: int) -> Webhook:
+    """A webhook for a change or for its signing secret: never the operational one, which is an admin's alone."""
+    webhook = get_webhook(session=session, webhook_id=webhook_id)
+    _not_operational(webhook)
+    return webhook
+
+
+def update_webhook(*, session: Session, webhook_id: int, data: WebhookInput) -> Webhook:
+    webhook = get_webhook(session=session, webhook_id=webhook_id)
+    _not_operational(webhook)
+    clean = validate(data, partial=True)
+    if clean.name is not None:
+        webhook.name = clean.name
+    if clean.url is not None:
+        webhook.url = clean.url
+    webhook.search_text = _search_text(webhook.name, webhook.url)
+    if clean.events is not None:
+        session.exec(delete(Subscription).where(Subscription.webhook_id == webhook_id))
+        session.add_all(Subscription(webhook_id=webhook_id, event_type=e) for e in clean.events)
+    if data.max_per_second is not None:
+        webhook.max_per_second = clean.max_per_second
+    if clean.status is not None and clean.status != webhook.status:
+        set_status(session=session, webhook=webhook, status=clean.status)
+    webhook.updated_at = utcnow()
+    session.add(webhook)
+    session.flush()
+    return webhook
+
+
+def set_status(*, session: Session, webhook: Webhook, status: str, reason: str | None = None) -> None:
+    """Move a webhook to Live, Paused or Disabled, with what each change means for its deliveries.
+
+    - Disabled: unfinished deliveries end as Failure (`reason` says why, when the console did it);
+    - Paused: deliveries are still created and wait;
+    - Live again: what waited goes out now, oldest first, and the failing clock starts afresh.
+    """
+    now = utcnow()
+    webhook.status = status
+    webhook.updated_at = now
+    if status == WebhookStatus.DISABLED:
+        webhook.disabled_reason, webhook.disabled_at = reason, now
+        cancel_retries(session=session, webhook_id=webhook.id)
+    else:
+        webhook.disabled_reason = webhook.disabled_at = None
+    if status == WebhookStatus.LIVE:
+        webhook.failing_since = None
+        from kwik_console.events.publishing import notify_due
+
+        notify_due(session.connection())  # every process's dispatcher looks at once
+    session.add(webhook)
+
+
+def cancel_retries(*, session: Session, webhook_id: int) -> int:
+    """Finish every unfinished delivery of a webhook as Failure: nothing more is sent.
+
+    An attempt already in flight completes, and the dispatcher then records
+    it without scheduling another.
+    """
+    result = session.exec(
+        update(Delivery)
+        .where(Delivery.webhook_id == webhook_id, col(Delivery.next_attempt_at).is_not(None))
+        .values(status=DeliveryStatus.FAILURE, next_attempt_at=None, recovery_id=None, updated_at=utcnow())
+    )
+    return result.rowcount
+
+
+def delete_webhook(*, session: Session, webhook_id: int) -> None:
+    """Remove the webhook, its deliveries with their attempts, and any scheduled retries."""
+    _not_operational(get_webhook(session=session, webhook_id=webhook_id))
+    from kwik_console.store.tables import Recovery
+    # Explicit rather than relying on ON DELETE CASCADE, which SQLite only
+    # honours on connections that turned foreign keys on.
+    deliveries = select(Delivery.id).where(Delivery.webhook_id == webhook_id)
+    session.exec(delete(Attempt).where(col(Attempt.delivery_id).in_(deliveries)))
+    session.exec(delete(Delivery).where(Delivery.webhook_id == webhook_id))
+    session.exec(delete(Subscription).where(Subscription.webhook_id == webhook_id))
+    session.exec(delete(PreviousSecret).where(PreviousSecret.webhook_id == webhook_id))
+    session.exec(delete(Recovery).where(Recovery.webhook_id == webhook_id))
+    session.exec(delete(Webhook).where(Webhook.id == webhook_id))
+
+
+def list_webhooks(
+    *, session: Session, search: str | None = None, page: int = 1, per_page: int = PAGE_SIZE,
+    after: tuple[dt.datetime, int] | None = None,
+) -> WebhookPage:
+    """Webhooks newest first; `search` matches name or URL, ignoring case.
+
+    `after` (the created_at and id of the last webhook seen) asks for the page
+    after it, by keyset instead of `page`: webhooks created meanwhile never
+    shift a caller's pages, so none is skipped or seen twice.
+    """
+    if page < 1:
+        raise InvalidInput({"page": "Page must be 1 or more."})
+    if not 1 <= per_page <= 100:
+        raise InvalidInput({"per_page": "Page size must be between 1 and 100."})
+    # The operational webhook is an admin's, shown on the Developers page.
+    query = select(Webhook).where(col(Webhook.operational).is_(False))
+    count = select(func.count()).select_from(Webhook).where(col(Webhook.operational).is_(False))
+    term = (search or "").strip().lower()
+    if "\x00" in term or LONE_SURROGATE.search(term):
+        # No name or URL can hold these, and databases refuse them as query text.
+        return WebhookPage(items=[], total=0, page=page, per_page=per_page)
+    if term:
+        # Escape LIKE wildcards so "100%" means the text, not a pattern.
+        pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        match = col(Webhook.search_text).like(pattern, escape="\\")
+        query = query.where(match)
+        count = count.where(match)
+    total = session.exec(count).one()
+    if after is not None:
+        created_at, webhook_id = after
+        query = query.where(or_(col(Webhook.created_at) < created_at,
+                                and_(col(Webhook.created_at) == created_at, col(Webhook.id) < webhook_id)))
+    else:
+        query = query.offset((page - 1) * per_page)
+    items = list(session.exec(
+        query.order_by(col(Webhook.created_at).desc(), col(Webhook.id).desc()).limit(per_page + 1)
+    ).all())
+    more, items = len(items) > per_page, items[:per_page]
+    return WebhookPage(items=items, total=total, page=page, per_page=per_page,
+                       next_after=(items[-1].created_at, items[-1].id) if more else None)
+
+
+def rotate_secret(*, session: Session, webhook_id: int) -> Webhook:
+    """A new signing secret; the one it replaces keeps signing alongside it for a day.
+
+    Secrets replaced by earlier rotations keep signing too until their own day
+    ends, so a second rotation never cuts off a receiver still on the first secret.
+    """
+    webhook = webhook_to_change(session=session, webhook_id=webhook_id)
+    now = utcnow()
+    session.exec(
+        delete(PreviousSecret).where(PreviousSecret.webhook_id == webhook_id, col(PreviousSecret.expires_at) <= now)
+    )
+    session.add(PreviousSecret(webhook_id=webhook_id, secret=webhook.secret, expires_at=now + ROTATION_OVERLAP))
+    # The single-secret columns of earlier versions; previous_secret rows replace them.
+    webhook.previous_secret = None
+    webhook.previous_secret_expires_at = None
+    webhook.secret = new_secret()
+    webhook.updated_at = now
+    session.add(webhook)
+    session.flush()
+    return webhook
+
+
+def previous_secrets(*, session: Session, webhook_id: int, now: dt.datetime | None = None) -> list[PreviousSecret]:
+    """Replaced secrets that still sign (their overlap has not ended), newest first."""
+    check_id("Webhook", webhook_id)
+    now = now or utcnow()
+    return list(
+        session.exec(
+            select(PreviousSecret)
+            .where(PreviousSecret.webhook_id == webhook_id, col(PreviousSecret.expires_at) > now)
+            .order_by(col(PreviousSecret.expires_at).desc(), col(PreviousSecret.id).desc())
+        )
+    )
+
+
+__all__ = [
+    "WebhookInput",
+    "WebhookPage",
+    "cancel_retries",
+    "create_webhook",
+    "delete_webhook",
+    "get_webhook",
+    "list_webhooks",
+    "previous_secrets",
+    "rotate_secret",
+    "update_webhook",
+    "validate",
+    "webhook_events",
+]
