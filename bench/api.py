@@ -152,7 +152,7 @@ def main() -> None:
 
     with session_scope() as session:
         webhooks.create_webhook(session=session, data=webhooks.WebhookInput(
-            name="bench", url="https://api-bench.kwik-bench.invalid/hooks", events=["payment.created"]))
+            name="bench", url="https://api-bench.kwik-bench.invalid/hooks", events=["payment.created"]), actor=audit.CLI)
         token = tokens.create_token(session=session, name="bench", scopes="publish", actor=audit.CLI).token
 
     figures: dict = {"database": args.database, "seconds": args.seconds}

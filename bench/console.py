@@ -134,7 +134,8 @@ def main() -> None:
     from kwik_console.events import deliveries, rollups
     from kwik_console.web import export
     from kwik_console.webhooks import service as webhooks
-    from kwik_console.store.tables import Delivery, Webhook, utcnow
+    from kwik_console.store.tables import Delivery, Webhook
+    from kwik_console.core.clock import utcnow
     from kwik_console.ui.state.webhook_page import chart_points, viewer_zone
     from kwik_console.ui.views import DeliveryRow, FiguresView, OverviewRow, WebhookRow
 

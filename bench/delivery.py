@@ -149,7 +149,7 @@ def timestamp(value: dt.datetime) -> float:
 @functools.cache
 def _padding() -> str:
     from kwik_console.events.publishing import envelope, new_event_id
-    from kwik_console.store.tables import utcnow
+    from kwik_console.core.clock import utcnow
 
     probe = _data(time.time(), "")
     size = len(envelope(event_id=new_event_id(), event_type=EVENT_TYPE, created_at=utcnow(), test=False,
@@ -173,7 +173,7 @@ def event_data(sent: float | None = None) -> dict:
 
 def sample_body() -> bytes:
     from kwik_console.events.publishing import envelope, new_event_id
-    from kwik_console.store.tables import utcnow
+    from kwik_console.core.clock import utcnow
 
     return envelope(event_id=new_event_id(), event_type=EVENT_TYPE, created_at=utcnow(), test=False,
                     data=event_data()).encode()
@@ -467,6 +467,7 @@ class Bench:
     def make_webhooks(self, paths: list[str]) -> list[int]:
         from kwik_console.events import catalog
         from kwik_console.store import db
+        from kwik_console.team import audit
         from kwik_console.webhooks import service as webhooks
 
         with db.session_scope() as session:
@@ -475,6 +476,7 @@ class Bench:
                     session=session,
                     data=webhooks.WebhookInput(name=f"Bench {path}", url=self.receiver.url(path),
                                                events=catalog.event_type_names()),
+                    actor=audit.CLI,
                 ).id
                 for path in paths
             ]
@@ -551,7 +553,8 @@ class Bench:
         from sqlalchemy import insert
 
         from kwik_console.events.publishing import envelope, new_event_id
-        from kwik_console.store.tables import Event, utcnow
+        from kwik_console.store.tables import Event
+        from kwik_console.core.clock import utcnow
 
         now, event_id = utcnow(), new_event_id()
         body = envelope(event_id=event_id, event_type=EVENT_TYPE, created_at=now, test=False, data=event_data())
@@ -568,7 +571,8 @@ class Bench:
         """
         from sqlalchemy import bindparam, text
 
-        from kwik_console.store.tables import UTCDateTime, utcnow
+        from kwik_console.store.tables import UTCDateTime
+        from kwik_console.core.clock import utcnow
 
         first = webhook_ids[0]
         if webhook_ids != list(range(first, first + len(webhook_ids))):
@@ -805,7 +809,8 @@ class Bench:
     def scenario_d(self) -> None:
         from sqlalchemy import insert, select
 
-        from kwik_console.store.tables import Attempt, Delivery, utcnow
+        from kwik_console.store.tables import Attempt, Delivery
+        from kwik_console.core.clock import utcnow
 
         s = self.sizes
         engine = self.fresh_database("d")
@@ -863,7 +868,7 @@ class Bench:
     def scenario_e(self) -> None:
         from sqlalchemy import text
 
-        from kwik_console.store.tables import utcnow
+        from kwik_console.core.clock import utcnow
 
         s = self.sizes
         engine = self.fresh_database("e")
@@ -974,7 +979,7 @@ def claim_once(engine, webhook_id: int, *, webhook_full: bool) -> int:
     `webhook_full` says, through `room`, that the webhook already holds all it may.
     """
     from kwik_console.delivery.dispatcher import claim_deliveries
-    from kwik_console.store.tables import utcnow
+    from kwik_console.core.clock import utcnow
     from kwik_console.core.settings import get_settings
 
     settings = get_settings()

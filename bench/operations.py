@@ -136,7 +136,7 @@ def event_data(padding: str = "") -> dict:
 
 def padding() -> str:
     from kwik_console.events.publishing import envelope, new_event_id
-    from kwik_console.store.tables import utcnow
+    from kwik_console.core.clock import utcnow
 
     size = len(envelope(event_id=new_event_id(), event_type=EVENT_TYPE, created_at=utcnow(), test=False,
                         data=event_data()).encode())
@@ -242,6 +242,7 @@ class Bench:
     def make_webhook(self, path: str) -> int:
         from kwik_console.events import catalog
         from kwik_console.store import db
+        from kwik_console.team import audit
         from kwik_console.webhooks import service as webhooks
 
         with db.session_scope() as session:
@@ -249,6 +250,7 @@ class Bench:
                 session=session,
                 data=webhooks.WebhookInput(name=f"Bench {path}", url=self.receiver.url(path),
                                            events=catalog.event_type_names()),
+                actor=audit.CLI,
             ).id
 
     def scalar(self, statement, params=None):
@@ -273,7 +275,8 @@ class Bench:
         from kwik_console.store import db
         from kwik_console.delivery.scheduler import DeliveryScheduler
         from kwik_console.events.publishing import envelope, publish
-        from kwik_console.store.tables import Delivery, Event, utcnow
+        from kwik_console.store.tables import Delivery, Event
+        from kwik_console.core.clock import utcnow
         from kwik_console.operations import recovery
 
         n, s = self.sizes.deliveries, self.sizes
@@ -478,7 +481,8 @@ class Bench:
     def scenario_purge(self) -> None:
         from sqlalchemy import bindparam, func, select, text, update
 
-        from kwik_console.store.tables import Attempt, Delivery, Event, UTCDateTime, Webhook, utcnow
+        from kwik_console.store.tables import Attempt, Delivery, Event, UTCDateTime, Webhook
+        from kwik_console.core.clock import utcnow
         from kwik_console.operations import retention
 
         self.fresh_database("purge")

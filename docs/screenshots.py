@@ -54,7 +54,8 @@ def _date_back(webhook_id: int, hours: float, rng: random.Random) -> None:
 
     from kwik_console.store import db
     from kwik_console.events import rollups
-    from kwik_console.store.tables import Attempt, Delivery, Event, utcnow
+    from kwik_console.store.tables import Attempt, Delivery, Event
+    from kwik_console.core.clock import utcnow
 
     now = utcnow()
     with db.session_scope() as s:

@@ -18,6 +18,7 @@ from kwik_console.ui.state.audit import AuditState
 from kwik_console.ui.state.developers import SignatureCheckState
 from kwik_console.ui.state.event_log import EventLogState
 from kwik_console.ui.state.members import MembersState
+from kwik_console.ui.state.operations import RecoveryProgressState
 from kwik_console.ui.state.session import SessionState
 from kwik_console.ui.state.sign_in import AcceptState, SignInState
 from kwik_console.ui.state.tokens import TokensState
@@ -44,7 +45,8 @@ app.add_page(webhooks_page, route="/", title="Webhooks · Kwik Console", on_load
 app.add_page(webhooks_page, route="/webhooks", title="Webhooks · Kwik Console",
              on_load=[SessionState.load, WebhooksState.load])
 app.add_page(webhook_page, route="/webhooks/[webhook_id]", title="Webhook · Kwik Console",
-             on_load=[SessionState.load, WebhookPageState.open_page])
+             on_load=[SessionState.load, WebhookPageState.open_page, RecoveryProgressState.load,
+                      RecoveryProgressState.open_recover_when_asked])
 app.add_page(developers_page, route="/developers", title="Developers · Kwik Console",
              on_load=[SessionState.load, SignatureCheckState.open_page])
 app.add_page(event_log_page, route="/webhooks/[webhook_id]/events", title="Events · Kwik Console",

@@ -76,7 +76,7 @@ def test_each_scope_is_enforced(remote, scopes, allowed):
     with session_scope() as session:
         from kwik_console.webhooks import service as webhooks
 
-        webhook_id = webhooks.create_webhook(session=session, data=webhooks.WebhookInput(**WEBHOOK)).id
+        webhook_id = webhooks.create_webhook(session=session, data=webhooks.WebhookInput(**WEBHOOK), actor=audit.CLI).id
     token = _bearer(_token(scopes))
     calls = {
         "list": lambda: remote.get("/api/v1/webhooks", headers=token),
@@ -188,7 +188,7 @@ def test_publishing_checks_the_token_in_the_publish_transaction(remote, monkeypa
     with session_scope() as session:
         from kwik_console.webhooks import service as webhooks
 
-        webhooks.create_webhook(session=session, data=webhooks.WebhookInput(**WEBHOOK))
+        webhooks.create_webhook(session=session, data=webhooks.WebhookInput(**WEBHOOK), actor=audit.CLI)
     publisher, reader, revoked = _token("publish", name="platform"), _token("read", name="reader"), _token(
         "publish", name="old")
     with session_scope() as session:
@@ -237,7 +237,7 @@ def test_publish_answers_alike_whether_fastapi_parses_it_or_the_direct_path_does
     with session_scope() as session:
         from kwik_console.webhooks import service as webhooks
 
-        webhooks.create_webhook(session=session, data=webhooks.WebhookInput(**WEBHOOK))
+        webhooks.create_webhook(session=session, data=webhooks.WebhookInput(**WEBHOOK), actor=audit.CLI)
     other = {"type": "payment.created", "data": {"id": "pay_2"}}
     raw = {"content-type": "application/json"}
 

@@ -35,7 +35,7 @@ PUBLISH = {"type": "payment.created", "data": {"id": "pay_1", "amount": 1200}}
 def _webhook(name: str, events_: list[str], status: str = "live") -> int:
     with session_scope() as session:
         return webhooks.create_webhook(session=session, data=webhooks.WebhookInput(
-            name=name, url=f"https://{name.lower()}.kwik-test.invalid/hooks", events=events_, status=status)).id
+            name=name, url=f"https://{name.lower()}.kwik-test.invalid/hooks", events=events_, status=status), actor=audit.CLI).id
 
 
 def _token(scopes: str, name: str = "platform") -> str:

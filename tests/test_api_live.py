@@ -38,7 +38,7 @@ def _token(scopes: str) -> str:
 def test_twenty_concurrent_repeats_of_one_key_publish_one_event(kwik, tmp_path):
     with session_scope() as session:
         webhooks.create_webhook(session=session, data=webhooks.WebhookInput(
-            name="Orders", url="https://127.0.0.1:9/hooks", events=["payment.created"]))
+            name="Orders", url="https://127.0.0.1:9/hooks", events=["payment.created"]), actor=audit.CLI)
     headers = {"Authorization": f"Bearer {_token('publish')}", "Idempotency-Key": "order-1042-created"}
     with ApiServer(tmp_path / "a.log") as a, ApiServer(tmp_path / "b.log") as b:
         def send(i: int) -> httpx.Response:
@@ -217,7 +217,7 @@ def test_the_api_answers_while_another_process_holds_sqlites_writer_and_publishe
         sqlite_kwik, tmp_path):
     with session_scope() as session:
         webhooks.create_webhook(session=session, data=webhooks.WebhookInput(
-            name="Orders", url="https://127.0.0.1:9/hooks", events=["payment.created"]))
+            name="Orders", url="https://127.0.0.1:9/hooks", events=["payment.created"]), actor=audit.CLI)
     headers = {"Authorization": f"Bearer {_token('publish')}"}
     with ApiServer(tmp_path / "api.log") as api, concurrent.futures.ThreadPoolExecutor(1) as pool:
         assert httpx.post(api.url + "/api/v1/events", json=PUBLISH, headers=headers).status_code == 202

@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 
+from kwik_console.team import audit
 from kwik_console.webhooks import service as webhooks
 from kwik_console.store.db import session_scope
 
@@ -25,7 +26,7 @@ def api(kwik):
 def _create(name: str) -> int:
     with session_scope() as s:  # Disabled, on loopback: nothing is sent anywhere
         return webhooks.create_webhook(session=s, data=webhooks.WebhookInput(
-            name=name, url=f"https://127.0.0.1:9/{name}", events=["payment.created"], status="disabled")).id
+            name=name, url=f"https://127.0.0.1:9/{name}", events=["payment.created"], status="disabled"), actor=audit.CLI).id
 
 
 def _page(api, cursor=None, limit=2) -> dict:
@@ -48,7 +49,7 @@ def test_pages_hold_still_while_webhooks_are_created_and_deleted(api):
     # One already seen is deleted: with page numbers, w3 would be skipped.
     with session_scope() as s:
         webhooks.delete_webhook(session=s, webhook_id=next(w.id for w in webhooks.list_webhooks(
-            session=s, per_page=100).items if w.name == "w7"))
+            session=s, per_page=100).items if w.name == "w7"), actor=audit.CLI)
     while page["next_cursor"]:
         page = _page(api, page["next_cursor"])
         seen += [w["name"] for w in page["items"]]

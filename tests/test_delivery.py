@@ -14,27 +14,18 @@ import pytest
 from sqlmodel import Session, func, select
 from standardwebhooks.webhooks import Webhook as Verifier
 
+from kwik_console.team import audit
 from kwik_console import __version__
 from kwik_console.store import db
 from kwik_console.webhooks import service as webhooks
 from kwik_console.delivery import scheduler
 from kwik_console.delivery.dispatcher import claim_deliveries
 from kwik_console.events.publishing import publish
-from kwik_console.store.tables import Attempt, Delivery, utcnow
+from kwik_console.store.tables import Attempt, Delivery
+from kwik_console.core.clock import utcnow
 from kwik_console.webhooks.service import WebhookInput
 from tests.conftest import configure
-
-
-def make_hook(url, events=("payment.created",), name="Endpoint"):
-    with db.session_scope() as s:
-        return webhooks.create_webhook(session=s, data=WebhookInput(name=name, url=url, events=list(events)))
-
-
-def send_test(webhook_id, event_type="payment.created"):
-    published = publish(event_type, {"object": "payment", "id": "pay_1", "amount": 100}, test=True,
-                        webhook_id=webhook_id, wake=False)
-    (outcome,) = asyncio.run(scheduler.deliver_now(published.delivery_ids))
-    return published, outcome
+from tests.factories import make_hook, send_test
 
 
 def load(model, ident):
@@ -225,7 +216,7 @@ def test_disabling_cancels_scheduled_retries(kwik, receiver, monkeypatch):
     _, outcome = send_test(webhook.id)
     assert outcome.status == "retrying"
     with db.session_scope() as s:
-        webhooks.update_webhook(session=s, webhook_id=webhook.id, data=WebhookInput(status="disabled"))
+        webhooks.update_webhook(session=s, webhook_id=webhook.id, data=WebhookInput(status="disabled"), actor=audit.CLI)
     # Until the dispatcher has looked for due deliveries after the retry time: nothing more is sent.
     assert run_scheduler(looked_after(outcome.next_attempt_at + dt.timedelta(seconds=0.1)))
     assert len(receiver.hits("/fail")) == 1
@@ -237,7 +228,7 @@ def test_deleting_cancels_scheduled_retries(kwik, receiver):
     webhook = make_hook(receiver.url("/fail"))
     _, outcome = send_test(webhook.id)
     with db.session_scope() as s:
-        webhooks.delete_webhook(session=s, webhook_id=webhook.id)
+        webhooks.delete_webhook(session=s, webhook_id=webhook.id, actor=audit.CLI)
     assert run_scheduler(looked_after(outcome.next_attempt_at + dt.timedelta(seconds=0.1)))
     assert len(receiver.hits("/fail")) == 1
     assert load(Delivery, outcome.delivery_id) is None

@@ -18,6 +18,7 @@ import pytest
 from sqlmodel import Session, func, select, update
 from standardwebhooks.webhooks import Webhook as Verifier
 
+from kwik_console.team import audit
 from kwik_console.store import db
 from kwik_console.core import settings
 from kwik_console.webhooks import service as webhooks
@@ -32,14 +33,11 @@ from kwik_console.delivery.dispatcher import (
     release_claims,
 )
 from kwik_console.events.publishing import publish
-from kwik_console.store.tables import Attempt, Delivery, Webhook, utcnow
+from kwik_console.store.tables import Attempt, Delivery, Webhook
+from kwik_console.core.clock import utcnow
 from kwik_console.webhooks.service import WebhookInput
 from tests.conftest import configure
-
-
-def make_hook(url, events=("payment.created",), name="Endpoint"):
-    with db.session_scope() as s:
-        return webhooks.create_webhook(session=s, data=WebhookInput(name=name, url=url, events=list(events)))
+from tests.factories import make_hook
 
 
 def delivery(delivery_id) -> Delivery:
@@ -248,7 +246,7 @@ def test_disabling_a_webhook_stops_its_claims_waiting_in_memory(kwik, receiver, 
         assert await until(lambda: running.dispatcher.ready >= 1, timeout=10)
         await asyncio.sleep(RECHECK_AFTER_SECONDS)
         with db.session_scope() as s:
-            webhooks.update_webhook(session=s, webhook_id=webhook.id, data=WebhookInput(status="disabled"))
+            webhooks.update_webhook(session=s, webhook_id=webhook.id, data=WebhookInput(status="disabled"), actor=audit.CLI)
         receiver.release.set()
         return await until(lambda: all_finished(ids) and running.dispatcher.ready == 0
                            and running.dispatcher.in_flight == 0, timeout=20)
@@ -267,7 +265,7 @@ def test_a_webhook_disabled_while_its_attempt_is_in_flight_is_not_retried(kwik, 
         running.wake()
         assert await until(lambda: receiver.hits("/hang"), timeout=10)
         with db.session_scope() as s:
-            webhooks.update_webhook(session=s, webhook_id=webhook.id, data=WebhookInput(status="disabled"))
+            webhooks.update_webhook(session=s, webhook_id=webhook.id, data=WebhookInput(status="disabled"), actor=audit.CLI)
         receiver.release.set()
         assert await until(lambda: attempt_count([delivery_id]) == 1, timeout=20)
         # A look for due deliveries well past when the 500's retry would have fallen due.
@@ -334,9 +332,9 @@ def test_every_secret_whose_overlap_has_not_ended_signs(kwik, receiver):
     webhook = make_hook(receiver.url("/ok"))
     original = webhook.secret
     with db.session_scope() as s:
-        webhooks.rotate_secret(session=s, webhook_id=webhook.id)
+        webhooks.rotate_secret(session=s, webhook_id=webhook.id, actor=audit.CLI)
     with db.session_scope() as s:
-        second = webhooks.rotate_secret(session=s, webhook_id=webhook.id).secret
+        second = webhooks.rotate_secret(session=s, webhook_id=webhook.id, actor=audit.CLI).secret
     with db.session_scope() as s:
         current = webhooks.get_webhook(session=s, webhook_id=webhook.id).secret
     published = publish("payment.created", {}, wake=False)

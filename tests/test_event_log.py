@@ -6,16 +6,13 @@ import pytest
 
 from kwik_console.store import db
 from kwik_console.events import deliveries, search
-from kwik_console.webhooks import service as webhooks
 from kwik_console.core.errors import InvalidInput
 from kwik_console.events.publishing import publish
-from kwik_console.webhooks.service import WebhookInput
+from tests import factories
 
 
 def make_hook(name="Orders service", events=("payment.created", "invoice.created")):
-    with db.session_scope() as s:
-        return webhooks.create_webhook(session=s, data=WebhookInput(
-            name=name, url="https://127.0.0.1:9/orders/kwik", events=list(events), status="live"))
+    return factories.make_hook("https://127.0.0.1:9/orders/kwik", events=events, name=name, status="live")
 
 
 def ids(page) -> list[int]:

@@ -4,6 +4,7 @@ import time
 import pytest
 from sqlmodel import func, select
 
+from kwik_console.team import audit
 from kwik_console.webhooks import service as webhooks
 from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.events.publishing import new_event_id, publish
@@ -15,7 +16,7 @@ def hook(session, name, events, status="live"):
     webhook = webhooks.create_webhook(
         session=session,
         data=WebhookInput(name=name, url=f"https://127.0.0.1:9/{name}/hook", events=events, status=status),
-    )
+     actor=audit.CLI)
     session.commit()
     return webhook
 

@@ -16,6 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import func, select
 
+from kwik_console.core.text import CONTROL_CHARACTERS
+from kwik_console.team import audit
 from kwik_console.events import catalog, deliveries
 from kwik_console.webhooks import service as webhooks
 from kwik_console.core.errors import InvalidInput, NotFound
@@ -123,7 +125,7 @@ def test_creating_webhooks_from_any_input(kwik, session):
         url, status = url_and_status
         before = counts(session)
         try:
-            webhook = webhooks.create_webhook(session=session, data=WebhookInput(name, url, events, status))
+            webhook = webhooks.create_webhook(session=session, data=WebhookInput(name, url, events, status), actor=audit.CLI)
             session.commit()
         except CLEAN_ERRORS:
             session.rollback()
@@ -132,7 +134,7 @@ def test_creating_webhooks_from_any_input(kwik, session):
         # Accepted: it reads back exactly, and is what a receiver and a terminal can take.
         stored = webhooks.get_webhook(session=session, webhook_id=webhook.id)
         assert stored.name == webhook.name and 1 <= len(stored.name) <= webhooks.NAME_MAX
-        assert not webhooks.CONTROL_CHARACTERS.search(stored.name + stored.url)
+        assert not CONTROL_CHARACTERS.search(stored.name + stored.url)
         assert stored.url.split("//", 1)[1].split("/", 1)[0].isascii()  # the host in its A-label form
         assert webhooks.webhook_events(session=session, webhook_id=webhook.id)
 
@@ -142,7 +144,7 @@ def test_creating_webhooks_from_any_input(kwik, session):
 def test_updating_any_webhook_id_with_any_input(kwik, session):
     # Disabled, as the updates below may point it anywhere: no test makes a Live webhook off this machine.
     existing = webhooks.create_webhook(session=session, data=WebhookInput(
-        name="Orders", url="https://127.0.0.1:9/kwik", events=["payment.created"], status="disabled"))
+        name="Orders", url="https://127.0.0.1:9/kwik", events=["payment.created"], status="disabled"), actor=audit.CLI)
     session.commit()
 
     @fuzz(kwik)
@@ -152,7 +154,7 @@ def test_updating_any_webhook_id_with_any_input(kwik, session):
         before = counts(session)
         was = session.exec(select(Webhook.name, Webhook.url).where(Webhook.id == existing.id)).one()
         try:
-            webhooks.update_webhook(session=session, webhook_id=webhook_id, data=WebhookInput(name, url, events))
+            webhooks.update_webhook(session=session, webhook_id=webhook_id, data=WebhookInput(name, url, events), actor=audit.CLI)
             session.commit()
         except CLEAN_ERRORS:
             session.rollback()
@@ -164,15 +166,15 @@ def test_updating_any_webhook_id_with_any_input(kwik, session):
 
 def test_every_id_taking_service_with_any_id(kwik, session):
     webhook = webhooks.create_webhook(session=session, data=WebhookInput(
-        name="Orders", url="https://127.0.0.1:9/kwik", events=["payment.created"]))
+        name="Orders", url="https://127.0.0.1:9/kwik", events=["payment.created"]), actor=audit.CLI)
     session.commit()
     publish("payment.created", {"object": "payment"}, session=session, wake=False)
     services = {
         "get": lambda i: webhooks.get_webhook(session=session, webhook_id=i),
         "events": lambda i: webhooks.webhook_events(session=session, webhook_id=i),
         "previous secrets": lambda i: webhooks.previous_secrets(session=session, webhook_id=i),
-        "rotate": lambda i: webhooks.rotate_secret(session=session, webhook_id=i),
-        "delete": lambda i: webhooks.delete_webhook(session=session, webhook_id=i),
+        "rotate": lambda i: webhooks.rotate_secret(session=session, webhook_id=i, actor=audit.CLI),
+        "delete": lambda i: webhooks.delete_webhook(session=session, webhook_id=i, actor=audit.CLI),
         "delivery": lambda i: deliveries.get_delivery(session=session, delivery_id=i),
         "log": lambda i: deliveries.list_deliveries(session=session, webhook_id=i),
         "log page": lambda i: deliveries.list_deliveries(session=session, before_id=i),
@@ -199,7 +201,7 @@ def test_every_id_taking_service_with_any_id(kwik, session):
 
 def test_publishing_any_data(kwik, session):
     live = webhooks.create_webhook(session=session, data=WebhookInput(
-        name="Orders", url="https://127.0.0.1:9/kwik", events=catalog.event_type_names()))
+        name="Orders", url="https://127.0.0.1:9/kwik", events=catalog.event_type_names()), actor=audit.CLI)
     session.commit()
 
     @fuzz(kwik)
@@ -225,7 +227,7 @@ def test_publishing_any_data(kwik, session):
 
 def test_searching_with_any_text(kwik, session):
     webhooks.create_webhook(session=session, data=WebhookInput(
-        name="Orders", url="https://127.0.0.1:9/kwik", events=["payment.created"]))
+        name="Orders", url="https://127.0.0.1:9/kwik", events=["payment.created"]), actor=audit.CLI)
     session.commit()
 
     @fuzz(kwik)

@@ -21,13 +21,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import Session, func, select, update
 
+from kwik_console.team import audit
 from kwik_console.store import db
 from kwik_console.web import probes as health
 from kwik_console.core import logs, metrics
 from kwik_console.webhooks import service as webhooks
 from kwik_console.delivery import scheduler
 from kwik_console.events.publishing import publish
-from kwik_console.store.tables import Attempt, Delivery, utcnow
+from kwik_console.store.tables import Attempt, Delivery
+from kwik_console.core.clock import utcnow
 from kwik_console.webhooks.service import WebhookInput
 from tests.conftest import KWIK_CONSOLE, ROOT, configure
 
@@ -172,7 +174,7 @@ def test_metrics_in_hosted_mode_without_a_token_are_loopback_only(metrics_dir, m
 def test_database_gauges_match_the_rows(metrics_dir, receiver):
     with db.session_scope() as s:
         webhooks.create_webhook(session=s, data=WebhookInput(name="Shop", url=receiver.url("/ok"),
-                                                             events=["payment.created"]))
+                                                             events=["payment.created"]), actor=audit.CLI)
     ids = [i for n in range(10) for i in publish("payment.created", {"n": n}, wake=False).delivery_ids]
     now = utcnow()
     engine = db.get_engine()
@@ -249,7 +251,7 @@ def test_after_a_burst_the_counters_match_the_database(metrics_dir, receiver):
     for path in ("/ok", "/fail", "/reset"):  # success; failure (500); error (no response)
         with db.session_scope() as s:
             webhooks.create_webhook(session=s, data=WebhookInput(name=path, url=receiver.url(path),
-                                                                 events=["payment.created"]))
+                                                                 events=["payment.created"]), actor=audit.CLI)
     ids = [i for n in range(40) for i in publish("payment.created", {"n": n}, wake=False).delivery_ids]
 
     def finished() -> bool:

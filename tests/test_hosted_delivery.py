@@ -16,21 +16,17 @@ from cryptography.fernet import Fernet
 from sqlmodel import Session, select
 from standardwebhooks.webhooks import Webhook as Verifier
 
+from kwik_console.team import audit
 from kwik_console.store import db, secret_box
 from kwik_console.webhooks import service as webhooks
 from kwik_console.delivery import scheduler
 from kwik_console.events.publishing import publish
 from kwik_console.store.tables import Attempt, Delivery
-from kwik_console.webhooks.service import WebhookInput
 from tests.conftest import configure
+from tests.factories import make_hook
 
 KEY_1, KEY_2 = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 REBIND_HOST = "hooks.test-rebind.invalid"
-
-
-def make_hook(url, name="Endpoint"):
-    with db.session_scope() as s:
-        return webhooks.create_webhook(session=s, data=WebhookInput(name=name, url=url, events=["payment.created"]))
 
 
 def send(webhook_id):
@@ -97,7 +93,7 @@ def test_signing_secrets_are_encrypted_at_rest(kwik, receiver, monkeypatch):
     webhook = make_hook(receiver.url("/ok"))
     original = webhook.secret
     with db.session_scope() as s:
-        current = webhooks.rotate_secret(session=s, webhook_id=webhook.id).secret
+        current = webhooks.rotate_secret(session=s, webhook_id=webhook.id, actor=audit.CLI).secret
     values = stored_text(db.get_engine())
     assert not [v for v in values if "whsec_" in v]
     assert sum(v.startswith(secret_box.PREFIX) for v in values) == 2

@@ -9,12 +9,14 @@ import subprocess
 import pytest
 from sqlmodel import func, select
 
+from kwik_console.team import audit
 from kwik_console.events import deliveries
 from kwik_console.webhooks import service as webhooks
 from kwik_console.cli import main
 from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.events.publishing import publish
-from kwik_console.store.tables import Attempt, Delivery, Event, Subscription, Webhook, utcnow
+from kwik_console.store.tables import Attempt, Delivery, Event, Subscription, Webhook
+from kwik_console.core.clock import utcnow
 from kwik_console.webhooks.service import WebhookInput
 from tests.conftest import KWIK_CONSOLE, configure
 
@@ -36,7 +38,7 @@ def count(session, model) -> int:
 
 
 def make(session, **overrides) -> Webhook:
-    webhook = webhooks.create_webhook(session=session, data=WebhookInput(**(GOOD | overrides)))
+    webhook = webhooks.create_webhook(session=session, data=WebhookInput(**(GOOD | overrides)), actor=audit.CLI)
     session.commit()
     return webhook
 
@@ -50,9 +52,9 @@ def test_ids_no_row_can_have_are_not_found_in_every_service(session, webhook_id)
     calls = [
         lambda: webhooks.get_webhook(session=session, webhook_id=webhook_id),
         lambda: webhooks.webhook_events(session=session, webhook_id=webhook_id),
-        lambda: webhooks.update_webhook(session=session, webhook_id=webhook_id, data=WebhookInput(name="x")),
-        lambda: webhooks.delete_webhook(session=session, webhook_id=webhook_id),
-        lambda: webhooks.rotate_secret(session=session, webhook_id=webhook_id),
+        lambda: webhooks.update_webhook(session=session, webhook_id=webhook_id, data=WebhookInput(name="x"), actor=audit.CLI),
+        lambda: webhooks.delete_webhook(session=session, webhook_id=webhook_id, actor=audit.CLI),
+        lambda: webhooks.rotate_secret(session=session, webhook_id=webhook_id, actor=audit.CLI),
         lambda: webhooks.previous_secrets(session=session, webhook_id=webhook_id),
         lambda: deliveries.list_deliveries(session=session, webhook_id=webhook_id),
         lambda: publish("payment.created", {}, test=True, webhook_id=webhook_id, session=session, wake=False),
@@ -201,7 +203,7 @@ def test_unopenable_sqlite_file_from_the_installed_command(tmp_path, cli_env):
 )
 def test_bad_urls_are_field_errors_and_write_nothing(session, url, message):
     with pytest.raises(InvalidInput) as raised:
-        webhooks.create_webhook(session=session, data=WebhookInput(**(GOOD | {"url": url})))
+        webhooks.create_webhook(session=session, data=WebhookInput(**(GOOD | {"url": url})), actor=audit.CLI)
     assert raised.value.errors == {"url": message}
     session.rollback()
     assert count(session, Webhook) == 0 and count(session, Subscription) == 0
@@ -229,12 +231,12 @@ def test_international_host_names_are_stored_in_their_ascii_form(session, url, s
 )
 def test_names_with_control_characters_are_refused(session, name):
     with pytest.raises(InvalidInput) as raised:
-        webhooks.create_webhook(session=session, data=WebhookInput(**(GOOD | {"name": name})))
+        webhooks.create_webhook(session=session, data=WebhookInput(**(GOOD | {"name": name})), actor=audit.CLI)
     assert raised.value.errors == {"name": "Name must not contain control characters."}
     session.rollback()
     webhook = make(session)
     with pytest.raises(InvalidInput) as raised:
-        webhooks.update_webhook(session=session, webhook_id=webhook.id, data=WebhookInput(name=name))
+        webhooks.update_webhook(session=session, webhook_id=webhook.id, data=WebhookInput(name=name), actor=audit.CLI)
     assert raised.value.errors == {"name": "Name must not contain control characters."}
     session.rollback()
     assert [w.name for w in session.exec(select(Webhook))] == ["Orders"]
@@ -242,7 +244,7 @@ def test_names_with_control_characters_are_refused(session, name):
 
 def test_name_with_a_lone_surrogate_is_refused(session):
     with pytest.raises(InvalidInput) as raised:
-        webhooks.create_webhook(session=session, data=WebhookInput(**(GOOD | {"name": "Orders \ud800"})))
+        webhooks.create_webhook(session=session, data=WebhookInput(**(GOOD | {"name": "Orders \ud800"})), actor=audit.CLI)
     assert raised.value.errors == {"name": "Name must be valid Unicode text."}
 
 
@@ -300,7 +302,7 @@ def test_nul_in_a_name_is_a_field_error_on_postgresql_too(session):
     webhook = make(session)
     with pytest.raises(InvalidInput) as raised:
         webhooks.update_webhook(session=session, webhook_id=webhook.id,
-                                data=WebhookInput(name="a\x00b", url="https://hooks.example.invalid/\x00"))
+                                data=WebhookInput(name="a\x00b", url="https://hooks.example.invalid/\x00"), actor=audit.CLI)
     assert raised.value.errors == {"name": "Name must not contain control characters.",
                                    "url": "Webhook URL must not contain control characters."}
     session.rollback()

@@ -15,7 +15,7 @@ from kwik_console.store import db
 from kwik_console.store.db import session_scope
 from kwik_console.core.errors import InvalidInput
 from kwik_console.store.team_tables import Role
-from kwik_console.store.tables import utcnow
+from kwik_console.core.clock import utcnow
 from tests.conftest import KWIK_CONSOLE, TEST_SECRET_KEY, configure
 
 PASSWORD = "kettle orbit lantern 42"

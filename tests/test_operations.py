@@ -25,26 +25,22 @@ from kwik_console.webhooks import service as webhooks
 from kwik_console.core.errors import InvalidInput
 from kwik_console.events.publishing import publish
 from kwik_console.store.team_tables import AuditEntry
-from kwik_console.store.tables import Attempt, Delivery, Event, Recovery, Webhook, utcnow
+from kwik_console.store.tables import Attempt, Delivery, Event, Recovery, Webhook
+from kwik_console.core.clock import utcnow
 from kwik_console.operations import health, notices, recovery, retention
 from kwik_console.delivery import resend
 from kwik_console.webhooks.service import WebhookInput
 from tests.conftest import configure
+from tests.factories import make_hook
 from tests.test_engine import run_scheduler, until
 from tests.test_worker import start_worker, stop, wait_until
 
 ACTOR = audit.Actor(None, "ops-test@example.com")
 
 
-def make_hook(url, events=("payment.created",), name="Endpoint", **more) -> int:
-    with db.session_scope() as s:
-        return webhooks.create_webhook(
-            session=s, data=WebhookInput(name=name, url=url, events=list(events), **more)).id
-
-
 def set_url(webhook_id: int, url: str) -> None:
     with db.session_scope() as s:
-        webhooks.update_webhook(session=s, webhook_id=webhook_id, data=WebhookInput(url=url))
+        webhooks.update_webhook(session=s, webhook_id=webhook_id, data=WebhookInput(url=url), actor=audit.CLI)
 
 
 def statuses(webhook_id: int | None = None) -> collections.Counter:
@@ -87,7 +83,7 @@ def exhausted(count: int) -> list[int]:
 def test_resend_while_a_retry_is_pending_sends_one_attempt_at_a_time(kwik, receiver, monkeypatch):
     # The pending retry is an hour away; the held attempt may take 5 s.
     configure(monkeypatch, KWIK_RETRY_SCHEDULE="3600,3600", KWIK_ATTEMPT_TIMEOUT="5", KWIK_LEASE_SECONDS="11")
-    webhook_id = make_hook(receiver.url("/hang"))
+    webhook_id = make_hook(receiver.url("/hang")).id
     receiver.hang_code = 500
     receiver.release.set()
     [delivery_id] = publish("payment.created", {"n": 1}, wake=False).delivery_ids
@@ -125,7 +121,7 @@ def test_resend_while_a_retry_is_pending_sends_one_attempt_at_a_time(kwik, recei
 
 
 def test_resend_is_refused_for_a_paused_webhook(kwik, receiver):
-    webhook_id = make_hook(receiver.url("/ok"))
+    webhook_id = make_hook(receiver.url("/ok")).id
     [delivery_id] = publish("payment.created", {"n": 1}, wake=False).delivery_ids
     with db.session_scope() as s:
         health.pause_webhook(session=s, webhook_id=webhook_id, actor=ACTOR)
@@ -141,7 +137,7 @@ def test_recover_ten_thousand_failed_deliveries(kwik, receiver, monkeypatch):
     # Every send must succeed: 5 s attempts, as a loaded machine stretched a few of 10,000 past 1 s.
     configure(monkeypatch, KWIK_ATTEMPT_TIMEOUT="5", KWIK_LEASE_SECONDS="11")
     count = 10_000
-    webhook_id = make_hook(receiver.url("/ok"))
+    webhook_id = make_hook(receiver.url("/ok")).id
     ids = exhausted(count)
     with db.session_scope() as s:
         started = recovery.start_recovery(session=s, webhook_id=webhook_id, since=utcnow() - dt.timedelta(hours=1),
@@ -164,7 +160,7 @@ def test_recover_ten_thousand_failed_deliveries(kwik, receiver, monkeypatch):
 
 
 def test_only_one_recovery_runs_per_webhook_and_bad_input_is_refused(kwik, receiver):
-    webhook_id = make_hook(receiver.url("/gone"))
+    webhook_id = make_hook(receiver.url("/gone")).id
     failed_deliveries(webhook_id, receiver, 3)
     since = utcnow() - dt.timedelta(hours=1)
     with db.session_scope() as s:
@@ -186,7 +182,7 @@ def test_cancelling_a_recovery_stops_it_and_takes_back_what_was_not_sent(kwik, r
     # retries (which keep their turn, rightly) went out after the recovery had settled.
     configure(monkeypatch, KWIK_ATTEMPT_TIMEOUT="5", KWIK_LEASE_SECONDS="11")
     count = 600
-    webhook_id = make_hook(receiver.url("/gone"))
+    webhook_id = make_hook(receiver.url("/gone")).id
     failed_deliveries(webhook_id, receiver, count)
     set_url(webhook_id, receiver.url("/half"))  # 0.5 s each, 8 at a time: the recovery takes a while
     with db.session_scope() as s:
@@ -221,7 +217,7 @@ def test_cancelling_a_recovery_stops_it_and_takes_back_what_was_not_sent(kwik, r
 
 def test_a_recovery_resumes_after_its_process_is_killed_and_sends_no_success_twice(kwik, receiver, cli_env):
     count = 2_000
-    webhook_id = make_hook(receiver.url("/steady"))  # 50 ms each, 8 at a time
+    webhook_id = make_hook(receiver.url("/steady")).id  # 50 ms each, 8 at a time
     exhausted(count)
     worker = start_worker(cli_env)
     try:
@@ -259,7 +255,7 @@ def test_auto_disable_notifies_the_operational_webhook_signed(kwik, receiver):
     with db.session_scope() as s:
         operational = notices.set_operational_webhook(session=s, url=receiver.url("/steady"), actor=ACTOR)
         operational_id, operational_secret = operational.id, operational.secret
-    webhook_id = make_hook(receiver.url("/fail"), name="Orders")
+    webhook_id = make_hook(receiver.url("/fail"), name="Orders").id
     publish("payment.created", {"n": 1}, wake=False)
 
     async def body(running):
@@ -297,7 +293,7 @@ def test_auto_disable_notifies_the_operational_webhook_signed(kwik, receiver):
 def test_failing_then_recovered_notices_and_the_warning(kwik, receiver):
     with db.session_scope() as s:
         notices.set_operational_webhook(session=s, url=receiver.url("/steady"), actor=ACTOR)
-    webhook_id = make_hook(receiver.url("/flaky"))  # 500 once, then 200
+    webhook_id = make_hook(receiver.url("/flaky")).id  # 500 once, then 200
     publish("payment.created", {"n": 1}, wake=False)
 
     async def body(running):
@@ -318,14 +314,14 @@ def test_failing_then_recovered_notices_and_the_warning(kwik, receiver):
 
 def test_regular_webhooks_cannot_subscribe_to_operational_events(kwik):
     with pytest.raises(InvalidInput, match="operational webhook"):
-        make_hook("https://127.0.0.1:9/kwik", events=["payment.created", "webhook.disabled"])
+        make_hook("https://127.0.0.1:9/kwik", events=["payment.created", "webhook.disabled"]).id
 
 
 # ---------------------------------------------------------------- pause and resume
 
 
 def test_paused_webhook_keeps_its_deliveries_and_sends_them_oldest_first_on_resume(kwik, receiver):
-    webhook_id = make_hook(receiver.url("/ok"))
+    webhook_id = make_hook(receiver.url("/ok")).id
     with db.session_scope() as s:
         health.pause_webhook(session=s, webhook_id=webhook_id, actor=ACTOR)
 
@@ -353,7 +349,7 @@ def test_paused_webhook_keeps_its_deliveries_and_sends_them_oldest_first_on_resu
 
 
 def test_a_test_event_to_a_paused_webhook_is_refused(kwik):
-    webhook_id = make_hook("https://127.0.0.1:9/kwik")
+    webhook_id = make_hook("https://127.0.0.1:9/kwik").id
     with db.session_scope() as s:
         health.pause_webhook(session=s, webhook_id=webhook_id, actor=ACTOR)
     with pytest.raises(InvalidInput, match="is Paused"):
@@ -364,7 +360,7 @@ def test_a_test_event_to_a_paused_webhook_is_refused(kwik):
 
 
 def test_rate_limit_holds_across_two_worker_processes(kwik, receiver, cli_env):
-    webhook_id = make_hook(receiver.url("/ok"), max_per_second="5")
+    webhook_id = make_hook(receiver.url("/ok"), max_per_second="5").id
     for n in range(160):
         publish("payment.created", {"n": n}, wake=False)
     workers = [start_worker(cli_env), start_worker(cli_env)]
@@ -391,11 +387,11 @@ def test_rate_limit_holds_across_two_worker_processes(kwik, receiver, cli_env):
 def test_rate_limit_validation(kwik):
     for bad in ("0", "-1", "fast", "1001", "nan"):
         with pytest.raises(InvalidInput, match="Max deliveries per second"):
-            make_hook("https://127.0.0.1:9/kwik", max_per_second=bad)
-    webhook_id = make_hook("https://127.0.0.1:9/kwik", max_per_second="2.5")
+            make_hook("https://127.0.0.1:9/kwik", max_per_second=bad).id
+    webhook_id = make_hook("https://127.0.0.1:9/kwik", max_per_second="2.5").id
     with db.session_scope() as s:
         assert s.get(Webhook, webhook_id).max_per_second == 2.5
-        webhooks.update_webhook(session=s, webhook_id=webhook_id, data=WebhookInput(max_per_second=""))
+        webhooks.update_webhook(session=s, webhook_id=webhook_id, data=WebhookInput(max_per_second=""), actor=audit.CLI)
     with Session(db.get_engine()) as s:
         assert s.get(Webhook, webhook_id).max_per_second is None
 
@@ -405,8 +401,8 @@ def test_rate_limit_validation(kwik):
 
 def test_retention_purges_old_finished_rows_and_keeps_retrying_ones(kwik, receiver, monkeypatch):
     configure(monkeypatch, KWIK_RETRY_SCHEDULE="3600")
-    ok_id = make_hook(receiver.url("/ok"), name="Fine")
-    failing_id = make_hook(receiver.url("/fail"), name="Broken", events=["payment.updated"])
+    ok_id = make_hook(receiver.url("/ok"), name="Fine").id
+    failing_id = make_hook(receiver.url("/fail"), name="Broken", events=["payment.updated"]).id
     old_ok = [publish("payment.created", {"n": n}, wake=False).delivery_ids[0] for n in range(30)]
     old_retrying = publish("payment.updated", {"n": 0}, wake=False).delivery_ids
 
@@ -439,9 +435,9 @@ def test_the_operational_webhook_is_changed_only_through_its_own_admin_path(kwik
         operational_id = notices.set_operational_webhook(session=s, url="https://127.0.0.1:9/ops",
                                                          actor=ACTOR).id
     for change in (
-        lambda s: webhooks.update_webhook(session=s, webhook_id=operational_id, data=WebhookInput(name="Mine")),
-        lambda s: webhooks.delete_webhook(session=s, webhook_id=operational_id),
-        lambda s: webhooks.rotate_secret(session=s, webhook_id=operational_id),
+        lambda s: webhooks.update_webhook(session=s, webhook_id=operational_id, data=WebhookInput(name="Mine"), actor=audit.CLI),
+        lambda s: webhooks.delete_webhook(session=s, webhook_id=operational_id, actor=audit.CLI),
+        lambda s: webhooks.rotate_secret(session=s, webhook_id=operational_id, actor=audit.CLI),
         lambda s: webhooks.webhook_to_change(session=s, webhook_id=operational_id),  # a secret's reveal
         lambda s: health.pause_webhook(session=s, webhook_id=operational_id, actor=ACTOR),
     ):

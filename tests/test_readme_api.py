@@ -30,7 +30,7 @@ def block(language: str) -> str:
 def api(kwik, tmp_path):
     with db.session_scope() as s:
         webhooks.create_webhook(session=s, data=WebhookInput(name="Orders service", url="https://orders.example.invalid/k",
-                                                             events=["payment.created"], status="disabled"))
+                                                             events=["payment.created"], status="disabled"), actor=audit.CLI)
         token = tokens.create_token(session=s, name="README", scopes=["read", "publish"], actor=audit.CLI).token
     with ApiServer(tmp_path / "api.log") as server:
         yield server, token

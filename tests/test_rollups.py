@@ -8,19 +8,15 @@ import importlib.util
 
 import pytest
 
+from kwik_console.team import audit
 from kwik_console.store import db
 from kwik_console.events import rollups
 from kwik_console.webhooks import service as webhooks
 from kwik_console.delivery import scheduler
 from kwik_console.events.publishing import publish
-from kwik_console.store.tables import utcnow
-from kwik_console.webhooks.service import WebhookInput
+from kwik_console.core.clock import utcnow
 from tests.conftest import ROOT
-
-
-def make_hook(url, name="Endpoint"):
-    with db.session_scope() as s:
-        return webhooks.create_webhook(session=s, data=WebhookInput(name=name, url=url, events=["payment.created"]))
+from tests.factories import make_hook
 
 
 def send(webhook_id):
@@ -44,7 +40,7 @@ def test_percentiles_from_a_histogram():
 
 
 def test_recorded_attempts_reach_the_summary_and_the_charts(kwik, receiver):
-    ok, failing = make_hook(receiver.url("/ok"), "OK"), make_hook(receiver.url("/fail"), "Failing")
+    ok, failing = make_hook(receiver.url("/ok"), name="OK"), make_hook(receiver.url("/fail"), name="Failing")
     for _ in range(3):
         assert send(ok.id).status == "success"
     assert send(failing.id).status == "retrying"
@@ -81,7 +77,7 @@ def test_rows_are_added_not_replaced_and_leave_with_their_webhook(kwik):
         assert minute.bucket == int(when.replace(second=0).timestamp())
         assert conn.execute(rollups.hour_table.select()).one().attempts == 3
     with db.session_scope() as s:
-        webhooks.delete_webhook(session=s, webhook_id=hook.id)
+        webhooks.delete_webhook(session=s, webhook_id=hook.id, actor=audit.CLI)
     with db.get_engine().connect() as conn:
         assert conn.execute(rollups.minute_table.select()).all() == []
 

@@ -5,18 +5,20 @@ from sqlmodel import func, select, update
 from standardwebhooks.webhooks import Webhook as Verifier
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from kwik_console.team import audit
 from kwik_console.webhooks import service as webhooks
 from kwik_console.webhooks.signing import active_secrets, signature_headers
 from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.events.publishing import publish
-from kwik_console.store.tables import Attempt, Delivery, PreviousSecret, Subscription, Webhook, utcnow
+from kwik_console.store.tables import Attempt, Delivery, PreviousSecret, Subscription, Webhook
+from kwik_console.core.clock import utcnow
 from kwik_console.webhooks.service import WebhookInput
 
 GOOD = dict(name="Orders service", url="https://127.0.0.1:9/kwik", events=["payment.created"])
 
 
 def make(session, **overrides):
-    return webhooks.create_webhook(session=session, data=WebhookInput(**(GOOD | overrides)))
+    return webhooks.create_webhook(session=session, data=WebhookInput(**(GOOD | overrides)), actor=audit.CLI)
 
 
 def count(session, model):
@@ -63,7 +65,7 @@ def test_invalid_input_names_the_field_and_writes_nothing(session, field, value,
 
 def test_every_bad_field_is_reported_at_once(session):
     with pytest.raises(InvalidInput) as raised:
-        webhooks.create_webhook(session=session, data=WebhookInput(name="", url="nope", events=[]))
+        webhooks.create_webhook(session=session, data=WebhookInput(name="", url="nope", events=[]), actor=audit.CLI)
     assert set(raised.value.errors) == {"name", "url", "events"}
 
 
@@ -88,10 +90,10 @@ def test_update_changes_only_what_is_given(session):
     secret = webhook.secret
     updated = webhooks.update_webhook(
         session=session, webhook_id=webhook.id, data=WebhookInput(events=["invoice.created", "invoice.updated"])
-    )
+    , actor=audit.CLI)
     assert updated.name == GOOD["name"] and updated.url == GOOD["url"] and updated.secret == secret
     assert webhooks.webhook_events(session=session, webhook_id=webhook.id) == ["invoice.created", "invoice.updated"]
-    webhooks.update_webhook(session=session, webhook_id=webhook.id, data=WebhookInput(name="Renamed"))
+    webhooks.update_webhook(session=session, webhook_id=webhook.id, data=WebhookInput(name="Renamed"), actor=audit.CLI)
     assert webhooks.get_webhook(session=session, webhook_id=webhook.id).name == "Renamed"
 
 
@@ -100,7 +102,7 @@ def test_invalid_update_changes_nothing(session):
     session.commit()
     with pytest.raises(InvalidInput):
         webhooks.update_webhook(session=session, webhook_id=webhook.id,
-                                data=WebhookInput(name="New name", url="http://example.invalid"))
+                                data=WebhookInput(name="New name", url="http://example.invalid"), actor=audit.CLI)
     session.rollback()
     again = webhooks.get_webhook(session=session, webhook_id=webhook.id)
     assert again.name == GOOD["name"] and again.url == GOOD["url"]
@@ -108,7 +110,7 @@ def test_invalid_update_changes_nothing(session):
 
 def test_update_missing_webhook(session):
     with pytest.raises(NotFound):
-        webhooks.update_webhook(session=session, webhook_id=42, data=WebhookInput(name="x"))
+        webhooks.update_webhook(session=session, webhook_id=42, data=WebhookInput(name="x"), actor=audit.CLI)
 
 
 def test_list_is_newest_first_paginated_and_searchable(session):
@@ -138,7 +140,7 @@ def test_list_rejects_bad_paging(session):
 def test_rotate_secret_keeps_the_old_one_for_a_day(session):
     webhook = make(session)
     old = webhook.secret
-    rotated = webhooks.rotate_secret(session=session, webhook_id=webhook.id)
+    rotated = webhooks.rotate_secret(session=session, webhook_id=webhook.id, actor=audit.CLI)
     assert rotated.secret != old
     (previous,) = webhooks.previous_secrets(session=session, webhook_id=webhook.id)
     assert previous.secret == old
@@ -146,7 +148,7 @@ def test_rotate_secret_keeps_the_old_one_for_a_day(session):
     # The single-secret columns of earlier versions are no longer used.
     assert rotated.previous_secret is None and rotated.previous_secret_expires_at is None
     with pytest.raises(NotFound):
-        webhooks.rotate_secret(session=session, webhook_id=777)
+        webhooks.rotate_secret(session=session, webhook_id=777, actor=audit.CLI)
 
 
 def signed_by_every_active_secret(session, webhook_id: int, now: dt.datetime) -> dict[str, str]:
@@ -162,9 +164,9 @@ BODY = b'{"id":"evt_1","type":"payment.created"}'
 def test_a_second_rotation_within_a_day_keeps_the_original_secret_signing(session):
     webhook = make(session)
     original = webhook.secret
-    second = webhooks.rotate_secret(session=session, webhook_id=webhook.id).secret
+    second = webhooks.rotate_secret(session=session, webhook_id=webhook.id, actor=audit.CLI).secret
     session.commit()
-    current = webhooks.rotate_secret(session=session, webhook_id=webhook.id).secret
+    current = webhooks.rotate_secret(session=session, webhook_id=webhook.id, actor=audit.CLI).secret
     session.commit()
     assert len({original, second, current}) == 3
     assert [p.secret for p in webhooks.previous_secrets(session=session, webhook_id=webhook.id)] == [second, original]
@@ -178,9 +180,9 @@ def test_a_second_rotation_within_a_day_keeps_the_original_secret_signing(sessio
 def test_a_secret_stops_signing_when_its_overlap_ends_and_is_then_cleared(session):
     webhook = make(session)
     original = webhook.secret
-    second = webhooks.rotate_secret(session=session, webhook_id=webhook.id).secret
+    second = webhooks.rotate_secret(session=session, webhook_id=webhook.id, actor=audit.CLI).secret
     session.commit()
-    current = webhooks.rotate_secret(session=session, webhook_id=webhook.id).secret
+    current = webhooks.rotate_secret(session=session, webhook_id=webhook.id, actor=audit.CLI).secret
     session.commit()
     # A day after the first rotation: the original's overlap has ended, the second's has not.
     first_row = session.exec(select(PreviousSecret).where(PreviousSecret.secret == original)).one()
@@ -194,7 +196,7 @@ def test_a_secret_stops_signing_when_its_overlap_ends_and_is_then_cleared(sessio
         Verifier(original).verify(BODY, headers)
     assert Verifier(second).verify(BODY, headers) and Verifier(current).verify(BODY, headers)
 
-    webhooks.rotate_secret(session=session, webhook_id=webhook.id)  # the next rotation clears it
+    webhooks.rotate_secret(session=session, webhook_id=webhook.id, actor=audit.CLI)  # the next rotation clears it
     session.commit()
     stored = session.exec(select(PreviousSecret.secret).where(PreviousSecret.webhook_id == webhook.id)).all()
     assert sorted(stored) == sorted([second, current])
@@ -203,9 +205,9 @@ def test_a_secret_stops_signing_when_its_overlap_ends_and_is_then_cleared(sessio
 def test_delete_removes_the_previous_secrets_too(session):
     keep, gone = make(session, name="Keep"), make(session, name="Gone")
     for webhook in (keep, gone, gone):
-        webhooks.rotate_secret(session=session, webhook_id=webhook.id)
+        webhooks.rotate_secret(session=session, webhook_id=webhook.id, actor=audit.CLI)
     session.commit()
-    webhooks.delete_webhook(session=session, webhook_id=gone.id)
+    webhooks.delete_webhook(session=session, webhook_id=gone.id, actor=audit.CLI)
     session.commit()
     assert session.exec(select(PreviousSecret.webhook_id)).all() == [keep.id]
 
@@ -214,7 +216,7 @@ def test_disable_cancels_scheduled_retries(session):
     webhook = make(session)
     session.commit()
     published = publish("payment.created", {"object": "payment"}, session=session, wake=False)
-    webhooks.update_webhook(session=session, webhook_id=webhook.id, data=WebhookInput(status="disabled"))
+    webhooks.update_webhook(session=session, webhook_id=webhook.id, data=WebhookInput(status="disabled"), actor=audit.CLI)
     delivery = session.get(Delivery, published.delivery_ids[0])
     session.refresh(delivery)
     assert delivery.status == "failure" and delivery.next_attempt_at is None
@@ -227,10 +229,10 @@ def test_delete_removes_webhook_deliveries_and_attempts(session):
     gone_delivery = session.exec(select(Delivery).where(Delivery.webhook_id == gone.id)).one()
     session.add(Attempt(delivery_id=gone_delivery.id, number=1, attempted_at=gone_delivery.created_at))
     session.commit()
-    webhooks.delete_webhook(session=session, webhook_id=gone.id)
+    webhooks.delete_webhook(session=session, webhook_id=gone.id, actor=audit.CLI)
     session.commit()
     assert [w.id for w in session.exec(select(Webhook))] == [keep.id]
     assert [d.webhook_id for d in session.exec(select(Delivery))] == [keep.id]
     assert count(session, Attempt) == 0
     with pytest.raises(NotFound):
-        webhooks.delete_webhook(session=session, webhook_id=gone.id)
+        webhooks.delete_webhook(session=session, webhook_id=gone.id, actor=audit.CLI)

@@ -13,6 +13,7 @@ import time
 import pytest
 from sqlmodel import Session, func, select
 
+from kwik_console.team import audit
 from kwik_console.store import db
 from kwik_console.webhooks import service as webhooks
 from kwik_console.events.publishing import publish
@@ -43,7 +44,7 @@ def start_worker(env) -> subprocess.Popen:
 def burst(receiver, count: int, path: str = "/steady") -> list[int]:
     with db.session_scope() as s:
         webhooks.create_webhook(session=s, data=WebhookInput(name="Steady", url=receiver.url(path),
-                                                             events=["payment.created"]))
+                                                             events=["payment.created"]), actor=audit.CLI)
     return [i for n in range(count) for i in publish("payment.created", {"n": n}, wake=False).delivery_ids]
 
 
@@ -158,7 +159,7 @@ def test_a_publish_in_another_process_wakes_the_worker_at_once(kwik, receiver, c
     try:
         with db.session_scope() as s:
             webhooks.create_webhook(session=s, data=WebhookInput(name="Ok", url=receiver.url("/ok"),
-                                                                 events=["payment.created"]))
+                                                                 events=["payment.created"]), actor=audit.CLI)
         published = [publish("payment.created", {"n": n}) for n in range(3)]
         assert receiver.wait_for(lambda reqs: len(reqs) == 3, timeout=10)
     finally:

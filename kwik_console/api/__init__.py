@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kwik_console import __version__
 from kwik_console.team import access
-from kwik_console.api import docs, operations, problems, routes, stream
+from kwik_console.api import docs, handlers, operations, problems, routes, stream
 from kwik_console.api.auth import guard
 
 PREFIX = access.API_PREFIX
@@ -131,7 +131,7 @@ def create_app() -> FastAPI:
     app.include_router(operations.router, **guarded)
     app.include_router(stream.router, **guarded)
     app.include_router(docs.router)
-    problems.install(app)
+    handlers.install(app)
 
     def openapi() -> dict:
         if app.openapi_schema is None:

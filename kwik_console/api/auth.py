@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from kwik_console.team import access, audit, tokens
 from kwik_console.api import ratelimit
 from kwik_console.api.problems import ApiProblem
-from kwik_console.store.tables import utcnow
+from kwik_console.core.clock import utcnow
 from kwik_console.core.settings import get_settings
 
 

@@ -25,7 +25,7 @@ from sqlmodel import Session
 
 from kwik_console.api.problems import ApiProblem
 from kwik_console.store.token_tables import IdempotencyKey
-from kwik_console.store.tables import utcnow
+from kwik_console.core.clock import utcnow
 
 KEEP_FOR = dt.timedelta(hours=24)
 KEY_MAX = 255

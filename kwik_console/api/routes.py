@@ -114,16 +114,6 @@ def _out(session, webhook) -> WebhookOut:
     return WebhookOut.of(webhook, webhooks.webhook_events(session=session, webhook_id=webhook.id))
 
 
-def _audited(out: WebhookOut) -> dict:
-    """What the audit trail keeps of a webhook (as the console records it): never its secret."""
-    return {"name": out.name, "url": out.url, "status": out.status, "events": out.events,
-            "max_per_second": out.max_per_second}
-
-
-def _target(out) -> str:
-    return f"webhook {out.id} ({out.name})"
-
-
 @router.get("/webhooks", response_model=WebhookPage, tags=["webhooks"], summary="Webhooks, newest first")
 def list_webhooks(
     caller: CallerDep,
@@ -147,9 +137,8 @@ def create_webhook(caller: CallerDep, body: WebhookCreate) -> WebhookOut:
     data = webhooks.WebhookInput(name=body.name, url=body.url, events=body.events, status=body.status,
                                  max_per_second=body.max_per_second)
     with session_scope() as session:
-        out = _out(session, webhooks.create_webhook(session=session, data=data))
-        audit.record(session=session, actor=caller.actor, action="webhook.created", target=_target(out),
-                     detail={"after": _audited(out)}, client_address=caller.address)
+        out = _out(session, webhooks.create_webhook(session=session, data=data, actor=caller.actor,
+                                                    client_address=caller.address))
     return out
 
 
@@ -168,11 +157,8 @@ def update_webhook(caller: CallerDep, webhook_id: int, body: WebhookUpdate) -> W
     data = webhooks.WebhookInput(name=body.name, url=body.url, events=body.events, status=body.status,
                                  max_per_second=rate)
     with session_scope() as session:
-        before = _out(session, webhooks.get_webhook(session=session, webhook_id=webhook_id))
-        out = _out(session, webhooks.update_webhook(session=session, webhook_id=webhook_id, data=data))
-        if _audited(out) != _audited(before):
-            audit.record(session=session, actor=caller.actor, action="webhook.edited", target=_target(out),
-                         detail={"before": _audited(before), "after": _audited(out)}, client_address=caller.address)
+        out = _out(session, webhooks.update_webhook(session=session, webhook_id=webhook_id, data=data,
+                                                    actor=caller.actor, client_address=caller.address))
     return out
 
 
@@ -180,10 +166,8 @@ def update_webhook(caller: CallerDep, webhook_id: int, body: WebhookUpdate) -> W
                summary="Delete a webhook, its deliveries and scheduled retries")
 def delete_webhook(caller: CallerDep, webhook_id: int) -> Response:
     with session_scope() as session:
-        before = _out(session, webhooks.get_webhook(session=session, webhook_id=webhook_id))
-        webhooks.delete_webhook(session=session, webhook_id=webhook_id)
-        audit.record(session=session, actor=caller.actor, action="webhook.deleted", target=_target(before),
-                     detail={"before": _audited(before)}, client_address=caller.address)
+        webhooks.delete_webhook(session=session, webhook_id=webhook_id, actor=caller.actor,
+                                client_address=caller.address)
     return Response(status_code=204)
 
 
@@ -191,10 +175,9 @@ def delete_webhook(caller: CallerDep, webhook_id: int) -> Response:
             summary="Reveal the signing secret")
 def get_secret(caller: CallerDep, webhook_id: int) -> SecretOut:
     with session_scope() as session:
-        webhook = webhooks.webhook_to_change(session=session, webhook_id=webhook_id)
+        webhook = webhooks.reveal_secret(session=session, webhook_id=webhook_id, actor=caller.actor,
+                                         client_address=caller.address)
         still_signing = webhooks.previous_secrets(session=session, webhook_id=webhook_id)
-        audit.record(session=session, actor=caller.actor, action="secret.revealed",
-                     target=f"webhook {webhook.id} ({webhook.name})", client_address=caller.address)
         return SecretOut(secret=webhook.secret, previous_secrets_expire_at=[p.expires_at for p in still_signing])
 
 
@@ -202,12 +185,9 @@ def get_secret(caller: CallerDep, webhook_id: int) -> SecretOut:
              summary="A new signing secret; the replaced one keeps signing for 24 h")
 def rotate_secret(caller: CallerDep, webhook_id: int) -> SecretOut:
     with session_scope() as session:
-        webhook = webhooks.rotate_secret(session=session, webhook_id=webhook_id)
+        webhook = webhooks.rotate_secret(session=session, webhook_id=webhook_id, actor=caller.actor,
+                                         client_address=caller.address)
         still_signing = webhooks.previous_secrets(session=session, webhook_id=webhook_id)
-        audit.record(session=session, actor=caller.actor, action="secret.rotated",
-                     target=f"webhook {webhook.id} ({webhook.name})",
-                     detail={"previous_secret_expires_at": str(still_signing[0].expires_at)},
-                     client_address=caller.address)
         return SecretOut(secret=webhook.secret, previous_secrets_expire_at=[p.expires_at for p in still_signing])
 
 

@@ -24,7 +24,8 @@ from kwik_console.team import access
 from kwik_console.events import catalog
 from kwik_console.api.auth import CallerDep
 from kwik_console.api.problems import invalid_input
-from kwik_console.store.tables import Event, utcnow
+from kwik_console.store.tables import Event
+from kwik_console.core.clock import utcnow
 
 router = APIRouter(prefix=access.API_PREFIX)
 SETTLE = dt.timedelta(seconds=1)

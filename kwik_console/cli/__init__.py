@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from kwik_console.events import catalog, deliveries
+from kwik_console.core.text import escape_controls
+from kwik_console.team import audit
 from kwik_console.webhooks import service as webhooks
 from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.events.publishing import DATA_MAX_DEPTH_MESSAGE
@@ -45,7 +47,7 @@ def _shown(value: Any) -> str:
     """
     text = "" if value is None else str(value)
     escape = lambda m: ascii(m.group())[1:-1]  # noqa: E731
-    return webhooks.LONE_SURROGATE.sub(escape, webhooks.CONTROL_CHARACTERS.sub(escape, text))
+    return escape_controls(text, escape)
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -172,7 +174,7 @@ def cmd_webhooks_create(args) -> None:
     data = webhooks.WebhookInput(name=args.name, url=args.url, events=_split_events(args.events), status=args.status,
                                  max_per_second=_max_per_second(args.max_per_second))
     with _session() as session:
-        webhook = webhooks.create_webhook(session=session, data=data)
+        webhook = webhooks.create_webhook(session=session, data=data, actor=audit.CLI)
         events = webhooks.webhook_events(session=session, webhook_id=webhook.id)
     _show_webhook(args, webhook, events, secret=True)
 
@@ -190,7 +192,7 @@ def cmd_webhooks_update(args) -> None:
     if data == webhooks.WebhookInput():
         raise UsageError("nothing to change: give --name, --url, --events, --status or --max-per-second")
     with _session() as session:
-        webhook = webhooks.update_webhook(session=session, webhook_id=args.id, data=data)
+        webhook = webhooks.update_webhook(session=session, webhook_id=args.id, data=data, actor=audit.CLI)
         events = webhooks.webhook_events(session=session, webhook_id=webhook.id)
     _show_webhook(args, webhook, events, secret=False)
 
@@ -199,13 +201,13 @@ def cmd_webhooks_delete(args) -> None:
     with _session() as session:
         webhook = webhooks.get_webhook(session=session, webhook_id=args.id)
         name = webhook.name
-        webhooks.delete_webhook(session=session, webhook_id=args.id)
+        webhooks.delete_webhook(session=session, webhook_id=args.id, actor=audit.CLI)
     _emit(args, {"id": args.id, "deleted": True}, f"Deleted webhook {args.id} ({_shown(name)}).")
 
 
 def cmd_webhooks_rotate(args) -> None:
     with _session() as session:
-        webhook = webhooks.rotate_secret(session=session, webhook_id=args.id)
+        webhook = webhooks.rotate_secret(session=session, webhook_id=args.id, actor=audit.CLI)
         still_signing = webhooks.previous_secrets(session=session, webhook_id=args.id)
     replaced = still_signing[0]  # the secret this rotation replaced: the newest
     text = (f"New signing secret for webhook {webhook.id}: {webhook.secret}\n"

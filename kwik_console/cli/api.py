@@ -232,9 +232,7 @@ def cmd_listen(args) -> None:
 
     types = None
     if args.events:
-        types, error = validate_events([e for e in args.events.split(",")])
-        if error:
-            raise InvalidInput({"events": error})
+        types = validate_events(args.events.split(","))
     console, headers = _client_settings(args)
     secret = new_secret()
     print(f"Ready! Forwarding {', '.join(types) if types else 'every event'} from {console} to {args.forward_to}.\n"

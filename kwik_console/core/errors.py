@@ -31,3 +31,17 @@ def check_id(kind: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= ID_MAX:
         raise NotFound(f"{kind} {value} does not exist.")
     return value
+
+
+def check_all(checks) -> dict:
+    """Run each (field, check, value) and return {field: clean value}; raise one InvalidInput naming every bad
+    field at once, so a form shows all its errors together."""
+    clean, errors = {}, {}
+    for field, check, value in checks:
+        try:
+            clean[field] = check(value)
+        except InvalidInput as exc:
+            errors |= exc.errors
+    if errors:
+        raise InvalidInput(errors)
+    return clean

@@ -256,7 +256,8 @@ class DatabaseCollector:
         from prometheus_client.core import GaugeMetricFamily
         from sqlalchemy import func, select, text
 
-        from kwik_console.store.tables import Delivery, utcnow
+        from kwik_console.store.tables import Delivery
+        from kwik_console.core.clock import utcnow
 
         up = GaugeMetricFamily("kwik_database_up", "1 if this scrape could read the database, else 0.")
         try:

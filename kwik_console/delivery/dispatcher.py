@@ -52,8 +52,8 @@ from kwik_console.store.tables import (
     UTCDateTime,
     Webhook,
     WebhookStatus,
-    utcnow,
 )
+from kwik_console.core.clock import utcnow
 from kwik_console.core.settings import Settings
 
 log = logging.getLogger(__name__)

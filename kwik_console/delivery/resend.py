@@ -6,7 +6,8 @@ from sqlmodel import Session, col, update
 
 from kwik_console.team.audit import Actor, record
 from kwik_console.core.errors import InvalidInput, NotFound, check_id
-from kwik_console.store.tables import Delivery, Webhook, WebhookStatus, utcnow
+from kwik_console.store.tables import Delivery, Webhook, WebhookStatus
+from kwik_console.core.clock import utcnow
 
 
 def prepare_resend(*, session: Session, delivery_id: int, actor: Actor) -> Delivery:

@@ -30,7 +30,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from kwik_console.core import metrics
 from kwik_console.delivery.dispatcher import Dispatcher, Outcome
-from kwik_console.store.tables import utcnow
+from kwik_console.core.clock import utcnow
 from kwik_console.core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)

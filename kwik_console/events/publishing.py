@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam, insert, literal
 from sqlmodel import Session, col, select
 
+from kwik_console.core.clock import iso_millis
 from kwik_console.events import catalog
 from kwik_console.core.errors import InvalidInput, NotFound, check_id
 from kwik_console.store.tables import (
@@ -23,8 +24,8 @@ from kwik_console.store.tables import (
     UTCDateTime,
     Webhook,
     WebhookStatus,
-    utcnow,
 )
+from kwik_console.core.clock import utcnow
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32
 
@@ -60,7 +61,7 @@ def envelope(*, event_id: str, event_type: str, created_at, test: bool, data: di
         {
             "id": event_id,
             "type": event_type,
-            "created_at": created_at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{created_at.microsecond // 1000:03d}Z",
+            "created_at": iso_millis(created_at),
             "test": test,
             "data": data,
         },

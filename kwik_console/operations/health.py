@@ -16,7 +16,8 @@ from sqlmodel import Session
 from kwik_console.webhooks import service as webhooks
 from kwik_console.team.audit import CONSOLE, Actor, record
 from kwik_console.core.errors import InvalidInput
-from kwik_console.store.tables import Webhook, WebhookStatus, utcnow
+from kwik_console.store.tables import Webhook, WebhookStatus
+from kwik_console.core.clock import utcnow
 from kwik_console.operations import notices
 
 log = logging.getLogger(__name__)

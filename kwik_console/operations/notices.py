@@ -16,10 +16,12 @@ from sqlmodel import select as sm_select
 from kwik_console.events import catalog
 from kwik_console.webhooks import service as webhooks
 from kwik_console.team.audit import Actor, record
-from kwik_console.core.errors import InvalidInput
+from kwik_console.core.clock import iso_millis
+from kwik_console.core.errors import NotFound
 from kwik_console.events.publishing import publish_notice
 from kwik_console.core.settings import get_settings
-from kwik_console.store.tables import Delivery, Subscription, Webhook, WebhookStatus, utcnow
+from kwik_console.store.tables import Delivery, Subscription, Webhook, WebhookStatus
+from kwik_console.core.clock import utcnow
 
 W = Webhook.__table__.c
 D = Delivery.__table__.c
@@ -27,10 +29,7 @@ OPERATIONAL_NAME = "Operational webhook"
 
 
 def _stamp(when: dt.datetime | None) -> str | None:
-    if when is None:
-        return None
-    when = when.astimezone(dt.UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    return iso_millis(when) if when else None
 
 
 def _has_operational(conn) -> bool:
@@ -82,9 +81,7 @@ def operational_webhook(*, session: Session) -> Webhook | None:
 
 def set_operational_webhook(*, session: Session, url: str, actor: Actor) -> Webhook:
     """Create the operational webhook, or change its URL. It receives every operational event type."""
-    clean, error = webhooks.validate_url(url, local_mode=get_settings().local_mode)
-    if error:
-        raise InvalidInput({"url": error})
+    clean = webhooks.validate_url(url, local_mode=get_settings().local_mode)
     webhook = operational_webhook(session=session)
     now = utcnow()
     if webhook is None:
@@ -103,14 +100,21 @@ def set_operational_webhook(*, session: Session, url: str, actor: Actor) -> Webh
     return webhook
 
 
+def reveal_operational_secret(*, session: Session, webhook_id: int, actor: Actor, copied: bool = False) -> str:
+    """The operational webhook's signing secret, for an admin; the read is recorded in the audit trail."""
+    webhook = operational_webhook(session=session)
+    if webhook is None or webhook.id != webhook_id:
+        raise NotFound("No operational webhook is set.")
+    record(session=session, actor=actor, action="secret.copied" if copied else "secret.revealed",
+           target=webhooks.audit_target(webhook))
+    return webhook.secret
+
+
 def remove_operational_webhook(*, session: Session, actor: Actor) -> bool:
     """Remove the operational webhook with its deliveries; False if there was none."""
     webhook = operational_webhook(session=session)
     if webhook is None:
         return False
-    webhook.operational = False  # delete_webhook refuses the operational one: this is the admin's own path
-    session.add(webhook)
-    session.flush()
-    webhooks.delete_webhook(session=session, webhook_id=webhook.id)
+    webhooks.remove_webhook_rows(session=session, webhook_id=webhook.id)
     record(session=session, actor=actor, action="operational_webhook.removed", target=webhook.url)
     return True

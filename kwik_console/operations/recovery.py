@@ -35,8 +35,8 @@ from kwik_console.store.tables import (
     UTCDateTime,
     Webhook,
     WebhookStatus,
-    utcnow,
 )
+from kwik_console.core.clock import utcnow
 
 log = logging.getLogger(__name__)
 

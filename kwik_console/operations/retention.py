@@ -19,7 +19,8 @@ import time
 
 from sqlalchemy import Engine, delete, exists, select
 
-from kwik_console.store.tables import Attempt, Delivery, Event, utcnow
+from kwik_console.store.tables import Attempt, Delivery, Event
+from kwik_console.core.clock import utcnow
 
 log = logging.getLogger(__name__)
 

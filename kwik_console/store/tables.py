@@ -12,10 +12,6 @@ from sqlmodel import JSON, Column, Field, SQLModel
 from kwik_console.store.secret_box import SealedSecret
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 class UTCDateTime(sa.TypeDecorator):
     """Timezone-aware UTC datetimes on every database.
 

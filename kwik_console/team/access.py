@@ -117,6 +117,7 @@ HANDLER_RULES: dict[str, Action] = {
     f"{_UI}.operations.HealthState.pause": Action.PAUSE,
     f"{_UI}.operations.HealthState.resume": Action.PAUSE,
     f"{_UI}.operations.RecoveryProgressState.load": Action.READ,
+    f"{_UI}.operations.RecoveryProgressState.open_recover_when_asked": Action.READ,  # checks RECOVER itself
     f"{_UI}.operations.RecoveryProgressState.refresh": Action.READ,
     f"{_UI}.operations.RecoverState.open_dialog": Action.RECOVER,
     f"{_UI}.operations.RecoverState.set_open": Action.RECOVER,

@@ -12,7 +12,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from kwik_console.store.team_tables import AuditEntry
-from kwik_console.store.tables import utcnow
+from kwik_console.core.clock import utcnow
 
 # Every action the trail records, with the words the Audit trail page shows.
 ACTIONS: dict[str, str] = {

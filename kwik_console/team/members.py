@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import hashlib
 import re
 import secrets
 from pathlib import Path
@@ -21,10 +20,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Session, func, select
 
-from kwik_console.team import audit
+from kwik_console.team import audit, sessions
+from kwik_console.team.digests import digest, new_token
 from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.store.team_tables import LinkPurpose, Member, MemberLink, MemberSession, Role, SignInThrottle
-from kwik_console.store.tables import utcnow
+from kwik_console.core.clock import utcnow
 from kwik_console.core.settings import get_settings
 
 MIN_PASSWORD_LENGTH = 12
@@ -53,15 +53,6 @@ def _dummy_hash() -> str:
 def common_passwords() -> frozenset[str]:
     text = (Path(__file__).with_name("common_passwords.txt")).read_text()
     return frozenset(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
-
-
-def digest(token: str) -> str:
-    """What the database keeps of a token: its SHA-256, never the token itself."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def new_token() -> str:
-    return secrets.token_urlsafe(32)
 
 
 # ---------------------------------------------------------------- rules (pure)
@@ -331,8 +322,6 @@ def sign_in(*, session: Session, email: str, password: str, address: str, user_a
 
     Raises Throttled, or InvalidInput with SIGN_IN_FAILED whatever was wrong.
     """
-    from kwik_console.team import sessions
-
     email, now = normalize_email(email), utcnow()
     keys = _throttle_keys(email, address)
     _check_throttle(session, keys, now)
@@ -359,8 +348,6 @@ def sign_in(*, session: Session, email: str, password: str, address: str, user_a
 def sign_in_by_link(*, session: Session, token: str, password: str, confirm: str, address: str,
                     user_agent: str = "") -> tuple[Member, str]:
     """Accept an invitation or reset link and sign straight in."""
-    from kwik_console.team import sessions
-
     member = accept_link(session=session, token=token, password=password, confirm=confirm)
     member.last_sign_in_at = utcnow()
     session.add(member)

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from kwik_console.store.team_tables import Member, MemberSession
-from kwik_console.team.members import digest, new_token
-from kwik_console.store.tables import utcnow
+from kwik_console.team.digests import digest, new_token
+from kwik_console.core.clock import utcnow
 from kwik_console.core.settings import get_settings
 
 COOKIE_NAME = "kwik_session"
@@ -32,6 +32,13 @@ class SignedIn:
     email: str
     role: str
     session_id: int | None = None
+
+
+def safe_next(value: str | None) -> str:
+    """Only a path on this console: never //evil.example or https://evil.example."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value
 
 
 def open_session(*, session: Session, member: Member, address: str = "", user_agent: str = "") -> str:

@@ -18,10 +18,10 @@ from sqlmodel import Session, col, select
 
 from kwik_console.team import audit
 from kwik_console.store.token_tables import AccessToken
-from kwik_console.core.errors import InvalidInput, NotFound, check_id
-from kwik_console.team.members import digest
-from kwik_console.store.tables import utcnow
-from kwik_console.webhooks.service import _text_error
+from kwik_console.core.errors import InvalidInput, NotFound, check_all, check_id
+from kwik_console.team.digests import digest
+from kwik_console.core.clock import utcnow
+from kwik_console.core.text import check_text
 
 TOKEN_PREFIX = "kwik_"
 TOKEN_LENGTH = 40  # random characters after the prefix: about 238 bits
@@ -87,9 +87,7 @@ def validate_name(name: str | None) -> str:
         raise InvalidInput({"name": "Name is required."})
     if len(name) > NAME_MAX:
         raise InvalidInput({"name": f"Name must be at most {NAME_MAX} characters (it has {len(name)})."})
-    if error := _text_error("Name", name):
-        raise InvalidInput({"name": error})
-    return name
+    return check_text("name", "Name", name)
 
 
 def validate_expiry_days(days) -> int | None:
@@ -113,16 +111,8 @@ def new_token_text() -> str:
 
 
 def create_token(*, session: Session, name: str, scopes, expires_in_days=None, actor: audit.Actor) -> NewToken:
-    errors: dict[str, str] = {}
-    clean: dict = {}
-    for field, check, value in (("name", validate_name, name), ("scopes", validate_scopes, scopes),
-                                ("expires_in_days", validate_expiry_days, expires_in_days)):
-        try:
-            clean[field] = check(value)
-        except InvalidInput as exc:
-            errors |= exc.errors
-    if errors:
-        raise InvalidInput(errors)
+    clean = check_all((("name", validate_name, name), ("scopes", validate_scopes, scopes),
+                       ("expires_in_days", validate_expiry_days, expires_in_days)))
     now, text = utcnow(), new_token_text()
     days = clean["expires_in_days"]
     record = AccessToken(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 
 from kwik_console.events.deliveries import DeliveryDetail
@@ -11,9 +10,7 @@ from kwik_console.delivery.dispatcher import Outcome
 from kwik_console.store.tables import Attempt, Delivery, DeliveryStatus, Webhook, WebhookStatus
 
 
-def iso(value: dt.datetime | None) -> str:
-    """UTC, ISO 8601; the browser shows it in the viewer's own time zone."""
-    return value.astimezone(dt.UTC).isoformat() if value else ""
+from kwik_console.core.clock import iso
 
 
 @dataclasses.dataclass
@@ -34,8 +31,8 @@ class WebhookRow:
 
         health = health_of(webhook)
         return cls(webhook.id, webhook.name, webhook.url, WebhookStatus(webhook.status).label,
-                   iso(webhook.created_at), health.warn, iso(health.failing_since), health.disabled_reason or "",
-                   iso(health.disabled_at))
+                   (iso(webhook.created_at) or ""), health.warn, (iso(health.failing_since) or ""), health.disabled_reason or "",
+                   (iso(health.disabled_at) or ""))
 
 
 @dataclasses.dataclass
@@ -63,10 +60,10 @@ class RecoveryView:
 
         statuses = " and ".join(DeliveryStatus(s).label for s in p.statuses) or "Failure"
         types = ", ".join(p.event_types) if p.event_types else "all event types"
-        return cls(p.id, RecoveryState(p.state).label, p.running, iso(p.since), f"{statuses} deliveries, {types}",
+        return cls(p.id, RecoveryState(p.state).label, p.running, (iso(p.since) or ""), f"{statuses} deliveries, {types}",
                    p.total,
-                   p.queued, p.sent, p.succeeded, p.failed, p.percent, p.created_by, iso(p.created_at),
-                   iso(p.finished_at))
+                   p.queued, p.sent, p.succeeded, p.failed, p.percent, p.created_by, (iso(p.created_at) or ""),
+                   (iso(p.finished_at) or ""))
 
 
 @dataclasses.dataclass
@@ -84,8 +81,8 @@ class DeliveryRow:
     @classmethod
     def of(cls, d: Delivery) -> DeliveryRow:
         return cls(d.id, d.event_type, d.event_id, DeliveryStatus(d.status).label,
-                   "" if d.last_http_code is None else str(d.last_http_code), d.test, iso(d.retry_at),
-                   d.retry_counter, iso(d.created_at))
+                   "" if d.last_http_code is None else str(d.last_http_code), d.test, (iso(d.retry_at) or ""),
+                   d.retry_counter, (iso(d.created_at) or ""))
 
 
 @dataclasses.dataclass
@@ -110,7 +107,7 @@ class AttemptView:
 
     @classmethod
     def of(cls, a: Attempt) -> AttemptView:
-        return cls(a.number, iso(a.attempted_at), "" if a.http_code is None else str(a.http_code),
+        return cls(a.number, (iso(a.attempted_at) or ""), "" if a.http_code is None else str(a.http_code),
                    a.duration_ms, headers_of(a.response_headers), a.response_body, a.error or "")
 
 
@@ -127,7 +124,7 @@ class DeliveryDetailView:
         attempts = [AttemptView.of(a) for a in detail.attempts]
         # The headers of the latest attempt: the signature changes on every attempt.
         request = detail.attempts[-1].request_headers if detail.attempts else {}
-        return cls(DeliveryRow.of(detail.delivery), iso(detail.delivery.created_at),
+        return cls(DeliveryRow.of(detail.delivery), (iso(detail.delivery.created_at) or ""),
                    json.dumps(json.loads(detail.event.body), indent=2), headers_of(request),
                    list(reversed(attempts)))
 
@@ -144,7 +141,7 @@ class TestOutcome:
     @classmethod
     def of(cls, o: Outcome) -> TestOutcome:
         return cls(DeliveryStatus(o.status).label, "" if o.http_code is None else str(o.http_code),
-                   o.duration_ms, o.response_body[:2000], o.error or "", iso(o.next_attempt_at))
+                   o.duration_ms, o.response_body[:2000], o.error or "", (iso(o.next_attempt_at) or ""))
 
 
 @dataclasses.dataclass

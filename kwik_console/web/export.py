@@ -29,7 +29,7 @@ from kwik_console.store.db import session_scope
 from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.store.tables import Event
 from kwik_console.core.settings import get_settings
-from kwik_console.ui.views import iso
+from kwik_console.core.clock import iso
 
 log = logging.getLogger(__name__)
 EXPORT_PAGE = 500
@@ -58,9 +58,9 @@ def filters_from(params) -> dict:
 
 
 def _record(d) -> dict:
-    return {"time": iso(d.created_at), "event_id": d.event_id, "event": d.event_type, "status": d.status.capitalize(),
+    return {"time": (iso(d.created_at) or ""), "event_id": d.event_id, "event": d.event_type, "status": d.status.capitalize(),
             "http_code": "" if d.last_http_code is None else d.last_http_code, "test_event": "yes" if d.test else "no",
-            "retry_timestamp": iso(d.retry_at), "retry_counter": d.retry_counter, "delivery_id": d.id}
+            "retry_timestamp": (iso(d.retry_at) or ""), "retry_counter": d.retry_counter, "delivery_id": d.id}
 
 
 def pages(webhook_id: int, filters: dict) -> Iterator[list]:

@@ -32,13 +32,6 @@ log = logging.getLogger(__name__)
 MAX_FORM_BYTES = 8 * 1024
 
 
-def safe_next(value: str | None) -> str:
-    """Only a path on this console: never //evil.example or https://evil.example."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return "/"
-    return value
-
-
 def _origin_ok(request: Request) -> bool:
     return request.headers.get("origin", "") == get_settings().public_url
 
@@ -92,7 +85,7 @@ def _hosted_only(handler):
 @_hosted_only
 async def sign_in(request: Request) -> Response:
     form = await _form(request)
-    next_path = safe_next(form.get("next"))
+    next_path = sessions.safe_next(form.get("next"))
     back = {"next": next_path}
     try:
         with session_scope() as session:

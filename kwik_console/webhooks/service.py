@@ -1,6 +1,7 @@
-"""The webhook service: validate, create, get, update, delete, list and search, rotate secret.
+"""The webhook service: validate, create, get, update, delete, list and search, reveal and rotate the secret.
 
-Every face (console, CLI, API) calls these; the rules of SPEC section 1 live here only.
+Every face (console, CLI, API) calls these; a webhook's rules live here only, and each change writes its
+audit entry here, in the change's own transaction, whichever face asked for it.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ import base64
 import dataclasses
 import datetime as dt
 import ipaddress
-import re
 import secrets
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -18,17 +18,20 @@ import idna
 from sqlmodel import Session, and_, col, delete, func, or_, select, update
 
 from kwik_console.events import catalog
-from kwik_console.core.errors import InvalidInput, NotFound, check_id
+from kwik_console.team import audit
+from kwik_console.core.errors import InvalidInput, NotFound, check_all, check_id
+from kwik_console.core.text import LONE_SURROGATE, check_text
 from kwik_console.store.tables import (
     Attempt,
     Delivery,
     DeliveryStatus,
     PreviousSecret,
+    Recovery,
     Subscription,
     Webhook,
     WebhookStatus,
-    utcnow,
 )
+from kwik_console.core.clock import iso, utcnow
 from kwik_console.core.settings import get_settings
 
 NAME_MAX = 100
@@ -68,24 +71,6 @@ class WebhookPage:
 
 # ---------------------------------------------------------------- validation (pure)
 
-# Characters that act on a terminal or a page instead of showing themselves:
-# C0/C1 controls (newline, tab, ESC of ANSI codes, NUL, DEL), line and
-# paragraph separators, and the invisible bidirectional overrides that reorder
-# what a person reads.
-CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-# Half of a UTF-16 pair on its own: not text, and no database can store it.
-LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _text_error(label: str, text: str) -> str | None:
-    """The rule for text people read back (names, URLs): printable, storable Unicode."""
-    if LONE_SURROGATE.search(text):
-        return f"{label} must be valid Unicode text."
-    if CONTROL_CHARACTERS.search(text):
-        return f"{label} must not contain control characters."
-    return None
-
-
 
 def _is_loopback(host: str) -> bool:
     if host.lower() == "localhost":
@@ -96,141 +81,129 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def validate_name(name: str | None) -> tuple[str, str | None]:
+def validate_name(name: str | None) -> str:
     name = (name or "").strip()
     if not name:
-        return name, "Name is required."
+        raise InvalidInput({"name": "Name is required."})
     if len(name) > NAME_MAX:
-        return name, f"Name must be at most {NAME_MAX} characters (it has {len(name)})."
-    return name, _text_error("Name", name)
+        raise InvalidInput({"name": f"Name must be at most {NAME_MAX} characters (it has {len(name)})."})
+    return check_text("name", "Name", name)
 
 
-def _normalise_host(url: str, netloc: str, host: str) -> tuple[str, str | None]:
+def _normalise_host(url: str, netloc: str, host: str) -> str:
     """An international host name checked (IDNA 2008, UTS 46) and put in its A-label (xn--) form.
 
     The A-label is what goes on the wire, and it shows look-alike letters for what they are.
     """
     if host.isascii() and not any(label.startswith("xn--") for label in host.split(".")):
-        return url, None
+        return url
     try:
         ascii_host = idna.encode(host, uts46=True).decode("ascii")
     except (idna.IDNAError, UnicodeError):
-        return url, "Webhook URL has an invalid international host name."
+        raise InvalidInput({"url": "Webhook URL has an invalid international host name."}) from None
     start = url.index("//") + 2  # no user info is allowed, so the netloc starts here
     port = netloc.rpartition(":")[2] if ":" in netloc else None
     new_netloc = ascii_host if port is None else f"{ascii_host}:{port}"
-    return url[:start] + new_netloc + url[start + len(netloc):], None
+    return url[:start] + new_netloc + url[start + len(netloc):]
 
 
-def validate_url(url: str | None, *, local_mode: bool) -> tuple[str, str | None]:
+def validate_url(url: str | None, *, local_mode: bool) -> str:
     url = (url or "").strip()
     if not url:
-        return url, "Webhook URL is required."
+        raise InvalidInput({"url": "Webhook URL is required."})
     if len(url) > URL_MAX:
-        return url, f"Webhook URL must be at most {URL_MAX:,} characters."
-    if error := _text_error("Webhook URL", url):
-        return url, error
+        raise InvalidInput({"url": f"Webhook URL must be at most {URL_MAX:,} characters."})
+    check_text("url", "Webhook URL", url)
     if any(ch.isspace() for ch in url):
-        return url, "Webhook URL must not contain spaces."
+        raise InvalidInput({"url": "Webhook URL must not contain spaces."})
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
         port = parts.port  # raises on a port above 65535
     except ValueError:
-        return url, "Webhook URL is not a valid URL."
+        raise InvalidInput({"url": "Webhook URL is not a valid URL."}) from None
     if port == 0:
-        return url, "Webhook URL's port must be between 1 and 65535."
+        raise InvalidInput({"url": "Webhook URL's port must be between 1 and 65535."})
     scheme = parts.scheme.lower()
     if scheme not in ("https", "http") or not parts.netloc:
-        return url, "Webhook URL must be an absolute https:// URL, like https://example.com/webhooks."
+        raise InvalidInput({"url": "Webhook URL must be an absolute https:// URL, like https://example.com/webhooks."})
     if not host:
-        return url, "Webhook URL must include a host name."
+        raise InvalidInput({"url": "Webhook URL must include a host name."})
     if parts.username is not None or parts.password is not None:
-        return url, "Webhook URL must not include a user name or password."
+        raise InvalidInput({"url": "Webhook URL must not include a user name or password."})
     if parts.fragment or url.endswith("#"):
-        return url, "Webhook URL must not include a #fragment."
-    url, error = _normalise_host(url, parts.netloc, host)
-    if error:
-        return url, error
+        raise InvalidInput({"url": "Webhook URL must not include a #fragment."})
+    url = _normalise_host(url, parts.netloc, host)
     if scheme == "http":
         if not (local_mode and _is_loopback(host)):
             hint = " (http:// is allowed only for localhost when running locally)"
-            return url, f"Webhook URL must use https://{hint}."
+            raise InvalidInput({"url": f"Webhook URL must use https://{hint}."})
     if not local_mode:
         # Hosted: never an internal address (checked again at connect time, after DNS).
         from kwik_console.delivery import guard
 
         if refusal := guard.host_refusal(host, get_settings().allowed_networks):
-            return url, refusal
-    return url, None
+            raise InvalidInput({"url": refusal})
+    return url
 
 
-def validate_events(events: Iterable[str] | None) -> tuple[list[str], str | None]:
+def validate_events(events: Iterable[str] | None) -> list[str]:
     chosen = [e.strip() if isinstance(e, str) else repr(e) for e in (events or []) if e]
     chosen = [e for e in chosen if e]
     if not chosen:
-        return [], "Select at least one event."
+        raise InvalidInput({"events": "Select at least one event."})
     operational = sorted({e for e in chosen if catalog.is_operational_type(e)})
     if operational:
-        return chosen, (f"{', '.join(operational)}: operational events go only to the operational webhook, "
-                        "which an admin sets on the Developers page.")
+        raise InvalidInput({"events": f"{', '.join(operational)}: operational events go only to the operational "
+                                      "webhook, which an admin sets on the Developers page."})
     unknown = sorted({e for e in chosen if not catalog.is_event_type(e)})
     if unknown:
-        return chosen, f"Unknown event type: {', '.join(unknown)}."
+        raise InvalidInput({"events": f"Unknown event type: {', '.join(unknown)}."})
     # Catalogue order, no duplicates.
-    return [name for name in catalog.event_type_names() if name in set(chosen)], None
+    return [name for name in catalog.event_type_names() if name in set(chosen)]
 
 
-def validate_status(status: str | None) -> tuple[str, str | None]:
+def validate_status(status: str | None) -> str:
     value = (status or "").strip().lower()
     if value not in {s.value for s in WebhookStatus}:
-        return value, "Status must be Live, Paused or Disabled."
-    return value, None
+        raise InvalidInput({"status": "Status must be Live, Paused or Disabled."})
+    return value
 
 
-def validate_max_per_second(value: str | float | None) -> tuple[float | None, str | None]:
+def validate_max_per_second(value: str | float | None) -> float | None:
     """The rate limit: empty for none, else deliveries per second between 0.1 and 1,000."""
     if value is None or (isinstance(value, str) and not value.strip()):
-        return None, None
-    message = f"Max deliveries per second must be a number from {RATE_MIN:g} to {RATE_MAX:,.0f}, or empty for no limit."
+        return None
+    message = {"max_per_second": f"Max deliveries per second must be a number from {RATE_MIN:g} to "
+                                 f"{RATE_MAX:,.0f}, or empty for no limit."}
     if isinstance(value, bool):
-        return None, message
+        raise InvalidInput(message)
     try:
         number = float(value.strip().replace(",", "") if isinstance(value, str) else value)
     except (TypeError, ValueError):
-        return None, message
+        raise InvalidInput(message) from None
     if not RATE_MIN <= number <= RATE_MAX:  # also refuses NaN
-        return None, message
-    return round(number, 2), None
+        raise InvalidInput(message)
+    return round(number, 2)
 
 
 def validate(data: WebhookInput, *, partial: bool = False, local_mode: bool | None = None) -> WebhookInput:
     """Check every field at once; raise InvalidInput naming each bad field, or return clean values."""
     local_mode = get_settings().local_mode if local_mode is None else local_mode
-    errors: dict[str, str] = {}
-    clean = WebhookInput()
-    checks = {
-        "name": lambda v: validate_name(v),
+    rules = {
+        "name": validate_name,
         "url": lambda v: validate_url(v, local_mode=local_mode),
-        "events": lambda v: validate_events(v),
-        "status": lambda v: validate_status(v),
-        "max_per_second": lambda v: validate_max_per_second(v),
+        "events": validate_events,
+        "status": validate_status,
+        "max_per_second": validate_max_per_second,
     }
-    for field, check in checks.items():
-        value = getattr(data, field)
-        if value is None and partial:
-            continue
-        if field == "max_per_second" and value is None:
-            continue
-        if value is None and field == "status":
-            value = WebhookStatus.LIVE.value
-        cleaned, error = check(value)
-        setattr(clean, field, cleaned)
-        if error:
-            errors[field] = error
-    if errors:
-        raise InvalidInput(errors)
-    return clean
+    status = data.status if data.status is not None or partial else WebhookStatus.LIVE.value
+    given = {"name": data.name, "url": data.url, "events": data.events, "status": status,
+             "max_per_second": data.max_per_second}
+    # On update None leaves a field as it is; a rate limit of None is "no change" on create too.
+    checks = [(field, rules[field], value) for field, value in given.items()
+              if value is not None or not (partial or field == "max_per_second")]
+    return WebhookInput(**check_all(checks))
 
 
 def new_secret() -> str:
@@ -241,10 +214,20 @@ def _search_text(name: str, url: str) -> str:
     return f"{name} {url}".lower()
 
 
+def audit_target(webhook: Webhook) -> str:
+    return f"webhook {webhook.id} ({webhook.name})"
+
+
+def _audited(session: Session, webhook: Webhook) -> dict:
+    """What the audit trail keeps of a webhook: everything a merchant can edit, never its secret."""
+    return {"name": webhook.name, "url": webhook.url, "status": webhook.status,
+            "events": webhook_events(session=session, webhook_id=webhook.id), "max_per_second": webhook.max_per_second}
+
+
 # ---------------------------------------------------------------- service functions
 
 
-def create_webhook(*, session: Session, data: WebhookInput) -> Webhook:
+def create_webhook(*, session: Session, data: WebhookInput, actor: audit.Actor, client_address: str = "") -> Webhook:
     clean = validate(data)
     now = utcnow()
     webhook = Webhook(
@@ -261,6 +244,8 @@ def create_webhook(*, session: Session, data: WebhookInput) -> Webhook:
     session.flush()
     session.add_all(Subscription(webhook_id=webhook.id, event_type=e) for e in clean.events)
     session.flush()
+    audit.record(session=session, actor=actor, action="webhook.created", target=audit_target(webhook),
+                 detail={"after": _audited(session, webhook)}, client_address=client_address)
     return webhook
 
 
@@ -290,10 +275,12 @@ def webhook_to_change(*, session: Session, webhook_id: int) -> Webhook:
     return webhook
 
 
-def update_webhook(*, session: Session, webhook_id: int, data: WebhookInput) -> Webhook:
+def update_webhook(*, session: Session, webhook_id: int, data: WebhookInput, actor: audit.Actor,
+                   client_address: str = "") -> Webhook:
     webhook = get_webhook(session=session, webhook_id=webhook_id)
     _not_operational(webhook)
     clean = validate(data, partial=True)
+    before = _audited(session, webhook)
     if clean.name is not None:
         webhook.name = clean.name
     if clean.url is not None:
@@ -309,6 +296,10 @@ def update_webhook(*, session: Session, webhook_id: int, data: WebhookInput) -> 
     webhook.updated_at = utcnow()
     session.add(webhook)
     session.flush()
+    after = _audited(session, webhook)
+    if after != before:
+        audit.record(session=session, actor=actor, action="webhook.edited", target=audit_target(webhook),
+                     detail={"before": before, "after": after}, client_address=client_address)
     return webhook
 
 
@@ -349,10 +340,17 @@ def cancel_retries(*, session: Session, webhook_id: int) -> int:
     return result.rowcount
 
 
-def delete_webhook(*, session: Session, webhook_id: int) -> None:
+def delete_webhook(*, session: Session, webhook_id: int, actor: audit.Actor, client_address: str = "") -> None:
     """Remove the webhook, its deliveries with their attempts, and any scheduled retries."""
-    _not_operational(get_webhook(session=session, webhook_id=webhook_id))
-    from kwik_console.store.tables import Recovery
+    webhook = get_webhook(session=session, webhook_id=webhook_id)
+    _not_operational(webhook)
+    audit.record(session=session, actor=actor, action="webhook.deleted", target=audit_target(webhook),
+                 detail={"before": _audited(session, webhook)}, client_address=client_address)
+    remove_webhook_rows(session=session, webhook_id=webhook_id)
+
+
+def remove_webhook_rows(*, session: Session, webhook_id: int) -> None:
+    """The rows of a webhook and all that hangs on it; callers check who may and record why."""
     # Explicit rather than relying on ON DELETE CASCADE, which SQLite only
     # honours on connections that turned foreign keys on.
     deliveries = select(Delivery.id).where(Delivery.webhook_id == webhook_id)
@@ -406,7 +404,16 @@ def list_webhooks(
                        next_after=(items[-1].created_at, items[-1].id) if more else None)
 
 
-def rotate_secret(*, session: Session, webhook_id: int) -> Webhook:
+def reveal_secret(*, session: Session, webhook_id: int, actor: audit.Actor, copied: bool = False,
+                  client_address: str = "") -> Webhook:
+    """A webhook whose secret a member asked to see (or copy): the read is recorded in the audit trail."""
+    webhook = webhook_to_change(session=session, webhook_id=webhook_id)
+    audit.record(session=session, actor=actor, action="secret.copied" if copied else "secret.revealed",
+                 target=audit_target(webhook), client_address=client_address)
+    return webhook
+
+
+def rotate_secret(*, session: Session, webhook_id: int, actor: audit.Actor, client_address: str = "") -> Webhook:
     """A new signing secret; the one it replaces keeps signing alongside it for a day.
 
     Secrets replaced by earlier rotations keep signing too until their own day
@@ -417,7 +424,8 @@ def rotate_secret(*, session: Session, webhook_id: int) -> Webhook:
     session.exec(
         delete(PreviousSecret).where(PreviousSecret.webhook_id == webhook_id, col(PreviousSecret.expires_at) <= now)
     )
-    session.add(PreviousSecret(webhook_id=webhook_id, secret=webhook.secret, expires_at=now + ROTATION_OVERLAP))
+    previous = PreviousSecret(webhook_id=webhook_id, secret=webhook.secret, expires_at=now + ROTATION_OVERLAP)
+    session.add(previous)
     # The single-secret columns of earlier versions; previous_secret rows replace them.
     webhook.previous_secret = None
     webhook.previous_secret_expires_at = None
@@ -425,6 +433,8 @@ def rotate_secret(*, session: Session, webhook_id: int) -> Webhook:
     webhook.updated_at = now
     session.add(webhook)
     session.flush()
+    audit.record(session=session, actor=actor, action="secret.rotated", target=audit_target(webhook),
+                 detail={"previous_secret_expires_at": iso(previous.expires_at)}, client_address=client_address)
     return webhook
 
 
@@ -450,6 +460,7 @@ __all__ = [
     "get_webhook",
     "list_webhooks",
     "previous_secrets",
+    "reveal_secret",
     "rotate_secret",
     "update_webhook",
     "validate",

@@ -14,6 +14,7 @@ import uuid
 import pytest
 from playwright.sync_api import Page, expect
 
+from kwik_console.team import audit
 from kwik_console.store import db
 from kwik_console.webhooks import service as webhooks
 from kwik_console.webhooks.service import WebhookInput
@@ -46,7 +47,7 @@ def make(monkeypatch, console_db):
         name = f"{label} {uuid.uuid4().hex[:6]}"
         with db.session_scope() as session:
             hook = webhooks.create_webhook(session=session, data=WebhookInput(
-                name=name, url=url, events=list(events), status=status))
+                name=name, url=url, events=list(events), status=status), actor=audit.CLI)
         return hook.id, name
     yield _make
     db._engine_for.cache_clear()
@@ -67,7 +68,7 @@ def test_a_run_leaves_reflex_lock_as_committed(console):
 def test_empty_state_then_create_with_the_services_errors_only(page: Page, console, receiver, make):
     with db.session_scope() as session:  # the empty state shows only when there is no webhook at all
         for hook in webhooks.list_webhooks(session=session, per_page=100).items:
-            webhooks.delete_webhook(session=session, webhook_id=hook.id)
+            webhooks.delete_webhook(session=session, webhook_id=hook.id, actor=audit.CLI)
     page.goto(console.url)
     expect(page.get_by_role("heading", name="No webhooks yet")).to_be_visible()
     page.get_by_role("button", name="Create", exact=True).first.click()
@@ -319,7 +320,8 @@ def test_paging_through_the_event_log(page: Page, console, receiver, make):
     hook_id, _ = make("Busy", "https://busy.merchant.invalid/kwik", status="disabled")
     from kwik_console.events.publishing import publish
     with db.session_scope() as session:  # deliveries straight in the database: 30 of them, 25 a page
-        from kwik_console.store.tables import Delivery, Event, utcnow
+        from kwik_console.store.tables import Delivery, Event
+        from kwik_console.core.clock import utcnow
         now = utcnow()
         for n in range(30):
             event_id = f"evt_paging{uuid.uuid4().hex[:12]}"

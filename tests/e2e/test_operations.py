@@ -16,9 +16,11 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlmodel import select
 
+from kwik_console.team import audit
 from kwik_console.store import db
 from kwik_console.webhooks import service as webhooks
-from kwik_console.store.tables import Delivery, Webhook, utcnow
+from kwik_console.store.tables import Delivery, Webhook
+from kwik_console.core.clock import utcnow
 from kwik_console.operations import health
 from kwik_console.webhooks.service import WebhookInput
 from tests.e2e.test_console import action, deliver, make, row, search_for  # noqa: F401  (make: a fixture)
@@ -35,7 +37,7 @@ def shot(page: Page, name: str) -> None:
 def move_to(hook_id: int, url: str) -> None:
     """The merchant fixed their endpoint: the webhook now points at one that answers 200."""
     with db.session_scope() as session:
-        webhooks.update_webhook(session=session, webhook_id=hook_id, data=WebhookInput(url=url))
+        webhooks.update_webhook(session=session, webhook_id=hook_id, data=WebhookInput(url=url), actor=audit.CLI)
 
 
 def statuses(hook_id: int) -> list[str]:

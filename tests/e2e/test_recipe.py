@@ -79,7 +79,7 @@ def test_the_team_recipe(tmp_path, monkeypatch):
         configure(monkeypatch, **{**env, "KWIK_MODE": "local"})
         with db.session_scope() as s:
             webhooks.create_webhook(session=s, data=WebhookInput(
-                name="Orders (internal)", url=receiver.url("/ok"), events=["payment.created"]))
+                name="Orders (internal)", url=receiver.url("/ok"), events=["payment.created"]), actor=audit.CLI)
             token = tokens.create_token(session=s, name="Platform", scopes=["publish"], actor=audit.CLI).token
 
         api = httpx.Client(base_url=console.url + "/api/v1", headers={"Authorization": f"Bearer {token}"},

@@ -25,6 +25,7 @@ import pytest
 import redis
 from playwright.sync_api import Page, expect, sync_playwright
 
+from kwik_console.team import audit
 from kwik_console.store import db
 from kwik_console.runtime import reflex_patches
 from kwik_console.webhooks import service as webhooks
@@ -202,7 +203,7 @@ def test_a_tab_survives_the_death_of_its_worker(tmp_path, monkeypatch):
         with db.session_scope() as session:  # disabled, to a host that cannot exist: nothing is ever sent
             webhooks.create_webhook(session=session, data=WebhookInput(
                 name=f"Ledger {tag}", url=f"https://ledger-{tag}.merchant.invalid/kwik",
-                events=["payment.created"], status="disabled"))
+                events=["payment.created"], status="disabled"), actor=audit.CLI)
 
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -19,6 +19,7 @@ import urllib.parse
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from kwik_console.team import audit
 from kwik_console.store import db
 from kwik_console.webhooks import service as webhooks
 from kwik_console.webhooks.service import WebhookInput
@@ -137,7 +138,7 @@ def test_the_admin_invites_a_developer_and_a_viewer(hosted, local_db):
     with db.session_scope() as session:  # a webhook to work on; disabled, so nothing is ever sent anywhere
         webhooks.create_webhook(session=session, data=WebhookInput(
             name="Orders service", url="https://orders.merchant.example/kwik", events=["payment.created"],
-            status="disabled"))
+            status="disabled"), actor=audit.CLI)
     page: Page = shared["admin"]
     page.get_by_role("link", name="Members").click()
     expect(page.get_by_role("heading", name="Members")).to_be_visible()

@@ -9,6 +9,7 @@ import socket
 import pytest
 from sqlmodel import Session, func, select
 
+from kwik_console.team import audit
 from kwik_console.store import db
 from kwik_console.webhooks import service as webhooks
 from kwik_console.events.publishing import publish
@@ -25,7 +26,7 @@ def test_sigterm_stops_the_whole_tree_and_hands_back_claims(tmp_path, receiver, 
     configure(monkeypatch, KWIK_DATABASE_URL=database)
     with db.session_scope() as s:
         webhooks.create_webhook(session=s, data=WebhookInput(name="Hangs", url=receiver.url("/hang"),
-                                                             events=["payment.created"]))
+                                                             events=["payment.created"]), actor=audit.CLI)
     ids = [i for n in range(40) for i in publish("payment.created", {"n": n}, wake=False).delivery_ids]
     receiver.release.clear()
     console = ConsoleServer(database, tmp_path / "console.log", KWIK_ATTEMPT_TIMEOUT="10",

@@ -12,7 +12,9 @@ from kwik_console.team import access
 from kwik_console.webhooks import signature_check, service as webhooks
 from kwik_console.store.db import session_scope
 from kwik_console.core.errors import NotFound
-from kwik_console.store.tables import Delivery, Event, utcnow
+from kwik_console.ui.state.operations import OperationalState
+from kwik_console.store.tables import Delivery, Event
+from kwik_console.core.clock import utcnow
 
 MAX_BODY = 256 * 1024
 PLACEHOLDER = ("your webhook", "https://example.com/kwik/webhooks")
@@ -74,8 +76,6 @@ class SignatureCheckState(rx.State):
                 pass
         # The operational webhook's card, for admins only (for anyone else the guard would refuse it, with a toast).
         if access.may(access.member().role, access.Action.OPERATIONAL):
-            from kwik_console.ui.state.operations import OperationalState
-
             return OperationalState.load
 
     @rx.event

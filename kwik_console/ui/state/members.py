@@ -7,7 +7,8 @@ import reflex as rx
 from kwik_console.team import access, members
 from kwik_console.store.db import session_scope
 from kwik_console.core.errors import InvalidInput, NotFound
-from kwik_console.ui.views import MemberRow, iso
+from kwik_console.core.clock import iso
+from kwik_console.ui.views import MemberRow
 
 
 class MembersState(rx.State):
@@ -30,7 +31,7 @@ class MembersState(rx.State):
         with session_scope() as session:
             found = members.list_members(session=session)
             self.rows = [MemberRow(m.id, m.email, m.role, "Active" if m.password_hash else "Invited",
-                                   iso(m.last_sign_in_at), m.id == me.member_id) for m in found]
+                                   (iso(m.last_sign_in_at) or ""), m.id == me.member_id) for m in found]
         self.loading = False
 
     @rx.event
@@ -43,7 +44,7 @@ class MembersState(rx.State):
 
     def _show_link(self, link: members.Link):
         self.link_url, self.link_email = link.url(), link.member.email
-        self.link_expires_at, self.link_open = iso(link.expires_at), True
+        self.link_expires_at, self.link_open = (iso(link.expires_at) or ""), True
 
     @rx.event
     def invite(self, form: dict):

@@ -19,7 +19,8 @@ from kwik_console.store.db import session_scope
 from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.store.tables import WebhookStatus
 from kwik_console.operations import health, notices, recovery
-from kwik_console.ui.state.webhook_page import WebhookPageState, read_secret, viewer_zone
+from kwik_console.ui.state.common import read_secret, viewer_zone
+from kwik_console.ui.state.webhook_page import WebhookPageState
 from kwik_console.ui.state.webhooks import WebhooksState
 from kwik_console.ui.views import RecoveryView
 
@@ -106,6 +107,13 @@ class RecoveryProgressState(rx.State):
             log.exception("loading the recovery of webhook %s failed", page.webhook_id)
             return
         self._show(page.webhook_id, latest)
+
+    @rx.event
+    def open_recover_when_asked(self):
+        """"Recover failed since…" on the list's banner links to the webhook's page with ?recover=1."""
+        if self.router.url.query_parameters.get("recover") == "1" and access.may(access.member().role,
+                                                                                 access.Action.RECOVER):
+            return RecoverState.open_dialog
 
     @rx.event
     def refresh(self):

@@ -9,7 +9,7 @@ import reflex as rx
 from kwik_console.team import access, tokens
 from kwik_console.store.db import session_scope
 from kwik_console.core.errors import InvalidInput, NotFound
-from kwik_console.ui.views import iso
+from kwik_console.core.clock import iso
 
 
 @dataclasses.dataclass
@@ -27,8 +27,8 @@ class TokenRow:
     @classmethod
     def of(cls, t, now) -> TokenRow:
         status = "Revoked" if t.revoked_at else "Expired" if t.expires_at and t.expires_at <= now else "Active"
-        return cls(t.id, t.name, t.prefix + "…", ", ".join(tokens.scope_list(t.scopes)), iso(t.created_at),
-                   t.created_by, iso(t.last_used_at), iso(t.expires_at), status)
+        return cls(t.id, t.name, t.prefix + "…", ", ".join(tokens.scope_list(t.scopes)), (iso(t.created_at) or ""),
+                   t.created_by, (iso(t.last_used_at) or ""), (iso(t.expires_at) or ""), status)
 
 
 def _blank_errors() -> dict[str, str]:
@@ -50,7 +50,7 @@ class TokensState(rx.State):
 
     @rx.event
     def load(self):
-        from kwik_console.store.tables import utcnow
+        from kwik_console.core.clock import utcnow
 
         with session_scope() as session:
             now = utcnow()

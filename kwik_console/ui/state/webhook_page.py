@@ -4,41 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import zoneinfo
 
 import reflex as rx
 from sqlalchemy.exc import SQLAlchemyError
 
-from kwik_console.team import access, audit
+from kwik_console.team import access
 from kwik_console.events import rollups
 from kwik_console.webhooks import service as webhooks
 from kwik_console.store.db import get_engine, session_scope
 from kwik_console.core.errors import NotFound
-from kwik_console.store.tables import WebhookStatus, utcnow
-from kwik_console.operations import notices
+from kwik_console.store.tables import WebhookStatus
+from kwik_console.core.clock import utcnow
 from kwik_console.operations.health import health_of
-from kwik_console.ui.views import FiguresView, iso
+from kwik_console.ui.state.common import read_secret, viewer_zone, webhook_id_from
+from kwik_console.core.clock import iso
+from kwik_console.ui.views import FiguresView
 
 log = logging.getLogger(__name__)
 RANGE_LABELS = {"1h": "1 h", "24h": "24 h", "7d": "7 d", "30d": "30 d"}
 # How a chart point is labelled, by range, in the viewer's time zone.
 _LABEL_FORMATS = {"1h": "%H:%M", "24h": "%H:%M", "7d": "%a %H:%M", "30d": "%d %b"}
-
-
-def webhook_id_from(path: str) -> int:
-    """/webhooks/12 -> 12 (0 when it is not a webhook page)."""
-    parts = path.rstrip("/").split("/")
-    try:
-        return int(parts[2]) if len(parts) == 3 and parts[1] == "webhooks" else 0
-    except ValueError:
-        return 0
-
-
-def viewer_zone(name: str) -> dt.tzinfo:
-    try:
-        return zoneinfo.ZoneInfo(name) if name else dt.UTC
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return dt.UTC
 
 
 def chart_points(points, range_key: str, zone: dt.tzinfo) -> tuple[list[dict], list[dict]]:
@@ -85,16 +70,8 @@ class WebhookPageState(rx.State):
         secret = await self.get_state(SecretState)
         secret.secret, secret.shown = "", False
         self.webhook_id, self.loading, self.missing = webhook_id, True, False
-        from kwik_console.ui.state.operations import RecoverState, RecoveryProgressState
-
-        then = [rx.call_script("Intl.DateTimeFormat().resolvedOptions().timeZone",
-                               callback=WebhookPageState.set_time_zone), WebhookPageState.load,
-                RecoveryProgressState.load]
-        # "Recover failed since…" on the list's banner comes here with ?recover=1 and opens the dialog.
-        if self.router.url.query_parameters.get("recover") == "1" and access.may(access.member().role,
-                                                                                 access.Action.RECOVER):
-            then.append(RecoverState.open_dialog)
-        return then
+        return [rx.call_script("Intl.DateTimeFormat().resolvedOptions().timeZone",
+                               callback=WebhookPageState.set_time_zone), WebhookPageState.load]
 
     @rx.event
     def set_time_zone(self, name: str):
@@ -124,10 +101,10 @@ class WebhookPageState(rx.State):
         self.name, self.url, self.status = webhook.name, webhook.url, WebhookStatus(webhook.status).label
         self.max_per_second = "" if webhook.max_per_second is None else f"{webhook.max_per_second:g}"
         state = health_of(webhook)
-        self.warn, self.failing_since = state.warn, iso(state.failing_since)
-        self.disabled_reason, self.disabled_at = state.disabled_reason or "", iso(state.disabled_at)
+        self.warn, self.failing_since = state.warn, (iso(state.failing_since) or "")
+        self.disabled_reason, self.disabled_at = state.disabled_reason or "", (iso(state.disabled_at) or "")
         self.operational = bool(webhook.operational)
-        self.created_at = iso(webhook.created_at)
+        self.created_at = (iso(webhook.created_at) or "")
         self.day, self.week = FiguresView.of(figures["24h"]), FiguresView.of(figures["7d"])
         self.error, self.missing = "", False
         return WebhookPageState.load_charts
@@ -152,23 +129,6 @@ class WebhookPageState(rx.State):
         if key in rollups.RANGES:
             self.range_key = key
             return WebhookPageState.load_charts
-
-
-def read_secret(webhook_id: int, action: str, *, operational: bool = False) -> str:
-    """A webhook's secret, read for a member allowed to see it, and recorded in the audit trail.
-
-    The operational webhook's only through its admin card (`operational=True`, a handler that needs OPERATIONAL).
-    """
-    with session_scope() as session:
-        if operational:
-            webhook = notices.operational_webhook(session=session)
-            if webhook is None or webhook.id != webhook_id:
-                raise NotFound("No operational webhook is set.")
-        else:
-            webhook = webhooks.webhook_to_change(session=session, webhook_id=webhook_id)
-        audit.record(session=session, actor=access.actor(), action=action,
-                     target=f"webhook {webhook.id} ({webhook.name})")
-        return webhook.secret
 
 
 class SecretState(rx.State):
@@ -204,10 +164,7 @@ class SecretState(rx.State):
         webhook_id = await self._webhook_id()
         try:
             with session_scope() as session:
-                webhook = webhooks.rotate_secret(session=session, webhook_id=webhook_id)
-                audit.record(session=session, actor=access.actor(), action="secret.rotated",
-                             target=f"webhook {webhook.id} ({webhook.name})",
-                             detail={"previous_secret_expires_at": str(webhook.previous_secret_expires_at)})
+                webhook = webhooks.rotate_secret(session=session, webhook_id=webhook_id, actor=access.actor())
         except NotFound as exc:
             return rx.toast.error(str(exc))
         self.secret, self.shown = webhook.secret, True

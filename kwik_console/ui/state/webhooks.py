@@ -8,13 +8,15 @@ import reflex as rx
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
 
-from kwik_console.team import access, audit
+from kwik_console.team import access
 from kwik_console.events import catalog, rollups
 from kwik_console.webhooks import service as webhooks
 from kwik_console.store.db import get_engine, session_scope
-from kwik_console.store.tables import Webhook, WebhookStatus, utcnow
+from kwik_console.store.tables import Webhook, WebhookStatus
+from kwik_console.core.clock import utcnow
 from kwik_console.core.errors import InvalidInput, NotFound
-from kwik_console.ui.state.webhook_page import WebhookPageState, webhook_id_from
+from kwik_console.ui.state.common import webhook_id_from
+from kwik_console.ui.state.webhook_page import WebhookPageState
 from kwik_console.ui.views import FiguresView, OverviewRow, WebhookRow
 
 log = logging.getLogger(__name__)
@@ -88,18 +90,6 @@ class WebhooksState(rx.State):
         if self.page > 1:
             self.page -= 1
             return WebhooksState.load
-
-
-def _target(webhook) -> str:
-    return f"webhook {webhook.id} ({webhook.name})"
-
-
-def _audited(session, webhook_id: int) -> dict:
-    """What the audit trail keeps of a webhook: everything a merchant can edit, never its secret."""
-    webhook = webhooks.get_webhook(session=session, webhook_id=webhook_id)
-    return {"name": webhook.name, "url": webhook.url, "status": webhook.status,
-            "events": webhooks.webhook_events(session=session, webhook_id=webhook_id),
-            "max_per_second": webhook.max_per_second}
 
 
 def _blank_errors() -> dict[str, str]:
@@ -199,16 +189,10 @@ class WebhookFormState(rx.State):
         try:
             with session_scope() as session:
                 if self.editing:
-                    before = _audited(session, self.webhook_id)
-                    webhook = webhooks.update_webhook(session=session, webhook_id=self.webhook_id, data=data)
-                    after = _audited(session, webhook.id)
-                    if after != before:
-                        audit.record(session=session, actor=access.actor(), action="webhook.edited",
-                                     target=_target(webhook), detail={"before": before, "after": after})
+                    webhook = webhooks.update_webhook(session=session, webhook_id=self.webhook_id, data=data,
+                                                      actor=access.actor())
                 else:
-                    webhook = webhooks.create_webhook(session=session, data=data)
-                    audit.record(session=session, actor=access.actor(), action="webhook.created",
-                                 target=_target(webhook), detail={"after": _audited(session, webhook.id)})
+                    webhook = webhooks.create_webhook(session=session, data=data, actor=access.actor())
         except InvalidInput as exc:
             self.errors = _blank_errors() | exc.errors
             return
@@ -231,9 +215,8 @@ class WebhookFormState(rx.State):
     def _read_secret(self, action: str) -> str:
         """The secret, read from the database for a member who asked for it, and recorded in the trail."""
         with session_scope() as session:
-            webhook = webhooks.webhook_to_change(session=session, webhook_id=self.webhook_id)
-            audit.record(session=session, actor=access.actor(), action=action, target=_target(webhook))
-            return webhook.secret
+            return webhooks.reveal_secret(session=session, webhook_id=self.webhook_id, actor=access.actor(),
+                                          copied=action == "secret.copied").secret
 
     @rx.event
     def toggle_secret(self):
@@ -257,9 +240,7 @@ class WebhookFormState(rx.State):
     def rotate_secret(self):
         try:
             with session_scope() as session:
-                webhook = webhooks.rotate_secret(session=session, webhook_id=self.webhook_id)
-                audit.record(session=session, actor=access.actor(), action="secret.rotated", target=_target(webhook),
-                             detail={"previous_secret_expires_at": str(webhook.previous_secret_expires_at)})
+                webhook = webhooks.rotate_secret(session=session, webhook_id=self.webhook_id, actor=access.actor())
         except NotFound as exc:
             return rx.toast.error(str(exc))
         self.secret, self.secret_shown = webhook.secret, True
@@ -287,11 +268,7 @@ class DeleteState(rx.State):
         yield
         try:
             with session_scope() as session:
-                before = _audited(session, self.webhook_id)
-                target = _target(webhooks.get_webhook(session=session, webhook_id=self.webhook_id))
-                webhooks.delete_webhook(session=session, webhook_id=self.webhook_id)
-                audit.record(session=session, actor=access.actor(), action="webhook.deleted", target=target,
-                             detail={"before": before})
+                webhooks.delete_webhook(session=session, webhook_id=self.webhook_id, actor=access.actor())
         except NotFound:
             pass  # already gone: the outcome the merchant wanted
         self.deleting, self.open = False, False

@@ -1,0 +1,40 @@
+"""What several UI states share: which webhook a page is about, the viewer's time zone, reading a secret."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+
+from kwik_console.operations import notices
+from kwik_console.store.db import session_scope
+from kwik_console.team import access
+from kwik_console.webhooks import service as webhooks
+
+
+def webhook_id_from(path: str) -> int:
+    """/webhooks/12 -> 12 (0 when it is not a webhook page)."""
+    parts = path.rstrip("/").split("/")
+    try:
+        return int(parts[2]) if len(parts) == 3 and parts[1] == "webhooks" else 0
+    except ValueError:
+        return 0
+
+
+def viewer_zone(name: str) -> dt.tzinfo:
+    try:
+        return zoneinfo.ZoneInfo(name) if name else dt.UTC
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return dt.UTC
+
+
+def read_secret(webhook_id: int, action: str, *, operational: bool = False) -> str:
+    """A webhook's secret, read for a member allowed to see it, and recorded in the audit trail.
+
+    The operational webhook's only through its admin card (`operational=True`, a handler that needs OPERATIONAL).
+    """
+    with session_scope() as session:
+        if operational:
+            return notices.reveal_operational_secret(session=session, webhook_id=webhook_id, actor=access.actor(),
+                                                     copied=action == "secret.copied")
+        return webhooks.reveal_secret(session=session, webhook_id=webhook_id, actor=access.actor(),
+                                      copied=action == "secret.copied").secret
