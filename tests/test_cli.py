@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import subprocess
@@ -10,6 +11,8 @@ import pytest
 from standardwebhooks.webhooks import Webhook as Verifier
 
 from kwik_console.cli import main
+from kwik_console.store.db import session_scope
+from kwik_console.team import audit
 from tests.conftest import KWIK_CONSOLE
 
 
@@ -60,6 +63,29 @@ def test_update_rotate_and_delete(kwik, capsys):
     assert code == 0 and out.strip() == "Deleted webhook 1 (Orders v2)."
     assert run(capsys, "webhooks", "list")[1].strip() == "No webhooks yet."
 
+
+
+def test_each_webhook_command_writes_one_audit_entry_with_real_values(kwik, capsys):
+    create(capsys, "https://127.0.0.1:9/orders/kwik", events="payment.created")
+    run(capsys, "webhooks", "update", "1", "--name", "Orders v2")
+    run(capsys, "webhooks", "update", "1", "--name", "Orders v2")  # no change: no entry
+    run(capsys, "webhooks", "rotate-secret", "1")
+    run(capsys, "webhooks", "delete", "1")
+    with session_scope() as session:
+        entries = list(reversed(audit.list_entries(session=session).items))
+    assert [(e.action, e.target, e.actor_email) for e in entries] == [
+        ("webhook.created", "webhook 1 (Orders)", "kwik-console CLI"),
+        ("webhook.edited", "webhook 1 (Orders v2)", "kwik-console CLI"),
+        ("secret.rotated", "webhook 1 (Orders v2)", "kwik-console CLI"),
+        ("webhook.deleted", "webhook 1 (Orders v2)", "kwik-console CLI"),
+    ]
+    created, edited, rotated, deleted = (e.detail for e in entries)
+    assert created["after"] == {"name": "Orders", "url": "https://127.0.0.1:9/orders/kwik", "status": "live",
+                                "events": ["payment.created"], "max_per_second": None}
+    assert edited["before"]["name"] == "Orders" and edited["after"]["name"] == "Orders v2"
+    expires = dt.datetime.fromisoformat(rotated["previous_secret_expires_at"])
+    assert dt.timedelta(hours=23) < expires - entries[2].at <= dt.timedelta(hours=24)
+    assert deleted["before"]["name"] == "Orders v2" and "secret" not in deleted["before"]
 
 def test_events_types(kwik, capsys):
     code, out, _ = run(capsys, "events", "types", "--json")

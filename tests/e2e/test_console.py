@@ -7,6 +7,7 @@ so any test runs alone, in any order, and one failure does not cascade.
 from __future__ import annotations
 
 import concurrent.futures
+import datetime as dt
 import re
 import subprocess
 import uuid
@@ -172,6 +173,13 @@ def test_signing_secret_is_hidden_revealed_copied_and_rotated(page: Page, consol
     expect(page.get_by_text("New signing secret created.", exact=False)).to_be_visible()
     after = page.get_by_role("dialog").get_by_text(re.compile(r"^whsec_")).inner_text()
     assert after != before and after.startswith("whsec_")
+    # The trail says when the replaced secret stops signing: a real time, a day on.
+    with db.session_scope() as session:
+        (rotated,) = [e for e in audit.list_entries(session=session, action="secret.rotated").items
+                      if e.target.endswith(f"({name})")]
+    expires = dt.datetime.fromisoformat(rotated.detail["previous_secret_expires_at"])
+    assert rotated.actor_email == "local admin"
+    assert dt.timedelta(hours=23) < expires - rotated.at <= dt.timedelta(hours=24)
 
 
 def test_disable_reads_the_right_way(page: Page, console, make):
