@@ -1,4 +1,4 @@
-"""The README's "Running for a team" recipe, end to end on this machine.
+"""The team recipe of docs/hosting.md ("The recipe"), end to end on this machine.
 
 PostgreSQL and Redis; `kwik-console run --workers 2` (two console processes
 on one port) and one `kwik-console worker`, all started at once on an empty
