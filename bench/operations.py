@@ -1,4 +1,4 @@
-"""Operating deliveries benchmark (issue 10) at the default settings: a script, not a test.
+"""Operating deliveries benchmark at the default settings: a script, not a test.
 
     .venv/bin/python bench/operations.py [--database sqlite|postgresql|URL] [--scenario recovery,purge] [--quick] [--json]
 

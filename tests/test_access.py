@@ -24,7 +24,7 @@ from tests.conftest import TEST_SECRET_KEY, configure
 PUBLIC_URL = "http://127.0.0.1:3999"
 UI = "kwik_console.ui.state."
 
-# What each role may do, by state, as SPEC section 8 says it (not copied from access.py).
+# What each role may do, by state, as the product says it: written out here, not copied from access.py.
 ANONYMOUS_STATES = {UI + "sign_in.SignInState", UI + "sign_in.AcceptState"}
 VIEWER_STATES = ANONYMOUS_STATES | {UI + "webhook_page.WebhookPageState", UI + "developers.SignatureCheckState",
                                     UI + "session.SessionState", UI + "session.PasswordState",

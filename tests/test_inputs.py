@@ -1,4 +1,4 @@
-"""Bad input found by trying 114 inputs (issue 6, item 10): each is refused cleanly, with one message."""
+"""Bad input found by trying 114 inputs: each is refused cleanly, with one message."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Operating deliveries (SPEC section 7) against real receivers on 127.0.0.1 and a real database.
+"""Operating deliveries against real receivers on 127.0.0.1 and a real database.
 
 Resend, recoveries (including one whose process is killed), auto-disable with
 the operational webhook's signed notices, pause and resume, the per-endpoint

@@ -1,4 +1,4 @@
-"""The event catalogue: the only list of event types in the code (SPEC section 3).
+"""The event catalogue: the only list of event types in the code.
 
 Each type has a one-line description and realistic sample `data`, which Test
 Webhook sends and `kwik-console events publish --sample` uses.

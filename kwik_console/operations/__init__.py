@@ -1,4 +1,4 @@
-"""Operating deliveries (SPEC section 7): resend, recoveries, auto-disable with notices, retention.
+"""Operating deliveries: resend, recoveries, auto-disable with notices, retention.
 
 Plain service functions: the console, the CLI and the API call them; the
 delivery scheduler runs the background jobs (`jobs.py`) in every process that
