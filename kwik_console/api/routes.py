@@ -9,19 +9,19 @@ import json
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 from sqlmodel import Session
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
-from kwik_console.team import access, audit
+from kwik_console.team import access
 from kwik_console.events import catalog, deliveries, publishing as events
 from kwik_console.webhooks import service as webhooks
 from kwik_console.api import auth, batches, event_schemas, idempotency
 from kwik_console.api.auth import CallerDep
 from kwik_console.api.problems import invalid_input
+from kwik_console.delivery.test_webhook import send_test
 from kwik_console.api.schemas import (
     DeliveryDetailOut,
     DeliveryOut,
@@ -194,22 +194,10 @@ def rotate_secret(caller: CallerDep, webhook_id: int) -> SecretOut:
 @router.post("/webhooks/{webhook_id}/test", response_model=TestOutcome, tags=["webhooks"],
              summary="Send a test event to this webhook now; answers with the outcome")
 async def test_webhook(caller: CallerDep, webhook_id: int, body: TestRequest) -> TestOutcome:
-    from kwik_console.delivery import scheduler
-
     if not catalog.is_event_type(body.event_type):
         raise invalid_input({"event_type": f"Unknown event type {body.event_type!r}; see GET /api/v1/event-types."})
-    published = await run_in_threadpool(events.publish, body.event_type, catalog.sample_data(body.event_type),
-                                        test=True, webhook_id=webhook_id, wake=False)
-    outcome = (await scheduler.deliver_now(published.delivery_ids))[0]  # a test makes exactly one delivery
-
-    def record():
-        with session_scope() as session:
-            audit.record(session=session, actor=caller.actor, action="test.sent", target=f"webhook {webhook_id}",
-                         detail={"event_type": body.event_type, "event_id": published.event.id,
-                                 "status": outcome.status, "http_code": outcome.http_code},
-                         client_address=caller.address)
-
-    await run_in_threadpool(record)
+    published, outcome = await send_test(webhook_id=webhook_id, event_type=body.event_type, actor=caller.actor,
+                                         client_address=caller.address)
     return TestOutcome(event_id=published.event.id, delivery_id=outcome.delivery_id, status=outcome.status,
                        http_code=outcome.http_code, duration_ms=outcome.duration_ms,
                        response_body=outcome.response_body[:2000], error=outcome.error,

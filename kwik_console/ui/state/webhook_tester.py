@@ -6,12 +6,10 @@ import json
 
 import reflex as rx
 
-from kwik_console.team import access, audit
+from kwik_console.team import access
 from kwik_console.events import catalog
-from kwik_console.store.db import session_scope
-from kwik_console.delivery import scheduler
 from kwik_console.core.errors import InvalidInput, NotFound
-from kwik_console.events.publishing import publish
+from kwik_console.delivery.test_webhook import send_test
 from kwik_console.ui.views import TestOutcome
 
 DEFAULT_TYPE = "payment.created"
@@ -63,14 +61,8 @@ class TestWebhookState(rx.State):
             webhook_id, event_type = self.webhook_id, self.event_type
         actor = access.actor()  # the guard set it for this task, before the handler began
         try:
-            published = publish(event_type, catalog.sample_data(event_type), test=True, webhook_id=webhook_id,
-                                wake=False)
-            outcomes = await scheduler.deliver_now(published.delivery_ids)
-            outcome, error = (TestOutcome.of(outcomes[0]), "") if outcomes else (TestOutcome(), "No outcome yet.")
-            with session_scope() as session:
-                audit.record(session=session, actor=actor, action="test.sent", target=f"webhook {webhook_id}",
-                             detail={"event_type": event_type, "event_id": published.event.id,
-                                     "status": outcome.status, "http_code": outcome.http_code})
+            _, sent = await send_test(webhook_id=webhook_id, event_type=event_type, actor=actor)
+            outcome, error = (TestOutcome.of(sent), "") if sent else (TestOutcome(), "No outcome yet.")
         except (InvalidInput, NotFound) as exc:
             outcome, error = TestOutcome(), exc.message if isinstance(exc, InvalidInput) else str(exc)
         async with self:
