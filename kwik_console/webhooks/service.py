@@ -19,6 +19,7 @@ from sqlmodel import Session, and_, col, delete, func, or_, select, update
 
 from kwik_console.events import catalog
 from kwik_console.core.errors import InvalidInput, NotFound, check_id
+from kwik_console.core.network import host_refusal
 from kwik_console.store.tables import (
     Attempt,
     Delivery,
@@ -158,9 +159,7 @@ def validate_url(url: str | None, *, local_mode: bool) -> tuple[str, str | None]
             return url, f"Webhook URL must use https://{hint}."
     if not local_mode:
         # Hosted: never an internal address (checked again at connect time, after DNS).
-        from kwik_console.delivery import guard
-
-        if refusal := guard.host_refusal(host, get_settings().allowed_networks):
+        if refusal := host_refusal(host, get_settings().allowed_networks):
             return url, refusal
     return url, None
 
