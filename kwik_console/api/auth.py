@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import ipaddress
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
@@ -26,6 +25,7 @@ from kwik_console.team import access, audit, tokens
 from kwik_console.api import ratelimit
 from kwik_console.api.problems import ApiProblem
 from kwik_console.store.tables import utcnow
+from kwik_console.core.network import is_loopback
 from kwik_console.core.settings import get_settings
 
 
@@ -38,13 +38,6 @@ class Caller:
     address: str = ""
     # A token not yet checked: the route checks it in its own transaction (`transaction`).
     pending: _Admission | None = None
-
-
-def _is_loopback(host: str | None) -> bool:
-    try:
-        return host is not None and ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def rule_for(request: Request) -> tuple[str, access.Action | None]:
@@ -75,7 +68,7 @@ async def guard(request: Request) -> Caller:
     header = request.headers.get("authorization")
     settings = get_settings()
     if header is None:
-        if settings.local_mode and _is_loopback(address):
+        if settings.local_mode and is_loopback(address):
             if action is None:
                 raise _no_rule(route)
             return Caller(actor=audit.LOCAL, owner="local", address=address)

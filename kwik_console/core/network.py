@@ -7,7 +7,8 @@ In hosted mode, deliveries never reach an internal address. The policy is applie
   name resolves to with `address_refusal`, and hosts written as an address with `host_problem`.
 
 `KWIK_ALLOWED_NETWORKS` (see `parse_allowed_networks`) lists exceptions for a
-team whose endpoints are internal. Local mode does not use the policy.
+team whose endpoints are internal. Local mode does not use the policy, except
+`is_loopback`: the one answer to "is this host this machine?".
 """
 
 from __future__ import annotations
@@ -238,12 +239,36 @@ def parse_allowed_networks(text: str) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+def is_loopback(host: str | None) -> bool:
+    """Whether `host` names this machine: `localhost`, an address of 127.0.0.0/8, or ::1.
+
+    The one answer for a URL's host (http:// is allowed to loopback in local mode), a Host header's name
+    and a peer's address. ::1 may be bracketed ([::1], as in a URL or a Host header); an IPv4-mapped
+    ::ffff:127.x.x.x is loopback too (a dual-stack socket shows an IPv4 peer so).
+    """
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        if host.startswith("[") and host.endswith("]"):
+            ip: IPAddress = ipaddress.IPv6Address(host[1:-1])  # only an IPv6 address is bracketed
+        else:
+            ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
 __all__: list[str] = [
     "IPAddress",
     "IPNetwork",
     "address_refusal",
     "host_problem",
     "host_refusal",
+    "is_loopback",
     "parse_allowed_networks",
     "parse_ipv4_spelling",
 ]

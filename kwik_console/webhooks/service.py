@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
-import ipaddress
 import re
 import secrets
 from collections.abc import Iterable
@@ -19,7 +18,7 @@ from sqlmodel import Session, and_, col, delete, func, or_, select, update
 
 from kwik_console.events import catalog
 from kwik_console.core.errors import InvalidInput, NotFound, check_id
-from kwik_console.core.network import host_refusal
+from kwik_console.core.network import host_refusal, is_loopback
 from kwik_console.store.tables import (
     Attempt,
     Delivery,
@@ -87,16 +86,6 @@ def _text_error(label: str, text: str) -> str | None:
     return None
 
 
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def validate_name(name: str | None) -> tuple[str, str | None]:
     name = (name or "").strip()
     if not name:
@@ -154,7 +143,7 @@ def validate_url(url: str | None, *, local_mode: bool) -> tuple[str, str | None]
     if error:
         return url, error
     if scheme == "http":
-        if not (local_mode and _is_loopback(host)):
+        if not (local_mode and is_loopback(host)):
             hint = " (http:// is allowed only for localhost when running locally)"
             return url, f"Webhook URL must use https://{hint}."
     if not local_mode:
