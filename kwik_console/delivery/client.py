@@ -25,7 +25,12 @@ from httpx_aiohttp import AiohttpTransport
 
 from kwik_console import __version__
 from kwik_console.core.settings import Settings
-from kwik_console.delivery.transport import GuardedTransport, make_guarded_connector, proxy_hosts, refusal_from_exception
+from kwik_console.delivery.transport import (
+    GuardedTransport,
+    make_guarded_connector,
+    proxy_hosts,
+    refusal_from_exception,
+)
 
 USER_AGENT = f"Kwik-Webhooks/{__version__}"
 

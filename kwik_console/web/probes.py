@@ -6,7 +6,7 @@
   code's revision, and this process's delivery scheduler runs; otherwise 503,
   the body naming each check that failed. Public: the body says which check
   failed, never why (no address, no error text); the reason goes to the log.
-- /metrics: Prometheus text (see metrics.py). Local mode: loopback only.
+- /metrics: Prometheus text (see web/metrics.py). Local mode: loopback only.
   Hosted mode: with KWIK_METRICS_TOKEN, only `Authorization: Bearer <token>`;
   without it, loopback only. "Loopback" means a direct request from this host:
   a request that came through a reverse proxy (it carries Forwarded,
@@ -29,9 +29,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from kwik_console.core import metrics
 from kwik_console.core.network import is_loopback
 from kwik_console.core.settings import get_settings
+from kwik_console.delivery import scheduler
+from kwik_console.store import db
+from kwik_console.web import metrics
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +49,6 @@ async def healthz(request: Request) -> Response:
 
 def _database_checks() -> dict[str, str]:
     """The database and schema checks; blocking (run on a thread)."""
-    from kwik_console.store import db
-
     try:
         state = db.schema_state(db.get_engine())
     except db.SchemaBehind:  # hosted mode opens no engine on a database that is behind
@@ -62,8 +62,6 @@ def _database_checks() -> dict[str, str]:
 
 
 def _scheduler_check() -> str:
-    from kwik_console.delivery import scheduler
-
     return "ok" if scheduler.current() is not None else "not running in this process"
 
 
