@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/session_check.py [--database URL] [--events 2000] [--sign-ins 10]
 
-The guard (ui/guard.py, the Reflex middleware every state event passes) is run
+The access middleware (ui/middleware.py, the Reflex middleware every state event passes) is run
 side by side, in one process, on the same event:
   - local mode: no session, the implicit admin (the guard's cost without a check);
   - hosted mode: a signed-in developer's cookie, looked up in the database on every event.
@@ -52,7 +52,7 @@ def main() -> None:
     from kwik_console import kwik_console as console_app
     from kwik_console.store.db import session_scope
     from kwik_console.team.sessions import COOKIE_NAME
-    from kwik_console.ui import middleware as guard
+    from kwik_console.ui import middleware as access_middleware
 
     settings.get_settings.cache_clear()
     password = "bench passphrase 2024 kite"
@@ -68,11 +68,11 @@ def main() -> None:
             _, token = members.sign_in(session=session, email=email, password=password, address="127.0.0.1")
         sign_ins.append(time.perf_counter() - started)
 
-    event_name = next(n for n, h in guard.all_handlers().items() if h.endswith("WebhooksState.load"))
+    event_name = next(n for n, h in access_middleware.all_handlers().items() if h.endswith("WebhooksState.load"))
     state = State(_reflex_internal_init=True)
     state.router_data = {"headers": {"origin": public_url, "cookie": f"{COOKIE_NAME}={token}"}, "asPath": "/"}
     event = Event(name=event_name, payload={})
-    middleware = guard.AccessGuard()
+    middleware = access_middleware.AccessMiddleware()
 
     async def run(mode: str) -> list[float]:
         os.environ["KWIK_MODE"] = mode

@@ -5,7 +5,7 @@ import reflex as rx
 from kwik_console import api
 from kwik_console.web import sign_in as auth_routes, export, probes as health
 from kwik_console.delivery import scheduler
-from kwik_console.ui.middleware import AccessGuard
+from kwik_console.ui.middleware import AccessMiddleware
 from kwik_console.ui.pages.audit import audit_page
 from kwik_console.ui.pages.developers import developers_page
 from kwik_console.ui.pages.event_log import event_log_page
@@ -37,7 +37,7 @@ app = rx.App(
     api_transformer=[auth_routes.app(), health.app(), api.mount, export.app()],  # api.mount: /api/v1, ahead of the rest
 )
 # Every state event passes here first: no handler runs unless access.py allows it.
-app.add_middleware(AccessGuard())
+app.add_middleware(AccessMiddleware())
 
 app.add_page(sign_in_page, route="/sign-in", title="Sign in · Kwik Console", on_load=SignInState.open_page)
 app.add_page(accept_page, route="/accept", title="Choose your password · Kwik Console", on_load=AcceptState.open_page)

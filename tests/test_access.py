@@ -1,7 +1,7 @@
 """The authorisation matrix: every event handler of every state, found by introspection, through the real guard.
 
 Each handler is sent, as an event, through the same middleware the console runs
-(ui/guard.py -> access.decide), as anonymous, viewer, developer and admin, with a
+(ui/middleware.py -> access.decide), as anonymous, viewer, developer and admin, with a
 real session cookie checked against a real database. A handler added without a
 rule in access.HANDLER_RULES is refused for everyone, and this test fails.
 """
@@ -18,7 +18,7 @@ from kwik_console.team import access, audit, members, sessions
 from kwik_console import kwik_console as console_app  # registers every state of the app
 from kwik_console.store.db import session_scope
 from kwik_console.store.team_tables import Role
-from kwik_console.ui import middleware as guard
+from kwik_console.ui import middleware
 from tests.conftest import TEST_SECRET_KEY, configure
 
 PUBLIC_URL = "http://127.0.0.1:3999"
@@ -54,13 +54,13 @@ def expected(role: str | None, handler: str) -> bool:
 
 
 def test_every_state_of_the_app_is_in_the_matrix():
-    ours = {_state_of(h) for h in guard.all_handlers().values() if not h.startswith(REFLEX_INTERNAL)}
+    ours = {_state_of(h) for h in middleware.all_handlers().values() if not h.startswith(REFLEX_INTERNAL)}
     assert ours <= ADMIN_STATES, f"new states: say in this test which role may use them: {ours - ADMIN_STATES}"
     assert len(ours) >= 10
 
 
 def test_every_handler_has_a_rule():
-    handlers = guard.all_handlers().values()
+    handlers = middleware.all_handlers().values()
     missing = [h for h in handlers if h not in access.HANDLER_RULES and not h.endswith(".setvar")]
     assert not missing, f"handlers without a rule in access.HANDLER_RULES (refused for everyone): {missing}"
     stale = set(access.HANDLER_RULES) - set(handlers)
@@ -84,7 +84,7 @@ def _state(cookie: str | None, origin: str = PUBLIC_URL) -> State:
 
 
 def _allowed(event_name: str, state: State) -> bool:
-    update = asyncio.run(guard.AccessGuard().preprocess(console_app.app, state, Event(name=event_name,
+    update = asyncio.run(middleware.AccessMiddleware().preprocess(console_app.app, state, Event(name=event_name,
                                                                                       payload={})))
     return update is None
 
@@ -103,7 +103,7 @@ def hosted(kwik, monkeypatch):
 
 
 def test_the_matrix_through_the_guard(hosted):
-    names = guard.all_handlers()
+    names = middleware.all_handlers()
     assert len(names) > 60
     who = {None: None, **{role: hosted[role] for role in Role}}
     for role, cookie in who.items():
@@ -118,8 +118,8 @@ def test_the_matrix_through_the_guard(hosted):
 
 
 def test_a_foreign_origin_or_a_dead_session_is_refused(hosted):
-    rotate = next(n for n, h in guard.all_handlers().items() if h.endswith("WebhookFormState.rotate_secret"))
-    load = next(n for n, h in guard.all_handlers().items() if h.endswith("WebhooksState.load"))
+    rotate = next(n for n, h in middleware.all_handlers().items() if h.endswith("WebhookFormState.rotate_secret"))
+    load = next(n for n, h in middleware.all_handlers().items() if h.endswith("WebhooksState.load"))
     admin = hosted[Role.ADMIN]
     assert _allowed(rotate, _state(admin))
     assert not _allowed(load, _state(admin, origin="https://evil.example"))
@@ -130,7 +130,7 @@ def test_a_foreign_origin_or_a_dead_session_is_refused(hosted):
 
 
 def test_local_mode_is_one_implicit_admin_without_sign_in(kwik):
-    names = guard.all_handlers()
+    names = middleware.all_handlers()
     allowed = {h for name, h in names.items() if _allowed(name, _state(None, origin=""))}
     assert allowed == {h for h in names.values() if not h.endswith(".setvar")}
 

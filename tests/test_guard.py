@@ -1,4 +1,4 @@
-"""The SSRF guard (issue 8): internal addresses are refused when a webhook is saved and when a delivery connects.
+"""The address policy and its transport: internal addresses are refused at save and at connect time.
 
 No test here sends a packet outside 127.0.0.0/8: the table tests only judge
 hosts, host names are resolved by a test resolver (never DNS), and the only
@@ -19,10 +19,17 @@ import httpx
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from kwik_console.delivery import guard
+from kwik_console.core import network
+from kwik_console.delivery.transport import (
+    AddressNotAllowed,
+    GuardedResolver,
+    check_url_at_send,
+    make_guarded_transport,
+    refusal_from_exception,
+)
 from tests.receiver import Receiver
 
-LOOPBACK = guard.parse_allowed_networks("127.0.0.0/8")
+LOOPBACK = network.parse_allowed_networks("127.0.0.0/8")
 REBIND_HOST = "hooks.test-rebind.invalid"  # .invalid never resolves in real DNS (RFC 6761)
 
 
@@ -100,54 +107,54 @@ PUBLIC_HOSTS = [
 
 @pytest.mark.parametrize(("host", "address"), REFUSED_HOSTS)
 def test_internal_address_is_refused_when_the_webhook_is_saved(host, address):
-    assert guard.host_refusal(host, ()) == (
+    assert network.host_refusal(host, ()) == (
         f"Webhook URL must not point to an internal address: address {address} is not allowed."
     )
     literal = host.strip("[]").replace("%25", "%")
-    assert guard.address_refusal(ipaddress.ip_address(literal), ()) == f"address {address} is not allowed"
+    assert network.address_refusal(ipaddress.ip_address(literal), ()) == f"address {address} is not allowed"
 
 
 @pytest.mark.parametrize(("host", "address"), NUMERIC_SPELLINGS)
 def test_numeric_ipv4_spelling_is_read_like_inet_aton_and_refused(host, address):
-    assert guard.parse_ipv4_spelling(host) == ipaddress.IPv4Address(address)
+    assert network.parse_ipv4_spelling(host) == ipaddress.IPv4Address(address)
     assert socket.inet_aton(host.rstrip(".")) == ipaddress.IPv4Address(address).packed
-    assert guard.host_refusal(host, ()) == (
+    assert network.host_refusal(host, ()) == (
         f"Webhook URL must not use a numeric IPv4 spelling such as {host.lower()}; "
         "write the address in full or use a host name."
     )
     # Even where the network is allowed: the spelling itself is refused.
-    assert guard.host_refusal(host, guard.parse_allowed_networks("0.0.0.0/0")) is not None
+    assert network.host_refusal(host, network.parse_allowed_networks("0.0.0.0/0")) is not None
 
 
 @pytest.mark.parametrize("host", UNICODE_SPELLINGS)
 def test_unicode_spelling_of_an_internal_address_is_refused(host):
-    assert guard.host_refusal(host, ()) == (
+    assert network.host_refusal(host, ()) == (
         "Webhook URL must not point to an internal address: address 127.0.0.1 is not allowed."
     )
 
 
 @pytest.mark.parametrize("host", ["example.com", "256.1.1.1", "1.2.3.4.5", "08.1.1.1", "1..1", "", "0x1g"])
 def test_non_ipv4_spelling_is_not_parsed_as_an_address(host):
-    assert guard.parse_ipv4_spelling(host) is None
+    assert network.parse_ipv4_spelling(host) is None
 
 
 @pytest.mark.parametrize("host", ["256.1.1.1", "1.2.3.4.5", "08.0.0.1", "example.0x10", "example.123"])
 def test_host_ending_in_a_number_that_is_no_address_is_refused(host):
-    assert guard.host_refusal(host, ()) == "Webhook URL host is not a valid IP address or host name."
+    assert network.host_refusal(host, ()) == "Webhook URL host is not a valid IP address or host name."
 
 
 @pytest.mark.parametrize("host", INTERNAL_NAMES)
 def test_internal_name_is_refused(host):
     name = host.lower().rstrip(".")
-    assert guard.host_refusal(host, ()) == (
+    assert network.host_refusal(host, ()) == (
         f"Webhook URL must not point to {name}: it names this machine or a private network."
     )
-    assert guard.host_refusal(host, guard.parse_allowed_networks("0.0.0.0/0,::/0")) is not None
+    assert network.host_refusal(host, network.parse_allowed_networks("0.0.0.0/0,::/0")) is not None
 
 
 @pytest.mark.parametrize("host", PUBLIC_HOSTS)
 def test_public_host_passes(host):
-    assert guard.host_refusal(host, ()) is None
+    assert network.host_refusal(host, ()) is None
 
 
 @pytest.mark.parametrize(
@@ -162,18 +169,18 @@ def test_public_host_passes(host):
     ],
 )
 def test_allowed_networks_are_exceptions(allowed, host):
-    assert guard.host_refusal(host, ()) is not None
-    assert guard.host_refusal(host, guard.parse_allowed_networks(allowed)) is None
+    assert network.host_refusal(host, ()) is not None
+    assert network.host_refusal(host, network.parse_allowed_networks(allowed)) is None
 
 
 @pytest.mark.parametrize(("allowed", "host"), [("10.20.0.0/16", "10.21.0.1"), ("127.0.0.0/8", "[::1]"), ("::1", "127.0.0.1")])
 def test_allowed_networks_allow_nothing_else(allowed, host):
-    assert guard.host_refusal(host, guard.parse_allowed_networks(allowed)) is not None
+    assert network.host_refusal(host, network.parse_allowed_networks(allowed)) is not None
 
 
 def test_allowed_networks_are_parsed():
-    assert guard.parse_allowed_networks("") == ()
-    assert guard.parse_allowed_networks(" 10.0.0.0/8 , fd00::/8,,") == (
+    assert network.parse_allowed_networks("") == ()
+    assert network.parse_allowed_networks(" 10.0.0.0/8 , fd00::/8,,") == (
         ipaddress.ip_network("10.0.0.0/8"),
         ipaddress.ip_network("fd00::/8"),
     )
@@ -182,7 +189,7 @@ def test_allowed_networks_are_parsed():
 @pytest.mark.parametrize("text", ["10.0.0.0/33", "10.0.0.1/8", "intranet", "10.0.0.0/8;192.168.0.0/16"])
 def test_bad_allowed_networks_are_refused_with_a_clear_message(text):
     with pytest.raises(ValueError, match=r"KWIK_ALLOWED_NETWORKS must be comma-separated networks"):
-        guard.parse_allowed_networks(text)
+        network.parse_allowed_networks(text)
 
 
 @pytest.mark.parametrize(
@@ -198,12 +205,12 @@ def test_bad_allowed_networks_are_refused_with_a_clear_message(text):
 )
 def test_url_is_checked_again_at_send(url, error):
     if error is None:
-        guard.check_url_at_send(url, ())
+        check_url_at_send(url, ())
         return
-    with pytest.raises(guard.AddressNotAllowed) as caught:
-        guard.check_url_at_send(url, ())
+    with pytest.raises(AddressNotAllowed) as caught:
+        check_url_at_send(url, ())
     assert str(caught.value) == error
-    assert guard.refusal_from_exception(caught.value) == error
+    assert refusal_from_exception(caught.value) == error
 
 
 # ---- connect time ---------------------------------------------------------
@@ -305,7 +312,7 @@ def counter():
 def guarded_client(allowed, resolver) -> httpx.AsyncClient:
     """Built the way the product's delivery client is: httpx over the guarded aiohttp transport."""
     return httpx.AsyncClient(
-        transport=guard.make_guarded_transport(allowed, resolver=resolver),
+        transport=make_guarded_transport(allowed, resolver=resolver),
         follow_redirects=False,
         trust_env=False,
         timeout=httpx.Timeout(5.0),
@@ -322,14 +329,14 @@ async def _post(allowed, resolver, url) -> httpx.Response | Exception:
 
 def test_host_name_resolving_to_loopback_passes_creation_and_is_refused_at_connect_time(counter):
     url = f"http://{REBIND_HOST}:{counter.port}/hooks"
-    assert guard.host_refusal(REBIND_HOST, ()) is None  # creation sees only a name
+    assert network.host_refusal(REBIND_HOST, ()) is None  # creation sees only a name
     resolver = HostsResolver({REBIND_HOST: ["127.0.0.1"]})
 
     outcome = asyncio.run(_post((), resolver, url))
 
     assert isinstance(outcome, httpx.HTTPError), outcome
     assert resolver.lookups == [REBIND_HOST]  # it was refused after resolving, not before
-    assert guard.refusal_from_exception(outcome) == "address 127.0.0.1 is not allowed"
+    assert refusal_from_exception(outcome) == "address 127.0.0.1 is not allowed"
     assert "address 127.0.0.1 is not allowed" in str(outcome)
     # A second, allowed request is accepted after any the refused one could have made:
     # when it has been counted, so would an earlier connection have been.
@@ -356,7 +363,7 @@ def test_literal_and_odd_hosts_are_refused_at_send_without_a_connection(counter,
     outcome = asyncio.run(_post((), resolver, url))
 
     assert isinstance(outcome, httpx.ConnectError), outcome
-    assert guard.refusal_from_exception(outcome)
+    assert refusal_from_exception(outcome)
     assert resolver.lookups == []  # refused before any lookup
     sentinel = asyncio.run(_post(LOOPBACK, HostsResolver({REBIND_HOST: ["127.0.0.1"]}),
                                  f"http://{REBIND_HOST}:{counter.port}/"))
@@ -378,34 +385,34 @@ def test_literal_and_odd_hosts_are_refused_at_send_without_a_connection(counter,
 )
 def test_resolver_refuses_a_host_if_any_address_is_refused(addresses, refused):
     # Resolution only: nothing connects, so public addresses here send no packet.
-    resolver = guard.GuardedResolver((), HostsResolver({REBIND_HOST: addresses}))
-    with pytest.raises(guard.AddressNotAllowed, match=rf"^address {refused} is not allowed$"):
+    resolver = GuardedResolver((), HostsResolver({REBIND_HOST: addresses}))
+    with pytest.raises(AddressNotAllowed, match=rf"^address {refused} is not allowed$"):
         asyncio.run(resolver.resolve(REBIND_HOST, 443))
 
 
 def test_resolver_passes_public_addresses_and_allowed_networks():
-    public = guard.GuardedResolver((), HostsResolver({REBIND_HOST: ["93.184.216.34", "2606:2800:220:1::1"]}))
+    public = GuardedResolver((), HostsResolver({REBIND_HOST: ["93.184.216.34", "2606:2800:220:1::1"]}))
     results = asyncio.run(public.resolve(REBIND_HOST, 443))
     assert [r["host"] for r in results] == ["93.184.216.34", "2606:2800:220:1::1"]
 
-    allowed = guard.GuardedResolver(LOOPBACK, HostsResolver({REBIND_HOST: ["127.0.0.5"]}))
+    allowed = GuardedResolver(LOOPBACK, HostsResolver({REBIND_HOST: ["127.0.0.5"]}))
     assert [r["host"] for r in asyncio.run(allowed.resolve(REBIND_HOST, 443))] == ["127.0.0.5"]
 
 
 def test_trusted_proxy_host_is_resolved_unchecked():
-    resolver = guard.GuardedResolver(
+    resolver = GuardedResolver(
         (), HostsResolver({"egress-proxy": ["10.1.2.3"], REBIND_HOST: ["10.1.2.3"]}), trusted_hosts=["egress-proxy"]
     )
     assert [r["host"] for r in asyncio.run(resolver.resolve("egress-proxy", 3128))] == ["10.1.2.3"]
-    with pytest.raises(guard.AddressNotAllowed):
+    with pytest.raises(AddressNotAllowed):
         asyncio.run(resolver.resolve(REBIND_HOST, 443))
 
 
 @pytest.mark.parametrize("host", ["0x7f000001", "127.1", "0177.0.0.1", "2130706433"])
 def test_system_reading_of_numeric_spelling_is_refused_at_connect_time(host):
     # What getaddrinfo makes of the spelling (numeric only, so never a DNS query).
-    resolver = guard.GuardedResolver((), NumericResolver())
-    with pytest.raises(guard.AddressNotAllowed, match=r"^address 127\.0\.0\.1 is not allowed$"):
+    resolver = GuardedResolver((), NumericResolver())
+    with pytest.raises(AddressNotAllowed, match=r"^address 127\.0\.0\.1 is not allowed$"):
         asyncio.run(resolver.resolve(host, 443))
 
 
@@ -431,7 +438,7 @@ def test_proxy_environment_is_ignored(counter, monkeypatch):
 
     outcome = asyncio.run(_post((), HostsResolver({REBIND_HOST: ["127.0.0.1"]}), f"http://{REBIND_HOST}:9/"))
 
-    assert guard.refusal_from_exception(outcome) == "address 127.0.0.1 is not allowed"
+    assert refusal_from_exception(outcome) == "address 127.0.0.1 is not allowed"
     sentinel = asyncio.run(_post(LOOPBACK, HostsResolver({REBIND_HOST: ["127.0.0.1"]}),
                                  f"http://{REBIND_HOST}:{counter.port}/"))
     assert isinstance(sentinel, httpx.Response)
@@ -444,7 +451,7 @@ def test_configured_proxy_is_used_and_its_own_host_is_not_refused(counter):
     resolver = HostsResolver({"egress-proxy": ["127.0.0.1"]})
 
     async def main():
-        transport = guard.make_guarded_transport((), proxy=proxy, resolver=resolver)
+        transport = make_guarded_transport((), proxy=proxy, resolver=resolver)
         async with httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False) as client:
             through_proxy = await client.post("http://hooks.example.com/hooks", content=b"{}")
             with pytest.raises(httpx.ConnectError) as refused:
@@ -455,5 +462,5 @@ def test_configured_proxy_is_used_and_its_own_host_is_not_refused(counter):
 
     assert through_proxy.status_code == 200  # answered by the stand-in proxy; the target is never resolved here
     assert resolver.lookups == ["egress-proxy"]
-    assert guard.refusal_from_exception(refused) == "address 10.0.0.1 is not allowed"
+    assert refusal_from_exception(refused) == "address 10.0.0.1 is not allowed"
     assert counter.wait_for_count(1) == 1

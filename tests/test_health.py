@@ -23,6 +23,7 @@ from sqlmodel import Session, func, select, update
 
 from kwik_console.team import audit
 from kwik_console.store import db
+from kwik_console.web import metrics as scrape_metrics
 from kwik_console.web import probes as health
 from kwik_console.core import logs, metrics
 from kwik_console.webhooks import service as webhooks
@@ -200,7 +201,7 @@ def test_database_gauges_match_the_rows(metrics_dir, receiver):
 def test_the_queue_gauge_reads_only_unfinished_rows(metrics_dir):
     """A scrape must cost the size of the queue, not of the history (millions of finished rows)."""
     engine = db.get_engine()
-    compiled = metrics.unfinished_by_status().compile(engine)
+    compiled = scrape_metrics.unfinished_by_status().compile(engine)
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(

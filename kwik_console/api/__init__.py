@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kwik_console import __version__
 from kwik_console.team import access
 from kwik_console.api import docs, handlers, operations, problems, routes, stream
-from kwik_console.api.auth import guard
+from kwik_console.api.auth import authorize
 
 PREFIX = access.API_PREFIX
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -126,7 +126,7 @@ def create_app() -> FastAPI:
     db.short_gil_turns()  # its routes' database work runs on threads
     app = FastAPI(title="Kwik Console API", version=__version__, description=DESCRIPTION,
                   openapi_url=f"{PREFIX}/openapi.json", docs_url=None, redoc_url=None)
-    guarded = {"dependencies": [Depends(guard)], "responses": problems.PROBLEM_RESPONSES}
+    guarded = {"dependencies": [Depends(authorize)], "responses": problems.PROBLEM_RESPONSES}
     app.include_router(routes.router, **guarded)
     app.include_router(operations.router, **guarded)
     app.include_router(stream.router, **guarded)

@@ -1,4 +1,4 @@
-"""The API's guard: every route passes here, and its rule comes from access.API_RULES.
+"""The API's access check: every route passes here, and its rule comes from access.API_RULES.
 
 One transaction per request: look the token up (by its SHA-256), check its scopes
 against the route's action, count the request against the token's rate limit,
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import ipaddress
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
@@ -26,6 +25,7 @@ from kwik_console.team import access, audit, tokens
 from kwik_console.api import ratelimit
 from kwik_console.api.problems import ApiProblem
 from kwik_console.core.clock import utcnow
+from kwik_console.core.network import is_loopback
 from kwik_console.core.settings import get_settings
 
 
@@ -38,13 +38,6 @@ class Caller:
     address: str = ""
     # A token not yet checked: the route checks it in its own transaction (`transaction`).
     pending: _Admission | None = None
-
-
-def _is_loopback(host: str | None) -> bool:
-    try:
-        return host is not None and ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def rule_for(request: Request) -> tuple[str, access.Action | None]:
@@ -67,7 +60,7 @@ class _Admission:
     text: str
 
 
-async def guard(request: Request) -> Caller:
+async def authorize(request: Request) -> Caller:
     # On the event loop: only a token's check goes to a thread, and not even that for a route that checks it
     # in its own transaction (one thread hop per request, not two).
     route, action = rule_for(request)
@@ -75,7 +68,7 @@ async def guard(request: Request) -> Caller:
     header = request.headers.get("authorization")
     settings = get_settings()
     if header is None:
-        if settings.local_mode and _is_loopback(address):
+        if settings.local_mode and is_loopback(address):
             if action is None:
                 raise _no_rule(route)
             return Caller(actor=audit.LOCAL, owner="local", address=address)
@@ -258,4 +251,4 @@ def _no_rule(route: str) -> ApiProblem:
     return ApiProblem(403, "forbidden", "Forbidden", f"{route} has no access rule.")
 
 
-CallerDep = Annotated[Caller, Depends(guard)]
+CallerDep = Annotated[Caller, Depends(authorize)]

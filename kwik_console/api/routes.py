@@ -309,7 +309,7 @@ async def publish_directly(scope: Scope, body: bytes, receive: Receive, send: Se
     scope["route"], scope["endpoint"] = _PUBLISH_ROUTE, publish_event  # as FastAPI's match sets; the guard reads it
     request = Request(scope, receive)
     try:
-        response = await _publish(await auth.guard(request), request, parsed, idempotency_key)
+        response = await _publish(await auth.authorize(request), request, parsed, idempotency_key)
     except Exception as exc:
         handler = next((h for c in type(exc).__mro__ if (h := scope["app"].exception_handlers.get(c))), None)
         if handler is None:

@@ -1,20 +1,12 @@
-"""Prometheus metrics, added up over every Kwik process of a deployment on one host.
+"""Prometheus metrics counted by each process as it works, added up over every Kwik process on one host.
 
-Two kinds, each added up in the way that makes it right:
-
-- Counted by each process as it works: attempts by outcome and their
-  durations, claims and their latency, record latency, attempts in flight.
-  Each process writes its own files in the metrics directory
-  (prometheus-client's multiprocess mode) and /metrics sums every process's
-  files, so the console's backend workers and `kwik-console worker` processes
-  add up. The dispatcher reports through the plain functions below.
-- Read from the database when /metrics is scraped: unfinished deliveries by
-  status (pending, retrying), the due backlog and the age of the oldest due
-  delivery. Every process reads the same rows, so these are right by
-  construction, whichever process answers. Each reads only unfinished rows
-  (a partial index), so a scrape costs the size of the queue, never of the
-  history: finished deliveries are counted as they end
-  (`kwik_deliveries_ended_total`), not by scanning them.
+Attempts by outcome and their durations, claims and their latency, record
+latency, attempts in flight, deliveries ended. Each process writes its own
+files in the metrics directory (prometheus-client's multiprocess mode) and
+/metrics sums every process's files, so the console's backend workers and
+`kwik-console worker` processes add up. The dispatcher reports through the
+plain functions below. The scrape, which adds them up and reads the queue
+from the database, is web/metrics.py.
 
 The metrics directory is KWIK_METRICS_DIR, or by default
 `<temp dir>/kwik-metrics-<uid>-<hash of the database URL>`, so every process of
@@ -38,21 +30,21 @@ import functools
 import hashlib
 import logging
 import os
-import re
 import tempfile
 import threading
 from pathlib import Path
 
+from prometheus_client import Counter, Gauge, Histogram, values
+
+from kwik_console.core.settings import get_settings
+
 log = logging.getLogger(__name__)
 
 OUTCOMES = ("success", "failure", "error")  # 2xx; any other HTTP code; no response at all
-UNFINISHED = ("pending", "retrying")  # the queue: read from the database at each scrape
 ENDED = ("success", "failure")  # counted by the dispatcher as attempts end them
 # Attempts are capped by KWIK_ATTEMPT_TIMEOUT (15 s by default); database steps take milliseconds.
 ATTEMPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0)
 DATABASE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-# Scrape-time queries may take this long on PostgreSQL before they are cancelled.
-QUERY_TIMEOUT_MS = 2000
 
 
 def outcome_of(http_code: int | None) -> str:
@@ -64,8 +56,6 @@ def outcome_of(http_code: int | None) -> str:
 
 def directory() -> Path:
     """This deployment's metrics directory (see the module's docstring)."""
-    from kwik_console.core.settings import get_settings
-
     settings = get_settings()
     return _directory(settings.metrics_dir, settings.database_url)
 
@@ -99,8 +89,6 @@ _by_directory: dict[Path, _Metrics | None] = {}
 
 
 def _create(path: Path) -> _Metrics:
-    from prometheus_client import Counter, Gauge, Histogram, values
-
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not os.access(path, os.W_OK):
         raise PermissionError(f"cannot write to {path}")
@@ -207,113 +195,6 @@ def set_in_flight(n: int) -> None:
     _safely(lambda m: m.in_flight.set(n))
 
 
-# ---------------------------------------------------------------- the scrape
-
-_LIVE_GAUGE_FILE = re.compile(r"gauge_live\w*?_(\d+)\.db")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True
-
-
-def forget_dead_processes(path: Path) -> list[int]:
-    """Drop the live gauges (in flight) of processes that have exited; their counters stay."""
-    from prometheus_client import multiprocess
-
-    dead = set()
-    for name in os.listdir(path):
-        match = _LIVE_GAUGE_FILE.fullmatch(name)
-        if match and not _alive(int(match.group(1))):
-            dead.add(int(match.group(1)))
-    for pid in dead:
-        multiprocess.mark_process_dead(pid, str(path))
-    return sorted(dead)
-
-
-def unfinished_by_status():
-    """Pending and retrying deliveries: ix_delivery_due holds only unfinished rows, the queue, never the history."""
-    from sqlalchemy import func, select
-
-    from kwik_console.store.tables import Delivery
-
-    return (select(Delivery.status, func.count()).where(Delivery.next_attempt_at.is_not(None))
-            .group_by(Delivery.status))
-
-
-class DatabaseCollector:
-    """The gauges read from the database at scrape time, with cheap, indexed queries."""
-
-    def __init__(self, engine):
-        self.engine = engine
-
-    def collect(self):
-        from prometheus_client.core import GaugeMetricFamily
-        from sqlalchemy import func, select, text
-
-        from kwik_console.store.tables import Delivery
-        from kwik_console.core.clock import utcnow
-
-        up = GaugeMetricFamily("kwik_database_up", "1 if this scrape could read the database, else 0.")
-        try:
-            now = utcnow()
-            with self.engine.connect() as conn:
-                if conn.dialect.name == "postgresql":
-                    conn.execute(text(f"SET LOCAL statement_timeout = {QUERY_TIMEOUT_MS}"))
-                by_status = dict(conn.execute(unfinished_by_status()).all())
-                # ix_delivery_due: a range scan over due rows only, and the oldest is its first entry.
-                due, oldest = conn.execute(
-                    select(func.count(), func.min(Delivery.next_attempt_at)).where(
-                        Delivery.next_attempt_at.is_not(None), Delivery.next_attempt_at <= now)
-                ).one()
-        except Exception:  # noqa: BLE001  the process's own counters are still worth serving
-            log.warning("reading delivery metrics from the database failed", exc_info=True)
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
-        yield up
-        statuses = GaugeMetricFamily("kwik_deliveries", "Unfinished deliveries by status, from the database.",
-                                     labels=["status"])
-        for status in sorted(set(UNFINISHED) | set(by_status)):
-            statuses.add_metric([status], by_status.get(status, 0))
-        yield statuses
-        yield GaugeMetricFamily("kwik_deliveries_due", "Deliveries whose next attempt is due now (the backlog), "
-                                "including those being attempted.", value=due)
-        age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
-        yield GaugeMetricFamily("kwik_oldest_due_delivery_age_seconds", "How long the oldest due delivery has "
-                                "waited past its attempt time; 0 when none is due.", value=age)
-
-
-def render(engine=None) -> bytes:
-    """The Prometheus text for /metrics: every process's counters, plus the database's gauges. Blocking."""
-    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
-
-    registry = CollectorRegistry()
-    if _metrics() is not None:
-        path = directory()
-        forget_dead_processes(path)
-        multiprocess.MultiProcessCollector(registry, path=str(path))
-    if engine is None:
-        from kwik_console.store.db import get_engine
-
-        try:
-            engine = get_engine()
-        except Exception:  # noqa: BLE001  reported as kwik_database_up 0
-            log.warning("the database cannot be opened for /metrics", exc_info=True)
-            engine = _Unavailable()
-    registry.register(DatabaseCollector(engine))
-    return generate_latest(registry)
-
-
-class _Unavailable:
-    def connect(self):
-        raise ConnectionError("the database cannot be opened")
-
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+def counting_directory() -> Path | None:
+    """The metrics directory this process counts in, or None when metrics are off in this process."""
+    return directory() if _metrics() is not None else None

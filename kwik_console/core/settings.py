@@ -11,6 +11,8 @@ import functools
 import os
 from pathlib import Path
 
+from kwik_console.core.network import parse_allowed_networks
+
 # The retry schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h -> 8 attempts in all.
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
@@ -198,8 +200,6 @@ def parse_duration(text: str, name: str, *, default: float) -> float:
 
 
 def _allowed_networks(text: str) -> tuple:
-    from kwik_console.delivery.guard import parse_allowed_networks
-
     try:
         return parse_allowed_networks(text)
     except ValueError as exc:

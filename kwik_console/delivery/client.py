@@ -24,8 +24,13 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from kwik_console import __version__
-from kwik_console.delivery import guard
 from kwik_console.core.settings import Settings
+from kwik_console.delivery.transport import (
+    GuardedTransport,
+    make_guarded_connector,
+    proxy_hosts,
+    refusal_from_exception,
+)
 
 USER_AGENT = f"Kwik-Webhooks/{__version__}"
 
@@ -63,8 +68,8 @@ class DeliveryClient(httpx.AsyncClient):
 def make_client(settings: Settings) -> httpx.AsyncClient:
     """The dispatcher's one client. Call it on the loop that will use it.
 
-    In hosted mode every connection goes to an address the guard checked after
-    resolving the host, never an internal one (delivery/guard.py).
+    In hosted mode every connection goes to an address the address policy allowed after
+    resolving the host, never an internal one (delivery/transport.py).
     """
     # Room for every attempt the dispatcher may have on the wire (slow ones give
     # their slots to others, up to twice the cap), so none waits for a connection.
@@ -74,8 +79,8 @@ def make_client(settings: Settings) -> httpx.AsyncClient:
     if settings.local_mode:
         connector = aiohttp.TCPConnector(**options)
     else:
-        connector = guard.make_guarded_connector(
-            settings.allowed_networks, trusted_hosts=guard.proxy_hosts(settings.http_proxy), **options
+        connector = make_guarded_connector(
+            settings.allowed_networks, trusted_hosts=proxy_hosts(settings.http_proxy), **options
         )
     # trust_env=False: proxy variables in the environment must not redirect deliveries.
     session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False,
@@ -83,7 +88,7 @@ def make_client(settings: Settings) -> httpx.AsyncClient:
     if settings.local_mode:
         transport = AiohttpTransport(client=session, trust_env=False, proxy=proxy)
     else:  # also checks hosts written as an address, which skip the resolver
-        transport = guard.GuardedTransport(settings.allowed_networks, client=session, trust_env=False, proxy=proxy)
+        transport = GuardedTransport(settings.allowed_networks, client=session, trust_env=False, proxy=proxy)
     return DeliveryClient(
         transport=transport,
         follow_redirects=False,
@@ -106,7 +111,7 @@ def _causes(exc: BaseException):
 
 def describe_error(exc: BaseException, settings: Settings) -> str:
     """A short, human reading of why an attempt got no response."""
-    if refusal := guard.refusal_from_exception(exc):
+    if refusal := refusal_from_exception(exc):
         return refusal  # "address 10.0.0.1 is not allowed"
     for cause in _causes(exc):  # the transport wraps the error that says what happened
         if isinstance(cause, aiohttp.ConnectionTimeoutError):

@@ -1,6 +1,6 @@
 """Who may do what: the one table of roles and actions, and the rule for every state event handler.
 
-The console's Reflex middleware (`ui/guard.py`) asks `decide()` before every
+The console's Reflex middleware (`ui/middleware.py`) asks `decide()` before every
 state event, background and chained events included. A handler with no rule
 in HANDLER_RULES is refused for everyone, and tests/test_access.py fails until
 one is added.

@@ -73,7 +73,7 @@ def _sign_in_redirect(state) -> list[Event]:
     return Event.from_event_type(rx.redirect(f"{SIGN_IN_ROUTE}?next={urllib.parse.quote(path, safe='/')}"))
 
 
-class AccessGuard(Middleware):
+class AccessMiddleware(Middleware):
     """One guard, every event: refused events get a toast or a trip to the sign-in page instead."""
 
     async def preprocess(self, app, state, event: Event) -> StateUpdate | None:

@@ -6,7 +6,7 @@
   code's revision, and this process's delivery scheduler runs; otherwise 503,
   the body naming each check that failed. Public: the body says which check
   failed, never why (no address, no error text); the reason goes to the log.
-- /metrics: Prometheus text (see metrics.py). Local mode: loopback only.
+- /metrics: Prometheus text (see web/metrics.py). Local mode: loopback only.
   Hosted mode: with KWIK_METRICS_TOKEN, only `Authorization: Bearer <token>`;
   without it, loopback only. "Loopback" means a direct request from this host:
   a request that came through a reverse proxy (it carries Forwarded,
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import logging
 
 from starlette.applications import Starlette
@@ -30,8 +29,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from kwik_console.core import metrics
+from kwik_console.core.network import is_loopback
 from kwik_console.core.settings import get_settings
+from kwik_console.delivery import scheduler
+from kwik_console.store import db
+from kwik_console.web import metrics
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,6 @@ log = logging.getLogger(__name__)
 CHECK_TIMEOUT_SECONDS = 5.0
 NO_STORE = {"Cache-Control": "no-store"}
 FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 
 
 async def healthz(request: Request) -> Response:
@@ -48,8 +49,6 @@ async def healthz(request: Request) -> Response:
 
 def _database_checks() -> dict[str, str]:
     """The database and schema checks; blocking (run on a thread)."""
-    from kwik_console.store import db
-
     try:
         state = db.schema_state(db.get_engine())
     except db.SchemaBehind:  # hosted mode opens no engine on a database that is behind
@@ -63,8 +62,6 @@ def _database_checks() -> dict[str, str]:
 
 
 def _scheduler_check() -> str:
-    from kwik_console.delivery import scheduler
-
     return "ok" if scheduler.current() is not None else "not running in this process"
 
 
@@ -81,25 +78,15 @@ async def readyz(request: Request) -> Response:
                         status_code=200 if ready else 503, headers=NO_STORE)
 
 
-def _is_loopback(address: str | None) -> bool:
-    try:
-        ip = ipaddress.ip_address(address or "")
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
-
-
 def direct_from_this_host(request: Request) -> bool:
     """A request made on this host, straight to us: not through a proxy, not by a web page."""
-    if not _is_loopback(request.client.host if request.client else None):
+    if not is_loopback(request.client.host if request.client else None):
         return False
     if any(h in request.headers for h in FORWARDING_HEADERS) or "origin" in request.headers:
         return False
     host = request.headers.get("host", "").lower()
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    return name in LOOPBACK_NAMES or name.startswith("127.")
+    return is_loopback(name)
 
 
 def metrics_allowed(request: Request) -> bool:

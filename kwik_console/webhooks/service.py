@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
-import ipaddress
 import secrets
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -20,6 +19,7 @@ from sqlmodel import Session, and_, col, delete, func, or_, select, update
 from kwik_console.events import catalog
 from kwik_console.team import audit
 from kwik_console.core.errors import InvalidInput, NotFound, check_all, check_id
+from kwik_console.core.network import host_refusal, is_loopback
 from kwik_console.core.text import LONE_SURROGATE, check_text
 from kwik_console.store.tables import (
     Attempt,
@@ -70,15 +70,6 @@ class WebhookPage:
 
 
 # ---------------------------------------------------------------- validation (pure)
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def validate_name(name: str | None) -> str:
@@ -135,14 +126,12 @@ def validate_url(url: str | None, *, local_mode: bool) -> str:
         raise InvalidInput({"url": "Webhook URL must not include a #fragment."})
     url = _normalise_host(url, parts.netloc, host)
     if scheme == "http":
-        if not (local_mode and _is_loopback(host)):
+        if not (local_mode and is_loopback(host)):
             hint = " (http:// is allowed only for localhost when running locally)"
             raise InvalidInput({"url": f"Webhook URL must use https://{hint}."})
     if not local_mode:
         # Hosted: never an internal address (checked again at connect time, after DNS).
-        from kwik_console.delivery import guard
-
-        if refusal := guard.host_refusal(host, get_settings().allowed_networks):
+        if refusal := host_refusal(host, get_settings().allowed_networks):
             raise InvalidInput({"url": refusal})
     return url
 

@@ -1,6 +1,6 @@
 """Who is signed in (for the navigation and for hiding what a role cannot do), and changing one's own password.
 
-Hiding is only manners: the guard (ui/guard.py) refuses the events themselves.
+Hiding is only manners: the access middleware (ui/middleware.py) refuses the events themselves.
 """
 
 from __future__ import annotations

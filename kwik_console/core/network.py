@@ -1,33 +1,23 @@
-"""The SSRF guard: in hosted mode, deliveries never reach an internal address.
+"""The address policy: which hosts and addresses a delivery may reach. Pure functions, no I/O.
 
-Checked twice (issue 8):
+In hosted mode, deliveries never reach an internal address. The policy is applied twice:
 
 * when a webhook is saved, `host_refusal` judges the URL's host as written;
-* when a connection is made, `GuardedResolver` judges every address the host
-  name resolves to. aiohttp connects to exactly the addresses the resolver
-  returns, so the connection is pinned to checked addresses: no second lookup
-  can swap them (DNS rebinding). aiohttp skips the resolver for IP literals, so
-  `GuardedTransport` checks those itself before each request.
+* when a connection is made, the delivery transport (delivery/transport.py) judges every address the host
+  name resolves to with `address_refusal`, and hosts written as an address with `host_problem`.
 
 `KWIK_ALLOWED_NETWORKS` (see `parse_allowed_networks`) lists exceptions for a
-team whose endpoints are internal. Local mode does not use this module.
+team whose endpoints are internal. Local mode does not use the policy, except
+`is_loopback`: the one answer to "is this host this machine?".
 """
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import re
-import socket
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Union
-from urllib.parse import urlsplit
-
-import aiohttp
-import httpx
-from aiohttp.abc import AbstractResolver, ResolveResult
-from httpx_aiohttp import AiohttpTransport
+from collections.abc import Sequence
+from typing import Union
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -76,20 +66,6 @@ _MAPPED = _net("::ffff:0:0/96")
 _NAT64 = _net("64:ff9b::/96")
 _SIXTOFOUR = _net("2002::/16")
 _TEREDO = _net("2001::/32")
-
-
-class AddressNotAllowed(OSError):
-    """A delivery was stopped before connecting, because of where it would go.
-
-    An OSError with errno and strerror set, because aiohttp wraps resolver
-    OSErrors in ClientConnectorDNSError and shows only their strerror.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(errno.EACCES, message)
-
-    def __str__(self) -> str:
-        return self.strerror
 
 
 def _refused(ip: IPAddress) -> str:
@@ -197,8 +173,11 @@ def _normalise_host(host: str) -> str:
     return host
 
 
-def _host_problem(host: str, allowed: Sequence[IPNetwork]) -> tuple[str, str] | None:
-    """(kind, detail) of why a URL host is refused; kind is 'address', 'spelling', 'name' or 'invalid'."""
+def host_problem(host: str, allowed: Sequence[IPNetwork]) -> tuple[str, str] | None:
+    """(kind, detail) of why a URL host is refused; kind is 'address', 'spelling', 'name' or 'invalid'.
+
+    `host_refusal` words it for the merchant, the delivery transport for the delivery log.
+    """
     host = _normalise_host(host)
     if ":" in host:  # only an IPv6 literal has a colon in a URL host
         try:
@@ -225,7 +204,7 @@ def _host_problem(host: str, allowed: Sequence[IPNetwork]) -> tuple[str, str] | 
 
 def host_refusal(host: str, allowed: Sequence[IPNetwork] = ()) -> str | None:
     """Why a webhook URL with this host must not be saved, as a sentence for the merchant, or None."""
-    problem = _host_problem(host, allowed)
+    problem = host_problem(host, allowed)
     if problem is None:
         return None
     kind, detail = problem
@@ -239,27 +218,6 @@ def host_refusal(host: str, allowed: Sequence[IPNetwork] = ()) -> str | None:
     if kind == "name":
         return f"Webhook URL must not point to {detail}: it names this machine or a private network."
     return "Webhook URL host is not a valid IP address or host name."
-
-
-def check_url_at_send(url: str | httpx.URL, allowed: Sequence[IPNetwork] = ()) -> None:
-    """Raise AddressNotAllowed if the URL's host is refused as written.
-
-    Needed at send time because aiohttp does not ask the resolver about IP
-    literals, and because a webhook may have been saved before the rules (or
-    KWIK_ALLOWED_NETWORKS) changed. Host names are judged by GuardedResolver.
-    """
-    host = urlsplit(str(url)).hostname or ""
-    problem = _host_problem(host, allowed)
-    if problem is None:
-        return
-    kind, detail = problem
-    if kind == "address":
-        raise AddressNotAllowed(detail)
-    if kind == "spelling":
-        raise AddressNotAllowed(f"host {detail} is a numeric IPv4 spelling, which is not allowed")
-    if kind == "name":
-        raise AddressNotAllowed(f"host {detail} is not allowed")
-    raise AddressNotAllowed(f"host {detail} is not a valid IP address or host name")
 
 
 def parse_allowed_networks(text: str) -> tuple[IPNetwork, ...]:
@@ -281,169 +239,36 @@ def parse_allowed_networks(text: str) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
-class GuardedResolver(AbstractResolver):
-    """Resolves with another resolver, then refuses the host if ANY address is refused.
+def is_loopback(host: str | None) -> bool:
+    """Whether `host` names this machine: `localhost`, an address of 127.0.0.0/8, or ::1.
 
-    Refusing them all, rather than dropping the bad ones, means a name that
-    mixes public and internal addresses never gets a connection at all.
-    `trusted_hosts` (the outbound proxy's host name, say) are resolved unchecked.
+    The one answer for a URL's host (http:// is allowed to loopback in local mode), a Host header's name
+    and a peer's address. ::1 may be bracketed ([::1], as in a URL or a Host header); an IPv4-mapped
+    ::ffff:127.x.x.x is loopback too (a dual-stack socket shows an IPv4 peer so).
     """
-
-    def __init__(
-        self,
-        allowed: Sequence[IPNetwork] = (),
-        resolver: AbstractResolver | None = None,
-        *,
-        trusted_hosts: Iterable[str] = (),
-    ) -> None:
-        self.allowed = tuple(allowed)
-        self._resolver = resolver
-        self._owns_resolver = resolver is None
-        self._trusted = frozenset(h.lower().rstrip(".") for h in trusted_hosts)
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        if self._resolver is None:  # aiohttp's ThreadedResolver needs a running loop
-            self._resolver = aiohttp.ThreadedResolver()
-        results = await self._resolver.resolve(host, port, family)
-        if host.lower().rstrip(".") in self._trusted:
-            return results
-        for result in results:
-            try:
-                ip = ipaddress.ip_address(result["host"])
-            except ValueError:
-                raise AddressNotAllowed(f"address {result['host']} is not allowed") from None
-            refusal = address_refusal(ip, self.allowed)
-            if refusal:
-                raise AddressNotAllowed(refusal)
-        return results
-
-    async def close(self) -> None:
-        if self._resolver is not None:
-            await self._resolver.close()
-
-
-def make_guarded_connector(
-    allowed: Sequence[IPNetwork] = (),
-    resolver: AbstractResolver | None = None,
-    *,
-    trusted_hosts: Iterable[str] = (),
-    **connector_kwargs: Any,
-) -> aiohttp.TCPConnector:
-    """A TCPConnector that connects only to addresses GuardedResolver let through.
-
-    Must be called with an event loop running (aiohttp's rule).
-    """
-    return aiohttp.TCPConnector(
-        resolver=GuardedResolver(allowed, resolver, trusted_hosts=trusted_hosts), **connector_kwargs
-    )
-
-
-class GuardedTransport(AiohttpTransport):
-    """httpx-aiohttp's transport, checking IP-literal hosts before each request.
-
-    Host names are checked by the GuardedResolver inside the session's connector.
-    """
-
-    def __init__(self, allowed: Sequence[IPNetwork] = (), **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.allowed = tuple(allowed)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        try:
-            check_url_at_send(request.url, self.allowed)
-        except AddressNotAllowed as exc:
-            raise httpx.ConnectError(str(exc), request=request) from exc
-        return await super().handle_async_request(request)
-
-
-def proxy_hosts(proxy: str | None) -> tuple[str, ...]:
-    """The host names GuardedResolver must trust when deliveries go through KWIK_HTTP_PROXY."""
-    host = urlsplit(proxy).hostname if proxy else None
-    return (host,) if host else ()
-
-
-def make_guarded_transport(
-    allowed: Sequence[IPNetwork] = (),
-    *,
-    limits: httpx.Limits = httpx.Limits(max_connections=100, max_keepalive_connections=20),
-    proxy: str | None = None,
-    verify: bool | Any = True,
-    resolver: AbstractResolver | None = None,
-) -> GuardedTransport:
-    """The transport hosted mode delivers through: every connection goes to a checked address.
-
-    `proxy` is KWIK_HTTP_PROXY. Its own host is exempt from the check (it is
-    usually internal); the target's host name is then resolved by the proxy,
-    so literal hosts are still checked here but DNS rebinding protection for
-    names is the proxy's job. Proxy environment variables are never read.
-    """
-    trusted = proxy_hosts(proxy)
-
-    # The session is made on first use: aiohttp needs a running event loop.
-    def session() -> aiohttp.ClientSession:
-        connector = make_guarded_connector(
-            allowed,
-            resolver,
-            trusted_hosts=trusted,
-            ssl=transport.ssl_context,
-            keepalive_timeout=limits.keepalive_expiry,
-            limit=limits.max_connections or 0,
-        )
-        return aiohttp.ClientSession(connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar())
-
-    transport = GuardedTransport(
-        allowed,
-        verify=verify,
-        trust_env=False,
-        limits=limits,
-        proxy=httpx.Proxy(proxy) if proxy else None,
-        client=session,
-    )
-    return transport
-
-
-def _chain(exc: BaseException | None) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    stack = [exc] if exc is not None else []
-    while stack:
-        current = stack.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        if isinstance(current, BaseExceptionGroup):
-            stack.extend(current.exceptions)
-        stack.append(getattr(current, "os_error", None))  # aiohttp's ClientConnectorError keeps it
-        stack.append(current.__context__)
-        stack.append(current.__cause__)
-
-
-def refusal_from_exception(exc: BaseException) -> str | None:
-    """The guard's refusal ("address 10.0.0.1 is not allowed") behind a failed request, or None.
-
-    httpx-aiohttp maps every aiohttp connection error to httpx.ConnectTimeout
-    (with aiohttp's "Cannot connect to host ... [address ... is not allowed]"
-    text); the AddressNotAllowed itself is further down the cause chain.
-    """
-    for cause in _chain(exc):
-        if isinstance(cause, AddressNotAllowed):
-            return str(cause)
-    return None
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        if host.startswith("[") and host.endswith("]"):
+            ip: IPAddress = ipaddress.IPv6Address(host[1:-1])  # only an IPv6 address is bracketed
+        else:
+            ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
 
 
 __all__: list[str] = [
-    "AddressNotAllowed",
-    "GuardedResolver",
-    "GuardedTransport",
+    "IPAddress",
+    "IPNetwork",
     "address_refusal",
-    "check_url_at_send",
+    "host_problem",
     "host_refusal",
-    "make_guarded_connector",
-    "make_guarded_transport",
+    "is_loopback",
     "parse_allowed_networks",
     "parse_ipv4_spelling",
-    "proxy_hosts",
-    "refusal_from_exception",
 ]
