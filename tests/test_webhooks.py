@@ -236,3 +236,12 @@ def test_delete_removes_webhook_deliveries_and_attempts(session):
     assert count(session, Attempt) == 0
     with pytest.raises(NotFound):
         webhooks.delete_webhook(session=session, webhook_id=gone.id, actor=audit.CLI)
+
+
+@pytest.mark.parametrize("field, value", [("name", 123), ("url", 5), ("status", 5), ("events", 5),
+                                          ("events", "payment.created"), ("name", b"bytes")])
+def test_a_python_caller_giving_the_wrong_type_gets_invalid_input(session, field, value):
+    with pytest.raises(InvalidInput) as refused:
+        make(session, **{field: value})
+    assert set(refused.value.errors) == {field}
+    assert count(session, Webhook) == 0

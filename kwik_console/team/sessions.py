@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from http.cookies import CookieError, SimpleCookie
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from kwik_console.core.text import CONTROL_CHARACTERS
 from kwik_console.store.team_tables import Member, MemberSession
 from kwik_console.team.digests import digest, new_token
 from kwik_console.core.clock import utcnow
@@ -35,8 +37,16 @@ class SignedIn:
 
 
 def safe_next(value: str | None) -> str:
-    """Only a path on this console: never //evil.example or https://evil.example."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+    """Only a path on this console: never //evil.example or https://evil.example.
+
+    Browsers drop tab, CR and LF from a URL and read a backslash as a slash, so `/\t/evil.example` would
+    become `//evil.example`: any control character or backslash refuses the value, and so does anything
+    that parses as more than a path.
+    """
+    if not value or not value.startswith("/") or "\\" in value or CONTROL_CHARACTERS.search(value):
+        return "/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
         return "/"
     return value
 

@@ -72,8 +72,15 @@ class WebhookPage:
 # ---------------------------------------------------------------- validation (pure)
 
 
+def _text(field: str, label: str, value) -> str:
+    """A text field's value, trimmed; any other type (a Python caller's 123) is refused like bad text."""
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput({field: f"{label} must be text."})
+    return (value or "").strip()
+
+
 def validate_name(name: str | None) -> str:
-    name = (name or "").strip()
+    name = _text("name", "Name", name)
     if not name:
         raise InvalidInput({"name": "Name is required."})
     if len(name) > NAME_MAX:
@@ -99,7 +106,7 @@ def _normalise_host(url: str, netloc: str, host: str) -> str:
 
 
 def validate_url(url: str | None, *, local_mode: bool) -> str:
-    url = (url or "").strip()
+    url = _text("url", "Webhook URL", url)
     if not url:
         raise InvalidInput({"url": "Webhook URL is required."})
     if len(url) > URL_MAX:
@@ -137,6 +144,8 @@ def validate_url(url: str | None, *, local_mode: bool) -> str:
 
 
 def validate_events(events: Iterable[str] | None) -> list[str]:
+    if isinstance(events, str | bytes) or (events is not None and not isinstance(events, Iterable)):
+        raise InvalidInput({"events": "Events must be a list of event types."})
     chosen = [e.strip() if isinstance(e, str) else repr(e) for e in (events or []) if e]
     chosen = [e for e in chosen if e]
     if not chosen:
@@ -153,7 +162,7 @@ def validate_events(events: Iterable[str] | None) -> list[str]:
 
 
 def validate_status(status: str | None) -> str:
-    value = (status or "").strip().lower()
+    value = _text("status", "Status", status).lower()
     if value not in {s.value for s in WebhookStatus}:
         raise InvalidInput({"status": "Status must be Live, Paused or Disabled."})
     return value
