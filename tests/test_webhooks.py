@@ -245,3 +245,26 @@ def test_a_python_caller_giving_the_wrong_type_gets_invalid_input(session, field
         make(session, **{field: value})
     assert set(refused.value.errors) == {field}
     assert count(session, Webhook) == 0
+
+
+@pytest.mark.parametrize("url, message", [
+    ("https://ex\\ample.com/", "Webhook URL must not contain a backslash."),
+    ("https://exa%00mple.com/", "Webhook URL must not contain percent-escapes or an IPv6 zone."),
+    ("https://a..b.com/", "Webhook URL has an invalid host name."),
+    ("https://-bad-.com/", "Webhook URL has an invalid host name."),
+    ("https://under_score.example.com/", "Webhook URL has an invalid host name."),
+    ("https://[fe80::1%25eth0]/", "Webhook URL must not contain percent-escapes or an IPv6 zone."),
+    ("https://" + "a" * 64 + ".example.com/", "Webhook URL has an invalid host name."),
+])
+def test_malformed_hosts_are_refused_through_the_service(session, url, message):
+    with pytest.raises(InvalidInput) as refused:
+        make(session, url=url)
+    assert refused.value.errors == {"url": message}
+    assert count(session, Webhook) == 0
+
+
+@pytest.mark.parametrize("url", ["https://example.com./hook", "https://xn--bcher-kva.example/k",
+                                 "https://bücher.example/k", "https://[2001:db8::1]:8443/k", "https://203.0.113.9/k",
+                                 "https://a-b.c-d.example/k"])
+def test_well_formed_hosts_are_accepted(url):
+    assert webhooks.validate_url(url, local_mode=True).startswith("https://")

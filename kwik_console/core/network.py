@@ -239,6 +239,30 @@ def parse_allowed_networks(text: str) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+# One DNS label as RFC 1123 has it: letters, digits and inner hyphens, at most 63 (IDNA's xn-- form included).
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+def host_name_problem(host: str) -> str | None:
+    """What is wrong with a URL's host (lower case, an IPv6 literal without its brackets), or None.
+
+    Parsers disagree on anything else (a backslash, a percent-escape, an IPv6 zone, an empty label), and a
+    host that one parser reads one way and the connecting one another is how address checks are slipped past.
+    """
+    if "%" in host:
+        return "must not contain percent-escapes or an IPv6 zone"
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return "has an invalid IPv6 address"
+        return None
+    name = host[:-1] if host.endswith(".") else host
+    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
+        return "has an invalid host name"
+    return None
+
+
 def is_loopback(host: str | None) -> bool:
     """Whether `host` names this machine: `localhost`, an address of 127.0.0.0/8, or ::1.
 

@@ -19,7 +19,7 @@ from sqlmodel import Session, and_, col, delete, func, or_, select, update
 from kwik_console.events import catalog
 from kwik_console.team import audit
 from kwik_console.core.errors import InvalidInput, NotFound, check_all, check_id
-from kwik_console.core.network import host_refusal, is_loopback
+from kwik_console.core.network import host_name_problem, host_refusal, is_loopback
 from kwik_console.core.text import LONE_SURROGATE, check_text
 from kwik_console.store.tables import (
     Attempt,
@@ -114,6 +114,8 @@ def validate_url(url: str | None, *, local_mode: bool) -> str:
     check_text("url", "Webhook URL", url)
     if any(ch.isspace() for ch in url):
         raise InvalidInput({"url": "Webhook URL must not contain spaces."})
+    if "\\" in url:  # read as "/" by browsers and some clients, as text by others
+        raise InvalidInput({"url": "Webhook URL must not contain a backslash."})
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -132,6 +134,8 @@ def validate_url(url: str | None, *, local_mode: bool) -> str:
     if parts.fragment or url.endswith("#"):
         raise InvalidInput({"url": "Webhook URL must not include a #fragment."})
     url = _normalise_host(url, parts.netloc, host)
+    if problem := host_name_problem(urlsplit(url).hostname or ""):
+        raise InvalidInput({"url": f"Webhook URL {problem}."})
     if scheme == "http":
         if not (local_mode and is_loopback(host)):
             hint = " (http:// is allowed only for localhost when running locally)"
