@@ -10,7 +10,6 @@ console over HTTP, like the Stripe CLI's commands of the same names:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import sys
 import time
@@ -18,9 +17,12 @@ import uuid
 
 from kwik_console.team import audit, tokens
 from kwik_console.events import catalog
-from kwik_console.cli import UsageError
+from kwik_console.cli.output import UsageError, emit, table, when
+from kwik_console.core.clock import iso
+from kwik_console.webhooks.service import new_secret, validate_events
 from kwik_console.webhooks.signing import signature_headers
 from kwik_console.core.errors import InvalidInput
+from kwik_console.store.db import session_scope
 
 DEFAULT_CONSOLE = "http://127.0.0.1:3000"
 USER_AGENT = "Kwik-Listen/1"
@@ -30,56 +32,40 @@ STREAM_READ_TIMEOUT = 45.0
 FORWARD_TIMEOUT = 15.0
 
 
-def _iso(value) -> str | None:
-    return value.astimezone(dt.UTC).isoformat() if value else None
-
-
 def _token_json(t) -> dict:
     return {"id": t.id, "name": t.name, "prefix": t.prefix, "scopes": tokens.scope_list(t.scopes),
-            "created_at": _iso(t.created_at), "created_by": t.created_by, "last_used_at": _iso(t.last_used_at),
-            "expires_at": _iso(t.expires_at), "revoked_at": _iso(t.revoked_at)}
-
-
-def _emit(args, data, text: str) -> None:
-    print(json.dumps(data, indent=2) if args.json else text)
-
-
-def _session():
-    from kwik_console.store.db import session_scope
-
-    return session_scope()
+            "created_at": iso(t.created_at), "created_by": t.created_by, "last_used_at": iso(t.last_used_at),
+            "expires_at": iso(t.expires_at), "revoked_at": iso(t.revoked_at)}
 
 
 # ---------------------------------------------------------------- tokens
 
 
 def cmd_tokens_create(args) -> None:
-    with _session() as session:
+    with session_scope() as session:
         made = tokens.create_token(session=session, name=args.name, scopes=args.scopes,
                                    expires_in_days=args.expires_in_days, actor=audit.CLI)
     record = made.record
     expiry = f"expires {record.expires_at:%Y-%m-%d %H:%M UTC}" if record.expires_at else "does not expire"
-    _emit(args, _token_json(record) | {"token": made.token},
-          f"Created token {record.id} “{record.name}” ({', '.join(tokens.scope_list(record.scopes))}; {expiry}).\n"
-          f"Copy it now: it is not shown again.\n  {made.token}")
+    emit(args, _token_json(record) | {"token": made.token},
+         f"Created token {record.id} “{record.name}” ({', '.join(tokens.scope_list(record.scopes))}; {expiry}).\n"
+         f"Copy it now: it is not shown again.\n  {made.token}")
 
 
 def cmd_tokens_list(args) -> None:
-    from kwik_console.cli import _table, _when
-
-    with _session() as session:
+    with session_scope() as session:
         found = tokens.list_tokens(session=session)
-    rows = [(t.id, t.name, t.prefix + "…", ", ".join(tokens.scope_list(t.scopes)), _when(t.last_used_at),
-             _when(t.expires_at), "revoked" if t.revoked_at else "active") for t in found]
-    text = (_table(["ID", "Name", "Token", "Scopes", "Last used", "Expires", "Status"], rows)
+    rows = [(t.id, t.name, t.prefix + "…", ", ".join(tokens.scope_list(t.scopes)), when(t.last_used_at),
+             when(t.expires_at), "revoked" if t.revoked_at else "active") for t in found]
+    text = (table(["ID", "Name", "Token", "Scopes", "Last used", "Expires", "Status"], rows)
             if rows else "No access tokens yet.")
-    _emit(args, [_token_json(t) for t in found], text)
+    emit(args, [_token_json(t) for t in found], text)
 
 
 def cmd_tokens_revoke(args) -> None:
-    with _session() as session:
+    with session_scope() as session:
         record = tokens.revoke_token(session=session, token_id=args.id, actor=audit.CLI)
-    _emit(args, _token_json(record), f"Revoked token {record.id} “{record.name}” ({record.prefix}…).")
+    emit(args, _token_json(record), f"Revoked token {record.id} “{record.name}” ({record.prefix}…).")
 
 
 # ---------------------------------------------------------------- talking to a console
@@ -113,7 +99,7 @@ def _unreachable(message: str) -> SystemExit:
 
 
 def cmd_trigger(args) -> None:
-    import httpx
+    import httpx  # slow to import: only the commands that talk to a console pay for it
 
     if not catalog.is_event_type(args.type):
         raise InvalidInput({"type": f"Unknown event type {args.type!r}; see `kwik-console events types`."})
@@ -128,7 +114,7 @@ def cmd_trigger(args) -> None:
     if response.status_code != 202:
         raise ApiRefused(f"the console refused the event ({_problem_text(response)})")
     body = response.json()
-    _emit(args, body, f"Triggered {body['type']}: {body['id']} ({body['deliveries']} deliveries).")
+    emit(args, body, f"Triggered {body['type']}: {body['id']} ({body['deliveries']} deliveries).")
 
 
 class _Stream:
@@ -165,7 +151,7 @@ def listen(console: str, headers: dict[str, str], forward_to: str, secret: str, 
     Resumes after the last event it saw (Last-Event-ID), so a drop loses nothing and repeats nothing.
     `stop` (a threading.Event) ends it between events.
     """
-    import httpx
+    import httpx  # slow to import: only the commands that talk to a console pay for it
 
     params = {"types": ",".join(types)} if types else {}
     last_id: str | None = None
@@ -212,7 +198,7 @@ def listen(console: str, headers: dict[str, str], forward_to: str, secret: str, 
 
 
 def _forward(client, url: str, secret: str, event_id: str, event_type: str, data: str, out) -> None:
-    import httpx
+    import httpx  # loaded by listen() already: this only names it here
 
     body = data.encode()
     headers = {"content-type": "application/json", "user-agent": USER_AGENT,
@@ -228,8 +214,6 @@ def _forward(client, url: str, secret: str, event_id: str, event_type: str, data
 
 
 def cmd_listen(args) -> None:
-    from kwik_console.webhooks.service import new_secret, validate_events
-
     types = None
     if args.events:
         types = validate_events(args.events.split(","))

@@ -6,24 +6,16 @@ choose one: how the first admin gets in, with no race to claim the console.
 
 from __future__ import annotations
 
-import json
-
+from kwik_console.cli.output import emit, table
+from kwik_console.core.clock import iso
 from kwik_console.team import audit, members
 from kwik_console.store.db import session_scope
 from kwik_console.store.team_tables import Member, Role
 
 
-def _iso(value) -> str | None:
-    return value.isoformat() if value else None
-
-
 def _member_json(m: Member) -> dict:
     return {"id": m.id, "email": m.email, "role": m.role, "status": "active" if m.password_hash else "invited",
-            "created_at": _iso(m.created_at), "last_sign_in_at": _iso(m.last_sign_in_at)}
-
-
-def _emit(args, data, text: str) -> None:
-    print(json.dumps(data, indent=2) if args.json else text)
+            "created_at": iso(m.created_at), "last_sign_in_at": iso(m.last_sign_in_at)}
 
 
 def _member_id(session, ref: str) -> int:
@@ -33,10 +25,10 @@ def _member_id(session, ref: str) -> int:
 
 def _link_out(args, link: members.Link, what: str) -> None:
     url = link.url()
-    _emit(args, {"member": _member_json(link.member), "link": url, "expires_at": _iso(link.expires_at)},
-          f"{what} {link.member.email} ({link.member.role}).\n"
-          f"One-time link (works once, expires {link.expires_at:%Y-%m-%d %H:%M UTC}); it is not shown again:\n"
-          f"  {url}")
+    emit(args, {"member": _member_json(link.member), "link": url, "expires_at": iso(link.expires_at)},
+         f"{what} {link.member.email} ({link.member.role}).\n"
+         f"One-time link (works once, expires {link.expires_at:%Y-%m-%d %H:%M UTC}); it is not shown again:\n"
+         f"  {url}")
 
 
 def cmd_list(args) -> None:
@@ -44,10 +36,8 @@ def cmd_list(args) -> None:
         found = members.list_members(session=session)
     rows = [(m.id, m.email, m.role, "active" if m.password_hash else "invited",
              m.last_sign_in_at.strftime("%Y-%m-%d %H:%M UTC") if m.last_sign_in_at else "") for m in found]
-    from kwik_console.cli import _table
-
-    text = _table(["ID", "Email", "Role", "Status", "Last sign-in"], rows) if rows else "No members yet."
-    _emit(args, [_member_json(m) for m in found], text)
+    text = table(["ID", "Email", "Role", "Status", "Last sign-in"], rows) if rows else "No members yet."
+    emit(args, [_member_json(m) for m in found], text)
 
 
 def cmd_create(args) -> None:
@@ -60,13 +50,13 @@ def cmd_set_role(args) -> None:
     with session_scope() as session:
         member = members.set_role(session=session, member_id=_member_id(session, args.member), role=args.role,
                                   actor=audit.CLI)
-    _emit(args, _member_json(member), f"{member.email} is now {member.role}.")
+    emit(args, _member_json(member), f"{member.email} is now {member.role}.")
 
 
 def cmd_remove(args) -> None:
     with session_scope() as session:
         member = members.remove(session=session, member_id=_member_id(session, args.member), actor=audit.CLI)
-    _emit(args, {"id": member.id, "email": member.email, "removed": True}, f"Removed {member.email}.")
+    emit(args, {"id": member.id, "email": member.email, "removed": True}, f"Removed {member.email}.")
 
 
 def cmd_reset_password(args) -> None:

@@ -20,8 +20,14 @@ import time
 from kwik_console.team import audit
 from kwik_console.events import catalog
 from kwik_console.webhooks import service as webhooks
-from kwik_console.cli import _emit, _iso, _session, _shown, _show_webhook, _table, _when
+from kwik_console.cli.output import emit, shown, table, when
+from kwik_console.core.clock import iso
+from kwik_console.cli.webhooks import show_webhook
 from kwik_console.core.errors import InvalidInput
+from kwik_console.core.settings import get_settings
+from kwik_console.delivery.resend import resend
+from kwik_console.operations import health, notices, recovery, retention
+from kwik_console.store.db import get_engine, session_scope
 from kwik_console.store.tables import DeliveryStatus, RecoveryState
 
 # How often `recover status --watch` looks again: the job itself moves on about once a second.
@@ -32,21 +38,17 @@ WATCH_SECONDS = 1.0
 
 
 def cmd_webhooks_pause(args) -> None:
-    from kwik_console.operations import health
-
-    with _session() as session:
+    with session_scope() as session:
         webhook = health.pause_webhook(session=session, webhook_id=args.id, actor=audit.CLI)
         events = webhooks.webhook_events(session=session, webhook_id=webhook.id)
-    _show_webhook(args, webhook, events, secret=False)
+    show_webhook(args, webhook, events, secret=False)
 
 
 def cmd_webhooks_resume(args) -> None:
-    from kwik_console.operations import health
-
-    with _session() as session:
+    with session_scope() as session:
         webhook = health.resume_webhook(session=session, webhook_id=args.id, actor=audit.CLI)
         events = webhooks.webhook_events(session=session, webhook_id=webhook.id)
-    _show_webhook(args, webhook, events, secret=False)
+    show_webhook(args, webhook, events, secret=False)
 
 
 # ---------------------------------------------------------------- resend
@@ -60,12 +62,10 @@ def outcome_json(delivery_id: int, outcome) -> dict:
     return {"delivery_id": outcome.delivery_id, "attempt": outcome.attempt_number, "status": outcome.status,
             "http_code": outcome.http_code, "duration_ms": outcome.duration_ms,
             "response_body": outcome.response_body[:2000], "error": outcome.error,
-            "retry_at": _iso(outcome.next_attempt_at)}
+            "retry_at": iso(outcome.next_attempt_at)}
 
 
 def cmd_deliveries_resend(args) -> None:
-    from kwik_console.delivery.resend import resend
-
     outcome = asyncio.run(resend(args.id, actor=audit.CLI))
     data = outcome_json(args.id, outcome)
     if outcome is None:
@@ -76,12 +76,12 @@ def cmd_deliveries_resend(args) -> None:
         text = (f"Resent delivery {args.id} (attempt {outcome.attempt_number}): "
                 f"{DeliveryStatus(outcome.status).label}, {code}, {outcome.duration_ms} ms")
         if outcome.error:
-            text += f"\n  Error: {_shown(outcome.error)}"
+            text += f"\n  Error: {shown(outcome.error)}"
         elif outcome.response_body:
-            text += f"\n  Response: {_shown(outcome.response_body[:200])}"
+            text += f"\n  Response: {shown(outcome.response_body[:200])}"
         if outcome.next_attempt_at:
-            text += f"\n  Next retry: {_when(outcome.next_attempt_at)}"
-    _emit(args, data, text)
+            text += f"\n  Next retry: {when(outcome.next_attempt_at)}"
+    emit(args, data, text)
 
 
 # ---------------------------------------------------------------- recover failed since
@@ -115,21 +115,19 @@ def _progress_line(p) -> str:
 def _progress_text(p) -> str:
     lines = [
         _progress_line(p),
-        f"  Since        {_when(p.since)}",
-        f"  Event types  {_shown(', '.join(p.event_types)) or 'all'}",
+        f"  Since        {when(p.since)}",
+        f"  Event types  {shown(', '.join(p.event_types)) or 'all'}",
         f"  Statuses     {', '.join(DeliveryStatus(s).label for s in p.statuses)}",
-        f"  Started      {_when(p.created_at)} by {_shown(p.created_by)}",
+        f"  Started      {when(p.created_at)} by {shown(p.created_by)}",
     ]
     if p.finished_at:
-        lines.append(f"  {RecoveryState(p.state).label:<12} {_when(p.finished_at)}")
+        lines.append(f"  {RecoveryState(p.state).label:<12} {when(p.finished_at)}")
     return "\n".join(lines)
 
 
 def cmd_recover_start(args) -> None:
-    from kwik_console.operations import recovery
-
     since = parse_since(args.since)
-    with _session() as session:
+    with session_scope() as session:
         progress = recovery.start_recovery(session=session, webhook_id=args.webhook_id, since=since,
                                            event_types=_split(args.types), statuses=_split(args.statuses),
                                            actor=audit.CLI)
@@ -137,19 +135,17 @@ def cmd_recover_start(args) -> None:
     if progress.running:
         text += (f"\nIt runs in `kwik-console run` or `kwik-console worker`; "
                  f"follow it with `kwik-console recover status {progress.id} --watch`.")
-    _emit(args, progress.as_dict(), text)
+    emit(args, progress.as_dict(), text)
 
 
 def cmd_recover_status(args) -> None:
-    from kwik_console.operations import recovery
-
     def look():
-        with _session() as session:
+        with session_scope() as session:
             return recovery.get_recovery(session=session, recovery_id=args.id)
 
     progress = look()
     if not args.watch:
-        _emit(args, progress.as_dict(), _progress_text(progress))
+        emit(args, progress.as_dict(), _progress_text(progress))
         return
     # One line (or one JSON object) each time the progress changes, until the recovery ends.
     shown = None
@@ -164,25 +160,21 @@ def cmd_recover_status(args) -> None:
 
 
 def cmd_recover_cancel(args) -> None:
-    from kwik_console.operations import recovery
-
-    with _session() as session:
+    with session_scope() as session:
         progress = recovery.cancel_recovery(session=session, recovery_id=args.id, actor=audit.CLI)
-    _emit(args, progress.as_dict(), _progress_line(progress)
-          + "\nDeliveries it queued and has not sent yet go back to where they were.")
+    emit(args, progress.as_dict(), _progress_line(progress)
+         + "\nDeliveries it queued and has not sent yet go back to where they were.")
 
 
 def cmd_recover_list(args) -> None:
-    from kwik_console.operations import recovery
-
-    with _session() as session:
+    with session_scope() as session:
         webhooks.get_webhook(session=session, webhook_id=args.webhook_id)  # an unknown webhook is an error
         found = recovery.list_recoveries(session=session, webhook_id=args.webhook_id)
-    rows = [(p.id, _when(p.created_at), RecoveryState(p.state).label, f"{p.percent}%", f"{p.sent}/{p.total}",
-             p.succeeded, p.failed, _when(p.since), p.created_by) for p in found]
-    text = (_table(["ID", "Started", "State", "Done", "Sent", "Succeeded", "Failed", "Since", "By"], rows)
+    rows = [(p.id, when(p.created_at), RecoveryState(p.state).label, f"{p.percent}%", f"{p.sent}/{p.total}",
+             p.succeeded, p.failed, when(p.since), p.created_by) for p in found]
+    text = (table(["ID", "Started", "State", "Done", "Sent", "Succeeded", "Failed", "Since", "By"], rows)
             if rows else f"No recoveries of webhook {args.webhook_id} yet.")
-    _emit(args, [p.as_dict() for p in found], text)
+    emit(args, [p.as_dict() for p in found], text)
 
 
 # ---------------------------------------------------------------- the operational webhook (admins)
@@ -190,71 +182,61 @@ def cmd_recover_list(args) -> None:
 
 def _operational_json(webhook, *, secret: bool) -> dict:
     data = {"id": webhook.id, "url": webhook.url, "status": webhook.status,
-            "events": catalog.operational_type_names(), "failing_since": _iso(webhook.failing_since),
-            "created_at": _iso(webhook.created_at), "updated_at": _iso(webhook.updated_at)}
+            "events": catalog.operational_type_names(), "failing_since": iso(webhook.failing_since),
+            "created_at": iso(webhook.created_at), "updated_at": iso(webhook.updated_at)}
     return data | ({"secret": webhook.secret} if secret else {})
 
 
 def _operational_text(webhook) -> str:
     return "\n".join([
-        f"Operational webhook: {_shown(webhook.url)}",
+        f"Operational webhook: {shown(webhook.url)}",
         f"  Events          {', '.join(catalog.operational_type_names())}",
-        f"  Updated         {_when(webhook.updated_at)}",
+        f"  Updated         {when(webhook.updated_at)}",
         f"  Signing secret  {webhook.secret}",
     ])
 
 
 def cmd_operational_set(args) -> None:
-    from kwik_console.operations import notices
-
-    with _session() as session:
+    with session_scope() as session:
         webhook = notices.set_operational_webhook(session=session, url=args.url, actor=audit.CLI)
-    _emit(args, _operational_json(webhook, secret=True), _operational_text(webhook))
+    emit(args, _operational_json(webhook, secret=True), _operational_text(webhook))
 
 
 def cmd_operational_show(args) -> None:
-    from kwik_console.operations import notices
-
-    with _session() as session:
+    with session_scope() as session:
         webhook = notices.operational_webhook(session=session)
     if webhook is None:
-        _emit(args, None, "No operational webhook: set one with `kwik-console operational-webhook set URL`.")
+        emit(args, None, "No operational webhook: set one with `kwik-console operational-webhook set URL`.")
         return
-    _emit(args, _operational_json(webhook, secret=True), _operational_text(webhook))
+    emit(args, _operational_json(webhook, secret=True), _operational_text(webhook))
 
 
 def cmd_operational_remove(args) -> None:
-    from kwik_console.operations import notices
-
-    with _session() as session:
+    with session_scope() as session:
         removed = notices.remove_operational_webhook(session=session, actor=audit.CLI)
-    _emit(args, {"removed": removed},
-          "Removed the operational webhook: no more notices are sent." if removed
-          else "No operational webhook to remove.")
+    emit(args, {"removed": removed},
+         "Removed the operational webhook: no more notices are sent." if removed
+         else "No operational webhook to remove.")
 
 
 # ---------------------------------------------------------------- retention
 
 
 def cmd_retention_purge(args) -> None:
-    from kwik_console.store.db import get_engine
-    from kwik_console.operations import retention
-    from kwik_console.core.settings import get_settings
-
     days = get_settings().retention_days if args.days is None else args.days
     if days < 0:
         raise InvalidInput({"days": "--days must be 0 (keep everything) or more."})
     purged = retention.purge(get_engine(), days=days)
-    data = {"days": days, "cutoff": _iso(retention.cutoff_for(days)) if days else None, "events": purged.events,
+    data = {"days": days, "cutoff": iso(retention.cutoff_for(days)) if days else None, "events": purged.events,
             "deliveries": purged.deliveries, "attempts": purged.attempts, "batches": purged.batches,
             "longest_lock_ms": round(purged.longest_lock_ms, 1), "seconds": round(purged.seconds, 3)}
     if not days:
         text = "Retention is off (0 days): nothing was purged."
     else:
         text = (f"Purged {purged.events} events, {purged.deliveries} deliveries and {purged.attempts} attempts "
-                f"older than {days:g} days ({_when(retention.cutoff_for(days))}) in {purged.batches} batches.\n"
+                f"older than {days:g} days ({when(retention.cutoff_for(days))}) in {purged.batches} batches.\n"
                 f"Longest write lock: {purged.longest_lock_ms:.1f} ms.")
-    _emit(args, data, text)
+    emit(args, data, text)
 
 
 # ---------------------------------------------------------------- parser

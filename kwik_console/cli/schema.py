@@ -7,15 +7,11 @@ which is what hosted mode asks you to upgrade before it starts.
 from __future__ import annotations
 
 import contextlib
-import json
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from kwik_console.cli.output import emit, table
 from kwik_console.store import db
-
-
-def _emit(args, data, text: str) -> None:
-    print(json.dumps(data, indent=2) if args.json else text)
 
 
 @contextlib.contextmanager
@@ -50,8 +46,8 @@ def cmd_upgrade(args) -> None:
         text = f"Upgraded the database schema made before migrations (revision {db.RELEASE_REVISION}) to {reached}."
     else:
         text = f"Upgraded the database schema from revision {found.current} to {reached}."
-    _emit(args, {"from": found.current, "to": reached, "upgraded": not found.up_to_date,
-                 "before_migrations": found.before_migrations}, text)
+    emit(args, {"from": found.current, "to": reached, "upgraded": not found.up_to_date,
+                "before_migrations": found.before_migrations}, text)
 
 
 def cmd_current(args) -> None:
@@ -64,7 +60,7 @@ def cmd_current(args) -> None:
                 f"`{db.UPGRADE_COMMAND}` creates it, as does starting the console.")
     else:
         text = f"Revision {state.shown}; this version needs {state.head}: run `{db.UPGRADE_COMMAND}`."
-    _emit(args, _state_json(state), text)
+    emit(args, _state_json(state), text)
 
 
 def cmd_history(args) -> None:
@@ -78,12 +74,10 @@ def cmd_history(args) -> None:
     items = [{"revision": s.revision, "description": (s.doc or "").strip().splitlines()[0] if s.doc else "",
               "applied": s.revision in applied, "current": s.revision == state.current,
               "head": s.revision == state.head} for s in scripts]
-    from kwik_console.cli import _table
-
     rows = [(i["revision"], "yes" if i["applied"] else "no",
              " ".join(m for m, on in (("current", i["current"]), ("head", i["head"])) if on), i["description"])
             for i in items]
-    _emit(args, items, _table(["Revision", "Applied", "", "Description"], rows))
+    emit(args, items, table(["Revision", "Applied", "", "Description"], rows))
 
 
 def cmd_revision(args) -> None:
