@@ -29,7 +29,8 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from kwik_console.core import metrics
-from kwik_console.delivery.dispatcher import Dispatcher, Outcome
+from kwik_console.delivery.dispatcher import Dispatcher
+from kwik_console.delivery.types import Outcome
 from kwik_console.store.tables import utcnow
 from kwik_console.core.settings import Settings, get_settings
 
