@@ -24,6 +24,7 @@ from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.events.publishing import DATA_MAX_DEPTH_MESSAGE
 from kwik_console.store.tables import Delivery, DeliveryStatus, Webhook, WebhookStatus
 from kwik_console.core.settings import SettingsError, get_settings
+from kwik_console.runtime import wiring
 
 
 class UsageError(Exception):
@@ -462,6 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"`{command}` has no rule in access.py")
         if not getattr(args, "settings_free", False):
             get_settings()  # a bad setting fails here, whatever the command
+        wiring.install()  # the commands that deliver (worker, events publish, resend) run the engine
         args.func(args)
     except InvalidInput as exc:
         return _fail(exc.message, 2)

@@ -40,6 +40,7 @@ from sqlalchemy import Engine
 from kwik_console.core import metrics
 from kwik_console.core.settings import Settings
 from kwik_console.delivery import client as http
+from kwik_console.delivery import hooks
 from kwik_console.delivery.claims import Turns, claim_deliveries, next_due_at, release_claims, release_unsent, \
     still_sendable
 from kwik_console.delivery.records import read_outcome, record_attempts
@@ -74,10 +75,13 @@ class Dispatcher:
     same caps) and returns their outcomes.
     """
 
-    def __init__(self, settings: Settings, engine: Engine, *, rng: random.Random | None = None):
+    def __init__(self, settings: Settings, engine: Engine, *, rng: random.Random | None = None,
+                 engine_hooks: hooks.Hooks | None = None):
         self.settings = settings
         self.engine = engine
         self.rng = rng
+        # What the layers above do with the engine's work (hooks.py); the app installs them at start.
+        self.hooks = engine_hooks if engine_hooks is not None else hooks.installed()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         # Called with each recorded batch's outcomes (the scheduler arms retries from them).
         self.on_recorded: Callable[[list[Outcome]], None] | None = None
@@ -484,6 +488,7 @@ class Dispatcher:
                 outcomes = await self._db(
                     record_attempts, thread=self._records, owner=self.owner, finished=batch,
                     schedule=self.settings.retry_schedule, now=utcnow(), rng=self.rng,
+                    after_record=self.hooks.after_record,
                 )
                 metrics.observe_record(time.monotonic() - started)
                 break

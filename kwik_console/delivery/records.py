@@ -11,9 +11,9 @@ from sqlalchemy import Engine, bindparam, insert, select, update
 
 from kwik_console.delivery import client as http
 from kwik_console.delivery import retry
+from kwik_console.delivery.hooks import AfterRecord
 from kwik_console.delivery.types import Finished, Outcome
 from kwik_console.events import rollups
-from kwik_console.operations.after_record import operations_after_record
 from kwik_console.store.db import short_write
 from kwik_console.store.tables import Attempt, Delivery, DeliveryStatus, UTCDateTime, Webhook, WebhookStatus
 
@@ -67,14 +67,17 @@ def record_attempts(
     schedule: tuple[float, ...],
     now: dt.datetime,
     rng: random.Random | None = None,
+    after_record: AfterRecord | None = None,
 ) -> list[Outcome]:
     """Store each attempt and move its delivery on, in one transaction for the batch.
 
     A batch the database refuses is recorded again one attempt at a time, so
-    one bad row never takes its neighbours with it.
+    one bad row never takes its neighbours with it. `after_record` (hooks.py)
+    moves on what else the attempts change, in the same transaction.
     """
     try:
-        return _record(engine, owner=owner, finished=finished, schedule=schedule, now=now, rng=rng)
+        return _record(engine, owner=owner, finished=finished, schedule=schedule, now=now, rng=rng,
+                       after_record=after_record)
     except Exception:  # noqa: BLE001  retried row by row below
         if len(finished) == 1:
             raise
@@ -82,18 +85,19 @@ def record_attempts(
     outcomes = []
     for f in finished:
         try:
-            outcomes += _record(engine, owner=owner, finished=[f], schedule=schedule, now=now, rng=rng)
+            outcomes += _record(engine, owner=owner, finished=[f], schedule=schedule, now=now, rng=rng,
+                                after_record=after_record)
         except Exception as exc:  # noqa: BLE001  keep the outcome, drop what the database would not take
             log.exception("recording the attempt of delivery %s failed; recording it without its response",
                           f.claim.delivery_id)
             bare = http.AttemptResult(http_code=f.result.http_code, duration_ms=f.result.duration_ms,
                                       error=f"{f.result.error or ''} (response not stored: {type(exc).__name__})")
             outcomes += _record(engine, owner=owner, finished=[dataclasses.replace(f, result=bare)],
-                                schedule=schedule, now=now, rng=rng)
+                                schedule=schedule, now=now, rng=rng, after_record=after_record)
     return outcomes
 
 
-def _record(engine, *, owner, finished, schedule, now, rng) -> list[Outcome]:
+def _record(engine, *, owner, finished, schedule, now, rng, after_record) -> list[Outcome]:
     ids = [f.claim.delivery_id for f in finished]
     with short_write(engine) as conn:
         # Only deliveries still ours: a deleted webhook takes its deliveries with
@@ -139,12 +143,13 @@ def _record(engine, *, owner, finished, schedule, now, rng) -> list[Outcome]:
             conn.execute(_INSERT_ATTEMPT, attempts)
             conn.execute(_RECORD, updates)
             rollups.add(conn, attempts, finished)  # the charts' figures, in the same transaction
-            kept = {o.delivery_id: o for o in outcomes}
-            operations_after_record(
-                conn, [(ours[i].webhook_id, ours[i].recovery_id, kept[i], f.attempted_at)
-                       for f in finished if (i := f.claim.delivery_id) in kept],
-                max_attempts=len(schedule) + 1,
-            )
+            if after_record is not None:
+                kept = {o.delivery_id: o for o in outcomes}
+                after_record(
+                    conn, [(ours[i].webhook_id, ours[i].recovery_id, kept[i], f.attempted_at)
+                           for f in finished if (i := f.claim.delivery_id) in kept],
+                    max_attempts=len(schedule) + 1,
+                )
     return outcomes
 
 

@@ -10,6 +10,8 @@ A publish wakes the dispatcher at once: `wake()` in the publishing process, and
 from other processes a PostgreSQL NOTIFY, or on SQLite a change of the
 database's `data_version`, looked at every few milliseconds.
 
+The background jobs it runs beside the looks are the app's (hooks.py).
+
 The scheduler and its dispatcher run on an event loop in a thread of their
 own, so delivery work never holds up the console's pages, and vice versa.
 """
@@ -29,6 +31,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from kwik_console.core import metrics
+from kwik_console.delivery import hooks
 from kwik_console.delivery.dispatcher import Dispatcher
 from kwik_console.delivery.types import Outcome
 from kwik_console.store.tables import utcnow
@@ -47,11 +50,11 @@ _current: DeliveryScheduler | None = None
 
 
 class DeliveryScheduler:
-    def __init__(self, settings: Settings | None = None, engine=None):
+    def __init__(self, settings: Settings | None = None, engine=None, *, engine_hooks: hooks.Hooks | None = None):
         from kwik_console.store.db import get_engine
 
         self.settings = settings or get_settings()
-        self.dispatcher = Dispatcher(self.settings, engine or get_engine())
+        self.dispatcher = Dispatcher(self.settings, engine or get_engine(), engine_hooks=engine_hooks)
         self.dispatcher.on_recorded = self._after_record
         self._aps: AsyncIOScheduler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -119,7 +122,7 @@ class DeliveryScheduler:
             )
             self._aps.add_job(self._dispatch, IntervalTrigger(seconds=self.settings.poll_seconds), id=POLL_JOB,
                               next_run_time=utcnow())
-            self._add_operations_jobs()
+            self._add_jobs()
             self._aps.start()
             watcher = self._loop.create_task(self._watch_other_processes(), name="kwik-wake-watcher")
             self._tasks.add(watcher)
@@ -134,10 +137,8 @@ class DeliveryScheduler:
         for task in self._tasks:
             task.cancel()
 
-    def _add_operations_jobs(self) -> None:
-        """Recoveries, auto-disable and retention (operations/jobs.py), each on a thread of its own."""
-        from kwik_console.operations import jobs
-
+    def _add_jobs(self) -> None:
+        """The app's background jobs (hooks.py: recoveries, auto-disable, retention), each on a thread of its own."""
         engine, owner, settings = self.dispatcher.engine, self.dispatcher.owner, self.settings
 
         def on_thread(fn, *args):
@@ -149,12 +150,9 @@ class DeliveryScheduler:
             return run
 
         now = utcnow()
-        self._aps.add_job(on_thread(jobs.run_recoveries, engine, owner), IntervalTrigger(seconds=jobs.RECOVERY_SECONDS),
-                          id="recoveries", next_run_time=now)
-        self._aps.add_job(on_thread(jobs.auto_disable, engine, settings),
-                          IntervalTrigger(seconds=jobs.AUTO_DISABLE_SECONDS), id="auto-disable", next_run_time=now)
-        self._aps.add_job(on_thread(jobs.purge, engine, settings), IntervalTrigger(seconds=jobs.RETENTION_SECONDS),
-                          id="retention", next_run_time=now + dt.timedelta(seconds=60))
+        for job in self.dispatcher.hooks.jobs:
+            self._aps.add_job(on_thread(job.run, engine, owner, settings), IntervalTrigger(seconds=job.every_seconds),
+                              id=job.id, next_run_time=now + dt.timedelta(seconds=job.first_after_seconds))
 
     def _wake_now(self) -> None:
         if self._aps is None or not self._aps.running:
