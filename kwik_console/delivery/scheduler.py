@@ -6,9 +6,10 @@ The scheduler keeps nothing a crash could lose; it only decides when to look:
 - `next-retry`, a date job, fires when the earliest scheduled retry falls due,
   and is set again for the next one each time it runs.
 
-A publish wakes the dispatcher at once: `wake()` in the publishing process, and
-from other processes a PostgreSQL NOTIFY, or on SQLite a change of the
-database's `data_version`, looked at every few milliseconds.
+A publish wakes the dispatcher at once: the scheduler listens at the doorbell
+(core/doorbell.py) that the publishing process rings, and hears other processes'
+publishes by a PostgreSQL NOTIFY, or on SQLite a change of the database's
+`data_version`, looked at every few milliseconds.
 
 The background jobs it runs beside the looks are the app's (hooks.py).
 
@@ -30,19 +31,19 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from kwik_console.core import metrics
+from kwik_console.core import doorbell, metrics
+from kwik_console.core.settings import Settings, get_settings
 from kwik_console.delivery import hooks
 from kwik_console.delivery.dispatcher import Dispatcher
 from kwik_console.delivery.types import Outcome
+from kwik_console.store.db import freeze_startup_objects, get_engine, short_gil_turns
 from kwik_console.store.tables import utcnow
-from kwik_console.core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run at INFO
 
 POLL_JOB = "dispatch-due"
 RETRY_JOB = "next-retry"
-NOTIFY_CHANNEL = "kwik_due"
 # How often, on SQLite, we look whether another process wrote to the database.
 DATA_VERSION_SECONDS = 0.01
 
@@ -51,8 +52,6 @@ _current: DeliveryScheduler | None = None
 
 class DeliveryScheduler:
     def __init__(self, settings: Settings | None = None, engine=None, *, engine_hooks: hooks.Hooks | None = None):
-        from kwik_console.store.db import get_engine
-
         self.settings = settings or get_settings()
         self.dispatcher = Dispatcher(self.settings, engine or get_engine(), engine_hooks=engine_hooks)
         self.dispatcher.on_recorded = self._after_record
@@ -69,8 +68,6 @@ class DeliveryScheduler:
     def start(self) -> None:
         """Start the delivery thread; return once its scheduler runs."""
         global _current
-        from kwik_console.store.db import freeze_startup_objects, short_gil_turns
-
         short_gil_turns()
         self._thread = threading.Thread(target=self._run, name="kwik-delivery", daemon=True)
         self._thread.start()
@@ -79,11 +76,13 @@ class DeliveryScheduler:
             raise self._failure
         freeze_startup_objects()
         _current = self
+        doorbell.listen(self.wake)
         log.info("delivery scheduler started (%s)", self.dispatcher.owner)
 
     def stop(self) -> None:
         """Stop looking, let attempts in flight finish and be recorded, then end the thread."""
         global _current
+        doorbell.stop_listening(self.wake)
         if _current is self:
             _current = None
         if self._loop is not None and self._thread is not None and self._thread.is_alive():
@@ -188,13 +187,13 @@ class DeliveryScheduler:
 
     def _listen(self, engine) -> None:
         """On a thread of its own: wait for NOTIFYs from any process's publish, and wake the loop."""
-        import psycopg
+        import psycopg  # only PostgreSQL needs the driver: a console on SQLite never loads it
 
         url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         while not self._stop.is_set():
             try:
                 with psycopg.connect(url, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    conn.execute(f"LISTEN {doorbell.CHANNEL}")
                     while not self._stop.is_set():
                         for _ in conn.notifies(timeout=0.5, stop_after=1):
                             self._loop.call_soon_threadsafe(self._wake_now)
@@ -241,9 +240,8 @@ def current() -> DeliveryScheduler | None:
 
 
 def wake() -> None:
-    """Wake this process's scheduler, if it runs one (publish calls this after committing)."""
-    if _current is not None:
-        _current.wake()
+    """Wake this process's scheduler, if it runs one (a face that published calls this after committing)."""
+    doorbell.ring()
 
 
 async def deliver_now(delivery_ids: list[int]) -> list[Outcome]:
@@ -253,8 +251,6 @@ async def deliver_now(delivery_ids: list[int]) -> list[Outcome]:
     """
     if _current is not None:
         return await _current.deliver(delivery_ids)
-    from kwik_console.store.db import get_engine
-
     dispatcher = Dispatcher(get_settings(), get_engine())
     await dispatcher.start()
     try:
