@@ -42,7 +42,7 @@ Scenarios (default: all):
      500 retries falling due over 5 s at known times; lag = first retry's
      attempted_at - its next_attempt_at, for retries due after the worker said
      it was running.
-  e  claim time, in this process, calling dispatcher.claim_deliveries directly:
+  e  claim time, in this process, calling claims.claim_deliveries directly:
      300,000 due deliveries on one webhook that is at its cap (median of 20),
      the same with room on the webhook, and with no backlog.
   f  publish -> first attempt (attempted_at - event created_at, as recorded),
@@ -1025,7 +1025,7 @@ def claim_once(engine, webhook_id: int, *, webhook_full: bool) -> int:
     Kept in one place because claim_deliveries' signature is being reworked.
     `webhook_full` says, through `room`, that the webhook already holds all it may.
     """
-    from kwik_console.delivery.dispatcher import claim_deliveries
+    from kwik_console.delivery.claims import claim_deliveries
     from kwik_console.core.clock import utcnow
     from kwik_console.core.settings import get_settings
 

@@ -278,7 +278,9 @@ class Bench:
         from kwik_console.store.tables import Delivery, Event
         from kwik_console.core.clock import utcnow
         from kwik_console.operations import recovery
+        from kwik_console.runtime import wiring
 
+        wiring.install()  # the engine's hooks, as the console installs them
         n, s = self.sizes.deliveries, self.sizes
         self.fresh_database("recovery")
         webhook_id = self.make_webhook("/w/ops")

@@ -5,6 +5,7 @@ import reflex as rx
 from kwik_console import api
 from kwik_console.web import sign_in as auth_routes, export, probes as health
 from kwik_console.delivery import scheduler
+from kwik_console.runtime import wiring
 from kwik_console.ui.middleware import AccessMiddleware
 from kwik_console.ui.pages.audit import audit_page
 from kwik_console.ui.pages.developers import developers_page
@@ -55,5 +56,7 @@ app.add_page(members_page, route="/members", title="Members · Kwik Console",
              on_load=[SessionState.load, MembersState.load])
 app.add_page(audit_page, route="/audit", title="Audit trail · Kwik Console", on_load=[SessionState.load, AuditState.load])
 app.add_page(tokens_page, route="/tokens", title="Access tokens · Kwik Console", on_load=[SessionState.load, TokensState.load])
+# What the engine calls (after an attempt is recorded) and runs (the background jobs), in every process.
+wiring.install()
 # Never at import time: Reflex imports this module in more than one process.
 app.register_lifespan_task(scheduler.running)

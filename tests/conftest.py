@@ -10,9 +10,13 @@ import pytest
 
 from kwik_console.store import db
 from kwik_console.core import settings
+from kwik_console.runtime import wiring
 from tests.receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The engine's hooks, as every process that delivers installs them (the app, the CLI).
+wiring.install()
 
 
 # Hosted mode requires a key for signing secrets at rest; tests use this one.

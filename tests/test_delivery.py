@@ -19,7 +19,7 @@ from kwik_console import __version__
 from kwik_console.store import db
 from kwik_console.webhooks import service as webhooks
 from kwik_console.delivery import scheduler
-from kwik_console.delivery.dispatcher import claim_deliveries
+from kwik_console.delivery.claims import claim_deliveries
 from kwik_console.events.publishing import publish
 from kwik_console.store.tables import Attempt, Delivery
 from kwik_console.core.clock import utcnow

@@ -23,15 +23,11 @@ from kwik_console.store import db
 from kwik_console.core import settings
 from kwik_console.webhooks import service as webhooks
 from kwik_console.delivery import client as http
+from kwik_console.delivery import claims
 from kwik_console.delivery import dispatcher
 from kwik_console.delivery import scheduler
-from kwik_console.delivery.dispatcher import (
-    RECHECK_AFTER_SECONDS,
-    TURNS_LEAD,
-    Turns,
-    claim_deliveries,
-    release_claims,
-)
+from kwik_console.delivery.claims import TURNS_LEAD, Turns, claim_deliveries, release_claims
+from kwik_console.delivery.dispatcher import RECHECK_AFTER_SECONDS
 from kwik_console.events.publishing import publish
 from kwik_console.store.tables import Attempt, Delivery, Webhook
 from kwik_console.core.clock import utcnow
@@ -395,7 +391,7 @@ def test_leases_are_measured_by_the_database_clock(kwik, receiver, monkeypatch, 
     assert [c.delivery_id for c in first.claims] == [delivery_id]
     # Another replica whose clock runs two minutes fast: by its own clock a's lease has expired.
     fast = utcnow() + dt.timedelta(minutes=2)
-    monkeypatch.setattr(dispatcher, "utcnow", lambda: fast)
+    monkeypatch.setattr(claims, "utcnow", lambda: fast)
     second = claim_deliveries(engine, owner="replica-b", lease_seconds=60, limit=10, per_webhook=8)
     assert second.claims == []
     assert delivery(delivery_id).leased_by == "replica-a"

@@ -16,6 +16,7 @@ from kwik_console import __version__
 from kwik_console.team import access
 from kwik_console.api import docs, handlers, operations, problems, routes, stream
 from kwik_console.api.auth import authorize
+from kwik_console.runtime import wiring
 
 PREFIX = access.API_PREFIX
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -124,6 +125,7 @@ def create_app() -> FastAPI:
     from kwik_console.store import db
 
     db.short_gil_turns()  # its routes' database work runs on threads
+    wiring.install()  # test sends and resends run the engine in this process
     app = FastAPI(title="Kwik Console API", version=__version__, description=DESCRIPTION,
                   openapi_url=f"{PREFIX}/openapi.json", docs_url=None, redoc_url=None)
     guarded = {"dependencies": [Depends(authorize)], "responses": problems.PROBLEM_RESPONSES}

@@ -20,6 +20,7 @@ from kwik_console.cli import api, deliveries, events, members, operations, schem
 from kwik_console.cli.output import UsageError, shown
 from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.core.settings import SettingsError, get_settings
+from kwik_console.runtime import wiring
 from kwik_console.store.db import DatabaseUnavailable
 from kwik_console.store.secret_box import SecretKeyError
 from kwik_console.team import access
@@ -64,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"`{command}` has no rule in access.py")
         if not getattr(args, "settings_free", False):
             get_settings()  # a bad setting fails here, whatever the command
+        wiring.install()  # the commands that deliver (worker, events publish, resend) run the engine
         args.func(args)
     except InvalidInput as exc:
         return _fail(exc.message, 2)

@@ -42,7 +42,7 @@ def prepare_resend(*, session: Session, delivery_id: int, actor: Actor) -> Deliv
 
 
 async def resend(delivery_id: int, *, actor: Actor):
-    """Resend now and return the attempt's outcome (dispatcher.Outcome), or None if none came in time."""
+    """Resend now and return the attempt's outcome (types.Outcome), or None if none came in time."""
     from kwik_console.store.db import session_scope
     from kwik_console.delivery.scheduler import deliver_now
 

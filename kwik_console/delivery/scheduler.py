@@ -6,9 +6,12 @@ The scheduler keeps nothing a crash could lose; it only decides when to look:
 - `next-retry`, a date job, fires when the earliest scheduled retry falls due,
   and is set again for the next one each time it runs.
 
-A publish wakes the dispatcher at once: `wake()` in the publishing process, and
-from other processes a PostgreSQL NOTIFY, or on SQLite a change of the
-database's `data_version`, looked at every few milliseconds.
+A publish wakes the dispatcher at once: the scheduler listens at the doorbell
+(core/doorbell.py) that the publishing process rings, and hears other processes'
+publishes by a PostgreSQL NOTIFY, or on SQLite a change of the database's
+`data_version`, looked at every few milliseconds.
+
+The background jobs it runs beside the looks are the app's (hooks.py).
 
 The scheduler and its dispatcher run on an event loop in a thread of their
 own, so delivery work never holds up the console's pages, and vice versa.
@@ -28,17 +31,19 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from kwik_console.core import metrics
-from kwik_console.delivery.dispatcher import Dispatcher, Outcome
-from kwik_console.core.clock import utcnow
+from kwik_console.core import doorbell, metrics
 from kwik_console.core.settings import Settings, get_settings
+from kwik_console.delivery import hooks
+from kwik_console.delivery.dispatcher import Dispatcher
+from kwik_console.delivery.types import Outcome
+from kwik_console.store.db import freeze_startup_objects, get_engine, short_gil_turns
+from kwik_console.core.clock import utcnow
 
 log = logging.getLogger(__name__)
 logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run at INFO
 
 POLL_JOB = "dispatch-due"
 RETRY_JOB = "next-retry"
-NOTIFY_CHANNEL = "kwik_due"
 # How often, on SQLite, we look whether another process wrote to the database.
 DATA_VERSION_SECONDS = 0.01
 
@@ -46,11 +51,9 @@ _current: DeliveryScheduler | None = None
 
 
 class DeliveryScheduler:
-    def __init__(self, settings: Settings | None = None, engine=None):
-        from kwik_console.store.db import get_engine
-
+    def __init__(self, settings: Settings | None = None, engine=None, *, engine_hooks: hooks.Hooks | None = None):
         self.settings = settings or get_settings()
-        self.dispatcher = Dispatcher(self.settings, engine or get_engine())
+        self.dispatcher = Dispatcher(self.settings, engine or get_engine(), engine_hooks=engine_hooks)
         self.dispatcher.on_recorded = self._after_record
         self._aps: AsyncIOScheduler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -65,8 +68,6 @@ class DeliveryScheduler:
     def start(self) -> None:
         """Start the delivery thread; return once its scheduler runs."""
         global _current
-        from kwik_console.store.db import freeze_startup_objects, short_gil_turns
-
         short_gil_turns()
         self._thread = threading.Thread(target=self._run, name="kwik-delivery", daemon=True)
         self._thread.start()
@@ -75,11 +76,13 @@ class DeliveryScheduler:
             raise self._failure
         freeze_startup_objects()
         _current = self
+        doorbell.listen(self.wake)
         log.info("delivery scheduler started (%s)", self.dispatcher.owner)
 
     def stop(self) -> None:
         """Stop looking, let attempts in flight finish and be recorded, then end the thread."""
         global _current
+        doorbell.stop_listening(self.wake)
         if _current is self:
             _current = None
         if self._loop is not None and self._thread is not None and self._thread.is_alive():
@@ -118,7 +121,7 @@ class DeliveryScheduler:
             )
             self._aps.add_job(self._dispatch, IntervalTrigger(seconds=self.settings.poll_seconds), id=POLL_JOB,
                               next_run_time=utcnow())
-            self._add_operations_jobs()
+            self._add_jobs()
             self._aps.start()
             watcher = self._loop.create_task(self._watch_other_processes(), name="kwik-wake-watcher")
             self._tasks.add(watcher)
@@ -133,10 +136,8 @@ class DeliveryScheduler:
         for task in self._tasks:
             task.cancel()
 
-    def _add_operations_jobs(self) -> None:
-        """Recoveries, auto-disable and retention (operations/jobs.py), each on a thread of its own."""
-        from kwik_console.operations import jobs
-
+    def _add_jobs(self) -> None:
+        """The app's background jobs (hooks.py: recoveries, auto-disable, retention), each on a thread of its own."""
         engine, owner, settings = self.dispatcher.engine, self.dispatcher.owner, self.settings
 
         def on_thread(fn, *args):
@@ -148,12 +149,9 @@ class DeliveryScheduler:
             return run
 
         now = utcnow()
-        self._aps.add_job(on_thread(jobs.run_recoveries, engine, owner), IntervalTrigger(seconds=jobs.RECOVERY_SECONDS),
-                          id="recoveries", next_run_time=now)
-        self._aps.add_job(on_thread(jobs.auto_disable, engine, settings),
-                          IntervalTrigger(seconds=jobs.AUTO_DISABLE_SECONDS), id="auto-disable", next_run_time=now)
-        self._aps.add_job(on_thread(jobs.purge, engine, settings), IntervalTrigger(seconds=jobs.RETENTION_SECONDS),
-                          id="retention", next_run_time=now + dt.timedelta(seconds=60))
+        for job in self.dispatcher.hooks.jobs:
+            self._aps.add_job(on_thread(job.run, engine, owner, settings), IntervalTrigger(seconds=job.every_seconds),
+                              id=job.id, next_run_time=now + dt.timedelta(seconds=job.first_after_seconds))
 
     def _wake_now(self) -> None:
         if self._aps is None or not self._aps.running:
@@ -189,13 +187,13 @@ class DeliveryScheduler:
 
     def _listen(self, engine) -> None:
         """On a thread of its own: wait for NOTIFYs from any process's publish, and wake the loop."""
-        import psycopg
+        import psycopg  # only PostgreSQL needs the driver: a console on SQLite never loads it
 
         url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         while not self._stop.is_set():
             try:
                 with psycopg.connect(url, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    conn.execute(f"LISTEN {doorbell.CHANNEL}")
                     while not self._stop.is_set():
                         for _ in conn.notifies(timeout=0.5, stop_after=1):
                             self._loop.call_soon_threadsafe(self._wake_now)
@@ -242,9 +240,8 @@ def current() -> DeliveryScheduler | None:
 
 
 def wake() -> None:
-    """Wake this process's scheduler, if it runs one (publish calls this after committing)."""
-    if _current is not None:
-        _current.wake()
+    """Wake this process's scheduler, if it runs one (a face that published calls this after committing)."""
+    doorbell.ring()
 
 
 async def deliver_now(delivery_ids: list[int]) -> list[Outcome]:
@@ -254,8 +251,6 @@ async def deliver_now(delivery_ids: list[int]) -> list[Outcome]:
     """
     if _current is not None:
         return await _current.deliver(delivery_ids)
-    from kwik_console.store.db import get_engine
-
     dispatcher = Dispatcher(get_settings(), get_engine())
     await dispatcher.start()
     try:

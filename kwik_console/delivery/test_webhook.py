@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from kwik_console.delivery import scheduler
-from kwik_console.delivery.dispatcher import Outcome
+from kwik_console.delivery.types import Outcome
 from kwik_console.events import catalog
 from kwik_console.events.publishing import Published, publish
 from kwik_console.store.db import session_scope

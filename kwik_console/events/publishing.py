@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam, insert, literal
 from sqlmodel import Session, col, select
 
+from kwik_console.core import doorbell
 from kwik_console.core.clock import iso_millis
 from kwik_console.events import catalog
 from kwik_console.core.errors import InvalidInput, NotFound, check_id
@@ -131,9 +132,7 @@ def publish(
         published = _publish(session, event_type, data, test=test, webhook_id=webhook_id)
         session.commit()
     if wake and published.delivery_ids:
-        from kwik_console.delivery import scheduler
-
-        scheduler.wake()
+        doorbell.ring()
     return published
 
 
@@ -174,7 +173,7 @@ def publish_together(session: Session, events: list[tuple[str, dict[str, Any]]])
     for delivery_id, event_id in conn.execute(_FAN_OUT_TOGETHER, {"event_ids": list(made), "now": now}):
         made[event_id].append(delivery_id)
     if any(made.values()):
-        notify_due(conn)
+        doorbell.ring_on_commit(conn)
     return [Published(e, sorted(made[e.id])) if isinstance(e, Event) else e for e in out]
 
 
@@ -203,7 +202,7 @@ def _publish(session: Session, event_type: str, data, *, test: bool, webhook_id:
                                       "now": now, "webhook_id": webhook_id})
     delivery_ids = sorted(inserted.scalars())
     if delivery_ids:
-        notify_due(conn)
+        doorbell.ring_on_commit(conn)
     return Published(event=event, delivery_ids=delivery_ids)
 
 
@@ -223,21 +222,8 @@ def publish_notice(conn, event_type: str, data: dict[str, Any], *, about_webhook
                                               "now": now, "about": about_webhook_id or 0})
     delivery_ids = sorted(inserted.scalars())
     if delivery_ids:
-        notify_due(conn)
+        doorbell.ring_on_commit(conn)
     return delivery_ids
-
-
-def notify_due(conn) -> None:
-    """Tell every dispatcher process, on any machine, to look at once when this transaction commits.
-
-    PostgreSQL sends a NOTIFY on commit, once however many publishes share the
-    transaction (api/batches.py); on SQLite the commit itself is seen (its
-    `data_version` changes), so there is nothing to do.
-    """
-    if conn.dialect.name == "postgresql" and conn.info.get("kwik_notified", _NEVER) is not (
-            now := conn.get_transaction()):
-        conn.execute(_NOTIFY_DUE)
-        conn.info["kwik_notified"] = now  # held, so no later transaction can be this same object
 
 
 def _fan_out(targets) -> sa.Insert:
@@ -261,8 +247,6 @@ def _fan_out(targets) -> sa.Insert:
 
 
 _INSERT_EVENT = insert(Event)
-_NEVER = object()
-_NOTIFY_DUE = sa.text("SELECT pg_notify('kwik_due', '')")  # the channel delivery/scheduler.py listens on
 # Who gets a delivery of a real event. Paused webhooks get theirs too: they wait, and go out on resume.
 _SUBSCRIBED = Webhook.status.in_([WebhookStatus.LIVE.value, WebhookStatus.PAUSED.value])
 _FAN_OUT_TO_SUBSCRIBERS = _fan_out(

@@ -1,4 +1,5 @@
-"""The background jobs of operations, run by every process that delivers (delivery/scheduler.py).
+"""The background jobs of operations, run by every process that delivers (runtime/wiring.py hands them to
+delivery/scheduler.py).
 
 Each keeps its state in the database, so any process takes over after a
 restart, and each is safe to run in several processes at once.
@@ -22,13 +23,16 @@ RETENTION_SECONDS = 3600.0
 RETENTION_BUDGET_SECONDS = 300.0
 
 
-def run_recoveries(engine: Engine, owner: str) -> int:
+# Each job takes what the scheduler hands every job (delivery/hooks.py): the engine, its owner name, the settings.
+
+
+def run_recoveries(engine: Engine, owner: str, settings: Settings) -> int:
     return recovery.run_recoveries(engine, owner=owner)
 
 
-def auto_disable(engine: Engine, settings: Settings) -> list[int]:
+def auto_disable(engine: Engine, owner: str, settings: Settings) -> list[int]:
     return health.disable_failing(engine, after_seconds=settings.auto_disable_after)
 
 
-def purge(engine: Engine, settings: Settings) -> retention.Purged:
+def purge(engine: Engine, owner: str, settings: Settings) -> retention.Purged:
     return retention.purge(engine, days=settings.retention_days, budget_seconds=RETENTION_BUDGET_SECONDS)

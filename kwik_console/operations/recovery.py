@@ -23,10 +23,10 @@ import sqlalchemy as sa
 from sqlalchemy import Engine, bindparam, case, func, select, update
 from sqlmodel import Session, col
 
+from kwik_console.core import doorbell
 from kwik_console.events import catalog
 from kwik_console.team.audit import Actor, record
 from kwik_console.core.errors import InvalidInput, NotFound, check_id
-from kwik_console.events.publishing import notify_due
 from kwik_console.store.tables import (
     Delivery,
     DeliveryStatus,
@@ -146,7 +146,7 @@ def start_recovery(*, session: Session, webhook_id: int, since: dt.datetime, eve
            detail={"recovery": job.id, "since": since.isoformat(), "event_types": event_types, "statuses": statuses,
                    "matched": total})
     if total:
-        notify_due(session.connection())
+        doorbell.ring_on_commit(session.connection())
     return progress_of(job)
 
 
@@ -250,7 +250,7 @@ def _queue_batch(engine: Engine, job_id: int, *, owner: str, batch: int) -> tupl
                        D.lease_until.is_(None) | (D.lease_until < now))
                 .values(next_attempt_at=now, recovery_id=job_id, updated_at=now)
             ).rowcount
-            notify_due(conn)
+            doorbell.ring_on_commit(conn)
         done = len(ids) < batch
         conn.execute(
             update(Recovery).where(R.id == job_id)

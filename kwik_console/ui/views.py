@@ -6,7 +6,7 @@ import dataclasses
 import json
 
 from kwik_console.events.deliveries import DeliveryDetail
-from kwik_console.delivery.dispatcher import Outcome
+from kwik_console.delivery.types import Outcome
 from kwik_console.store.tables import Attempt, Delivery, DeliveryStatus, Webhook, WebhookStatus
 
 

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import idna
 from sqlmodel import Session, and_, col, delete, func, or_, select, update
 
+from kwik_console.core import doorbell
 from kwik_console.events import catalog
 from kwik_console.team import audit
 from kwik_console.core.errors import InvalidInput, NotFound, check_all, check_id
@@ -322,9 +323,7 @@ def set_status(*, session: Session, webhook: Webhook, status: str, reason: str |
         webhook.disabled_reason = webhook.disabled_at = None
     if status == WebhookStatus.LIVE:
         webhook.failing_since = None
-        from kwik_console.events.publishing import notify_due
-
-        notify_due(session.connection())  # every process's dispatcher looks at once
+        doorbell.ring_on_commit(session.connection())  # every process's dispatcher looks at once
     session.add(webhook)
 
 
