@@ -38,7 +38,7 @@ from sqlalchemy import Engine, bindparam, func, insert, select, text, update
 
 from kwik_console.core import metrics
 from kwik_console.events import rollups
-from kwik_console.store.db import short_write
+from kwik_console.store.writes import short_write
 from kwik_console.delivery import client as http
 from kwik_console.delivery import retry
 from kwik_console.webhooks.signing import active_secrets, signature_headers

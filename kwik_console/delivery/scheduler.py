@@ -65,7 +65,7 @@ class DeliveryScheduler:
     def start(self) -> None:
         """Start the delivery thread; return once its scheduler runs."""
         global _current
-        from kwik_console.store.db import freeze_startup_objects, short_gil_turns
+        from kwik_console.core.process import freeze_startup_objects, short_gil_turns
 
         short_gil_turns()
         self._thread = threading.Thread(target=self._run, name="kwik-delivery", daemon=True)
