@@ -227,7 +227,8 @@ def test_upgrade_keeps_every_row_and_moves_the_legacy_previous_secret(made_by, d
     assert schema.schema_state(engine).up_to_date
     after = _rows(database_url)
     for webhook in before["webhook"]:
-        webhook.update(previous_secret=None, previous_secret_expires_at=None)  # moved, or dropped once expired
+        # Moved to previous_secret, or dropped once expired (0002); the legacy columns themselves dropped (0006).
+        del webhook["previous_secret"], webhook["previous_secret_expires_at"]
         # Added by 0005, empty on existing rows: no rate limit, not failing, not the operational webhook.
         webhook.update(max_per_second=None, rate_next_at=None, failing_since=None, disabled_reason=None,
                        disabled_at=None, operational=False)
@@ -262,6 +263,31 @@ def test_a_failed_upgrade_changes_nothing(database_url, monkeypatch):
         assert schema.schema_state(engine).current == schema.RELEASE_REVISION
         assert not sa.inspect(conn).has_table("member")
     engine.dispose()
+
+
+def test_the_legacy_previous_secret_columns_come_back_empty_on_a_downgrade_and_go_again(database_url):
+    make_revision_database(database_url, "0006")
+    engine = db.make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO webhook (id, name, url, status, secret, search_text, operational, "
+                                 "created_at, updated_at) VALUES (1, 'Orders', 'https://127.0.0.1:9/orders', 'live', "
+                                 "'whsec_current1', 'orders', false, :now, :now)"), {"now": NOW})
+            conn.execute(sa.text("INSERT INTO subscription (webhook_id, event_type) VALUES (1, 'payment.created')"))
+        with engine.connect() as conn, schema._migration_lock(conn):
+            command.downgrade(schema.alembic_config(conn), "0005")
+        (webhook,) = _rows(database_url, ["webhook"])["webhook"]
+        assert (webhook["secret"], webhook["previous_secret"], webhook["previous_secret_expires_at"]) == (
+            "whsec_current1", None, None)
+        assert len(_rows(database_url, ["subscription"])["subscription"]) == 1  # the webhook's copy cascaded nothing
+
+        with engine.connect() as conn, schema._migration_lock(conn):
+            command.upgrade(schema.alembic_config(conn), "head")
+        with engine.connect() as conn:
+            assert schema.schema_differences(conn) == []
+        assert "previous_secret" not in _rows(database_url, ["webhook"])["webhook"][0]
+    finally:
+        engine.dispose()
 
 
 # ---------------------------------------------------------------- head matches the models

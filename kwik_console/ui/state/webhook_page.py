@@ -207,7 +207,8 @@ class SecretState(rx.State):
                 webhook = webhooks.rotate_secret(session=session, webhook_id=webhook_id)
                 audit.record(session=session, actor=access.actor(), action="secret.rotated",
                              target=f"webhook {webhook.id} ({webhook.name})",
-                             detail={"previous_secret_expires_at": str(webhook.previous_secret_expires_at)})
+                             detail={"previous_secret_expires_at": str(webhooks.previous_secrets(
+                                 session=session, webhook_id=webhook.id)[0].expires_at)})
         except NotFound as exc:
             return rx.toast.error(str(exc))
         self.secret, self.shown = webhook.secret, True

@@ -259,7 +259,8 @@ class WebhookFormState(rx.State):
             with session_scope() as session:
                 webhook = webhooks.rotate_secret(session=session, webhook_id=self.webhook_id)
                 audit.record(session=session, actor=access.actor(), action="secret.rotated", target=_target(webhook),
-                             detail={"previous_secret_expires_at": str(webhook.previous_secret_expires_at)})
+                             detail={"previous_secret_expires_at": str(webhooks.previous_secrets(
+                                 session=session, webhook_id=webhook.id)[0].expires_at)})
         except NotFound as exc:
             return rx.toast.error(str(exc))
         self.secret, self.secret_shown = webhook.secret, True
