@@ -202,8 +202,8 @@ def test_the_api_process_leaves_what_it_loads_out_of_later_collections(cli_env):
     # Its own process: freezing is once per process, and this test's process has frozen long ago.
     script = """
 import gc, sys, time
-from kwik_console.store import db
-db.FREEZE_AGAIN_AFTER_SECONDS = 0.5
+from kwik_console.core import process
+process.FREEZE_AGAIN_AFTER_SECONDS = 0.5
 from kwik_console.api import create_app
 assert gc.get_freeze_count() == 0
 create_app()

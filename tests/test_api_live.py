@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from kwik_console.team import audit, tokens
-from kwik_console.store import db
+from kwik_console.store import db, writes
 from kwik_console.webhooks import service as webhooks
 from kwik_console.store.db import get_engine, session_scope
 from kwik_console.store.team_tables import AuditEntry
@@ -115,14 +115,14 @@ def test_schemathesis_finds_no_server_error_and_no_response_that_breaks_its_sche
 
 
 # ---------------------------------------------------------------- SQLite's writer and the event loop
-# On SQLite a publish runs on the event loop's own thread when the writer is free (db.run_short_write).
+# On SQLite a publish runs on the event loop's own thread when the writer is free (writes.run_short_write).
 # The loop must never wait for the writer: taken by this process or by another, the work goes to a thread.
 
 
 def _insert_a_row(ran_on: list[int]):
     def work() -> int:
         ran_on.append(threading.get_ident())
-        with db.short_write(get_engine()) as connection:
+        with writes.short_write(get_engine()) as connection:
             audit.append(connection, actor=audit.CLI, action="token.used")
             return len(ran_on)
 
@@ -170,14 +170,14 @@ def test_a_short_write_runs_on_the_loop_when_sqlites_writer_is_free_and_on_a_thr
     async def scenario() -> None:
         # Free: on the loop's own thread.
         ran_on: list[int] = []
-        assert await db.run_short_write(_insert_a_row(ran_on)) == 1
+        assert await writes.run_short_write(_insert_a_row(ran_on)) == 1
         assert ran_on == [loop_thread] and _rows() == 1
 
         # Held by another thread of this process: tried on the loop, refused before any statement, and
         # waited for on a thread.
         ran_on = []
-        holder = _Holder(db._sqlite_writer.acquire, db._sqlite_writer.release, watchdog=5)
-        task = asyncio.ensure_future(db.run_short_write(_insert_a_row(ran_on)))
+        holder = _Holder(writes._sqlite_writer.acquire, writes._sqlite_writer.release, watchdog=5)
+        task = asyncio.ensure_future(writes.run_short_write(_insert_a_row(ran_on)))
         await _until(lambda: len(ran_on) == 2)
         done_early = task.done()
         holder.let_go()
@@ -191,7 +191,7 @@ def test_a_short_write_runs_on_the_loop_when_sqlites_writer_is_free_and_on_a_thr
         ran_on = []
         other = sqlite3.connect(tmp_path / "kwik.db", isolation_level=None, check_same_thread=False)
         holder = _Holder(lambda: other.execute("BEGIN IMMEDIATE"), lambda: other.execute("COMMIT"), watchdog=5)
-        task = asyncio.ensure_future(db.run_short_write(_insert_a_row(ran_on)))
+        task = asyncio.ensure_future(writes.run_short_write(_insert_a_row(ran_on)))
         await _until(lambda: len(ran_on) == 2)
         done_early = task.done()
         holder.let_go()
@@ -206,8 +206,8 @@ def test_a_short_write_runs_on_the_loop_when_sqlites_writer_is_free_and_on_a_thr
         ran_on = []
         db._engine_for.cache_clear()
         db._opened.clear()
-        await db.run_short_write(_insert_a_row(ran_on))
-        await db.run_short_write(_insert_a_row(ran_on))
+        await writes.run_short_write(_insert_a_row(ran_on))
+        await writes.run_short_write(_insert_a_row(ran_on))
         assert len(ran_on) == 2 and ran_on[0] != loop_thread and ran_on[1] == loop_thread and _rows() == 5
 
     asyncio.run(scenario())

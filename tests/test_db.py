@@ -9,7 +9,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from kwik_console.store import db
+from kwik_console.store import db, engines
 from kwik_console.core import settings
 from tests.conftest import POSTGRES_ADMIN_URL, _drop_postgres_database, _postgres_database, configure
 
@@ -43,7 +43,7 @@ def test_a_connection_idle_past_the_ping_interval_whose_server_side_died_is_repl
     first = _backend(engine)
     assert _backend(engine) == first  # the pool hands the same connection back
     _terminate(first)
-    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)  # as if it had been idle a while
+    monkeypatch.setattr(engines, "PING_AFTER_IDLE_SECONDS", 0.0)  # as if it had been idle a while
     assert _backend(engine) != first  # pinged, found dead, replaced: the caller never sees the error
 
 
@@ -51,7 +51,7 @@ def test_a_connection_used_a_moment_ago_is_not_pinged(postgres, monkeypatch):
     engine = postgres
     first = _backend(engine)
     _terminate(first)
-    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 3600.0)
+    monkeypatch.setattr(engines, "PING_AFTER_IDLE_SECONDS", 3600.0)
     # No ping: the dead connection is used as it is, and the query meets the error (which the ping saves
     # a connection idle for longer from).
     with pytest.raises(sa.exc.OperationalError):

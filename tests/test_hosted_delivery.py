@@ -22,6 +22,7 @@ from kwik_console.webhooks import service as webhooks
 from kwik_console.delivery import scheduler
 from kwik_console.events.publishing import publish
 from kwik_console.store.tables import Attempt, Delivery
+from kwik_console.webhooks.secrets import rekey
 from tests.conftest import configure
 from tests.factories import make_hook
 
@@ -123,7 +124,7 @@ def test_rekeying_while_delivering_fails_no_signature(kwik, receiver, monkeypatc
 
     async def main():
         async with scheduler.running():
-            rekeyed = threading.Thread(target=lambda: [secret_box.rekey(db.get_engine(), batch=1) for _ in range(5)])
+            rekeyed = threading.Thread(target=lambda: [rekey(db.get_engine(), batch=1) for _ in range(5)])
             rekeyed.start()
             while rekeyed.is_alive() or len(ids) < 100:
                 ids.extend(await asyncio.to_thread(lambda: publish("payment.created", {}).delivery_ids))

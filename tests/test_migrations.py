@@ -23,7 +23,7 @@ from alembic import command
 from sqlmodel import Session, select
 
 import kwik_console
-from kwik_console.store import db
+from kwik_console.store import db, schema
 from kwik_console.core import settings
 from kwik_console.store.tables import Attempt, Delivery, Event, PreviousSecret, Subscription, Webhook
 from tests.conftest import ROOT, _drop_postgres_database, _postgres_database, configure
@@ -76,7 +76,7 @@ def make_revision_database(url: str, revision: str) -> None:
     engine = db.make_engine(url)
     try:
         with engine.begin() as conn:
-            command.upgrade(db.alembic_config(conn), revision)
+            command.upgrade(schema.alembic_config(conn), revision)
     finally:
         engine.dispose()
 
@@ -122,7 +122,7 @@ def second_database_url(database_url, tmp_path):
 def test_revision_0001_is_exactly_the_release_schema(database_url, second_database_url, tmp_path):
     """Release databases are stamped 0001 and upgraded from there, so 0001 must be what that release made."""
     make_release_database(database_url, tmp_path)
-    make_revision_database(second_database_url, db.RELEASE_REVISION)
+    make_revision_database(second_database_url, schema.RELEASE_REVISION)
     release, revision = _schema(database_url), _schema(second_database_url)
     assert revision == release
     # The due index is partial: its WHERE is part of what was compared.
@@ -216,7 +216,7 @@ def test_upgrade_keeps_every_row_and_moves_the_legacy_previous_secret(made_by, d
     if made_by == "release create_all":
         make_release_database(database_url, tmp_path)
     else:
-        make_revision_database(database_url, db.RELEASE_REVISION)
+        make_revision_database(database_url, schema.RELEASE_REVISION)
     _insert_release_rows(database_url)
     before = _rows(database_url)
     assert all(before[t] for t in RELEASE_TABLES)
@@ -224,10 +224,11 @@ def test_upgrade_keeps_every_row_and_moves_the_legacy_previous_secret(made_by, d
     configure(monkeypatch, KWIK_DATABASE_URL=database_url, KWIK_MODE="local")
     engine = db.get_engine()  # a local start upgrades
 
-    assert db.schema_state(engine).up_to_date
+    assert schema.schema_state(engine).up_to_date
     after = _rows(database_url)
     for webhook in before["webhook"]:
-        webhook.update(previous_secret=None, previous_secret_expires_at=None)  # moved, or dropped once expired
+        # Moved to previous_secret, or dropped once expired (0002); the legacy columns themselves dropped (0006).
+        del webhook["previous_secret"], webhook["previous_secret_expires_at"]
         # Added by 0005, empty on existing rows: no rate limit, not failing, not the operational webhook.
         webhook.update(max_per_second=None, rate_next_at=None, failing_since=None, disabled_reason=None,
                        disabled_at=None, operational=False)
@@ -248,7 +249,7 @@ def test_upgrade_keeps_every_row_and_moves_the_legacy_previous_secret(made_by, d
 
 def test_a_failed_upgrade_changes_nothing(database_url, monkeypatch):
     """One transaction for the whole upgrade, on SQLite as on PostgreSQL."""
-    make_revision_database(database_url, db.RELEASE_REVISION)
+    make_revision_database(database_url, schema.RELEASE_REVISION)
     engine = db.make_engine(database_url)
     with engine.begin() as conn:  # a view in the way of a table 0002 creates
         conn.exec_driver_sql("CREATE VIEW previous_secret AS SELECT id FROM webhook")
@@ -259,9 +260,34 @@ def test_a_failed_upgrade_changes_nothing(database_url, monkeypatch):
         db.get_engine()
 
     with engine.connect() as conn:
-        assert db.schema_state(engine).current == db.RELEASE_REVISION
+        assert schema.schema_state(engine).current == schema.RELEASE_REVISION
         assert not sa.inspect(conn).has_table("member")
     engine.dispose()
+
+
+def test_the_legacy_previous_secret_columns_come_back_empty_on_a_downgrade_and_go_again(database_url):
+    make_revision_database(database_url, "0006")
+    engine = db.make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO webhook (id, name, url, status, secret, search_text, operational, "
+                                 "created_at, updated_at) VALUES (1, 'Orders', 'https://127.0.0.1:9/orders', 'live', "
+                                 "'whsec_current1', 'orders', false, :now, :now)"), {"now": NOW})
+            conn.execute(sa.text("INSERT INTO subscription (webhook_id, event_type) VALUES (1, 'payment.created')"))
+        with engine.connect() as conn, schema._migration_lock(conn):
+            command.downgrade(schema.alembic_config(conn), "0005")
+        (webhook,) = _rows(database_url, ["webhook"])["webhook"]
+        assert (webhook["secret"], webhook["previous_secret"], webhook["previous_secret_expires_at"]) == (
+            "whsec_current1", None, None)
+        assert len(_rows(database_url, ["subscription"])["subscription"]) == 1  # the webhook's copy cascaded nothing
+
+        with engine.connect() as conn, schema._migration_lock(conn):
+            command.upgrade(schema.alembic_config(conn), "head")
+        with engine.connect() as conn:
+            assert schema.schema_differences(conn) == []
+        assert "previous_secret" not in _rows(database_url, ["webhook"])["webhook"][0]
+    finally:
+        engine.dispose()
 
 
 # ---------------------------------------------------------------- head matches the models
@@ -278,18 +304,18 @@ def test_head_has_no_difference_from_the_models(kwik):
     """Fails when a model changes without a migration: add one with `kwik-console db revision -m ...`."""
     _import_every_module()
     engine = db.get_engine()  # a fresh database, through every migration
-    assert db.schema_state(engine).up_to_date
+    assert schema.schema_state(engine).up_to_date
     with engine.connect() as conn:
-        assert db.schema_differences(conn) == []
+        assert schema.schema_differences(conn) == []
 
 
 def test_every_module_with_tables_is_known_to_the_migrations():
-    """Autogenerate sees only db.MODEL_MODULES' tables: one missing there would be written as a drop."""
+    """Autogenerate sees only schema.MODEL_MODULES' tables: one missing there would be written as a drop."""
     _import_every_module()
     from sqlmodel import SQLModel
 
-    alone = subprocess.run([sys.executable, "-c", "import json; from kwik_console.store import db; "
-                            "print(json.dumps(sorted(db.table_metadata().tables)))"],
+    alone = subprocess.run([sys.executable, "-c", "import json; from kwik_console.store import schema; "
+                            "print(json.dumps(sorted(schema.table_metadata().tables)))"],
                            capture_output=True, text=True, timeout=60, check=True)
     assert json.loads(alone.stdout) == sorted(SQLModel.metadata.tables)
 
@@ -347,10 +373,10 @@ def test_replicas_starting_together_on_an_empty_database_all_succeed(database_ur
     assert [(code, err) for code, _, err in results] == [(0, "")] * 6
     engine = db.make_engine(database_url)
     try:
-        assert db.schema_state(engine).up_to_date
+        assert schema.schema_state(engine).up_to_date
         with engine.connect() as conn:
             assert conn.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() == 1
-            assert db.schema_differences(conn) == []
+            assert schema.schema_differences(conn) == []
     finally:
         engine.dispose()
     creates = [out for code, out, _ in results if out.startswith("Created the database schema")]
@@ -364,14 +390,14 @@ def test_hosted_mode_refuses_a_database_that_is_behind_naming_the_command(made_b
         make_release_database(database_url, tmp_path)
         shown = "none: made before migrations"
     else:
-        make_revision_database(database_url, db.RELEASE_REVISION)
-        shown = db.RELEASE_REVISION
+        make_revision_database(database_url, schema.RELEASE_REVISION)
+        shown = schema.RELEASE_REVISION
     key = _secret_key()
     configure(monkeypatch, KWIK_DATABASE_URL=database_url, KWIK_MODE="hosted", KWIK_SECRET_KEY=key)
-    message = (f"Database schema is behind (revision {shown}, code needs {db.head_revision()}): "
+    message = (f"Database schema is behind (revision {shown}, code needs {schema.head_revision()}): "
                "run `kwik-console db upgrade`")
 
-    with pytest.raises(db.SchemaBehind) as refused:
+    with pytest.raises(schema.SchemaBehind) as refused:
         db.get_engine()
     assert str(refused.value) == message
 
@@ -379,16 +405,16 @@ def test_hosted_mode_refuses_a_database_that_is_behind_naming_the_command(made_b
 
     code, out, _ = _cli(capsys, "db", "current", "--json")
     assert (code, json.loads(out)) == (0, {"current": None if made_by == "release create_all" else "0001",
-                                           "head": db.head_revision(), "up_to_date": False,
+                                           "head": schema.head_revision(), "up_to_date": False,
                                            "before_migrations": made_by == "release create_all"})
     code, out, err = _cli(capsys, "db", "upgrade")
     assert code == 0 and out.startswith("Upgraded the database schema"), err
 
-    assert db.schema_state(db.get_engine()).up_to_date  # and now it starts
+    assert schema.schema_state(db.get_engine()).up_to_date  # and now it starts
     code, out, _ = _cli(capsys, "db", "history", "--json")
     items = json.loads(out)
     assert [i["revision"] for i in items][:2] == ["0001", "0002"] and all(i["applied"] for i in items)
-    assert [i["revision"] for i in items if i["current"] and i["head"]] == [db.head_revision()]
+    assert [i["revision"] for i in items if i["current"] and i["head"]] == [schema.head_revision()]
 
 
 def _cli(capsys, *argv) -> tuple[int, str, str]:
@@ -404,7 +430,7 @@ def test_a_database_from_a_newer_release_is_refused(kwik):
     with engine.begin() as conn:
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
     db._engine_for.cache_clear()
-    with pytest.raises(db.SchemaUnknown, match="revision 9999, which this version of Kwik Console does not know"):
+    with pytest.raises(schema.SchemaUnknown, match="revision 9999, which this version of Kwik Console does not know"):
         db.get_engine()
 
 

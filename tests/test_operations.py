@@ -23,6 +23,7 @@ from kwik_console.team import audit
 from kwik_console.store import db
 from kwik_console.webhooks import service as webhooks
 from kwik_console.core.errors import InvalidInput
+from kwik_console.events import rollups
 from kwik_console.events.publishing import publish
 from kwik_console.store.team_tables import AuditEntry
 from kwik_console.store.tables import Attempt, Delivery, Event, Recovery, Webhook
@@ -428,6 +429,41 @@ def test_retention_purges_old_finished_rows_and_keeps_retrying_ones(kwik, receiv
     assert not set(old_ok) & kept
     assert retention.purge(db.get_engine(), days=30).rows == 0
     assert retention.purge(db.get_engine(), days=0).rows == 0  # 0 keeps everything
+
+
+def test_retention_prunes_the_charts_rollups_older_than_the_charts_read(kwik):
+    webhook_ids = [make_hook(f"https://127.0.0.1:9/kwik/{n}", name=f"Endpoint {n}").id for n in range(3)]
+    now = utcnow()
+    t = int(now.timestamp())
+    # An attempt an hour for 40 days, on each webhook.
+    with db.get_engine().begin() as conn:
+        rollups.add_rows(conn, [(webhook_id, now - dt.timedelta(hours=h), 200 if h % 4 else 503, 40 + h % 300)
+                                for webhook_id in webhook_ids for h in range(40 * 24)])
+
+    def rows() -> dict[str, set[tuple[int, int]]]:
+        with db.get_engine().connect() as conn:
+            return {table.name: set(conn.execute(select(table.c.webhook_id, table.c.bucket)).all())
+                    for table in (rollups.minute_table, rollups.hour_table)}
+
+    def what_the_console_shows():
+        with db.get_engine().connect() as conn:
+            return ([rollups.series(conn, w, key, now=now) for w in webhook_ids for key in rollups.RANGES],
+                    [rollups.summary(conn, w, now=now) for w in webhook_ids], rollups.overview(conn, now=now))
+
+    before, shown = rows(), what_the_console_shows()
+    purged = retention.purge(db.get_engine(), days=30, now=now, batch=100)
+
+    after = rows()
+    # Minute rows for the last 24 h, hour rows for the last 30 days: every one of them kept, none older.
+    assert after["rollup_minute"] == {(w, b) for w, b in before["rollup_minute"] if b >= t - 86400}
+    assert after["rollup_hour"] == {(w, b) for w, b in before["rollup_hour"] if b >= t - 30 * 86400}
+    assert len(after["rollup_minute"]) < len(before["rollup_minute"]) and 0 < len(after["rollup_hour"]) < len(
+        before["rollup_hour"])
+    assert purged.rollups == sum(len(before[n]) - len(after[n]) for n in before) and purged.batches > 10
+    assert what_the_console_shows() == shown  # the charts, the summaries and the overview read the same
+    assert retention.purge(db.get_engine(), days=30, now=now).rows == 0
+    assert retention.purge(db.get_engine(), days=0, now=now + dt.timedelta(days=90)).rows == 0  # off: all kept
+    assert rows() == after
 
 
 def test_the_operational_webhook_is_changed_only_through_its_own_admin_path(kwik):

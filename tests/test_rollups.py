@@ -84,7 +84,7 @@ def test_rows_are_added_not_replaced_and_leave_with_their_webhook(kwik):
 
 def test_rebuilds_from_the_attempts_table_match_what_was_kept(kwik, receiver):
     """Migration 0003 (its own SQL) and rollups.rebuild fill the rollups with the rows the dispatcher keeps."""
-    path = ROOT / "kwik_console/migrations/versions/0003_rollups_and_payload_search.py"
+    path = ROOT / "kwik_console/store/migrations/versions/0003_rollups_and_payload_search.py"
     spec = importlib.util.spec_from_file_location("migration_0003", path)
     migration = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(migration)

@@ -122,9 +122,9 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 def create_app() -> FastAPI:
-    from kwik_console.store import db
+    from kwik_console.core import process
 
-    db.short_gil_turns()  # its routes' database work runs on threads
+    process.short_gil_turns()  # its routes' database work runs on threads
     wiring.install()  # test sends and resends run the engine in this process
     app = FastAPI(title="Kwik Console API", version=__version__, description=DESCRIPTION,
                   openapi_url=f"{PREFIX}/openapi.json", docs_url=None, redoc_url=None)
@@ -150,7 +150,7 @@ def create_app() -> FastAPI:
 
     app.openapi = openapi
     app.add_middleware(_Gate)
-    db.freeze_startup_objects()
+    process.freeze_startup_objects()
     return app
 
 

@@ -93,7 +93,8 @@ async def check_unchecked_token(request: Request) -> None:
 
 
 def _admit_alone(admission: _Admission) -> Caller:
-    from kwik_console.store.db import get_engine, short_write
+    from kwik_console.store.db import get_engine
+    from kwik_console.store.writes import short_write
 
     with short_write(get_engine()) as connection:
         caller, refusal = _admit(connection, admission)
@@ -163,7 +164,8 @@ def transaction(caller: Caller) -> Iterator[tuple[Caller, Connection]]:
     its rollback takes the check's writes with it, so they are written again: every
     use is audited and counted.
     """
-    from kwik_console.store.db import WriterBusy, get_engine, short_write
+    from kwik_console.store.db import get_engine
+    from kwik_console.store.writes import WriterBusy, short_write
 
     engine = get_engine()
     admission = caller.pending
@@ -185,7 +187,7 @@ def transaction(caller: Caller) -> Iterator[tuple[Caller, Connection]]:
                 if refusal is not None:
                     raise refusal
                 return
-    except WriterBusy:  # nothing was written: all of it runs again, on a thread (db.run_short_write)
+    except WriterBusy:  # nothing was written: all of it runs again, on a thread (writes.run_short_write)
         raise
     except Exception:
         with short_write(engine) as connection:

@@ -73,7 +73,7 @@ async def run(caller: auth.Caller, event_type: str, data: dict[str, Any]) -> eve
 
 
 async def _drain(queue: _Queue) -> None:
-    from kwik_console.store.db import run_short_write
+    from kwik_console.store.writes import run_short_write
 
     batch: list[_Request] = []
     try:
@@ -118,7 +118,8 @@ class _Attempt:
 
 
 def _together(batch: list[_Request], attempt: _Attempt) -> list[events.Published | Exception]:
-    from kwik_console.store.db import get_engine, short_write
+    from kwik_console.store.db import get_engine
+    from kwik_console.store.writes import short_write
 
     callers = [request.caller for request in batch]
     attempt.committing = False  # run_short_write may run it again, on a thread

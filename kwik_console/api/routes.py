@@ -38,7 +38,8 @@ from kwik_console.api.schemas import (
     WebhookPage,
     WebhookUpdate,
 )
-from kwik_console.store.db import run_short_write, session_scope
+from kwik_console.store.db import session_scope
+from kwik_console.store.writes import run_short_write
 from kwik_console.core.errors import InvalidInput
 
 router = APIRouter(prefix=access.API_PREFIX)

@@ -11,7 +11,7 @@ import contextlib
 from sqlalchemy.exc import SQLAlchemyError
 
 from kwik_console.cli.output import emit, table
-from kwik_console.store import db
+from kwik_console.store import db, schema
 
 
 @contextlib.contextmanager
@@ -23,7 +23,7 @@ def _engine():
         engine.dispose()
 
 
-def _state_json(state: db.SchemaState) -> dict:
+def _state_json(state: schema.SchemaState) -> dict:
     return {"current": state.current, "head": state.head, "up_to_date": state.up_to_date,
             "before_migrations": state.before_migrations}
 
@@ -31,7 +31,7 @@ def _state_json(state: db.SchemaState) -> dict:
 def cmd_upgrade(args) -> None:
     with _engine() as engine:
         try:
-            found, reached = db.upgrade(engine)
+            found, reached = schema.upgrade(engine)
         except db.DatabaseUnavailable:
             raise
         except SQLAlchemyError as exc:
@@ -43,7 +43,7 @@ def cmd_upgrade(args) -> None:
     elif found.empty:
         text = f"Created the database schema (revision {reached})."
     elif found.before_migrations:
-        text = f"Upgraded the database schema made before migrations (revision {db.RELEASE_REVISION}) to {reached}."
+        text = f"Upgraded the database schema made before migrations (revision {schema.RELEASE_REVISION}) to {reached}."
     else:
         text = f"Upgraded the database schema from revision {found.current} to {reached}."
     emit(args, {"from": found.current, "to": reached, "upgraded": not found.up_to_date,
@@ -52,24 +52,24 @@ def cmd_upgrade(args) -> None:
 
 def cmd_current(args) -> None:
     with _engine() as engine:
-        state = db.schema_state(engine)
+        state = schema.schema_state(engine)
     if state.up_to_date:
         text = f"Revision {state.current} (head): up to date."
     elif state.empty:
         text = (f"No schema yet (an empty database); this version needs {state.head}. "
-                f"`{db.UPGRADE_COMMAND}` creates it, as does starting the console.")
+                f"`{schema.UPGRADE_COMMAND}` creates it, as does starting the console.")
     else:
-        text = f"Revision {state.shown}; this version needs {state.head}: run `{db.UPGRADE_COMMAND}`."
+        text = f"Revision {state.shown}; this version needs {state.head}: run `{schema.UPGRADE_COMMAND}`."
     emit(args, _state_json(state), text)
 
 
 def cmd_history(args) -> None:
     with _engine() as engine:
-        state = db.schema_state(engine)
-    scripts = db.revisions()  # oldest first
+        state = schema.schema_state(engine)
+    scripts = schema.revisions()  # oldest first
     order = [s.revision for s in scripts]
     # A database from before migrations holds the release's revision, unstamped.
-    reached = state.current or (db.RELEASE_REVISION if state.before_migrations else None)
+    reached = state.current or (schema.RELEASE_REVISION if state.before_migrations else None)
     applied = set(order[: order.index(reached) + 1]) if reached else set()
     items = [{"revision": s.revision, "description": (s.doc or "").strip().splitlines()[0] if s.doc else "",
               "applied": s.revision in applied, "current": s.revision == state.current,
@@ -81,7 +81,7 @@ def cmd_history(args) -> None:
 
 
 def cmd_revision(args) -> None:
-    path = db.new_revision(args.message)
+    path = schema.new_revision(args.message)
     print(f"Wrote {path}: read it, edit what autogenerate cannot know (data moves), and add it to a test.")
 
 

@@ -6,8 +6,8 @@ import json
 
 from cryptography.fernet import Fernet
 
-from kwik_console.store import secret_box
 from kwik_console.store.db import get_engine
+from kwik_console.webhooks.secrets import rekey
 
 
 def cmd_new_key(args) -> None:
@@ -16,7 +16,7 @@ def cmd_new_key(args) -> None:
 
 
 def cmd_rekey(args) -> None:
-    count = secret_box.rekey(get_engine())
+    count = rekey(get_engine())
     print(json.dumps({"sealed": count}) if args.json
           else f"Sealed {count} signing secrets with the first key in KWIK_SECRET_KEY.")
 

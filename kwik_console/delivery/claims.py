@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from sqlalchemy import Engine, bindparam, func, select, text, update
 
 from kwik_console.delivery.types import Claim, Taken
-from kwik_console.store.db import short_write
+from kwik_console.store.writes import short_write
 from kwik_console.store.tables import Delivery, DeliveryStatus, Event, PreviousSecret, UTCDateTime, Webhook, WebhookStatus
 from kwik_console.core.clock import utcnow
 from kwik_console.webhooks.signing import active_secrets

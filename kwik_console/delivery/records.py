@@ -14,7 +14,7 @@ from kwik_console.delivery import retry
 from kwik_console.delivery.hooks import AfterRecord
 from kwik_console.delivery.types import Finished, Outcome
 from kwik_console.events import rollups
-from kwik_console.store.db import short_write
+from kwik_console.store.writes import short_write
 from kwik_console.store.tables import Attempt, Delivery, DeliveryStatus, UTCDateTime, Webhook, WebhookStatus
 
 log = logging.getLogger(__name__)

@@ -36,7 +36,8 @@ from kwik_console.core.settings import Settings, get_settings
 from kwik_console.delivery import hooks
 from kwik_console.delivery.dispatcher import Dispatcher
 from kwik_console.delivery.types import Outcome
-from kwik_console.store.db import freeze_startup_objects, get_engine, short_gil_turns
+from kwik_console.core.process import freeze_startup_objects, short_gil_turns
+from kwik_console.store.db import get_engine
 from kwik_console.core.clock import utcnow
 
 log = logging.getLogger(__name__)

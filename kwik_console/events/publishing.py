@@ -124,7 +124,8 @@ def publish(
     webhook subscribed to `event_type` gets a delivery (a Paused one's waits).
     """
     if session is None:
-        from kwik_console.store.db import get_engine, one_writer, session_scope
+        from kwik_console.store.db import get_engine, session_scope
+        from kwik_console.store.writes import one_writer
 
         with one_writer(get_engine()), session_scope() as own:
             published = _publish(own, event_type, data, test=test, webhook_id=webhook_id)

@@ -29,9 +29,6 @@ BINS = len(BIN_UPPER_MS) + 1
 _LAST_BIN_UPPER_MS = 15_000
 MINUTE, HOUR = 60, 3600
 BIN_COLUMNS = [f"b{i}" for i in range(BINS)]
-# Minute rows feed the 1 h and 24 h views only; hour rows feed 7 d and 30 d.
-KEEP_MINUTES_S = 2 * 86400
-KEEP_HOURS_S = 35 * 86400
 
 
 def _table(name: str) -> sa.Table:
@@ -106,13 +103,6 @@ def add(conn, attempts: Sequence[dict], finished: Sequence) -> None:
     webhook_of = {f.claim.delivery_id: f.claim.webhook_id for f in finished}
     add_rows(conn, [(webhook_of[a["delivery_id"]], a["attempted_at"], a["http_code"], a["duration_ms"])
                     for a in attempts])
-
-
-def prune(conn, now: dt.datetime) -> None:
-    """Drop rows no view reads any more."""
-    t = _epoch(now)
-    conn.execute(minute_table.delete().where(minute_table.c.bucket < t - KEEP_MINUTES_S))
-    conn.execute(hour_table.delete().where(hour_table.c.bucket < t - KEEP_HOURS_S))
 
 
 def rebuild(conn, *, since: dt.datetime) -> int:
@@ -209,6 +199,9 @@ RANGES = {
     "7d": Range(7 * 86400, hour_table, 2 * HOUR),
     "30d": Range(30 * 86400, hour_table, 6 * HOUR),
 }
+# How far back each grain is read: its longest chart (the summary and the overview read no further back).
+# Retention removes older rows (operations/retention.py).
+KEEP_S = {table: max(r.span_s for r in RANGES.values() if r.table is table) for table, _ in _GRAINS}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,7 @@ typed must appear as is, case-insensitively.
 
 Both are made by migration 0003, which fills them from the events already
 stored; they are not models, so the schema comparison skips them
-(`HAND_MADE`).
+(`store.schema.HAND_MADE`).
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 # A delivery found from its event: without it the search would scan the deliveries.
 sa.Index("ix_delivery_event", Delivery.__table__.c.event_id)
 
-# Made by hand, not from the models: the schema comparison leaves them alone.
-HAND_MADE = ("event_fts", "ix_event_body_trgm")
 
 def normalise(text: str | None) -> str:
     text = (text or "").replace("…", " ").strip()

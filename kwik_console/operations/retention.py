@@ -1,4 +1,5 @@
-"""Retention: events, deliveries and attempts older than KWIK_RETENTION_DAYS are purged.
+"""Retention: events, deliveries and attempts older than KWIK_RETENTION_DAYS are purged, and the charts'
+rollups older than the charts read (events/rollups.py: a day of minute rows, 30 days of hour rows).
 
 In bounded batches, each its own short transaction, so the purge never holds
 the write lock for long (the longest is measured and logged). Walks the rows
@@ -6,6 +7,7 @@ oldest first by id and stops at the first one inside the window, so each run
 reads only what it removes, plus what it must keep:
 - a delivery still Pending or Retrying is never purged, nor its event;
 - an event goes once none of its deliveries is left.
+The rollups are walked by webhook and bucket, their primary key, from where the last batch stopped.
 The rows themselves are the job's state: a run cut short by a restart is
 simply taken up by the next one.
 """
@@ -17,8 +19,9 @@ import datetime as dt
 import logging
 import time
 
-from sqlalchemy import Engine, delete, exists, select
+from sqlalchemy import Engine, delete, exists, select, tuple_
 
+from kwik_console.events import rollups
 from kwik_console.store.tables import Attempt, Delivery, Event
 from kwik_console.core.clock import utcnow
 
@@ -35,13 +38,14 @@ class Purged:
     events: int = 0
     deliveries: int = 0
     attempts: int = 0
+    rollups: int = 0  # the charts' minute and hour rows
     batches: int = 0
     longest_lock_ms: float = 0.0
     seconds: float = 0.0
 
     @property
     def rows(self) -> int:
-        return self.events + self.deliveries + self.attempts
+        return self.events + self.deliveries + self.attempts + self.rollups
 
 
 def cutoff_for(days: float, now: dt.datetime | None = None) -> dt.datetime:
@@ -50,10 +54,12 @@ def cutoff_for(days: float, now: dt.datetime | None = None) -> dt.datetime:
 
 def purge(engine: Engine, *, days: float, now: dt.datetime | None = None, batch: int = BATCH,
           budget_seconds: float | None = None) -> Purged:
-    """Remove what is older than `days` (0: nothing); stops early after `budget_seconds`, if given."""
+    """Remove what is older than `days` (0: nothing), and the rollups older than the charts read; stops early
+    after `budget_seconds`, if given."""
     report = Purged()
     if days <= 0:
         return report
+    now = now or utcnow()
     cutoff = cutoff_for(days, now)
     started = time.monotonic()
 
@@ -113,9 +119,31 @@ def purge(engine: Engine, *, days: float, now: dt.datetime | None = None, batch:
         last_event, done = timed(events)
         if done:
             break
+
+    def rollups_before(table, read_since: int) -> None:
+        """One grain's rows older than `read_since`, walked by their key (webhook, bucket)."""
+        R = table.c
+        key = tuple_(R.webhook_id, R.bucket)
+        last_key = None
+        while not out_of_time():
+            def old_rollups(conn):
+                old = [R.bucket < read_since, *([key > tuple_(*last_key)] if last_key else [])]
+                keys = conn.execute(select(R.webhook_id, R.bucket).where(*old).order_by(R.webhook_id, R.bucket)
+                                    .limit(batch)).all()
+                if keys:
+                    report.rollups += conn.execute(delete(table).where(*old, key <= tuple_(*keys[-1]))).rowcount
+                return (tuple(keys[-1]) if keys else last_key), len(keys) < batch
+
+            last_key, done = timed(old_rollups)
+            if done:
+                return
+
+    for table, keep_s in rollups.KEEP_S.items():
+        rollups_before(table, int(now.timestamp()) - keep_s)  # the oldest bucket a chart reads
     report.seconds = time.monotonic() - started
     if report.rows:
-        log.info("retention (%g days): purged %d events, %d deliveries, %d attempts older than %s in %d batches, "
-                 "%.1f s; longest write lock %.1f ms", days, report.events, report.deliveries, report.attempts,
-                 cutoff.isoformat(timespec="seconds"), report.batches, report.seconds, report.longest_lock_ms)
+        log.info("retention (%g days): purged %d events, %d deliveries, %d attempts older than %s and %d chart "
+                 "rollups in %d batches, %.1f s; longest write lock %.1f ms", days, report.events, report.deliveries,
+                 report.attempts, cutoff.isoformat(timespec="seconds"), report.rollups, report.batches,
+                 report.seconds, report.longest_lock_ms)
     return report

@@ -3,7 +3,7 @@
 A sealed value is stored as `fernet:` + the Fernet token. KWIK_SECRET_KEY may
 list several keys, the current one first: every key decrypts, the first one
 encrypts, so a key is rotated by putting the new one in front and running
-`kwik-console secrets rekey`, which seals every secret again with it.
+`kwik-console secrets rekey` (webhooks/secrets.py), which seals every secret again with it.
 Without a key (local mode) secrets are stored as they are.
 """
 
@@ -57,30 +57,3 @@ class SealedSecret(sa.TypeDecorator):
     def process_result_value(self, value, dialect):
         return None if value is None else unseal(value)
 
-
-def rekey(engine: sa.Engine, *, batch: int = 500) -> int:
-    """Seal every stored signing secret with the current key; returns how many were sealed again.
-
-    Each row is rewritten in its own short statement, and every key still
-    opens what it sealed, so deliveries go on signing throughout.
-    """
-    from kwik_console.store.tables import PreviousSecret, Webhook
-
-    if _box(get_settings().secret_keys) is None:
-        raise SecretKeyError("Set KWIK_SECRET_KEY (the new key first) before rekeying.")
-    done = 0
-    for table in (Webhook.__table__, PreviousSecret.__table__):
-        last = 0
-        while True:
-            with engine.begin() as conn:
-                rows = conn.execute(
-                    sa.select(table.c.id, table.c.secret).where(table.c.id > last).order_by(table.c.id).limit(batch)
-                ).all()
-                for row in rows:
-                    # Reading opened it with whichever key sealed it; writing seals with the first.
-                    conn.execute(sa.update(table).where(table.c.id == row.id).values(secret=row.secret))
-            if not rows:
-                break
-            last = rows[-1].id
-            done += len(rows)
-    return done

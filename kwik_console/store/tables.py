@@ -73,9 +73,6 @@ class Webhook(SQLModel, table=True):
     status: str = Field(default=WebhookStatus.LIVE, max_length=16)
     # Encrypted at rest when KWIK_SECRET_KEY is set (see secret_box.py).
     secret: str = Field(sa_column=Column(SealedSecret(), nullable=False))
-    # Kept for a day after a rotation so receivers can switch keys without losing events.
-    previous_secret: str | None = None
-    previous_secret_expires_at: dt.datetime | None = _when(nullable=True)
     # lower(name + " " + url): the search bar matches against this one column.
     search_text: str = Field(sa_column=Column(sa.String(2200), nullable=False, index=True))
     # "Max deliveries per second": None for no limit.

@@ -32,7 +32,7 @@ from starlette.routing import Route
 from kwik_console.core.network import is_loopback
 from kwik_console.core.settings import get_settings
 from kwik_console.delivery import scheduler
-from kwik_console.store import db
+from kwik_console.store import db, schema
 from kwik_console.web import metrics
 
 log = logging.getLogger(__name__)
@@ -50,15 +50,15 @@ async def healthz(request: Request) -> Response:
 def _database_checks() -> dict[str, str]:
     """The database and schema checks; blocking (run on a thread)."""
     try:
-        state = db.schema_state(db.get_engine())
-    except db.SchemaBehind:  # hosted mode opens no engine on a database that is behind
+        state = schema.schema_state(db.get_engine())
+    except schema.SchemaBehind:  # hosted mode opens no engine on a database that is behind
         return {"database": "ok", "schema": "behind: run `kwik-console db upgrade`"}
-    except db.SchemaUnknown:
+    except schema.SchemaUnknown:
         return {"database": "ok", "schema": "unknown revision: a newer release migrated this database"}
     except Exception:  # noqa: BLE001  any failure to open or read it means not ready
         log.warning("readiness: the database cannot be reached", exc_info=True)
         return {"database": "unreachable", "schema": "unknown"}
-    return {"database": "ok", "schema": "ok" if state.up_to_date else f"behind: run `{db.UPGRADE_COMMAND}`"}
+    return {"database": "ok", "schema": "ok" if state.up_to_date else f"behind: run `{schema.UPGRADE_COMMAND}`"}
 
 
 def _scheduler_check() -> str:

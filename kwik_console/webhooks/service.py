@@ -427,9 +427,6 @@ def rotate_secret(*, session: Session, webhook_id: int, actor: audit.Actor, clie
     )
     previous = PreviousSecret(webhook_id=webhook_id, secret=webhook.secret, expires_at=now + ROTATION_OVERLAP)
     session.add(previous)
-    # The single-secret columns of earlier versions; previous_secret rows replace them.
-    webhook.previous_secret = None
-    webhook.previous_secret_expires_at = None
     webhook.secret = new_secret()
     webhook.updated_at = now
     session.add(webhook)

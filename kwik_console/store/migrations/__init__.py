@@ -1,4 +1,4 @@
-"""Alembic migrations of Kwik Console's schema, run by `kwik_console.store.db` (no alembic.ini).
+"""Alembic migrations of Kwik Console's schema, run by `kwik_console.store.schema` (no alembic.ini).
 
 `versions/0001_*` is the schema of the last release made without migrations
 (11f8716, by create_all); each later revision is one schema change. To add one

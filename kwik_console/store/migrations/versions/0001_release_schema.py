@@ -1,7 +1,7 @@
 """The schema of the last release made without migrations (11f8716): webhooks, events, deliveries, attempts.
 
 Databases that release made with create_all have these tables and no
-alembic_version: kwik_console.store.db stamps them with this revision, then upgrades.
+alembic_version: kwik_console.store.schema stamps them with this revision, then upgrades.
 So this must stay exactly what that release created.
 
 Revision ID: 0001
