@@ -34,7 +34,6 @@ import threading
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -103,8 +102,9 @@ async def _measure_api(url: str, token: str, seconds: float) -> dict:
 
     from kwik_console.events.publishing import publish
 
-    async with aiohttp.ClientSession(url, headers={"authorization": f"Bearer {token}"},
-                                     connector=aiohttp.TCPConnector(limit=64)) as client:
+    async with aiohttp.ClientSession(
+        url, headers={"authorization": f"Bearer {token}"}, connector=aiohttp.TCPConnector(limit=64)
+    ) as client:
         for _ in range(50):  # connections and caches warm, as in a running console
             await _post(client)
         # 1. Throughput, in ROUNDS short turns, each beside a turn of in-process publishing: the machine's
@@ -112,7 +112,8 @@ async def _measure_api(url: str, token: str, seconds: float) -> dict:
         rounds = []
         for _ in range(ROUNDS):
             in_process = await asyncio.to_thread(
-                _for, seconds / ROUNDS, lambda: publish("payment.created", DATA, wake=False))
+                _for, seconds / ROUNDS, lambda: publish("payment.created", DATA, wake=False)
+            )
             api = await _post_for(client, seconds / ROUNDS)
             rounds.append((in_process / (seconds / ROUNDS), api / (seconds / ROUNDS)))
         # 2. Open loop at RATE events/s: requests start on schedule whatever the previous ones did.
@@ -124,11 +125,16 @@ async def _measure_api(url: str, token: str, seconds: float) -> dict:
 
         ms = sorted(x * 1000 for x in await asyncio.gather(*(scheduled(i) for i in range(int(RATE * seconds)))))
     ratios = [api / in_process for in_process, api in rounds]
-    return {"in_process_per_s": statistics.median(r[0] for r in rounds),
-            "api_per_s": statistics.median(r[1] for r in rounds),
-            "ratio": statistics.median(ratios), "ratios": [round(r, 3) for r in ratios],
-            "rate_per_s": RATE, "p50_ms": statistics.median(ms),
-            "p99_ms": ms[int(len(ms) * 0.99) - 1], "max_ms": ms[-1]}
+    return {
+        "in_process_per_s": statistics.median(r[0] for r in rounds),
+        "api_per_s": statistics.median(r[1] for r in rounds),
+        "ratio": statistics.median(ratios),
+        "ratios": [round(r, 3) for r in ratios],
+        "rate_per_s": RATE,
+        "p50_ms": statistics.median(ms),
+        "p99_ms": ms[int(len(ms) * 0.99) - 1],
+        "max_ms": ms[-1],
+    }
 
 
 def main() -> None:
@@ -144,15 +150,21 @@ def main() -> None:
         del os.environ[key]
     os.environ["KWIK_DATABASE_URL"] = url
 
-    from kwik_console.team import audit, tokens
-    from kwik_console.webhooks import service as webhooks
-    from kwik_console.store.db import session_scope
     from kwik_console.events.publishing import publish
+    from kwik_console.store.db import session_scope
+    from kwik_console.team import audit, tokens
+    from kwik_console.webhooks import rules
+    from kwik_console.webhooks import service as webhooks
     from tests.api_server import ApiServer
 
     with session_scope() as session:
-        webhooks.create_webhook(session=session, data=webhooks.WebhookInput(
-            name="bench", url="https://api-bench.kwik-bench.invalid/hooks", events=["payment.created"]), actor=audit.CLI)
+        webhooks.create_webhook(
+            session=session,
+            data=rules.WebhookInput(
+                name="bench", url="https://api-bench.kwik-bench.invalid/hooks", events=["payment.created"]
+            ),
+            actor=audit.CLI,
+        )
         token = tokens.create_token(session=session, name="bench", scopes="publish", actor=audit.CLI).token
 
     figures: dict = {"database": args.database, "seconds": args.seconds}
@@ -164,14 +176,22 @@ def main() -> None:
         print(json.dumps(figures, indent=2))
         return
     print(f"POST /api/v1/events vs in-process publish ({args.database}, default settings, {args.seconds:g} s each)")
-    print(f"  in-process publish   {figures['in_process_per_s']:8.0f} events/s  ({THREADS} threads; median of "
-          f"{ROUNDS} turns)")
-    print(f"  POST /events         {figures['api_per_s']:8.0f} events/s  ({THREADS} in flight, token, one granian "
-          f"worker; median of {ROUNDS} turns)")
-    print(f"  ratio                {figures['ratio']:8.2f}  (target >= 0.5; median of each turn's ratio: "
-          f"{', '.join(f'{r:.2f}' for r in figures['ratios'])})")
-    print(f"  at {RATE} events/s: p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms "
-          f"(target < 20 ms), max {figures['max_ms']:.1f} ms")
+    print(
+        f"  in-process publish   {figures['in_process_per_s']:8.0f} events/s  ({THREADS} threads; median of "
+        f"{ROUNDS} turns)"
+    )
+    print(
+        f"  POST /events         {figures['api_per_s']:8.0f} events/s  ({THREADS} in flight, token, one granian "
+        f"worker; median of {ROUNDS} turns)"
+    )
+    print(
+        f"  ratio                {figures['ratio']:8.2f}  (target >= 0.5; median of each turn's ratio: "
+        f"{', '.join(f'{r:.2f}' for r in figures['ratios'])})"
+    )
+    print(
+        f"  at {RATE} events/s: p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms "
+        f"(target < 20 ms), max {figures['max_ms']:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -84,8 +84,9 @@ def export_throughput(export, webhook_id: int, runs: int) -> list[tuple[str, flo
             samples.append(time.perf_counter() - started)
         samples.sort()
         slow = samples[min(len(samples) - 1, int(len(samples) * 0.95))]
-        out.append((f"export {fmt}, status Failure ({rows:,} rows)", rows / statistics.median(samples),
-                    rows / slow, rows))
+        out.append(
+            (f"export {fmt}, status Failure ({rows:,} rows)", rows / statistics.median(samples), rows / slow, rows)
+        )
     return out
 
 
@@ -96,9 +97,24 @@ def export_memory(database: str, webhook_id: int) -> dict[str, dict]:
     port = em.free_port()
     env = {**os.environ, "KWIK_DATABASE_URL": database, "PYTHONPATH": str(em.ROOT)}
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "granian"), "--interface", "asgi", "--factory", "--workers", "1",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "bench.export_memory:app"],
-        cwd=em.ROOT, env=env)
+        [
+            str(Path(sys.executable).parent / "granian"),
+            "--interface",
+            "asgi",
+            "--factory",
+            "--workers",
+            "1",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "bench.export_memory:app",
+        ],
+        cwd=em.ROOT,
+        env=env,
+    )
     base = f"http://127.0.0.1:{port}/export/webhooks/{webhook_id}/events"
     results = {}
     try:
@@ -111,8 +127,14 @@ def export_memory(database: str, webhook_id: int) -> dict[str, dict]:
             em.reset_peak(pids)
             lines, size, seconds, sampled = em.export(f"{base}.{fmt}", pids)
             top = max(em.peak(pids), sampled)
-            results[fmt] = {"rows": lines - (fmt == "csv"), "mb": size / em.MB, "seconds": seconds,
-                            "before_mb": before / em.MB, "peak_mb": top / em.MB, "delta_mb": (top - before) / em.MB}
+            results[fmt] = {
+                "rows": lines - (fmt == "csv"),
+                "mb": size / em.MB,
+                "seconds": seconds,
+                "before_mb": before / em.MB,
+                "peak_mb": top / em.MB,
+                "delta_mb": (top - before) / em.MB,
+            }
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -130,14 +152,14 @@ def main() -> None:
 
     from sqlmodel import Session, func, select
 
-    from kwik_console.store import db
-    from kwik_console.events import deliveries, rollups
-    from kwik_console.web import export
-    from kwik_console.webhooks import service as webhooks
-    from kwik_console.store.tables import Delivery, Webhook
     from kwik_console.core.clock import utcnow
+    from kwik_console.events import deliveries, rollups
+    from kwik_console.store import db
+    from kwik_console.store.tables import Delivery, Webhook
     from kwik_console.ui.state.webhook_page import chart_points, viewer_zone
     from kwik_console.ui.views import DeliveryRow, FiguresView, OverviewRow, WebhookRow
+    from kwik_console.web import export
+    from kwik_console.webhooks import service as webhooks
 
     engine = db.get_engine()
     with Session(engine) as s:
@@ -154,15 +176,18 @@ def main() -> None:
             with Session(engine) as s:
                 page = webhooks.list_webhooks(session=s, search=term)
                 [WebhookRow.of(w) for w in page.items]
+
         return run
 
     def log_page(before_id=None, **filters):
         def run():
             with Session(engine) as s:
-                page = deliveries.list_deliveries(session=s, webhook_id=webhook_id, before_id=before_id, limit=25,
-                                                  **filters)
+                page = deliveries.list_deliveries(
+                    session=s, webhook_id=webhook_id, before_id=before_id, limit=25, **filters
+                )
                 webhooks.get_webhook(session=s, webhook_id=webhook_id)
                 [DeliveryRow.of(d) for d in page.items]
+
         return run
 
     def chart(range_key):  # WebhookPageState.load_charts
@@ -170,6 +195,7 @@ def main() -> None:
             with engine.connect() as conn:
                 points = rollups.series(conn, webhook_id, range_key, now=utcnow())
             chart_points(points, range_key, viewer_zone("Europe/Paris"))
+
         return run
 
     def summary():  # WebhookPageState.load, its rollup part
@@ -205,12 +231,16 @@ def main() -> None:
     load = os.getloadavg()
     base, _ = timed(lookup, args.runs)
     results = {}
-    print(f"Console backend: {total_webhooks:,} webhooks, {total_deliveries:,} deliveries on webhook {webhook_id}, "
-          f"{engine.dialect.name}, {args.runs} runs each; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(
+        f"Console backend: {total_webhooks:,} webhooks, {total_deliveries:,} deliveries on webhook {webhook_id}, "
+        f"{engine.dialect.name}, {args.runs} runs each; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
     print(f"  search terms: {json.dumps(terms)}")
     with Session(engine) as s:  # what each search's first page holds (at most 25 rows)
-        found = {name: len(deliveries.list_deliveries(session=s, webhook_id=webhook_id, limit=25, search=term).items)
-                 for name, term in terms.items()}
+        found = {
+            name: len(deliveries.list_deliveries(session=s, webhook_id=webhook_id, limit=25, search=term).items)
+            for name, term in terms.items()
+        }
     print(f"  rows on each search's first page: {json.dumps(found)}")
     print(f"  {'measure':<52} {'median':>9} {'p95':>9}  {'ratio':>6}  target (p95, ms); key lookup {base:.2f} ms")
     for name, fn, target in measures:
@@ -218,11 +248,10 @@ def main() -> None:
         results[name] = {"median_ms": round(median, 2), "p95_ms": round(p95, 2)}
         if target is not None:
             results[name]["met"] = p95 <= target
-        print(f"  {name:<52} {median:>7.1f}ms {p95:>7.1f}ms  {median / base:>5.1f}x{verdict(p95, target)}",
-              flush=True)
+        print(f"  {name:<52} {median:>7.1f}ms {p95:>7.1f}ms  {median / base:>5.1f}x{verdict(p95, target)}", flush=True)
 
     print(f"  {'export, in process':<52} {'rows/s':>9} {'slowest':>9}")
-    for name, per_s, slow, rows in export_throughput(export, webhook_id, args.export_runs):
+    for name, per_s, slow, _rows in export_throughput(export, webhook_id, args.export_runs):
         results[name] = {"rows_per_s": round(per_s), "slowest_rows_per_s": round(slow)}
         print(f"  {name:<52} {per_s:>9,.0f} {slow:>9,.0f}", flush=True)
 
@@ -230,15 +259,27 @@ def main() -> None:
         for fmt, r in export_memory(args.database, webhook_id).items():
             name = f"export {fmt}, whole log, granian ({r['rows']:,} rows)"
             results[name] = {k: round(v, 1) for k, v in r.items()} | {"met": r["delta_mb"] <= EXPORT_MB}
-            print(f"  {name:<52} {r['rows'] / r['seconds']:>9,.0f} rows/s, {r['mb']:,.0f} MB in "
-                  f"{r['seconds']:.1f} s; server RSS {r['before_mb']:.1f} -> peak {r['peak_mb']:.1f} MB: "
-                  f"+{r['delta_mb']:.1f} MB{verdict(r['delta_mb'], EXPORT_MB, ' MB')}", flush=True)
+            print(
+                f"  {name:<52} {r['rows'] / r['seconds']:>9,.0f} rows/s, {r['mb']:,.0f} MB in "
+                f"{r['seconds']:.1f} s; server RSS {r['before_mb']:.1f} -> peak {r['peak_mb']:.1f} MB: "
+                f"+{r['delta_mb']:.1f} MB{verdict(r['delta_mb'], EXPORT_MB, ' MB')}",
+                flush=True,
+            )
     load = os.getloadavg()
     print(f"  load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(json.dumps({"dialect": engine.dialect.name, "deliveries": total_deliveries, "lookup_ms": round(base, 3),
-                      "search_ms": results["webhook list, search 'ledger' (many matches)"]["median_ms"],
-                      "log_first_page_ms": results["event log, first page"]["median_ms"],
-                      "log_next_page_ms": results["event log, next page"]["median_ms"], "measures": results}))
+    print(
+        json.dumps(
+            {
+                "dialect": engine.dialect.name,
+                "deliveries": total_deliveries,
+                "lookup_ms": round(base, 3),
+                "search_ms": results["webhook list, search 'ledger' (many matches)"]["median_ms"],
+                "log_first_page_ms": results["event log, first page"]["median_ms"],
+                "log_next_page_ms": results["event log, next page"]["median_ms"],
+                "measures": results,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -126,15 +126,41 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="kwik-export-")
     database = args.database or f"sqlite:///{tmp}/kwik.db"
     if delivery_count(database) < args.deliveries:
-        subprocess.run([sys.executable, str(ROOT / "bench" / "seed.py"), "--database", database, "--webhooks", "1",
-                        "--deliveries", str(args.deliveries)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "bench" / "seed.py"),
+                "--database",
+                database,
+                "--webhooks",
+                "1",
+                "--deliveries",
+                str(args.deliveries),
+            ],
+            check=True,
+        )
     webhook_id = 1
     port = free_port()
     env = {**os.environ, "KWIK_DATABASE_URL": database, "KWIK_MODE": "local", "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "granian"), "--interface", "asgi", "--factory", "--workers", "1",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "bench.export_memory:app"],
-        cwd=ROOT, env=env)
+        [
+            str(Path(sys.executable).parent / "granian"),
+            "--interface",
+            "asgi",
+            "--factory",
+            "--workers",
+            "1",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "bench.export_memory:app",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     base = f"http://127.0.0.1:{port}/export/webhooks/{webhook_id}/events"
     try:
         wait_ready(base + ".csv?q=warm-up-nothing-matches", server)
@@ -147,9 +173,12 @@ def main() -> None:
             reset_peak(pids)
             rows, size, seconds, sampled = export(f"{base}.{fmt}", pids)
             top = max(peak(pids), sampled)
-            print(f"{fmt:5}: {rows:,} lines, {size / MB:,.0f} MB in {seconds:.1f} s; server RSS {before / MB:.1f} MB "
-                  f"before, peak {top / MB:.1f} MB: +{(top - before) / MB:.1f} MB "
-                  f"(after: {rss(pids) / MB:.1f} MB)", flush=True)
+            print(
+                f"{fmt:5}: {rows:,} lines, {size / MB:,.0f} MB in {seconds:.1f} s; server RSS {before / MB:.1f} MB "
+                f"before, peak {top / MB:.1f} MB: +{(top - before) / MB:.1f} MB "
+                f"(after: {rss(pids) / MB:.1f} MB)",
+                flush=True,
+            )
     finally:
         server.terminate()
         server.wait(timeout=30)

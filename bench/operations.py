@@ -1,6 +1,7 @@
 """Operating deliveries benchmark at the default settings: a script, not a test.
 
-    .venv/bin/python bench/operations.py [--database sqlite|postgresql|URL] [--scenario recovery,purge] [--quick] [--json]
+    .venv/bin/python bench/operations.py [--database sqlite|postgresql|URL] [--scenario recovery,purge]
+                                         [--quick] [--json]
 
 --database: "sqlite" (the default: a file in a temporary directory), "postgresql"
 (the local server, postgresql+psycopg://postgres@127.0.0.1:5432), or a URL:
@@ -135,11 +136,14 @@ def event_data(padding: str = "") -> dict:
 
 
 def padding() -> str:
-    from kwik_console.events.publishing import envelope, new_event_id
     from kwik_console.core.clock import utcnow
+    from kwik_console.events.publishing import envelope, new_event_id
 
-    size = len(envelope(event_id=new_event_id(), event_type=EVENT_TYPE, created_at=utcnow(), test=False,
-                        data=event_data()).encode())
+    size = len(
+        envelope(
+            event_id=new_event_id(), event_type=EVENT_TYPE, created_at=utcnow(), test=False, data=event_data()
+        ).encode()
+    )
     return "x" * max(0, BODY_SIZE - size)
 
 
@@ -202,13 +206,16 @@ class Bench:
         """A new, empty database with the schema, as KWIK_DATABASE_URL of this process."""
         from sqlalchemy import text
 
-        from kwik_console.store import db
         from kwik_console.core import settings
+        from kwik_console.store import db
 
         self._release()
         if self.kind == "sqlite":
-            path = self.sqlite_base.with_name(f"{self.sqlite_base.name}-{name}") if self.sqlite_base else \
-                self.tmp / f"{name}.db"
+            path = (
+                self.sqlite_base.with_name(f"{self.sqlite_base.name}-{name}")
+                if self.sqlite_base
+                else self.tmp / f"{name}.db"
+            )
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
             self._sqlite_path = path
@@ -243,13 +250,15 @@ class Bench:
         from kwik_console.events import catalog
         from kwik_console.store import db
         from kwik_console.team import audit
+        from kwik_console.webhooks import rules
         from kwik_console.webhooks import service as webhooks
 
         with db.session_scope() as session:
             return webhooks.create_webhook(
                 session=session,
-                data=webhooks.WebhookInput(name=f"Bench {path}", url=self.receiver.url(path),
-                                           events=catalog.event_type_names()),
+                data=rules.WebhookInput(
+                    name=f"Bench {path}", url=self.receiver.url(path), events=catalog.event_type_names()
+                ),
                 actor=audit.CLI,
             ).id
 
@@ -271,14 +280,14 @@ class Bench:
     def scenario_recovery(self) -> None:
         from sqlalchemy import func, insert, select
 
-        from kwik_console.team import audit
-        from kwik_console.store import db
+        from kwik_console.core.clock import utcnow
         from kwik_console.delivery.scheduler import DeliveryScheduler
         from kwik_console.events.publishing import envelope, publish
-        from kwik_console.store.tables import Delivery, Event
-        from kwik_console.core.clock import utcnow
         from kwik_console.operations import recovery
         from kwik_console.runtime import wiring
+        from kwik_console.store import db
+        from kwik_console.store.tables import Delivery, Event
+        from kwik_console.team import audit
 
         wiring.install()  # the engine's hooks, as the console installs them
         n, s = self.sizes.deliveries, self.sizes
@@ -305,11 +314,18 @@ class Bench:
             backlog_seconds = last - began
             backlog_rate = n / backlog_seconds
             received = self.receiver.count()
-            self.check("recovery", "(a0) every backlog delivery is Success", complete and successes() == n,
-                       f"{successes():,} of {n:,}")
+            self.check(
+                "recovery",
+                "(a0) every backlog delivery is Success",
+                complete and successes() == n,
+                f"{successes():,} of {n:,}",
+            )
             self.check("recovery", "(a0) the receiver got N requests", received == n, f"{received:,}")
-            out["backlog"] = {"seconds": round(backlog_seconds, 2), "per_second": round(backlog_rate, 1),
-                              "received": received}
+            out["backlog"] = {
+                "seconds": round(backlog_seconds, 2),
+                "per_second": round(backlog_rate, 1),
+                "received": received,
+            }
             say(f"  (a0) backlog of {n:,} drained in {backlog_seconds:.2f} s: {backlog_rate:,.0f}/s")
 
             # (a) normal delivery: publish while the scheduler runs
@@ -325,12 +341,19 @@ class Bench:
             normal_seconds = last - first_publish
             normal_rate = n / normal_seconds
             received_a = self.receiver.count()
-            self.check("recovery", "(a) every published delivery is Success",
-                       complete and successes(D.id > floor) == n, f"{successes(D.id > floor):,} of {n:,}")
+            self.check(
+                "recovery",
+                "(a) every published delivery is Success",
+                complete and successes(D.id > floor) == n,
+                f"{successes(D.id > floor):,} of {n:,}",
+            )
             self.check("recovery", "(a) the receiver got N requests", received_a == n, f"{received_a:,}")
-            out["normal"] = {"publish_seconds": round(published - first_publish, 2),
-                             "seconds": round(normal_seconds, 2), "per_second": round(normal_rate, 1),
-                             "received": received_a}
+            out["normal"] = {
+                "publish_seconds": round(published - first_publish, 2),
+                "seconds": round(normal_seconds, 2),
+                "per_second": round(normal_rate, 1),
+                "received": received_a,
+            }
             say(f"  (a) {n:,} delivered in {normal_seconds:.2f} s: {normal_rate:,.0f}/s")
 
             # (b) N Failure deliveries, as retries exhausted leave them, then a recovery
@@ -340,21 +363,40 @@ class Bench:
             for i in range(n):
                 when = started_at + dt.timedelta(seconds=3600 * i / n)
                 event_id = event_id_at(when, i)
-                events.append({"id": event_id, "type": EVENT_TYPE, "test": False, "created_at": when,
-                               "body": envelope(event_id=event_id, event_type=EVENT_TYPE, created_at=when, test=False,
-                                                data=event_data(pad))})
-                deliveries.append({"event_id": event_id, "webhook_id": webhook_id, "event_type": EVENT_TYPE,
-                                   "test": False, "status": "failure", "attempt_count": 8, "last_http_code": 500,
-                                   "next_attempt_at": None, "created_at": when,
-                                   "updated_at": when + dt.timedelta(hours=1)})
+                events.append(
+                    {
+                        "id": event_id,
+                        "type": EVENT_TYPE,
+                        "test": False,
+                        "created_at": when,
+                        "body": envelope(
+                            event_id=event_id, event_type=EVENT_TYPE, created_at=when, test=False, data=event_data(pad)
+                        ),
+                    }
+                )
+                deliveries.append(
+                    {
+                        "event_id": event_id,
+                        "webhook_id": webhook_id,
+                        "event_type": EVENT_TYPE,
+                        "test": False,
+                        "status": "failure",
+                        "attempt_count": 8,
+                        "last_http_code": 500,
+                        "next_attempt_at": None,
+                        "created_at": when,
+                        "updated_at": when + dt.timedelta(hours=1),
+                    }
+                )
             with self.engine.begin() as conn:
                 conn.execute(insert(Event), events)
                 conn.execute(insert(Delivery), deliveries)
             first_failed = self.scalar(select(func.min(D.id)).where(D.status == "failure"))
             self.receiver.reset()
             with db.session_scope() as session:
-                progress = recovery.start_recovery(session=session, webhook_id=webhook_id,
-                                                   since=now - dt.timedelta(days=1), actor=audit.CLI)
+                progress = recovery.start_recovery(
+                    session=session, webhook_id=webhook_id, since=now - dt.timedelta(days=1), actor=audit.CLI
+                )
             started = time.time()
 
             def state():
@@ -371,35 +413,54 @@ class Bench:
             received_b = self.receiver.count()
             recovered = successes(D.id >= first_failed)
             self.check("recovery", "(b) the recovery finished", finished and done.state == "finished", done.state)
-            self.check("recovery", "(b) total == sent == succeeded == N",
-                       done.total == done.sent == done.succeeded == n and done.failed == 0,
-                       f"total {done.total}, sent {done.sent}, succeeded {done.succeeded}, failed {done.failed}")
+            self.check(
+                "recovery",
+                "(b) total == sent == succeeded == N",
+                done.total == done.sent == done.succeeded == n and done.failed == 0,
+                f"total {done.total}, sent {done.sent}, succeeded {done.succeeded}, failed {done.failed}",
+            )
             self.check("recovery", "(b) every recovered delivery is Success", recovered == n, f"{recovered:,}")
             self.check("recovery", "(b) the receiver got N requests", received_b == n, f"{received_b:,}")
-            out["recovery"] = {"seconds_until_finished": round(until_finished, 2),
-                               "seconds_until_last_sent": round(until_sent, 2), "per_second": round(rate, 1),
-                               "per_second_sending": round(n / until_sent, 1), "received": received_b,
-                               "progress": {"total": done.total, "queued": done.queued, "sent": done.sent,
-                                            "succeeded": done.succeeded, "failed": done.failed},
-                               "poll_seen_seconds": round(time.time() - started, 2)}
+            out["recovery"] = {
+                "seconds_until_finished": round(until_finished, 2),
+                "seconds_until_last_sent": round(until_sent, 2),
+                "per_second": round(rate, 1),
+                "per_second_sending": round(n / until_sent, 1),
+                "received": received_b,
+                "progress": {
+                    "total": done.total,
+                    "queued": done.queued,
+                    "sent": done.sent,
+                    "succeeded": done.succeeded,
+                    "failed": done.failed,
+                },
+                "poll_seen_seconds": round(time.time() - started, 2),
+            }
             out["ratio"] = round(rate / normal_rate, 3)
             out["ratio_sending"] = round((n / until_sent) / normal_rate, 3)
             say(f"  (b) {n:,} recovered in {until_finished:.2f} s: {rate:,.0f}/s")
         finally:
             scheduler.stop()
             time.sleep(1)  # its PostgreSQL LISTEN thread outlives stop() by up to 0.5 s; let it close before a DROP
-        self.add("recovery", f"(a0) for information: a backlog of {n:,} published before the scheduler starts",
-                 f"{backlog_rate:,.0f}/s")
-        self.add("recovery", f"(a) normal delivery, {n:,} events published while delivering",
-                 f"{normal_rate:,.0f}/s")
-        self.add("recovery", f"    publishing took {out['normal']['publish_seconds']:.2f} s, "
-                             f"last success after {normal_seconds:.2f} s", "")
+        self.add(
+            "recovery",
+            f"(a0) for information: a backlog of {n:,} published before the scheduler starts",
+            f"{backlog_rate:,.0f}/s",
+        )
+        self.add("recovery", f"(a) normal delivery, {n:,} events published while delivering", f"{normal_rate:,.0f}/s")
+        self.add(
+            "recovery",
+            f"    publishing took {out['normal']['publish_seconds']:.2f} s, last success after {normal_seconds:.2f} s",
+            "",
+        )
         self.add("recovery", f"(b) recovery of {n:,} Failure deliveries, start -> Finished", f"{rate:,.0f}/s")
-        self.add("recovery", f"    start -> last success recorded ({until_sent:.2f} s of {until_finished:.2f} s)",
-                 f"{n / until_sent:,.0f}/s")
+        self.add(
+            "recovery",
+            f"    start -> last success recorded ({until_sent:.2f} s of {until_finished:.2f} s)",
+            f"{n / until_sent:,.0f}/s",
+        )
         self.add("recovery", "ratio recovery / normal (start -> Finished)", f"{rate / normal_rate:.2f}")
-        self.add("recovery", "ratio recovery / normal (start -> last success)",
-                 f"{(n / until_sent) / normal_rate:.2f}")
+        self.add("recovery", "ratio recovery / normal (start -> last success)", f"{(n / until_sent) / normal_rate:.2f}")
         self.add("recovery", "ratio recovery / backlog (a0), start -> Finished", f"{rate / backlog_rate:.2f}")
         out["ratio_to_backlog"] = round(rate / backlog_rate, 3)
 
@@ -414,8 +475,9 @@ class Bench:
 
         old, recent = self.sizes.old_events, self.sizes.old_events // RECENT_SHARE
         pad = padding()
-        template = envelope(event_id="evt_" + "0" * 26, event_type=EVENT_TYPE, created_at=now, test=False,
-                            data=event_data(pad))
+        template = envelope(
+            event_id="evt_" + "0" * 26, event_type=EVENT_TYPE, created_at=now, test=False, data=event_data(pad)
+        )
         oldest, newest_old = now - dt.timedelta(days=90), now - dt.timedelta(days=31)
         recent_from = now - dt.timedelta(days=1)
         chunk = 20_000
@@ -428,8 +490,15 @@ class Bench:
                 for i in range(at, min(at + chunk, count)):
                     when = start + step * i
                     event_id = event_id_at(when, first + i)
-                    rows.append({"id": event_id, "type": EVENT_TYPE, "test": False, "created_at": when,
-                                 "body": template.replace("evt_" + "0" * 26, event_id, 1)})
+                    rows.append(
+                        {
+                            "id": event_id,
+                            "type": EVENT_TYPE,
+                            "test": False,
+                            "created_at": when,
+                            "body": template.replace("evt_" + "0" * 26, event_id, 1),
+                        }
+                    )
                 with self.engine.begin() as conn:
                     conn.execute(insert(Event), rows)
 
@@ -456,15 +525,28 @@ class Bench:
             "CASE WHEN d.status = 'success' AND k.n = 3 THEN '{}' ELSE :failed END, NULL "
             "FROM delivery d CROSS JOIN (SELECT 1 AS n UNION ALL SELECT 2 UNION ALL SELECT 3) k ORDER BY d.id, k.n"
         ).bindparams(bindparam("request", type_=JSON()), bindparam("response", type_=JSON()))
-        request = {"content-type": "application/json", "user-agent": "Kwik-Webhooks/1.0",
-                   "webhook-id": "evt_01jz8m1cp724r9vbk9aa9anrsw", "webhook-timestamp": "1767225600",
-                   "webhook-signature": "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4="}
+        request = {
+            "content-type": "application/json",
+            "user-agent": "Kwik-Webhooks/1.0",
+            "webhook-id": "evt_01jz8m1cp724r9vbk9aa9anrsw",
+            "webhook-timestamp": "1767225600",
+            "webhook-signature": "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=",
+        }
         response = {"content-type": "application/json", "content-length": "2", "date": "Thu, 01 Jan 2026 00:00:00 GMT"}
         with self.engine.begin() as conn:
-            conn.execute(deliveries, {"webhook": webhook_id, "split": recent_from, "every": RETRYING_EVERY,
-                                      "due": now + dt.timedelta(hours=6)})
-            conn.execute(attempts, {"request": request, "response": response,
-                                    "failed": '{"error":"internal error, try again later"}'})
+            conn.execute(
+                deliveries,
+                {
+                    "webhook": webhook_id,
+                    "split": recent_from,
+                    "every": RETRYING_EVERY,
+                    "due": now + dt.timedelta(hours=6),
+                },
+            )
+            conn.execute(
+                attempts,
+                {"request": request, "response": response, "failed": '{"error":"internal error, try again later"}'},
+            )
         if pg:
             with self.engine.connect() as conn:
                 conn.execute(text("ANALYZE"))
@@ -473,9 +555,16 @@ class Bench:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("ANALYZE")
         retrying = old // RETRYING_EVERY
-        seeded = {"old_events": old, "old_deliveries": old, "old_attempts": 3 * old, "old_retrying": retrying,
-                  "recent_events": recent, "recent_deliveries": recent, "recent_attempts": 3 * recent,
-                  "seed_seconds": round(time.perf_counter() - began, 1)}
+        seeded = {
+            "old_events": old,
+            "old_deliveries": old,
+            "old_attempts": 3 * old,
+            "old_retrying": retrying,
+            "recent_events": recent,
+            "recent_deliveries": recent,
+            "recent_attempts": 3 * recent,
+            "seed_seconds": round(time.perf_counter() - began, 1),
+        }
         seeded["rows"] = 5 * (old + recent)
         say(f"  seeded {seeded['rows']:,} rows ({5 * old:,} old) in {seeded['seed_seconds']:.0f} s")
         return seeded
@@ -483,21 +572,24 @@ class Bench:
     def scenario_purge(self) -> None:
         from sqlalchemy import bindparam, func, select, text, update
 
-        from kwik_console.store.tables import Attempt, Delivery, Event, UTCDateTime, Webhook
         from kwik_console.core.clock import utcnow
         from kwik_console.operations import retention
+        from kwik_console.store.tables import Attempt, Delivery, Event, UTCDateTime, Webhook
 
         self.fresh_database("purge")
         webhook_id = self.make_webhook("/w/never")  # nothing delivers in this scenario
         now = utcnow()
         seeded = self.seed_purge(webhook_id, now)
         old, recent, retrying = seeded["old_events"], seeded["recent_events"], seeded["old_retrying"]
-        D, A, E = Delivery.__table__.c, Attempt.__table__.c, Event.__table__.c
+        D = Delivery.__table__.c
         out = self.figures["purge"] = {"seeded": seeded}
 
         # The writer: a one-row UPDATE every 10 ms, as the dispatcher writes all the time.
-        touch = update(Webhook).where(Webhook.__table__.c.id == webhook_id).values(
-            updated_at=bindparam("now", type_=UTCDateTime()))
+        touch = (
+            update(Webhook)
+            .where(Webhook.__table__.c.id == webhook_id)
+            .values(updated_at=bindparam("now", type_=UTCDateTime()))
+        )
         waits: dict[str, list[float]] = {"baseline": [], "purge": []}
         errors: dict[str, int] = {"baseline": 0, "purge": 0}
         phase = ["baseline"]
@@ -526,73 +618,130 @@ class Bench:
         rate = report.rows / report.seconds if report.seconds else float("inf")
 
         expected_gone = old - retrying
-        self.check("purge", "purged exactly the old finished deliveries", report.deliveries == expected_gone,
-                   f"{report.deliveries:,} of {expected_gone:,}")
-        self.check("purge", "purged their attempts", report.attempts == 3 * expected_gone,
-                   f"{report.attempts:,} of {3 * expected_gone:,}")
-        self.check("purge", "purged their events", report.events == expected_gone,
-                   f"{report.events:,} of {expected_gone:,}")
+        self.check(
+            "purge",
+            "purged exactly the old finished deliveries",
+            report.deliveries == expected_gone,
+            f"{report.deliveries:,} of {expected_gone:,}",
+        )
+        self.check(
+            "purge",
+            "purged their attempts",
+            report.attempts == 3 * expected_gone,
+            f"{report.attempts:,} of {3 * expected_gone:,}",
+        )
+        self.check(
+            "purge", "purged their events", report.events == expected_gone, f"{report.events:,} of {expected_gone:,}"
+        )
         with self.engine.connect() as conn:
             left_deliveries = conn.execute(select(func.count()).select_from(Delivery)).scalar_one()
-            left_retrying = conn.execute(select(func.count()).select_from(Delivery).where(
-                D.status == "retrying")).scalar_one()
+            left_retrying = conn.execute(
+                select(func.count()).select_from(Delivery).where(D.status == "retrying")
+            ).scalar_one()
             left_events = conn.execute(select(func.count()).select_from(Event)).scalar_one()
             left_attempts = conn.execute(select(func.count()).select_from(Attempt)).scalar_one()
-            orphans = conn.execute(text(
-                "SELECT count(*) FROM delivery d LEFT JOIN event e ON e.id = d.event_id WHERE e.id IS NULL"
-            )).scalar_one()
-            recent_left = conn.execute(select(func.count()).select_from(Delivery).where(
-                D.created_at >= bindparam("cut", type_=UTCDateTime())), {"cut": retention.cutoff_for(30, now)}
+            orphans = conn.execute(
+                text("SELECT count(*) FROM delivery d LEFT JOIN event e ON e.id = d.event_id WHERE e.id IS NULL")
             ).scalar_one()
-        self.check("purge", "the old Retrying deliveries survive", left_retrying == retrying,
-                   f"{left_retrying:,} of {retrying:,}")
+            recent_left = conn.execute(
+                select(func.count()).select_from(Delivery).where(D.created_at >= bindparam("cut", type_=UTCDateTime())),
+                {"cut": retention.cutoff_for(30, now)},
+            ).scalar_one()
+        self.check(
+            "purge",
+            "the old Retrying deliveries survive",
+            left_retrying == retrying,
+            f"{left_retrying:,} of {retrying:,}",
+        )
         self.check("purge", "the recent deliveries survive", recent_left == recent, f"{recent_left:,} of {recent:,}")
-        self.check("purge", "deliveries left = recent + Retrying", left_deliveries == recent + retrying,
-                   f"{left_deliveries:,}")
-        self.check("purge", "events left = recent + Retrying ones'", left_events == recent + retrying,
-                   f"{left_events:,}")
-        self.check("purge", "attempts left = 3 x deliveries left", left_attempts == 3 * (recent + retrying),
-                   f"{left_attempts:,}")
+        self.check(
+            "purge", "deliveries left = recent + Retrying", left_deliveries == recent + retrying, f"{left_deliveries:,}"
+        )
+        self.check(
+            "purge", "events left = recent + Retrying ones'", left_events == recent + retrying, f"{left_events:,}"
+        )
+        self.check(
+            "purge",
+            "attempts left = 3 x deliveries left",
+            left_attempts == 3 * (recent + retrying),
+            f"{left_attempts:,}",
+        )
         self.check("purge", "no delivery lost its event", orphans == 0, f"{orphans:,}")
 
         def stats(values: list[float]) -> dict:
             if not values:
                 return {"writes": 0}
-            return {"writes": len(values), "p50_ms": round(statistics.median(values), 2),
-                    "p99_ms": round(percentile(values, 0.99), 2), "max_ms": round(max(values), 2)}
+            return {
+                "writes": len(values),
+                "p50_ms": round(statistics.median(values), 2),
+                "p99_ms": round(percentile(values, 0.99), 2),
+                "max_ms": round(max(values), 2),
+            }
 
         base, during = stats(waits["baseline"]), stats(waits["purge"])
-        out.update({"rows": report.rows, "events": report.events, "deliveries": report.deliveries,
-                    "attempts": report.attempts, "batches": report.batches, "seconds": round(report.seconds, 2),
-                    "rows_per_second": round(rate, 1), "longest_lock_ms": round(report.longest_lock_ms, 2),
-                    "writer_baseline": base | {"errors": errors["baseline"]},
-                    "writer_during_purge": during | {"errors": errors["purge"]}})
-        say(f"  purged {report.rows:,} rows in {report.seconds:.1f} s ({rate:,.0f}/s), {report.batches} batches, "
-            f"longest lock {report.longest_lock_ms:.1f} ms; writer worst {during.get('max_ms')} ms")
-        self.add("purge", f"purge(days=30): {report.rows:,} rows ({report.events:,} events, "
-                          f"{report.deliveries:,} deliveries, {report.attempts:,} attempts)",
-                 f"{rate:,.0f} rows/s")
+        out.update(
+            {
+                "rows": report.rows,
+                "events": report.events,
+                "deliveries": report.deliveries,
+                "attempts": report.attempts,
+                "batches": report.batches,
+                "seconds": round(report.seconds, 2),
+                "rows_per_second": round(rate, 1),
+                "longest_lock_ms": round(report.longest_lock_ms, 2),
+                "writer_baseline": base | {"errors": errors["baseline"]},
+                "writer_during_purge": during | {"errors": errors["purge"]},
+            }
+        )
+        say(
+            f"  purged {report.rows:,} rows in {report.seconds:.1f} s ({rate:,.0f}/s), {report.batches} batches, "
+            f"longest lock {report.longest_lock_ms:.1f} ms; writer worst {during.get('max_ms')} ms"
+        )
+        self.add(
+            "purge",
+            f"purge(days=30): {report.rows:,} rows ({report.events:,} events, "
+            f"{report.deliveries:,} deliveries, {report.attempts:,} attempts)",
+            f"{rate:,.0f} rows/s",
+        )
         self.add("purge", f"  in {report.seconds:.1f} s, batches", f"{report.batches:,}")
         self.add("purge", "  longest write lock of one batch (purge's report)", f"{report.longest_lock_ms:.1f} ms")
-        self.add("purge", f"writer (1-row UPDATE every 10 ms) during the purge: worst "
-                          f"({during.get('writes', 0):,} writes, {errors['purge']} failed)",
-                 f"{during.get('max_ms', float('nan')):.1f} ms")
-        self.add("purge", "  p99 / p50 during the purge",
-                 f"{during.get('p99_ms', float('nan')):.1f} / {during.get('p50_ms', float('nan')):.2f} ms")
-        self.add("purge", f"writer before the purge (baseline, {base.get('writes', 0):,} writes): worst",
-                 f"{base.get('max_ms', float('nan')):.1f} ms")
-        self.add("purge", "  p99 / p50 before the purge",
-                 f"{base.get('p99_ms', float('nan')):.1f} / {base.get('p50_ms', float('nan')):.2f} ms")
-        self.add("purge", f"kept: {retrying:,} old Retrying, {recent:,} recent deliveries (+ events, attempts)",
-                 "checked" if all(ok for sc, ok, _ in self.checks if sc == "purge") else "NOT KEPT")
+        self.add(
+            "purge",
+            f"writer (1-row UPDATE every 10 ms) during the purge: worst "
+            f"({during.get('writes', 0):,} writes, {errors['purge']} failed)",
+            f"{during.get('max_ms', float('nan')):.1f} ms",
+        )
+        self.add(
+            "purge",
+            "  p99 / p50 during the purge",
+            f"{during.get('p99_ms', float('nan')):.1f} / {during.get('p50_ms', float('nan')):.2f} ms",
+        )
+        self.add(
+            "purge",
+            f"writer before the purge (baseline, {base.get('writes', 0):,} writes): worst",
+            f"{base.get('max_ms', float('nan')):.1f} ms",
+        )
+        self.add(
+            "purge",
+            "  p99 / p50 before the purge",
+            f"{base.get('p99_ms', float('nan')):.1f} / {base.get('p50_ms', float('nan')):.2f} ms",
+        )
+        self.add(
+            "purge",
+            f"kept: {retrying:,} old Retrying, {recent:,} recent deliveries (+ events, attempts)",
+            "checked" if all(ok for sc, ok, _ in self.checks if sc == "purge") else "NOT KEPT",
+        )
 
     # ------------------------------------------------ output
 
     def table(self) -> str:
         width = max(len(r.measure) for r in self.rows) + 2
         fig = max(len(r.figure) for r in self.rows) + 2
-        lines = [f"Operating deliveries benchmark at the default settings: {self.kind}, {os.cpu_count()} cores"
-                 f"{', QUICK (smoke sizes)' if self.figures['quick'] else ''}", ""]
+        lines = [
+            f"Operating deliveries benchmark at the default settings: {self.kind}, {os.cpu_count()} cores"
+            f"{', QUICK (smoke sizes)' if self.figures['quick'] else ''}",
+            "",
+        ]
         previous = None
         for r in self.rows:
             if previous is not None and r.scenario != previous:
@@ -601,8 +750,10 @@ class Bench:
             lines.append(f"{r.scenario:<10}{r.measure.ljust(width)}{r.figure.rjust(fig)}")
         failed = [f"{sc}: {what}" for sc, ok, what in self.checks if not ok]
         lines.append("")
-        lines.append(f"checks: {len(self.checks) - len(failed)} of {len(self.checks)} passed"
-                     + ("" if not failed else "; FAILED: " + "; ".join(failed)))
+        lines.append(
+            f"checks: {len(self.checks) - len(failed)} of {len(self.checks)} passed"
+            + ("" if not failed else "; FAILED: " + "; ".join(failed))
+        )
         load = self.figures.get("load_average")
         if load:
             lines.append(f"load average (1, 5, 15 min) at start {load['start']}, at end {load['end']}")
@@ -612,8 +763,12 @@ class Bench:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database", default="sqlite", help="sqlite (default), postgresql, or a URL")
-    parser.add_argument("--scenario", action="append", metavar="LIST",
-                        help=f"comma-separated, from {','.join(SCENARIOS)} (default: both)")
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        metavar="LIST",
+        help=f"comma-separated, from {','.join(SCENARIOS)} (default: both)",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of the table")
     args = parser.parse_args()
@@ -658,8 +813,10 @@ def main() -> None:
         print(json.dumps(bench.figures, indent=2))
     else:
         print(bench.table())
-        print(f"\n{bench.figures['seconds']:.0f} s in all; "
-              f"{'QUICK sizes: a smoke run, not figures to quote' if args.quick else 'default sizes'}")
+        print(
+            f"\n{bench.figures['seconds']:.0f} s in all; "
+            f"{'QUICK sizes: a smoke run, not figures to quote' if args.quick else 'default sizes'}"
+        )
 
 
 if __name__ == "__main__":

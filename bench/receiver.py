@@ -63,11 +63,11 @@ class _Protocol(asyncio.Protocol):
             at = head.lower().find(b"\r\ncontent-length:")
             if at >= 0:
                 line_end = head.find(b"\r\n", at + 2)
-                length = int(head[at + 17: line_end if line_end >= 0 else len(head)])
+                length = int(head[at + 17 : line_end if line_end >= 0 else len(head)])
             if len(self.buffer) < end + 4 + length:
                 return
-            body = self.buffer[end + 4: end + 4 + length]
-            self.buffer = self.buffer[end + 4 + length:]
+            body = self.buffer[end + 4 : end + 4 + length]
+            self.buffer = self.buffer[end + 4 + length :]
             path = head[: head.find(b"\r\n")].split(b" ")[1].decode("latin-1")
             self.state.count += 1
             if path.startswith("/w/"):

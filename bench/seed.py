@@ -41,8 +41,8 @@ def main() -> None:
     from sqlalchemy import insert
 
     from kwik_console.events import catalog, rollups
-    from kwik_console.store import db
     from kwik_console.events.publishing import envelope, new_event_id
+    from kwik_console.store import db
     from kwik_console.store.tables import Attempt, Delivery, Event, Subscription, Webhook
     from kwik_console.webhooks.service import new_secret
 
@@ -66,19 +66,35 @@ def main() -> None:
             name = f"{rng.choice(words).title()} {rng.choice(words)} {i}"
             url = f"https://{rng.choice(words)}{i}.kwik-bench.invalid/kwik/webhooks"
             when = start + dt.timedelta(minutes=i)
-            rows.append({"name": name, "url": url, "status": "live" if i % 7 else "disabled", "secret": new_secret(),
-                         "search_text": f"{name} {url}".lower(), "created_at": when, "updated_at": when})
+            rows.append(
+                {
+                    "name": name,
+                    "url": url,
+                    "status": "live" if i % 7 else "disabled",
+                    "secret": new_secret(),
+                    "search_text": f"{name} {url}".lower(),
+                    "created_at": when,
+                    "updated_at": when,
+                }
+            )
         conn.execute(insert(Webhook), rows)
-        conn.execute(insert(Subscription), [{"webhook_id": i + 1, "event_type": t}
-                                            for i in range(args.webhooks) for t in rng.sample(types, 3)])
+        conn.execute(
+            insert(Subscription),
+            [{"webhook_id": i + 1, "event_type": t} for i in range(args.webhooks) for t in rng.sample(types, 3)],
+        )
     print(f"{args.webhooks:,} webhooks in {time.perf_counter() - began:.1f} s", flush=True)
 
     def data_of(n: int, event_type: str) -> dict:
         customer = rng.randrange(customers)
-        email = (f"{first_names[customer % 10]}.{last_names[customer // 10 % 10]}{customer}"
-                 f"@customers.kwik-bench.invalid")
-        return {"object": event_type.split(".")[0], "n": n, "payment": "pay_" + "".join(rng.choices(alnum, k=24)),
-                "amount": rng.randrange(100, 500_000), "currency": "eur", "customer": {"email": email}}
+        email = f"{first_names[customer % 10]}.{last_names[customer // 10 % 10]}{customer}@customers.kwik-bench.invalid"
+        return {
+            "object": event_type.split(".")[0],
+            "n": n,
+            "payment": "pay_" + "".join(rng.choices(alnum, k=24)),
+            "amount": rng.randrange(100, 500_000),
+            "currency": "eur",
+            "customer": {"email": email},
+        }
 
     target = args.webhooks  # the newest webhook: first in the list
     statuses = ["success"] * 90 + ["failure"] * 4 + ["retrying"] * 5 + ["pending"]
@@ -89,27 +105,61 @@ def main() -> None:
             when = start + spacing * n
             event_type, test = types[n % len(types)], n % 50 == 0
             event_id = new_event_id()
-            events.append({"id": event_id, "type": event_type, "test": test, "created_at": when,
-                           "body": envelope(event_id=event_id, event_type=event_type, created_at=when, test=test,
-                                            data=data_of(n, event_type))})
+            events.append(
+                {
+                    "id": event_id,
+                    "type": event_type,
+                    "test": test,
+                    "created_at": when,
+                    "body": envelope(
+                        event_id=event_id,
+                        event_type=event_type,
+                        created_at=when,
+                        test=test,
+                        data=data_of(n, event_type),
+                    ),
+                }
+            )
             status = statuses[n % len(statuses)]
             tries = 1 if status in ("success", "pending") else 3
-            deliveries.append({
-                "event_id": event_id, "webhook_id": target, "event_type": event_type, "test": test,
-                "status": status, "attempt_count": 0 if status == "pending" else tries,
-                "last_http_code": None if status == "pending" else (200 if status == "success" else 500),
-                "next_attempt_at": not_due if status in ("retrying", "pending") else None,
-                "created_at": when, "updated_at": when,
-            })
+            deliveries.append(
+                {
+                    "event_id": event_id,
+                    "webhook_id": target,
+                    "event_type": event_type,
+                    "test": test,
+                    "status": status,
+                    "attempt_count": 0 if status == "pending" else tries,
+                    "last_http_code": None if status == "pending" else (200 if status == "success" else 500),
+                    "next_attempt_at": not_due if status in ("retrying", "pending") else None,
+                    "created_at": when,
+                    "updated_at": when,
+                }
+            )
             if status != "pending":
                 for k in range(tries):
                     ok = status == "success"
-                    tried.append((target, when + dt.timedelta(seconds=k), 200 if ok else 500,
-                                  int(rng.lognormvariate(4.0 if ok else 6.5, 0.6))))
+                    tried.append(
+                        (
+                            target,
+                            when + dt.timedelta(seconds=k),
+                            200 if ok else 500,
+                            int(rng.lognormvariate(4.0 if ok else 6.5, 0.6)),
+                        )
+                    )
             if n % 100 == 0 and status != "pending":
-                attempts.append({"delivery_id": n + 1, "number": 1, "attempted_at": when, "duration_ms": 42,
-                                 "http_code": 200, "request_headers": {}, "response_headers": {},
-                                 "response_body": "ok"})
+                attempts.append(
+                    {
+                        "delivery_id": n + 1,
+                        "number": 1,
+                        "attempted_at": when,
+                        "duration_ms": 42,
+                        "http_code": 200,
+                        "request_headers": {},
+                        "response_headers": {},
+                        "response_body": "ok",
+                    }
+                )
         with engine.begin() as conn:
             conn.execute(insert(Event), events)
             conn.execute(insert(Delivery), deliveries)

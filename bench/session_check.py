@@ -41,16 +41,20 @@ def main() -> None:
     args = parser.parse_args()
     database = args.database or f"sqlite:///{tempfile.mkdtemp(prefix='kwik-bench-')}/kwik.db"
     public_url = "http://127.0.0.1:3000"
-    os.environ.update(KWIK_DATABASE_URL=database, KWIK_MODE="hosted", KWIK_PUBLIC_URL=public_url,
-                      KWIK_SECRET_KEY=Fernet.generate_key().decode())  # hosted mode requires one
+    os.environ.update(
+        KWIK_DATABASE_URL=database,
+        KWIK_MODE="hosted",
+        KWIK_PUBLIC_URL=public_url,
+        KWIK_SECRET_KEY=Fernet.generate_key().decode(),
+    )  # hosted mode requires one
 
     from reflex.state import State
     from reflex_base.event import Event
 
-    from kwik_console.team import audit, members
-    from kwik_console.core import settings
     from kwik_console import kwik_console as console_app
+    from kwik_console.core import settings
     from kwik_console.store.db import session_scope
+    from kwik_console.team import audit, members
     from kwik_console.team.sessions import COOKIE_NAME
     from kwik_console.ui import middleware as access_middleware
 

@@ -52,10 +52,10 @@ def _date_back(webhook_id: int, hours: float, rng: random.Random) -> None:
     """Spread the webhook's deliveries (event, delivery, attempts) over the last `hours`, and rebuild the rollups."""
     from sqlmodel import select
 
-    from kwik_console.store import db
-    from kwik_console.events import rollups
-    from kwik_console.store.tables import Attempt, Delivery, Event
     from kwik_console.core.clock import utcnow
+    from kwik_console.events import rollups
+    from kwik_console.store import db
+    from kwik_console.store.tables import Attempt, Delivery, Event
 
     now = utcnow()
     with db.session_scope() as s:
@@ -78,25 +78,38 @@ def _date_back(webhook_id: int, hours: float, rng: random.Random) -> None:
 def seed(receiver) -> int:
     """Returns the delivery whose first attempt failed."""
     from kwik_console.events import catalog
+    from kwik_console.events.publishing import publish
     from kwik_console.store import db
     from kwik_console.webhooks import service as webhooks
-    from kwik_console.events.publishing import publish
-    from kwik_console.webhooks.service import WebhookInput
+    from kwik_console.webhooks.rules import WebhookInput
 
     hooks = [
         # Live only where the receiver on 127.0.0.1 answers; the .invalid ones get no events.
-        (ORDERS, receiver.url("/ok"), ["payment.created", "payment.updated", "checkout.completed",
-                                       "checkout.failed", "invoice.created"], "live"),
-        ("Accounting sync (Xero)", "https://accounting.hartandco.invalid/kwik/webhooks",
-         ["invoice.created", "invoice.updated", "payout.created", "payout.updated"], "disabled"),
-        ("CRM customers", "https://crm.hartandco.invalid/hooks/kwik", ["customer.created", "customer.updated",
-                                                                      "mandate.created"], "disabled"),
+        (
+            ORDERS,
+            receiver.url("/ok"),
+            ["payment.created", "payment.updated", "checkout.completed", "checkout.failed", "invoice.created"],
+            "live",
+        ),
+        (
+            "Accounting sync (Xero)",
+            "https://accounting.hartandco.invalid/kwik/webhooks",
+            ["invoice.created", "invoice.updated", "payout.created", "payout.updated"],
+            "disabled",
+        ),
+        (
+            "CRM customers",
+            "https://crm.hartandco.invalid/hooks/kwik",
+            ["customer.created", "customer.updated", "mandate.created"],
+            "disabled",
+        ),
         ("Ledger (staging)", receiver.url("/fail"), ["transaction.created", "transaction.updated"], "live"),
     ]
     with db.session_scope() as s:
-        ids = [webhooks.create_webhook(session=s, data=WebhookInput(name=name, url=url, events=events,
-                                                                    status=status)).id
-               for name, url, events, status in hooks]
+        ids = [
+            webhooks.create_webhook(session=s, data=WebhookInput(name=name, url=url, events=events, status=status)).id
+            for name, url, events, status in hooks
+        ]
     orders = ids[0]
     rng = random.Random(11)
     types = ["payment.created", "checkout.completed", "payment.updated", "invoice.created", "checkout.failed"]
@@ -120,8 +133,11 @@ def seed(receiver) -> int:
     _deliver(flaky)
     _set_url(orders, receiver.url("/ok"))
     _deliver(burst(5))
-    _deliver(publish("invoice.created", catalog.sample_data("invoice.created"), test=True, webhook_id=orders,
-                     wake=False).delivery_ids)
+    _deliver(
+        publish(
+            "invoice.created", catalog.sample_data("invoice.created"), test=True, webhook_id=orders, wake=False
+        ).delivery_ids
+    )
     # The Ledger's transaction events fail, and retry against 127.0.0.1.
     _deliver(publish("transaction.created", catalog.sample_data("transaction.created"), wake=False).delivery_ids)
     return flaky[0]
@@ -220,7 +236,8 @@ def shoot(browser, base: str, flaky: int) -> None:
     page.keyboard.press("Escape")
     page.goto(base)
     page.get_by_role("table", name="Webhooks", exact=True).get_by_role("row").filter(
-        has_text="Ledger (staging)").get_by_role("link").click()
+        has_text="Ledger (staging)"
+    ).get_by_role("link").click()
     page.get_by_role("link", name="View Events").click()
     page.get_by_text("transaction.created").first.wait_for()
     snap(page, "event-log-retrying.png")
@@ -252,8 +269,9 @@ def dark(browser, base: str) -> None:
 
 
 def phone(browser, base: str) -> None:
-    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
-                                  has_touch=True)
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True
+    )
     page = context.new_page()
     hook = orders_id(page, base)
     snap(page, "webhooks-phone.png")
@@ -267,10 +285,9 @@ def phone(browser, base: str) -> None:
 
 def hosted_shots(browser, url: str, tmp: Path) -> None:
     """The same data behind sign-in: the sign-in page, then the Members page as its admin sees it."""
-    from tests.e2e.server import ConsoleServer
-
-    from kwik_console.team import audit, members
     from kwik_console.store import db
+    from kwik_console.team import audit, members
+    from tests.e2e.server import ConsoleServer
 
     with db.session_scope() as s:
         link = members.invite(session=s, email=ADMIN[0], role="admin", actor=audit.CLI)

@@ -10,7 +10,7 @@ from kwik_console.store import db
 from kwik_console.store.tables import Webhook
 from kwik_console.team import audit
 from kwik_console.webhooks import service as webhooks
-from kwik_console.webhooks.service import WebhookInput
+from kwik_console.webhooks.rules import WebhookInput
 
 PAYMENT = {"object": "payment", "id": "pay_1", "amount": 100}
 

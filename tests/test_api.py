@@ -12,7 +12,7 @@ import warnings
 import pytest
 
 from kwik_console.team import audit
-from kwik_console.webhooks import service as webhooks
+from kwik_console.webhooks import rules
 from kwik_console.store.db import session_scope
 from kwik_console.core.errors import InvalidInput
 
@@ -69,7 +69,7 @@ def test_webhook_list_searches_and_pages_with_a_cursor(api):
 def test_the_api_refuses_what_the_service_refuses_with_the_same_field_errors(api):
     bad = {"name": " ", "url": "ftp://example.invalid", "events": ["payment.created", "nope.nothing"]}
     with pytest.raises(InvalidInput) as service:
-        webhooks.validate(webhooks.WebhookInput(**bad))
+        rules.validate(rules.WebhookInput(**bad))
     body = assert_problem(api.post("/api/v1/webhooks", json=bad), 422, "invalid_input")
     assert {e["field"]: e["detail"] for e in body["errors"]} == service.value.errors
     assert api.get("/api/v1/webhooks").json()["total"] == 0  # changes nothing

@@ -74,9 +74,9 @@ def test_every_api_route_has_a_rule():
 ])
 def test_each_scope_is_enforced(remote, scopes, allowed):
     with session_scope() as session:
-        from kwik_console.webhooks import service as webhooks
+        from kwik_console.webhooks import rules, service as webhooks
 
-        webhook_id = webhooks.create_webhook(session=session, data=webhooks.WebhookInput(**WEBHOOK), actor=audit.CLI).id
+        webhook_id = webhooks.create_webhook(session=session, data=rules.WebhookInput(**WEBHOOK), actor=audit.CLI).id
     token = _bearer(_token(scopes))
     calls = {
         "list": lambda: remote.get("/api/v1/webhooks", headers=token),
@@ -186,9 +186,9 @@ def test_publishing_checks_the_token_in_the_publish_transaction(remote, monkeypa
     from tests.test_api_live import _wait_for_a_fresh_window
 
     with session_scope() as session:
-        from kwik_console.webhooks import service as webhooks
+        from kwik_console.webhooks import rules, service as webhooks
 
-        webhooks.create_webhook(session=session, data=webhooks.WebhookInput(**WEBHOOK), actor=audit.CLI)
+        webhooks.create_webhook(session=session, data=rules.WebhookInput(**WEBHOOK), actor=audit.CLI)
     publisher, reader, revoked = _token("publish", name="platform"), _token("read", name="reader"), _token(
         "publish", name="old")
     with session_scope() as session:
@@ -235,9 +235,9 @@ def test_publish_answers_alike_whether_fastapi_parses_it_or_the_direct_path_does
 
     configure(monkeypatch, KWIK_API_RATE_LIMIT="4")
     with session_scope() as session:
-        from kwik_console.webhooks import service as webhooks
+        from kwik_console.webhooks import rules, service as webhooks
 
-        webhooks.create_webhook(session=session, data=webhooks.WebhookInput(**WEBHOOK), actor=audit.CLI)
+        webhooks.create_webhook(session=session, data=rules.WebhookInput(**WEBHOOK), actor=audit.CLI)
     other = {"type": "payment.created", "data": {"id": "pay_2"}}
     raw = {"content-type": "application/json"}
 

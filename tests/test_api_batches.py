@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from kwik_console.team import audit, tokens
 from kwik_console.events import publishing as events
 from kwik_console.webhooks import service as webhooks
+from kwik_console.webhooks import rules
 from sqlmodel import select
 
 from kwik_console.store.token_tables import AccessToken, RateLimitCounter
@@ -34,7 +35,7 @@ PUBLISH = {"type": "payment.created", "data": {"id": "pay_1", "amount": 1200}}
 
 def _webhook(name: str, events_: list[str], status: str = "live") -> int:
     with session_scope() as session:
-        return webhooks.create_webhook(session=session, data=webhooks.WebhookInput(
+        return webhooks.create_webhook(session=session, data=rules.WebhookInput(
             name=name, url=f"https://{name.lower()}.kwik-test.invalid/hooks", events=events_, status=status), actor=audit.CLI).id
 
 

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from kwik_console.team import audit, tokens
 from kwik_console.store import db, writes
 from kwik_console.webhooks import service as webhooks
+from kwik_console.webhooks import rules
 from kwik_console.store.db import get_engine, session_scope
 from kwik_console.store.team_tables import AuditEntry
 from kwik_console.store.tables import Delivery, Event
@@ -37,7 +38,7 @@ def _token(scopes: str) -> str:
 
 def test_twenty_concurrent_repeats_of_one_key_publish_one_event(kwik, tmp_path):
     with session_scope() as session:
-        webhooks.create_webhook(session=session, data=webhooks.WebhookInput(
+        webhooks.create_webhook(session=session, data=rules.WebhookInput(
             name="Orders", url="https://127.0.0.1:9/hooks", events=["payment.created"]), actor=audit.CLI)
     headers = {"Authorization": f"Bearer {_token('publish')}", "Idempotency-Key": "order-1042-created"}
     with ApiServer(tmp_path / "a.log") as a, ApiServer(tmp_path / "b.log") as b:
@@ -216,7 +217,7 @@ def test_a_short_write_runs_on_the_loop_when_sqlites_writer_is_free_and_on_a_thr
 def test_the_api_answers_while_another_process_holds_sqlites_writer_and_publishes_once_it_lets_go(
         sqlite_kwik, tmp_path):
     with session_scope() as session:
-        webhooks.create_webhook(session=session, data=webhooks.WebhookInput(
+        webhooks.create_webhook(session=session, data=rules.WebhookInput(
             name="Orders", url="https://127.0.0.1:9/hooks", events=["payment.created"]), actor=audit.CLI)
     headers = {"Authorization": f"Bearer {_token('publish')}"}
     with ApiServer(tmp_path / "api.log") as api, concurrent.futures.ThreadPoolExecutor(1) as pool:

@@ -9,6 +9,7 @@ import pytest
 
 from kwik_console.team import audit
 from kwik_console.webhooks import service as webhooks
+from kwik_console.webhooks import rules
 from kwik_console.store.db import session_scope
 
 warnings.filterwarnings("ignore", message=".*httpx2.*")
@@ -25,7 +26,7 @@ def api(kwik):
 
 def _create(name: str) -> int:
     with session_scope() as s:  # Disabled, on loopback: nothing is sent anywhere
-        return webhooks.create_webhook(session=s, data=webhooks.WebhookInput(
+        return webhooks.create_webhook(session=s, data=rules.WebhookInput(
             name=name, url=f"https://127.0.0.1:9/{name}", events=["payment.created"], status="disabled"), actor=audit.CLI).id
 
 

@@ -23,7 +23,7 @@ from kwik_console.delivery.claims import claim_deliveries
 from kwik_console.events.publishing import publish
 from kwik_console.store.tables import Attempt, Delivery
 from kwik_console.core.clock import utcnow
-from kwik_console.webhooks.service import WebhookInput
+from kwik_console.webhooks.rules import WebhookInput
 from tests.conftest import configure
 from tests.factories import make_hook, send_test
 

@@ -31,7 +31,7 @@ from kwik_console.delivery.dispatcher import RECHECK_AFTER_SECONDS
 from kwik_console.events.publishing import publish
 from kwik_console.store.tables import Attempt, Delivery, Webhook
 from kwik_console.core.clock import utcnow
-from kwik_console.webhooks.service import WebhookInput
+from kwik_console.webhooks.rules import WebhookInput
 from tests.conftest import configure
 from tests.factories import make_hook
 

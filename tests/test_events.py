@@ -9,7 +9,7 @@ from kwik_console.webhooks import service as webhooks
 from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.events.publishing import new_event_id, publish
 from kwik_console.store.tables import Delivery, Event
-from kwik_console.webhooks.service import WebhookInput
+from kwik_console.webhooks.rules import WebhookInput
 
 
 def hook(session, name, events, status="live"):

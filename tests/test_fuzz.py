@@ -20,10 +20,11 @@ from kwik_console.core.text import CONTROL_CHARACTERS
 from kwik_console.team import audit
 from kwik_console.events import catalog, deliveries
 from kwik_console.webhooks import service as webhooks
+from kwik_console.webhooks import rules
 from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.events.publishing import publish
 from kwik_console.store.tables import Delivery, Event, PreviousSecret, Subscription, Webhook
-from kwik_console.webhooks.service import WebhookInput
+from kwik_console.webhooks.rules import WebhookInput
 
 CLEAN_ERRORS = (InvalidInput, NotFound)
 TABLES = (Webhook, Subscription, Event, Delivery, PreviousSecret)
@@ -133,7 +134,7 @@ def test_creating_webhooks_from_any_input(kwik, session):
             return
         # Accepted: it reads back exactly, and is what a receiver and a terminal can take.
         stored = webhooks.get_webhook(session=session, webhook_id=webhook.id)
-        assert stored.name == webhook.name and 1 <= len(stored.name) <= webhooks.NAME_MAX
+        assert stored.name == webhook.name and 1 <= len(stored.name) <= rules.NAME_MAX
         assert not CONTROL_CHARACTERS.search(stored.name + stored.url)
         assert stored.url.split("//", 1)[1].split("/", 1)[0].isascii()  # the host in its A-label form
         assert webhooks.webhook_events(session=session, webhook_id=webhook.id)

@@ -31,7 +31,7 @@ from kwik_console.delivery import scheduler
 from kwik_console.events.publishing import publish
 from kwik_console.store.tables import Attempt, Delivery
 from kwik_console.core.clock import utcnow
-from kwik_console.webhooks.service import WebhookInput
+from kwik_console.webhooks.rules import WebhookInput
 from tests.conftest import KWIK_CONSOLE, ROOT, configure
 
 LOOPBACK = ("127.0.0.1", 50123)

@@ -17,7 +17,7 @@ from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.events.publishing import publish
 from kwik_console.store.tables import Attempt, Delivery, Event, Subscription, Webhook
 from kwik_console.core.clock import utcnow
-from kwik_console.webhooks.service import WebhookInput
+from kwik_console.webhooks.rules import WebhookInput
 from tests.conftest import KWIK_CONSOLE, configure
 
 GOOD = dict(name="Orders", url="https://127.0.0.1:9/kwik", events=["payment.created"])

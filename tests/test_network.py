@@ -17,7 +17,7 @@ from kwik_console.api.problems import ApiProblem
 from kwik_console.core.errors import InvalidInput
 from kwik_console.core.network import is_loopback
 from kwik_console.web import probes
-from kwik_console.webhooks import service as webhooks
+from kwik_console.webhooks import rules
 from tests.conftest import configure
 
 LOOPBACK = [
@@ -55,10 +55,10 @@ URL_HOSTS = ["localhost", "127.0.0.1", "127.9.9.9", "[::1]", "[::ffff:127.0.0.1]
 def test_http_webhook_urls_in_local_mode(host):
     url = f"http://{host}:8080/hook"
     if is_loopback(host):
-        assert webhooks.validate_url(url, local_mode=True) == url
+        assert rules.validate_url(url, local_mode=True) == url
     else:
         with pytest.raises(InvalidInput) as refused:
-            webhooks.validate_url(url, local_mode=True)
+            rules.validate_url(url, local_mode=True)
         assert refused.value.errors == {
             "url": "Webhook URL must use https:// (http:// is allowed only for localhost when running locally)."}
 

@@ -30,7 +30,7 @@ from kwik_console.store.tables import Attempt, Delivery, Event, Recovery, Webhoo
 from kwik_console.core.clock import utcnow
 from kwik_console.operations import health, notices, recovery, retention
 from kwik_console.delivery import resend
-from kwik_console.webhooks.service import WebhookInput
+from kwik_console.webhooks.rules import WebhookInput
 from tests.conftest import configure
 from tests.factories import make_hook
 from tests.test_engine import run_scheduler, until

@@ -12,7 +12,7 @@ from kwik_console.team import audit, tokens
 from kwik_console.store import db
 from kwik_console.webhooks import service as webhooks
 from kwik_console.store.tables import Event
-from kwik_console.webhooks.service import WebhookInput
+from kwik_console.webhooks.rules import WebhookInput
 from tests.api_server import ApiServer
 from tests.conftest import ROOT
 

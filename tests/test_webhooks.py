@@ -7,12 +7,13 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from kwik_console.team import audit
 from kwik_console.webhooks import service as webhooks
+from kwik_console.webhooks import rules
 from kwik_console.webhooks.signing import active_secrets, signature_headers
 from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.events.publishing import publish
 from kwik_console.store.tables import Attempt, Delivery, PreviousSecret, Subscription, Webhook
 from kwik_console.core.clock import utcnow
-from kwik_console.webhooks.service import WebhookInput
+from kwik_console.webhooks.rules import WebhookInput
 
 GOOD = dict(name="Orders service", url="https://127.0.0.1:9/kwik", events=["payment.created"])
 
@@ -77,7 +78,7 @@ def test_loopback_http_is_allowed_in_local_mode(session, url):
 
 def test_loopback_http_is_refused_when_hosted():
     with pytest.raises(InvalidInput, match="https"):
-        webhooks.validate(WebhookInput(**(GOOD | {"url": "http://localhost/hook"})), local_mode=False)
+        rules.validate(WebhookInput(**(GOOD | {"url": "http://localhost/hook"})), local_mode=False)
 
 
 def test_get_missing_webhook(session):
@@ -265,4 +266,4 @@ def test_malformed_hosts_are_refused_through_the_service(session, url, message):
                                  "https://bücher.example/k", "https://[2001:db8::1]:8443/k", "https://203.0.113.9/k",
                                  "https://a-b.c-d.example/k"])
 def test_well_formed_hosts_are_accepted(url):
-    assert webhooks.validate_url(url, local_mode=True).startswith("https://")
+    assert rules.validate_url(url, local_mode=True).startswith("https://")

@@ -18,7 +18,7 @@ from kwik_console.store import db
 from kwik_console.webhooks import service as webhooks
 from kwik_console.events.publishing import publish
 from kwik_console.store.tables import Attempt, Delivery
-from kwik_console.webhooks.service import WebhookInput
+from kwik_console.webhooks.rules import WebhookInput
 from tests.conftest import KWIK_CONSOLE
 
 

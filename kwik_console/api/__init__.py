@@ -13,10 +13,11 @@ from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kwik_console import __version__
-from kwik_console.team import access
 from kwik_console.api import docs, handlers, operations, problems, routes, stream
 from kwik_console.api.auth import authorize
+from kwik_console.core import process
 from kwik_console.runtime import wiring
+from kwik_console.team import access
 
 PREFIX = access.API_PREFIX
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -35,8 +36,9 @@ reaches it. In local mode, calls from this machine need no token.
 
 
 # The order of the interactive page's sections (routes are matched in another order: routes.py).
-TAGS = [{"name": name} for name in
-        ("event types", "webhooks", "deliveries", "events", "recoveries", "operational webhook")]
+TAGS = [
+    {"name": name} for name in ("event types", "webhooks", "deliveries", "events", "recoveries", "operational webhook")
+]
 
 
 class _Gate:
@@ -56,8 +58,13 @@ class _Gate:
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
             body, refusal = await self._read_body(headers, receive)
             if refusal is None and body and not _is_json(headers.get("content-type", "")):
-                refusal = problems.problem_response(path, 415, "unsupported_media_type", "Unsupported media type",
-                                                    "Send the body as JSON, with Content-Type: application/json.")
+                refusal = problems.problem_response(
+                    path,
+                    415,
+                    "unsupported_media_type",
+                    "Unsupported media type",
+                    "Send the body as JSON, with Content-Type: application/json.",
+                )
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
@@ -71,19 +78,29 @@ class _Gate:
                 if extra:
                     present = {k.lower() for k, _ in message.get("headers", [])}
                     message["headers"] = list(message.get("headers", [])) + [
-                        (k.lower().encode(), v.encode()) for k, v in extra.items() if k.lower().encode() not in present]
+                        (k.lower().encode(), v.encode()) for k, v in extra.items() if k.lower().encode() not in present
+                    ]
             await send(message)
 
-        if body is not None and path == routes.PUBLISH_PATH and scope["method"] == "POST" and \
-                await routes.publish_directly(scope, body, receive, send_with_headers):
+        if (
+            body is not None
+            and path == routes.PUBLISH_PATH
+            and scope["method"] == "POST"
+            and await routes.publish_directly(scope, body, receive, send_with_headers)
+        ):
             return
         await self.app(scope, receive, send_with_headers)
 
     @staticmethod
     async def _read_body(headers: dict[str, str], receive: Receive):
         def too_large():
-            return problems.problem_response(None, 413, "body_too_large", "Body too large",
-                                             f"The request body is larger than {problems.MAX_BODY_BYTES:,} bytes.")
+            return problems.problem_response(
+                None,
+                413,
+                "body_too_large",
+                "Body too large",
+                f"The request body is larger than {problems.MAX_BODY_BYTES:,} bytes.",
+            )
 
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > problems.MAX_BODY_BYTES:
@@ -122,12 +139,17 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 def create_app() -> FastAPI:
-    from kwik_console.core import process
 
     process.short_gil_turns()  # its routes' database work runs on threads
     wiring.install()  # test sends and resends run the engine in this process
-    app = FastAPI(title="Kwik Console API", version=__version__, description=DESCRIPTION,
-                  openapi_url=f"{PREFIX}/openapi.json", docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="Kwik Console API",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
     guarded = {"dependencies": [Depends(authorize)], "responses": problems.PROBLEM_RESPONSES}
     app.include_router(routes.router, **guarded)
     app.include_router(operations.router, **guarded)
@@ -137,13 +159,19 @@ def create_app() -> FastAPI:
 
     def openapi() -> dict:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                                 routes=app.routes, tags=TAGS)
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes, tags=TAGS
+            )
             components = schema.setdefault("components", {})
             components.setdefault("schemas", {}).update(problems.openapi_components())
-            components["securitySchemes"] = {"bearer": {
-                "type": "http", "scheme": "bearer", "bearerFormat": "kwik_ access token",
-                "description": "An access token, kwik_…; optional for calls from this machine in local mode."}}
+            components["securitySchemes"] = {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "kwik_ access token",
+                    "description": "An access token, kwik_…; optional for calls from this machine in local mode.",
+                }
+            }
             schema["security"] = [{"bearer": []}]
             app.openapi_schema = schema
         return app.openapi_schema

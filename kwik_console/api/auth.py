@@ -21,12 +21,14 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.engine import Connection
 
-from kwik_console.team import access, audit, tokens
 from kwik_console.api import ratelimit
 from kwik_console.api.problems import ApiProblem
 from kwik_console.core.clock import utcnow
 from kwik_console.core.network import is_loopback
 from kwik_console.core.settings import get_settings
+from kwik_console.store.db import get_engine
+from kwik_console.store.writes import WriterBusy, short_write
+from kwik_console.team import access, audit, tokens
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +55,7 @@ def _unauthorized(detail: str) -> ApiProblem:
 @dataclasses.dataclass(frozen=True)
 class _Admission:
     """What the guard read from a request with a token, before the database has been asked about it."""
+
     request: Request
     route: str
     action: access.Action | None
@@ -72,8 +75,10 @@ async def authorize(request: Request) -> Caller:
             if action is None:
                 raise _no_rule(route)
             return Caller(actor=audit.LOCAL, owner="local", address=address)
-        raise _unauthorized("Send an access token: Authorization: Bearer kwik_…. An admin makes one on the "
-                            "Tokens page or with `kwik-console tokens create`.")
+        raise _unauthorized(
+            "Send an access token: Authorization: Bearer kwik_…. An admin makes one on the "
+            "Tokens page or with `kwik-console tokens create`."
+        )
     scheme, _, text = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not text.strip():
         raise _unauthorized("The Authorization header must be: Bearer kwik_….")
@@ -93,8 +98,6 @@ async def check_unchecked_token(request: Request) -> None:
 
 
 def _admit_alone(admission: _Admission) -> Caller:
-    from kwik_console.store.db import get_engine
-    from kwik_console.store.writes import short_write
 
     with short_write(get_engine()) as connection:
         caller, refusal = _admit(connection, admission)
@@ -115,14 +118,24 @@ def _admit(connection, admission: _Admission, *, count: bool = True) -> tuple[Ca
     route, action = admission.route, admission.action
     caller = Caller(actor=token.actor, owner=f"token:{token.id}", token=token, address=admission.address)
     if not access.token_may(token.scopes, action):
-        audit.append(connection, actor=caller.actor, action="access.refused", target=route,
-                     client_address=admission.address, detail={"scopes": sorted(token.scopes)})
+        audit.append(
+            connection,
+            actor=caller.actor,
+            action="access.refused",
+            target=route,
+            client_address=admission.address,
+            detail={"scopes": sorted(token.scopes)},
+        )
         if action is None:
             return caller, _no_rule(route)
         needs = [s for s in tokens.SCOPES if action in access.SCOPE_ACTIONS[s]]
-        return caller, ApiProblem(403, "forbidden", "Forbidden",
-                                  f"This token's scopes ({', '.join(sorted(token.scopes))}) do not allow {route}; "
-                                  f"it needs the {' or '.join(needs) or 'admin'} scope.")
+        return caller, ApiProblem(
+            403,
+            "forbidden",
+            "Forbidden",
+            f"This token's scopes ({', '.join(sorted(token.scopes))}) do not allow {route}; "
+            f"it needs the {' or '.join(needs) or 'admin'} scope.",
+        )
     return caller, _count(connection, caller, admission) if count else None
 
 
@@ -133,15 +146,24 @@ def _count(connection, caller: Caller, admission: _Admission) -> ApiProblem | No
     admission.request.state.rate_limit_headers = verdict.headers
     if verdict.allowed:
         return None
-    return ApiProblem(429, "rate_limited", "Too many requests",
-                      f"This token may make {verdict.limit} requests a minute; try again in "
-                      f"{verdict.reset_seconds} s.", headers=verdict.headers)
+    return ApiProblem(
+        429,
+        "rate_limited",
+        "Too many requests",
+        f"This token may make {verdict.limit} requests a minute; try again in {verdict.reset_seconds} s.",
+        headers=verdict.headers,
+    )
 
 
 def use_entry(caller: Caller, admission: _Admission, *, rate_limited: bool = False) -> dict:
     """The audit entry of one use of a token."""
-    return audit.entry(caller.actor, "token.used", admission.route, {"scopes": sorted(caller.token.scopes)} | (
-        {"rate_limited": True} if rate_limited else {}), admission.address)
+    return audit.entry(
+        caller.actor,
+        "token.used",
+        admission.route,
+        {"scopes": sorted(caller.token.scopes)} | ({"rate_limited": True} if rate_limited else {}),
+        admission.address,
+    )
 
 
 # Routes whose own write transaction runs the token's checks as its first step: one
@@ -164,8 +186,6 @@ def transaction(caller: Caller) -> Iterator[tuple[Caller, Connection]]:
     its rollback takes the check's writes with it, so they are written again: every
     use is audited and counted.
     """
-    from kwik_console.store.db import get_engine
-    from kwik_console.store.writes import WriterBusy, short_write
 
     engine = get_engine()
     admission = caller.pending
@@ -176,8 +196,9 @@ def transaction(caller: Caller) -> Iterator[tuple[Caller, Connection]]:
     try:
         with short_write(engine) as connection:
             admitted, refusal = _admit(connection, admission, count=False)
-            if refusal is None and ratelimit.used_up(connection, admitted.owner, utcnow(),
-                                                     get_settings().api_rate_limit):
+            if refusal is None and ratelimit.used_up(
+                connection, admitted.owner, utcnow(), get_settings().api_rate_limit
+            ):
                 refusal = _count(connection, admitted, admission)  # over the limit already: no work at all
             if refusal is None:
                 yield admitted, connection
@@ -221,8 +242,9 @@ def admit_together(connection, callers: list[Caller]) -> list[Caller | ApiProble
             refusal = _admit(connection, admission, count=False)[1]  # its own audit entry, as alone
         out.append(refusal or dataclasses.replace(admitted, address=admission.address))
     now, limit = utcnow(), get_settings().api_rate_limit
-    for i in sorted((i for i, a in enumerate(out) if isinstance(a, Caller) and a.token is not None),
-                    key=lambda i: out[i].owner):
+    for i in sorted(
+        (i for i, a in enumerate(out) if isinstance(a, Caller) and a.token is not None), key=lambda i: out[i].owner
+    ):
         if ratelimit.used_up(connection, out[i].owner, now, limit):
             refusal = _count(connection, out[i], admissions[i])
             if refusal is None:  # a new window began: counted already, so counting it again later would be wrong

@@ -28,8 +28,10 @@ from typing import Any
 
 from sqlmodel import Session
 
-from kwik_console.events import publishing as events
 from kwik_console.api import auth
+from kwik_console.events import publishing as events
+from kwik_console.store.db import get_engine
+from kwik_console.store.writes import run_short_write, short_write
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +75,6 @@ async def run(caller: auth.Caller, event_type: str, data: dict[str, Any]) -> eve
 
 
 async def _drain(queue: _Queue) -> None:
-    from kwik_console.store.writes import run_short_write
 
     batch: list[_Request] = []
     try:
@@ -91,8 +92,7 @@ async def _drain(queue: _Queue) -> None:
                 if attempt.committing:  # it may have committed: each request gets the error, as alone
                     answers = [error] * len(batch)
                 else:  # rolled back: each request meets the error (or not) alone
-                    log.warning("%d publishes sharing a transaction failed; each runs alone", len(batch),
-                                exc_info=True)
+                    log.warning("%d publishes sharing a transaction failed; each runs alone", len(batch), exc_info=True)
                     answers = [None] * len(batch)
             for request, answer in zip(batch, answers, strict=True):
                 if request.answer.done():  # its client went away
@@ -118,8 +118,6 @@ class _Attempt:
 
 
 def _together(batch: list[_Request], attempt: _Attempt) -> list[events.Published | Exception]:
-    from kwik_console.store.db import get_engine
-    from kwik_console.store.writes import short_write
 
     callers = [request.caller for request in batch]
     attempt.committing = False  # run_short_write may run it again, on a thread

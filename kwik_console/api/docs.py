@@ -11,8 +11,8 @@ import mimetypes
 from fastapi import APIRouter
 from starlette.responses import FileResponse, HTMLResponse, Response
 
-from kwik_console.team import access
 from kwik_console.api.problems import problem_response
+from kwik_console.team import access
 
 router = APIRouter(prefix=access.API_PREFIX)
 ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png")
@@ -20,7 +20,7 @@ SPEC_URL = "/api/v1/openapi.json"
 
 
 def _bundle():
-    try:
+    try:  # an optional package: without it the page says so instead of failing at start
         from swagger_ui_bundle import swagger_ui_path
     except ImportError:
         return None
@@ -68,8 +68,10 @@ def docs_page() -> HTMLResponse:
 def docs_asset(asset: str) -> Response:
     bundle = _bundle()
     if bundle is None or asset not in ASSETS:
-        return problem_response(f"/api/v1/docs/{asset}", 404, "not_found", "Not found",
-                                f"There is no documentation file {asset[:60]}.")
+        return problem_response(
+            f"/api/v1/docs/{asset}", 404, "not_found", "Not found", f"There is no documentation file {asset[:60]}."
+        )
     path = bundle / asset
-    return FileResponse(str(path), media_type=mimetypes.guess_type(asset)[0],
-                        headers={"Cache-Control": "public, max-age=86400"})
+    return FileResponse(
+        str(path), media_type=mimetypes.guess_type(asset)[0], headers={"Cache-Control": "public, max-age=86400"}
+    )

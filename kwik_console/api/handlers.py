@@ -23,13 +23,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiProblem)
     async def _api_problem(request: Request, exc: ApiProblem):
-        return problem_response(request.url.path, exc.status, exc.code, exc.title, exc.detail, errors=exc.errors,
-                                headers=exc.headers)
+        return problem_response(
+            request.url.path, exc.status, exc.code, exc.title, exc.detail, errors=exc.errors, headers=exc.headers
+        )
 
     @app.exception_handler(InvalidInput)
     async def _invalid(request: Request, exc: InvalidInput):
-        return problem_response(request.url.path, 422, "invalid_input", "Invalid input", exc.message,
-                                errors=exc.errors)
+        return problem_response(request.url.path, 422, "invalid_input", "Invalid input", exc.message, errors=exc.errors)
 
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound):
@@ -46,19 +46,33 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
         code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "Error"))
-        detail = {404: f"There is no API route {request.url.path}; see /api/v1/docs.",
-                  405: f"{request.method} is not allowed on {request.url.path}."}.get(exc.status_code, str(exc.detail))
-        return problem_response(request.url.path, exc.status_code, code, title, detail,
-                                headers=getattr(exc, "headers", None))
+        detail = {
+            404: f"There is no API route {request.url.path}; see /api/v1/docs.",
+            405: f"{request.method} is not allowed on {request.url.path}.",
+        }.get(exc.status_code, str(exc.detail))
+        return problem_response(
+            request.url.path, exc.status_code, code, title, detail, headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(SQLAlchemyError)
     async def _database(request: Request, exc: SQLAlchemyError):
         log.exception("database error on %s %s", request.method, request.url.path)
-        return problem_response(request.url.path, 503, "database_unavailable", "Database unavailable",
-                                "The database is unavailable. Try again in a moment.", headers={"Retry-After": "5"})
+        return problem_response(
+            request.url.path,
+            503,
+            "database_unavailable",
+            "Database unavailable",
+            "The database is unavailable. Try again in a moment.",
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return problem_response(request.url.path, 500, "internal_error", "Internal error",
-                                "Something went wrong on our side; it was logged.")
+        return problem_response(
+            request.url.path,
+            500,
+            "internal_error",
+            "Internal error",
+            "Something went wrong on our side; it was logged.",
+        )

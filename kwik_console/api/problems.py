@@ -27,8 +27,9 @@ MAX_BODY_BYTES = BODY_MAX_BYTES
 
 
 class FieldError(BaseModel):
-    field: str = Field(description="The field at fault: a body field (`events.0` for an item), a query parameter "
-                                   "or a header.")
+    field: str = Field(
+        description="The field at fault: a body field (`events.0` for an item), a query parameter or a header."
+    )
     detail: str
 
 
@@ -45,22 +46,37 @@ class Problem(BaseModel):
 class ApiProblem(Exception):
     """Raise to answer with a problem; `headers` go on the response (Retry-After, WWW-Authenticate, ...)."""
 
-    def __init__(self, status: int, code: str, title: str, detail: str, *, errors: dict[str, str] | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        title: str,
+        detail: str,
+        *,
+        errors: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(detail)
         self.status, self.code, self.title, self.detail = status, code, title, detail
         self.errors, self.headers = errors, headers or {}
 
 
-def problem_response(request_path: str | None, status: int, code: str, title: str, detail: str, *,
-                     errors: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> Response:
+def problem_response(
+    request_path: str | None,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    errors: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail, "code": code}
     if request_path:
         body["instance"] = request_path
     if errors:
         body["errors"] = [{"field": f, "detail": d} for f, d in errors.items()]
-    return Response(json.dumps(body, ensure_ascii=False), status_code=status, media_type=MEDIA_TYPE,
-                    headers=headers)
+    return Response(json.dumps(body, ensure_ascii=False), status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
 def invalid_input(errors: dict[str, str]) -> ApiProblem:
@@ -110,22 +126,33 @@ def from_validation(request: Request, exc: RequestValidationError) -> Response:
     for error in errors:
         if error["type"] == "json_invalid":
             reason = (error.get("ctx") or {}).get("error", "it cannot be parsed")
-            return problem_response(request.url.path, 400, "malformed_json", "Malformed JSON",
-                                    f"The request body is not valid JSON: {reason}.")
+            return problem_response(
+                request.url.path,
+                400,
+                "malformed_json",
+                "Malformed JSON",
+                f"The request body is not valid JSON: {reason}.",
+            )
     for error in errors:
         if error["loc"][0] == "path":
             # /webhooks/abc names no webhook, just as /webhooks/0 does.
             name = str(error["loc"][-1])
             value = request.path_params.get(name, "")
-            return problem_response(request.url.path, 404, "not_found", "Not found",
-                                    f"{_ID_KINDS.get(name, 'Resource')} {str(value)[:40]} does not exist.")
+            return problem_response(
+                request.url.path,
+                404,
+                "not_found",
+                "Not found",
+                f"{_ID_KINDS.get(name, 'Resource')} {str(value)[:40]} does not exist.",
+            )
     fields: dict[str, str] = {}
     for error in errors:
         name = str(error["loc"][-1]) if error["loc"][0] in ("query", "header") else _field(error["loc"])
         message = _message({**error, "loc": ("query", name)} if error["loc"][0] in ("query", "header") else error)
         fields[name] = fields.get(name, "") + (" " if name in fields else "") + message
-    return problem_response(request.url.path, 422, "invalid_input", "Invalid input", " ".join(fields.values()),
-                            errors=fields)
+    return problem_response(
+        request.url.path, 422, "invalid_input", "Invalid input", " ".join(fields.values()), errors=fields
+    )
 
 
 # ---------------------------------------------------------------- the OpenAPI side
@@ -136,7 +163,7 @@ PROBLEM_STATUSES = {
     403: "The token's scopes do not allow this.",
     404: "The webhook, delivery or recovery does not exist.",
     409: "A request with the same Idempotency-Key is still in progress; or a recovery is already running "
-         "(or no longer running, to cancel).",
+    "(or no longer running, to cancel).",
     413: f"The body is larger than {MAX_BODY_BYTES // 1024} KB.",
     415: "The body is not application/json.",
     422: "Invalid input: wrong types, unknown fields or values that break a rule; `errors` names each field.",

@@ -50,8 +50,9 @@ def _upsert(dialect: str):
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = RateLimitCounter.__table__
     requests = sa.bindparam("requests", type_=sa.Integer())
-    statement = insert(table).values(subject=sa.bindparam("subject"), window_start=sa.bindparam("window_start"),
-                                     count=requests)
+    statement = insert(table).values(
+        subject=sa.bindparam("subject"), window_start=sa.bindparam("window_start"), count=requests
+    )
     return statement.on_conflict_do_update(
         index_elements=[table.c.subject, table.c.window_start], set_={"count": table.c.count + requests}
     ).returning(table.c.count)
@@ -88,8 +89,9 @@ def hit(connection, subject: str, now: dt.datetime, limit: int, requests: int = 
     within the limit."""
     seconds = int(now.timestamp())
     window_start = _window_start(now)
-    count = connection.execute(_UPSERTS[connection.dialect.name],
-                               {"subject": subject, "window_start": window_start, "requests": requests}).scalar_one()
+    count = connection.execute(
+        _UPSERTS[connection.dialect.name], {"subject": subject, "window_start": window_start, "requests": requests}
+    ).scalar_one()
     if random.randrange(PURGE_ONE_IN) == 0:
         connection.execute(_PURGE, {"before": window_start - WINDOW_SECONDS})
         for old in [key for key, ends in _over_until.items() if ends <= seconds]:

@@ -15,13 +15,9 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
-from kwik_console.team import access
-from kwik_console.events import catalog, deliveries, publishing as events
-from kwik_console.webhooks import service as webhooks
 from kwik_console.api import auth, batches, event_schemas, idempotency
 from kwik_console.api.auth import CallerDep
 from kwik_console.api.problems import invalid_input
-from kwik_console.delivery.test_webhook import send_test
 from kwik_console.api.schemas import (
     DeliveryDetailOut,
     DeliveryOut,
@@ -38,9 +34,16 @@ from kwik_console.api.schemas import (
     WebhookPage,
     WebhookUpdate,
 )
+from kwik_console.core.errors import InvalidInput
+from kwik_console.delivery import scheduler
+from kwik_console.delivery.test_webhook import send_test
+from kwik_console.events import catalog, deliveries
+from kwik_console.events import publishing as events
 from kwik_console.store.db import session_scope
 from kwik_console.store.writes import run_short_write
-from kwik_console.core.errors import InvalidInput
+from kwik_console.team import access
+from kwik_console.webhooks import rules
+from kwik_console.webhooks import service as webhooks
 
 router = APIRouter(prefix=access.API_PREFIX)
 # Page sizes: the services' own bounds (webhooks.list_webhooks, deliveries.list_deliveries), shown in the schema.
@@ -91,21 +94,33 @@ def _webhook_after(cursor: str | None) -> tuple[dt.datetime, int] | None:
     try:
         return _EPOCH + micros * _MICROSECOND, webhook_id
     except OverflowError:
-        raise invalid_input({"cursor": "This cursor is not one this API gave out for this list; "
-                                       "start without one."}) from None
+        raise invalid_input(
+            {"cursor": "This cursor is not one this API gave out for this list; start without one."}
+        ) from None
 
 
 # ---------------------------------------------------------------- event types
 
 
-@router.get("/event-types", response_model=EventTypeList, tags=["event types"],
-            summary="The event catalogue, with samples and JSON Schemas")
+@router.get(
+    "/event-types",
+    response_model=EventTypeList,
+    tags=["event types"],
+    summary="The event catalogue, with samples and JSON Schemas",
+)
 def list_event_types(caller: CallerDep) -> EventTypeList:
-    return EventTypeList(items=[
-        EventTypeOut(type=t.name, group=t.resource, description=t.description, sample=t.sample,
-                     schema=event_schemas.data_schema(t.name))
-        for t in catalog.EVENT_TYPES.values()
-    ])
+    return EventTypeList(
+        items=[
+            EventTypeOut(
+                type=t.name,
+                group=t.resource,
+                description=t.description,
+                sample=t.sample,
+                schema=event_schemas.data_schema(t.name),
+            )
+            for t in catalog.EVENT_TYPES.values()
+        ]
+    )
 
 
 # ---------------------------------------------------------------- webhooks
@@ -129,17 +144,21 @@ def list_webhooks(
         except InvalidInput as exc:
             raise invalid_input({"limit" if k == "per_page" else k: v for k, v in exc.errors.items()}) from None
         items = [_out(session, w) for w in result.items]
-    return WebhookPage(items=items, total=result.total,
-                       next_cursor=_webhook_cursor(result.next_after) if result.next_after else None)
+    return WebhookPage(
+        items=items, total=result.total, next_cursor=_webhook_cursor(result.next_after) if result.next_after else None
+    )
 
 
 @router.post("/webhooks", response_model=WebhookOut, status_code=201, tags=["webhooks"], summary="Create a webhook")
 def create_webhook(caller: CallerDep, body: WebhookCreate) -> WebhookOut:
-    data = webhooks.WebhookInput(name=body.name, url=body.url, events=body.events, status=body.status,
-                                 max_per_second=body.max_per_second)
+    data = rules.WebhookInput(
+        name=body.name, url=body.url, events=body.events, status=body.status, max_per_second=body.max_per_second
+    )
     with session_scope() as session:
-        out = _out(session, webhooks.create_webhook(session=session, data=data, actor=caller.actor,
-                                                    client_address=caller.address))
+        out = _out(
+            session,
+            webhooks.create_webhook(session=session, data=data, actor=caller.actor, client_address=caller.address),
+        )
     return out
 
 
@@ -149,67 +168,105 @@ def get_webhook(caller: CallerDep, webhook_id: int) -> WebhookOut:
         return _out(session, webhooks.get_webhook(session=session, webhook_id=webhook_id))
 
 
-@router.patch("/webhooks/{webhook_id}", response_model=WebhookOut, tags=["webhooks"],
-              summary="Change a webhook: only the fields sent")
+@router.patch(
+    "/webhooks/{webhook_id}",
+    response_model=WebhookOut,
+    tags=["webhooks"],
+    summary="Change a webhook: only the fields sent",
+)
 def update_webhook(caller: CallerDep, webhook_id: int, body: WebhookUpdate) -> WebhookOut:
     # max_per_second: null removes the limit ("" to the service), absent leaves it (None).
-    rate = body.max_per_second if body.max_per_second is not None else (
-        "" if "max_per_second" in body.model_fields_set else None)
-    data = webhooks.WebhookInput(name=body.name, url=body.url, events=body.events, status=body.status,
-                                 max_per_second=rate)
+    rate = (
+        body.max_per_second
+        if body.max_per_second is not None
+        else ("" if "max_per_second" in body.model_fields_set else None)
+    )
+    data = rules.WebhookInput(name=body.name, url=body.url, events=body.events, status=body.status, max_per_second=rate)
     with session_scope() as session:
-        out = _out(session, webhooks.update_webhook(session=session, webhook_id=webhook_id, data=data,
-                                                    actor=caller.actor, client_address=caller.address))
+        out = _out(
+            session,
+            webhooks.update_webhook(
+                session=session, webhook_id=webhook_id, data=data, actor=caller.actor, client_address=caller.address
+            ),
+        )
     return out
 
 
-@router.delete("/webhooks/{webhook_id}", status_code=204, response_class=Response, tags=["webhooks"],
-               summary="Delete a webhook, its deliveries and scheduled retries")
+@router.delete(
+    "/webhooks/{webhook_id}",
+    status_code=204,
+    response_class=Response,
+    tags=["webhooks"],
+    summary="Delete a webhook, its deliveries and scheduled retries",
+)
 def delete_webhook(caller: CallerDep, webhook_id: int) -> Response:
     with session_scope() as session:
-        webhooks.delete_webhook(session=session, webhook_id=webhook_id, actor=caller.actor,
-                                client_address=caller.address)
+        webhooks.delete_webhook(
+            session=session, webhook_id=webhook_id, actor=caller.actor, client_address=caller.address
+        )
     return Response(status_code=204)
 
 
-@router.get("/webhooks/{webhook_id}/secret", response_model=SecretOut, tags=["webhooks"],
-            summary="Reveal the signing secret")
+@router.get(
+    "/webhooks/{webhook_id}/secret", response_model=SecretOut, tags=["webhooks"], summary="Reveal the signing secret"
+)
 def get_secret(caller: CallerDep, webhook_id: int) -> SecretOut:
     with session_scope() as session:
-        webhook = webhooks.reveal_secret(session=session, webhook_id=webhook_id, actor=caller.actor,
-                                         client_address=caller.address)
+        webhook = webhooks.reveal_secret(
+            session=session, webhook_id=webhook_id, actor=caller.actor, client_address=caller.address
+        )
         still_signing = webhooks.previous_secrets(session=session, webhook_id=webhook_id)
         return SecretOut(secret=webhook.secret, previous_secrets_expire_at=[p.expires_at for p in still_signing])
 
 
-@router.post("/webhooks/{webhook_id}/secret/rotate", response_model=SecretOut, tags=["webhooks"],
-             summary="A new signing secret; the replaced one keeps signing for 24 h")
+@router.post(
+    "/webhooks/{webhook_id}/secret/rotate",
+    response_model=SecretOut,
+    tags=["webhooks"],
+    summary="A new signing secret; the replaced one keeps signing for 24 h",
+)
 def rotate_secret(caller: CallerDep, webhook_id: int) -> SecretOut:
     with session_scope() as session:
-        webhook = webhooks.rotate_secret(session=session, webhook_id=webhook_id, actor=caller.actor,
-                                         client_address=caller.address)
+        webhook = webhooks.rotate_secret(
+            session=session, webhook_id=webhook_id, actor=caller.actor, client_address=caller.address
+        )
         still_signing = webhooks.previous_secrets(session=session, webhook_id=webhook_id)
         return SecretOut(secret=webhook.secret, previous_secrets_expire_at=[p.expires_at for p in still_signing])
 
 
-@router.post("/webhooks/{webhook_id}/test", response_model=TestOutcome, tags=["webhooks"],
-             summary="Send a test event to this webhook now; answers with the outcome")
+@router.post(
+    "/webhooks/{webhook_id}/test",
+    response_model=TestOutcome,
+    tags=["webhooks"],
+    summary="Send a test event to this webhook now; answers with the outcome",
+)
 async def test_webhook(caller: CallerDep, webhook_id: int, body: TestRequest) -> TestOutcome:
     if not catalog.is_event_type(body.event_type):
         raise invalid_input({"event_type": f"Unknown event type {body.event_type!r}; see GET /api/v1/event-types."})
-    published, outcome = await send_test(webhook_id=webhook_id, event_type=body.event_type, actor=caller.actor,
-                                         client_address=caller.address)
-    return TestOutcome(event_id=published.event.id, delivery_id=outcome.delivery_id, status=outcome.status,
-                       http_code=outcome.http_code, duration_ms=outcome.duration_ms,
-                       response_body=outcome.response_body[:2000], error=outcome.error,
-                       retry_at=outcome.next_attempt_at)
+    published, outcome = await send_test(
+        webhook_id=webhook_id, event_type=body.event_type, actor=caller.actor, client_address=caller.address
+    )
+    return TestOutcome(
+        event_id=published.event.id,
+        delivery_id=outcome.delivery_id,
+        status=outcome.status,
+        http_code=outcome.http_code,
+        duration_ms=outcome.duration_ms,
+        response_body=outcome.response_body[:2000],
+        error=outcome.error,
+        retry_at=outcome.next_attempt_at,
+    )
 
 
 # ---------------------------------------------------------------- deliveries
 
 
-@router.get("/webhooks/{webhook_id}/deliveries", response_model=DeliveryPage, tags=["deliveries"],
-            summary="A webhook's event log, newest first")
+@router.get(
+    "/webhooks/{webhook_id}/deliveries",
+    response_model=DeliveryPage,
+    tags=["deliveries"],
+    summary="A webhook's event log, newest first",
+)
 def list_deliveries(
     caller: CallerDep,
     webhook_id: int,
@@ -220,15 +277,27 @@ def list_deliveries(
     cursor: Annotated[str | None, Query(max_length=100)] = None,
 ) -> DeliveryPage:
     with session_scope() as session:
-        page = deliveries.list_deliveries(session=session, webhook_id=webhook_id, status=status,
-                                          event_type=event_type, test=test, before_id=_delivery_before(cursor),
-                                          limit=limit)
-    return DeliveryPage(items=[DeliveryOut.of(d) for d in page.items],
-                        next_cursor=_cursor("d", page.next_before_id) if page.next_before_id else None)
+        page = deliveries.list_deliveries(
+            session=session,
+            webhook_id=webhook_id,
+            status=status,
+            event_type=event_type,
+            test=test,
+            before_id=_delivery_before(cursor),
+            limit=limit,
+        )
+    return DeliveryPage(
+        items=[DeliveryOut.of(d) for d in page.items],
+        next_cursor=_cursor("d", page.next_before_id) if page.next_before_id else None,
+    )
 
 
-@router.get("/deliveries/{delivery_id}", response_model=DeliveryDetailOut, tags=["deliveries"],
-            summary="A delivery with its payload and every attempt")
+@router.get(
+    "/deliveries/{delivery_id}",
+    response_model=DeliveryDetailOut,
+    tags=["deliveries"],
+    summary="A delivery with its payload and every attempt",
+)
 def get_delivery(caller: CallerDep, delivery_id: int) -> DeliveryDetailOut:
     with session_scope() as session:
         return DeliveryDetailOut.of_detail(deliveries.get_delivery(session=session, delivery_id=delivery_id))
@@ -238,32 +307,51 @@ def get_delivery(caller: CallerDep, delivery_id: int) -> DeliveryDetailOut:
 
 
 def _published(p: events.Published) -> dict:
-    return EventPublished(id=p.event.id, type=p.event.type, created_at=p.event.created_at,
-                          deliveries=len(p.delivery_ids)).model_dump(mode="json")
+    return EventPublished(
+        id=p.event.id, type=p.event.type, created_at=p.event.created_at, deliveries=len(p.delivery_ids)
+    ).model_dump(mode="json")
 
 
-@router.post("/events", response_model=EventPublished, status_code=202, tags=["events"],
-             summary="Publish an event: a delivery to every Live webhook subscribed to its type",
-             responses={202: {"headers": {"Idempotent-Replayed": {
-                 "description": "true when this is the stored result of an earlier request with the same key",
-                 "schema": {"type": "string"}}}}})
+@router.post(
+    "/events",
+    response_model=EventPublished,
+    status_code=202,
+    tags=["events"],
+    summary="Publish an event: a delivery to every Live webhook subscribed to its type",
+    responses={
+        202: {
+            "headers": {
+                "Idempotent-Replayed": {
+                    "description": "true when this is the stored result of an earlier request with the same key",
+                    "schema": {"type": "string"},
+                }
+            }
+        }
+    },
+)
 @auth.checks_in_own_transaction  # one transaction for the token's checks and the publish
 async def publish_event(
     caller: CallerDep,
     request: Request,
     body: Annotated[EventPublish, Body()],
-    idempotency_key: Annotated[str | None, Header(alias=idempotency.HEADER, max_length=idempotency.KEY_MAX,
-                                                  description="Any unique string, such as a UUID: a repeat "
-                                                              "within 24 h returns the first result and "
-                                                              "publishes nothing.")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=idempotency.HEADER,
+            max_length=idempotency.KEY_MAX,
+            description="Any unique string, such as a UUID: a repeat "
+            "within 24 h returns the first result and "
+            "publishes nothing.",
+        ),
+    ] = None,
 ) -> JSONResponse:
     return await _publish(caller, request, body, idempotency_key)
 
 
-async def _publish(caller: auth.Caller, request: Request, body: EventPublish, idempotency_key: str | None
-                   ) -> JSONResponse:
+async def _publish(
+    caller: auth.Caller, request: Request, body: EventPublish, idempotency_key: str | None
+) -> JSONResponse:
     """POST /events once its parameters are parsed, by FastAPI (`publish_event`) or by `publish_directly`."""
-    from kwik_console.delivery import scheduler
 
     def publish(session) -> tuple[int, dict]:
         return 202, _published(events.publish(body.type, body.data, session=session, wake=False))
@@ -274,9 +362,12 @@ async def _publish(caller: auth.Caller, request: Request, body: EventPublish, id
                 with Session(bind=connection, expire_on_commit=False) as session:
                     return idempotency.Result(*publish(session), replayed=False)
             return idempotency.run_once(
-                connection, owner=admitted.owner, key=idempotency.check_key(idempotency_key),
+                connection,
+                owner=admitted.owner,
+                key=idempotency.check_key(idempotency_key),
                 fingerprint=idempotency.request_hash(request.method, request.url.path, body.model_dump(mode="json")),
-                action=publish)
+                action=publish,
+            )
 
     if idempotency_key is None and (shared := await batches.run(caller, body.type, body.data)) is not None:
         result = idempotency.Result(202, _published(shared), replayed=False)
@@ -286,8 +377,11 @@ async def _publish(caller: auth.Caller, request: Request, body: EventPublish, id
         scheduler.wake()
     if idempotency_key is None:
         return JSONResponse(result.body, status_code=result.status_code)
-    return JSONResponse(result.body, status_code=result.status_code,
-                        headers={"Idempotent-Replayed": "true" if result.replayed else "false"})
+    return JSONResponse(
+        result.body,
+        status_code=result.status_code,
+        headers={"Idempotent-Replayed": "true" if result.replayed else "false"},
+    )
 
 
 PUBLISH_PATH = f"{access.API_PREFIX}/events"

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kwik_console.events.deliveries import DeliveryDetail
 from kwik_console.store.tables import Attempt, Delivery, Webhook, WebhookStatus
-from kwik_console.webhooks.service import RATE_MAX, RATE_MIN
+from kwik_console.webhooks.rules import RATE_MAX, RATE_MIN
 
 
 class _Request(BaseModel):
@@ -23,16 +23,24 @@ class _Request(BaseModel):
 
 class WebhookCreate(_Request):
     name: str = Field(description="1–100 characters.", examples=["Orders service"])
-    url: str = Field(description="An absolute https:// URL (http:// only to localhost, in local mode).",
-                     examples=["https://example.com/webhooks/kwik"])
-    events: list[str] = Field(description="Event types from GET /event-types; at least one.",
-                              examples=[["payment.created", "payment.updated"]])
-    status: str | None = Field(default=None, description="`live` (the default), `paused` or `disabled`.",
-                               examples=["live"])
+    url: str = Field(
+        description="An absolute https:// URL (http:// only to localhost, in local mode).",
+        examples=["https://example.com/webhooks/kwik"],
+    )
+    events: list[str] = Field(
+        description="Event types from GET /event-types; at least one.",
+        examples=[["payment.created", "payment.updated"]],
+    )
+    status: str | None = Field(
+        default=None, description="`live` (the default), `paused` or `disabled`.", examples=["live"]
+    )
     # Strict: "5" (text) or true is refused by name rather than read as a number.
-    max_per_second: float | None = Field(default=None, strict=True,
-                                         description=f"Max deliveries per second, {RATE_MIN:g} to {RATE_MAX:,.0f}; "
-                                                     "null or absent for no limit.", examples=[10])
+    max_per_second: float | None = Field(
+        default=None,
+        strict=True,
+        description=f"Max deliveries per second, {RATE_MIN:g} to {RATE_MAX:,.0f}; null or absent for no limit.",
+        examples=[10],
+    )
 
 
 class WebhookUpdate(_Request):
@@ -40,9 +48,12 @@ class WebhookUpdate(_Request):
     url: str | None = None
     events: list[str] | None = None
     status: str | None = Field(default=None, description="`live`, `paused` or `disabled`.")
-    max_per_second: float | None = Field(default=None, strict=True,
-                                         description=f"Max deliveries per second, {RATE_MIN:g} to {RATE_MAX:,.0f}; "
-                                                     "null removes the limit; absent leaves it as it is.")
+    max_per_second: float | None = Field(
+        default=None,
+        strict=True,
+        description=f"Max deliveries per second, {RATE_MIN:g} to {RATE_MAX:,.0f}; "
+        "null removes the limit; absent leaves it as it is.",
+    )
 
 
 class WebhookOut(BaseModel):
@@ -53,9 +64,11 @@ class WebhookOut(BaseModel):
     events: list[str]
     max_per_second: float | None = Field(description="Max deliveries per second; null for no limit.")
     failing_since: dt.datetime | None = Field(
-        description="When its attempts started failing (the first failure after a success); null while they succeed.")
-    disabled_reason: str | None = Field(description="Why the console disabled it by itself (after long failure); "
-                                                    "null otherwise.")
+        description="When its attempts started failing (the first failure after a success); null while they succeed."
+    )
+    disabled_reason: str | None = Field(
+        description="Why the console disabled it by itself (after long failure); null otherwise."
+    )
     disabled_at: dt.datetime | None = Field(description="When it was disabled; null unless it is Disabled.")
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -63,11 +76,19 @@ class WebhookOut(BaseModel):
     @classmethod
     def of(cls, webhook: Webhook, events: list[str]) -> WebhookOut:
         disabled = webhook.status == WebhookStatus.DISABLED
-        return cls(id=webhook.id, name=webhook.name, url=webhook.url, status=webhook.status, events=events,
-                   max_per_second=webhook.max_per_second, failing_since=webhook.failing_since,
-                   disabled_reason=webhook.disabled_reason if disabled else None,
-                   disabled_at=webhook.disabled_at if disabled else None,
-                   created_at=webhook.created_at, updated_at=webhook.updated_at)
+        return cls(
+            id=webhook.id,
+            name=webhook.name,
+            url=webhook.url,
+            status=webhook.status,
+            events=events,
+            max_per_second=webhook.max_per_second,
+            failing_since=webhook.failing_since,
+            disabled_reason=webhook.disabled_reason if disabled else None,
+            disabled_at=webhook.disabled_at if disabled else None,
+            created_at=webhook.created_at,
+            updated_at=webhook.updated_at,
+        )
 
 
 class WebhookPage(BaseModel):
@@ -79,7 +100,8 @@ class WebhookPage(BaseModel):
 class SecretOut(BaseModel):
     secret: str = Field(description="whsec_ + base64 of 32 bytes: the key receivers verify signatures with.")
     previous_secrets_expire_at: list[dt.datetime] = Field(
-        description="Replaced secrets that still sign alongside this one, until these times.")
+        description="Replaced secrets that still sign alongside this one, until these times."
+    )
 
 
 class TestRequest(_Request):
@@ -117,8 +139,9 @@ class EventTypeOut(BaseModel):
     group: str
     description: str
     sample: dict[str, Any] = Field(description="Realistic `data`, as Test Webhook sends it.")
-    data_schema: dict[str, Any] = Field(alias="schema", serialization_alias="schema",
-                                        description="JSON Schema (2020-12) of the event's `data`.")
+    data_schema: dict[str, Any] = Field(
+        alias="schema", serialization_alias="schema", description="JSON Schema (2020-12) of the event's `data`."
+    )
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -144,9 +167,18 @@ class DeliveryOut(BaseModel):
 
     @classmethod
     def of(cls, d: Delivery) -> DeliveryOut:
-        return cls(id=d.id, webhook_id=d.webhook_id, event_id=d.event_id, event_type=d.event_type, status=d.status,
-                   http_code=d.last_http_code, test=d.test, retry_at=d.retry_at, retry_counter=d.retry_counter,
-                   created_at=d.created_at)
+        return cls(
+            id=d.id,
+            webhook_id=d.webhook_id,
+            event_id=d.event_id,
+            event_type=d.event_type,
+            status=d.status,
+            http_code=d.last_http_code,
+            test=d.test,
+            retry_at=d.retry_at,
+            retry_counter=d.retry_counter,
+            created_at=d.created_at,
+        )
 
 
 class DeliveryPage(BaseModel):
@@ -166,10 +198,16 @@ class AttemptOut(BaseModel):
 
     @classmethod
     def of(cls, a: Attempt) -> AttemptOut:
-        return cls(number=a.number, attempted_at=a.attempted_at, http_code=a.http_code, duration_ms=a.duration_ms,
-                   request_headers={str(k): str(v) for k, v in a.request_headers.items()},
-                   response_headers={str(k): str(v) for k, v in a.response_headers.items()},
-                   response_body=a.response_body, error=a.error)
+        return cls(
+            number=a.number,
+            attempted_at=a.attempted_at,
+            http_code=a.http_code,
+            duration_ms=a.duration_ms,
+            request_headers={str(k): str(v) for k, v in a.request_headers.items()},
+            response_headers={str(k): str(v) for k, v in a.response_headers.items()},
+            response_body=a.response_body,
+            error=a.error,
+        )
 
 
 class DeliveryDetailOut(DeliveryOut):
@@ -187,10 +225,14 @@ class DeliveryDetailOut(DeliveryOut):
 
 class ResendOutcome(BaseModel):
     delivery_id: int
-    attempt: int | None = Field(description="The attempt's number in the delivery's history; null if it had not "
-                                            "come back in time (it is queued: GET the delivery for its outcome).")
-    status: str = Field(description="Where the attempt left the delivery: success, retrying or failure "
-                                    "(pending if it had not come back in time).")
+    attempt: int | None = Field(
+        description="The attempt's number in the delivery's history; null if it had not "
+        "come back in time (it is queued: GET the delivery for its outcome)."
+    )
+    status: str = Field(
+        description="Where the attempt left the delivery: success, retrying or failure "
+        "(pending if it had not come back in time)."
+    )
     http_code: int | None
     duration_ms: int | None
     response_body: str = Field(description="The endpoint's response, up to 2,000 characters.")
@@ -199,14 +241,19 @@ class ResendOutcome(BaseModel):
 
 
 class RecoveryStart(_Request):
-    since: dt.datetime = Field(description="Recover deliveries created since: a date (midnight UTC) or a "
-                                           "date-time (UTC unless it has an offset); in the past.",
-                               examples=["2025-06-01T00:00:00Z"])
-    event_types: list[str] | None = Field(default=None, description="Only these event types; absent for all.",
-                                          examples=[["payment.created"]])
-    statuses: list[str] | None = Field(default=None, description="Delivery statuses to queue again: `failure` "
-                                                                 "(the default) and/or `retrying`.",
-                                       examples=[["failure"]])
+    since: dt.datetime = Field(
+        description="Recover deliveries created since: a date (midnight UTC) or a "
+        "date-time (UTC unless it has an offset); in the past.",
+        examples=["2025-06-01T00:00:00Z"],
+    )
+    event_types: list[str] | None = Field(
+        default=None, description="Only these event types; absent for all.", examples=[["payment.created"]]
+    )
+    statuses: list[str] | None = Field(
+        default=None,
+        description="Delivery statuses to queue again: `failure` (the default) and/or `retrying`.",
+        examples=[["failure"]],
+    )
 
 
 class RecoveryOut(BaseModel):
@@ -237,8 +284,11 @@ class RecoveryList(BaseModel):
 
 
 class OperationalWebhookSet(_Request):
-    url: str = Field(description="Where the console sends its notices: an absolute https:// URL (http:// only "
-                                 "to localhost, in local mode).", examples=["https://ops.example.com/kwik"])
+    url: str = Field(
+        description="Where the console sends its notices: an absolute https:// URL (http:// only "
+        "to localhost, in local mode).",
+        examples=["https://ops.example.com/kwik"],
+    )
 
 
 class OperationalWebhookOut(BaseModel):
@@ -252,8 +302,15 @@ class OperationalWebhookOut(BaseModel):
 
     @classmethod
     def of(cls, webhook: Webhook, events: list[str]) -> OperationalWebhookOut:
-        return cls(id=webhook.id, url=webhook.url, status=webhook.status, events=events,
-                   failing_since=webhook.failing_since, created_at=webhook.created_at, updated_at=webhook.updated_at)
+        return cls(
+            id=webhook.id,
+            url=webhook.url,
+            status=webhook.status,
+            events=events,
+            failing_since=webhook.failing_since,
+            created_at=webhook.created_at,
+            updated_at=webhook.updated_at,
+        )
 
 
 class OperationalWebhookSaved(OperationalWebhookOut):

@@ -20,12 +20,13 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from kwik_console.team import access
-from kwik_console.events import catalog
 from kwik_console.api.auth import CallerDep
 from kwik_console.api.problems import invalid_input
-from kwik_console.store.tables import Event
 from kwik_console.core.clock import utcnow
+from kwik_console.events import catalog
+from kwik_console.store.db import get_engine
+from kwik_console.store.tables import Event
+from kwik_console.team import access
 
 router = APIRouter(prefix=access.API_PREFIX)
 SETTLE = dt.timedelta(seconds=1)
@@ -48,38 +49,48 @@ def _types(text: str | None) -> list[str] | None:
 
 def _start_after(now: dt.datetime) -> str:
     """Where a fresh stream starts: after the newest event already settled, so it sends only what comes next."""
-    from kwik_console.store.db import get_engine
 
     with get_engine().connect() as connection:
-        newest = connection.execute(
-            sa.select(sa.func.max(Event.id)).where(Event.created_at <= now - SETTLE)).scalar()
+        newest = connection.execute(sa.select(sa.func.max(Event.id)).where(Event.created_at <= now - SETTLE)).scalar()
     return newest or EMPTY_START
 
 
 def _batch(after: str, types: list[str] | None) -> list[tuple[str, str, str]]:
-    from kwik_console.store.db import get_engine
 
-    query = (sa.select(Event.id, Event.type, Event.body)
-             .where(Event.id > after, Event.test.is_(False), Event.created_at <= utcnow() - SETTLE)
-             .order_by(Event.id).limit(BATCH))
+    query = (
+        sa.select(Event.id, Event.type, Event.body)
+        .where(Event.id > after, Event.test.is_(False), Event.created_at <= utcnow() - SETTLE)
+        .order_by(Event.id)
+        .limit(BATCH)
+    )
     if types:
         query = query.where(Event.type.in_(types))
     with get_engine().connect() as connection:
         return [tuple(row) for row in connection.execute(query)]
 
 
-@router.get("/stream", tags=["events"], summary="Published events as Server-Sent Events",
-            response_class=StreamingResponse,
-            responses={200: {"description": "`text/event-stream`: `id` is the event id, `event` its type, "
-                                            "`data` the JSON envelope webhooks receive.",
-                             "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
+@router.get(
+    "/stream",
+    tags=["events"],
+    summary="Published events as Server-Sent Events",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "`text/event-stream`: `id` is the event id, `event` its type, "
+            "`data` the JSON envelope webhooks receive.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def stream(
     caller: CallerDep,
     request: Request,
-    types: Annotated[str | None, Query(max_length=2000, description="Event types, comma-separated; all if omitted.")]
-    = None,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=40,
-                                                description="Resume after this event id.")] = None,
+    types: Annotated[
+        str | None, Query(max_length=2000, description="Event types, comma-separated; all if omitted.")
+    ] = None,
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", max_length=40, description="Resume after this event id.")
+    ] = None,
 ) -> StreamingResponse:
     chosen = _types(types)
     if last_event_id is not None and not _EVENT_ID.match(last_event_id):
@@ -105,5 +116,6 @@ async def stream(
                 yield ": keep-alive\n\n"
             await asyncio.sleep(POLL_SECONDS)
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )

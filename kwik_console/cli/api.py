@@ -15,14 +15,15 @@ import sys
 import time
 import uuid
 
-from kwik_console.team import audit, tokens
-from kwik_console.events import catalog
 from kwik_console.cli.output import UsageError, emit, table, when
 from kwik_console.core.clock import iso
-from kwik_console.webhooks.service import new_secret, validate_events
-from kwik_console.webhooks.signing import signature_headers
 from kwik_console.core.errors import InvalidInput
+from kwik_console.events import catalog
 from kwik_console.store.db import session_scope
+from kwik_console.team import audit, tokens
+from kwik_console.webhooks.rules import validate_events
+from kwik_console.webhooks.service import new_secret
+from kwik_console.webhooks.signing import signature_headers
 
 DEFAULT_CONSOLE = "http://127.0.0.1:3000"
 USER_AGENT = "Kwik-Listen/1"
@@ -33,9 +34,17 @@ FORWARD_TIMEOUT = 15.0
 
 
 def _token_json(t) -> dict:
-    return {"id": t.id, "name": t.name, "prefix": t.prefix, "scopes": tokens.scope_list(t.scopes),
-            "created_at": iso(t.created_at), "created_by": t.created_by, "last_used_at": iso(t.last_used_at),
-            "expires_at": iso(t.expires_at), "revoked_at": iso(t.revoked_at)}
+    return {
+        "id": t.id,
+        "name": t.name,
+        "prefix": t.prefix,
+        "scopes": tokens.scope_list(t.scopes),
+        "created_at": iso(t.created_at),
+        "created_by": t.created_by,
+        "last_used_at": iso(t.last_used_at),
+        "expires_at": iso(t.expires_at),
+        "revoked_at": iso(t.revoked_at),
+    }
 
 
 # ---------------------------------------------------------------- tokens
@@ -43,22 +52,39 @@ def _token_json(t) -> dict:
 
 def cmd_tokens_create(args) -> None:
     with session_scope() as session:
-        made = tokens.create_token(session=session, name=args.name, scopes=args.scopes,
-                                   expires_in_days=args.expires_in_days, actor=audit.CLI)
+        made = tokens.create_token(
+            session=session, name=args.name, scopes=args.scopes, expires_in_days=args.expires_in_days, actor=audit.CLI
+        )
     record = made.record
     expiry = f"expires {record.expires_at:%Y-%m-%d %H:%M UTC}" if record.expires_at else "does not expire"
-    emit(args, _token_json(record) | {"token": made.token},
-         f"Created token {record.id} “{record.name}” ({', '.join(tokens.scope_list(record.scopes))}; {expiry}).\n"
-         f"Copy it now: it is not shown again.\n  {made.token}")
+    emit(
+        args,
+        _token_json(record) | {"token": made.token},
+        f"Created token {record.id} “{record.name}” ({', '.join(tokens.scope_list(record.scopes))}; {expiry}).\n"
+        f"Copy it now: it is not shown again.\n  {made.token}",
+    )
 
 
 def cmd_tokens_list(args) -> None:
     with session_scope() as session:
         found = tokens.list_tokens(session=session)
-    rows = [(t.id, t.name, t.prefix + "…", ", ".join(tokens.scope_list(t.scopes)), when(t.last_used_at),
-             when(t.expires_at), "revoked" if t.revoked_at else "active") for t in found]
-    text = (table(["ID", "Name", "Token", "Scopes", "Last used", "Expires", "Status"], rows)
-            if rows else "No access tokens yet.")
+    rows = [
+        (
+            t.id,
+            t.name,
+            t.prefix + "…",
+            ", ".join(tokens.scope_list(t.scopes)),
+            when(t.last_used_at),
+            when(t.expires_at),
+            "revoked" if t.revoked_at else "active",
+        )
+        for t in found
+    ]
+    text = (
+        table(["ID", "Name", "Token", "Scopes", "Last used", "Expires", "Status"], rows)
+        if rows
+        else "No access tokens yet."
+    )
     emit(args, [_token_json(t) for t in found], text)
 
 
@@ -107,8 +133,12 @@ def cmd_trigger(args) -> None:
     # A key per run: if the answer is lost and this is sent again by hand, that is a new event, as intended.
     headers["idempotency-key"] = str(uuid.uuid4())
     try:
-        response = httpx.post(f"{console}/api/v1/events", headers=headers, timeout=30,
-                              json={"type": args.type, "data": catalog.sample_data(args.type)})
+        response = httpx.post(
+            f"{console}/api/v1/events",
+            headers=headers,
+            timeout=30,
+            json={"type": args.type, "data": catalog.sample_data(args.type)},
+        )
     except httpx.HTTPError as exc:
         raise _unreachable(f"cannot reach the console at {console}: {exc}") from None
     if response.status_code != 202:
@@ -144,8 +174,15 @@ class _Stream:
         return None
 
 
-def listen(console: str, headers: dict[str, str], forward_to: str, secret: str, types: list[str] | None,
-           out=sys.stdout, stop=None) -> None:
+def listen(
+    console: str,
+    headers: dict[str, str],
+    forward_to: str,
+    secret: str,
+    types: list[str] | None,
+    out=sys.stdout,
+    stop=None,
+) -> None:
     """Stream events from the console and POST each, signed with `secret`, to `forward_to`; reconnect on drops.
 
     Resumes after the last event it saw (Last-Event-ID), so a drop loses nothing and repeats nothing.
@@ -157,21 +194,25 @@ def listen(console: str, headers: dict[str, str], forward_to: str, secret: str, 
     last_id: str | None = None
     backoff = FIRST_BACKOFF
     timeout = httpx.Timeout(connect=5.0, read=STREAM_READ_TIMEOUT, write=10.0, pool=5.0)
-    with httpx.Client(timeout=timeout) as stream_client, \
-            httpx.Client(timeout=FORWARD_TIMEOUT, follow_redirects=False) as forward_client:
+    with (
+        httpx.Client(timeout=timeout) as stream_client,
+        httpx.Client(timeout=FORWARD_TIMEOUT, follow_redirects=False) as forward_client,
+    ):
         while stop is None or not stop.is_set():
             request_headers = dict(headers, accept="text/event-stream")
             if last_id:
                 request_headers["last-event-id"] = last_id
             try:
-                with stream_client.stream("GET", f"{console}/api/v1/stream", params=params,
-                                          headers=request_headers) as response:
+                with stream_client.stream(
+                    "GET", f"{console}/api/v1/stream", params=params, headers=request_headers
+                ) as response:
                     if 400 <= response.status_code < 500 and response.status_code != 429:
                         response.read()
                         raise ApiRefused(f"the console refused the stream ({_problem_text(response)})")
                     if response.status_code != 200:
-                        raise httpx.HTTPStatusError(f"HTTP {response.status_code}", request=response.request,
-                                                    response=response)
+                        raise httpx.HTTPStatusError(
+                            f"HTTP {response.status_code}", request=response.request, response=response
+                        )
                     parser = _Stream()
                     for line in response.iter_lines():
                         event = parser.feed(line)
@@ -186,8 +227,12 @@ def listen(console: str, headers: dict[str, str], forward_to: str, secret: str, 
                         if stop is not None and stop.is_set():
                             return
             except httpx.HTTPError as exc:
-                print(f"Stream dropped ({type(exc).__name__}: {exc or 'closed'}); reconnecting in {backoff:g} s, "
-                      f"after {last_id or 'the start'}.", file=out, flush=True)
+                print(
+                    f"Stream dropped ({type(exc).__name__}: {exc or 'closed'}); reconnecting in {backoff:g} s, "
+                    f"after {last_id or 'the start'}.",
+                    file=out,
+                    flush=True,
+                )
                 if stop is not None and stop.wait(backoff):
                     return
                 if stop is None:
@@ -201,8 +246,11 @@ def _forward(client, url: str, secret: str, event_id: str, event_type: str, data
     import httpx  # loaded by listen() already: this only names it here
 
     body = data.encode()
-    headers = {"content-type": "application/json", "user-agent": USER_AGENT,
-               **signature_headers([secret], event_id, int(time.time()), body)}
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        **signature_headers([secret], event_id, int(time.time()), body),
+    }
     started = time.perf_counter()
     try:
         status = str(client.post(url, content=body, headers=headers).status_code)
@@ -219,9 +267,12 @@ def cmd_listen(args) -> None:
         types = validate_events(args.events.split(","))
     console, headers = _client_settings(args)
     secret = new_secret()
-    print(f"Ready! Forwarding {', '.join(types) if types else 'every event'} from {console} to {args.forward_to}.\n"
-          f"Session signing secret (verify with it; it lasts until you stop): {secret}\n"
-          "Ctrl+C to stop.", flush=True)
+    print(
+        f"Ready! Forwarding {', '.join(types) if types else 'every event'} from {console} to {args.forward_to}.\n"
+        f"Session signing secret (verify with it; it lasts until you stop): {secret}\n"
+        "Ctrl+C to stop.",
+        flush=True,
+    )
     listen(console, headers, args.forward_to, secret, types)
 
 
@@ -231,15 +282,21 @@ def cmd_listen(args) -> None:
 def register(commands, out) -> None:
     """Add `tokens`, `listen` and `trigger` to the kwik-console parser (`out` is the shared --json parent)."""
     group = commands.add_parser("tokens", help="API access tokens").add_subparsers(
-        dest="action", metavar="ACTION", required=True, parser_class=commands._parser_class)
+        dest="action", metavar="ACTION", required=True, parser_class=commands._parser_class
+    )
     p = group.add_parser("create", parents=[out], help="make an access token and print it (shown once)")
     p.add_argument("--name", required=True)
-    p.add_argument("--scopes", required=True, metavar="read,write,publish",
-                   help="comma-separated: " + "; ".join(f"{k}: {v}" for k, v in tokens.SCOPE_HELP.items()))
+    p.add_argument(
+        "--scopes",
+        required=True,
+        metavar="read,write,publish",
+        help="comma-separated: " + "; ".join(f"{k}: {v}" for k, v in tokens.SCOPE_HELP.items()),
+    )
     p.add_argument("--expires-in-days", type=int, metavar="DAYS", help="days until it stops working (default: never)")
     p.set_defaults(func=cmd_tokens_create)
     group.add_parser("list", parents=[out], help="list access tokens (never the tokens themselves)").set_defaults(
-        func=cmd_tokens_list)
+        func=cmd_tokens_list
+    )
     p = group.add_parser("revoke", parents=[out], help="revoke a token: it stops working at once")
     p.add_argument("id", type=int)
     p.set_defaults(func=cmd_tokens_revoke)

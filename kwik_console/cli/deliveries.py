@@ -32,13 +32,23 @@ def cmd_deliveries_list(args) -> None:
             session=session, webhook_id=args.webhook, status=args.status, before_id=args.before, limit=args.limit
         )
     rows = [
-        (d.id, d.webhook_id, f"{d.event_type} {d.event_id}", DeliveryStatus(d.status).label, d.last_http_code,
-         "yes" if d.test else "no",
-         when(d.retry_at), d.retry_counter)
+        (
+            d.id,
+            d.webhook_id,
+            f"{d.event_type} {d.event_id}",
+            DeliveryStatus(d.status).label,
+            d.last_http_code,
+            "yes" if d.test else "no",
+            when(d.retry_at),
+            d.retry_counter,
+        )
         for d in page.items
     ]
-    text = table(["ID", "Webhook", "Event", "Status", "HTTP Code", "Test Event", "Retry Timestamp",
-                  "Retry Counter"], rows) if rows else "No deliveries."
+    text = (
+        table(["ID", "Webhook", "Event", "Status", "HTTP Code", "Test Event", "Retry Timestamp", "Retry Counter"], rows)
+        if rows
+        else "No deliveries."
+    )
     if page.next_before_id:
         text += f"\nMore: --before {page.next_before_id}"
     emit(args, {"items": [delivery_json(d) for d in page.items], "next_before": page.next_before_id}, text)
@@ -56,16 +66,32 @@ def cmd_deliveries_show(args) -> None:
         f"  Retry Counter    {d.retry_counter}",
         "",
     ]
-    rows = [(a.number, when(a.attempted_at), a.http_code, f"{a.duration_ms} ms",
-             a.error or a.response_body[:60].replace("\n", " ")) for a in detail.attempts]
-    lines.append(table(["Attempt", "Time", "HTTP Code", "Duration", "Response / error"], rows)
-                 if rows else "No attempts yet.")
+    rows = [
+        (
+            a.number,
+            when(a.attempted_at),
+            a.http_code,
+            f"{a.duration_ms} ms",
+            a.error or a.response_body[:60].replace("\n", " "),
+        )
+        for a in detail.attempts
+    ]
+    lines.append(
+        table(["Attempt", "Time", "HTTP Code", "Duration", "Response / error"], rows) if rows else "No attempts yet."
+    )
     data = delivery_json(d) | {
         "payload": json.loads(detail.event.body),
         "attempts": [
-            {"number": a.number, "attempted_at": iso(a.attempted_at), "http_code": a.http_code,
-             "duration_ms": a.duration_ms, "request_headers": a.request_headers,
-             "response_headers": a.response_headers, "response_body": a.response_body, "error": a.error}
+            {
+                "number": a.number,
+                "attempted_at": iso(a.attempted_at),
+                "http_code": a.http_code,
+                "duration_ms": a.duration_ms,
+                "request_headers": a.request_headers,
+                "response_headers": a.response_headers,
+                "response_body": a.response_body,
+                "error": a.error,
+            }
             for a in detail.attempts
         ],
     }

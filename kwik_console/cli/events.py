@@ -37,8 +37,13 @@ def cmd_events_publish(args) -> None:
     published = publish(args.type, data, test=args.test, webhook_id=args.webhook, wake=False)
     outcomes = asyncio.run(scheduler.deliver_now(published.delivery_ids)) if published.delivery_ids else []
     rows = [
-        (o.delivery_id, DeliveryStatus(o.status).label, o.http_code, f"{o.duration_ms} ms",
-         o.error or o.response_body[:60].replace("\n", " "))
+        (
+            o.delivery_id,
+            DeliveryStatus(o.status).label,
+            o.http_code,
+            f"{o.duration_ms} ms",
+            o.error or o.response_body[:60].replace("\n", " "),
+        )
         for o in outcomes
     ]
     text = f"Published {published.event.id} ({args.type}) to {len(published.delivery_ids)} webhook(s)."
@@ -46,10 +51,22 @@ def cmd_events_publish(args) -> None:
         text += "\n" + table(["Delivery", "Status", "HTTP Code", "Duration", "Response"], rows)
     emit(
         args,
-        {"event_id": published.event.id, "type": args.type, "test": args.test,
-         "deliveries": [
-             {"id": o.delivery_id, "status": o.status, "http_code": o.http_code, "duration_ms": o.duration_ms,
-              "error": o.error, "retry_at": iso(o.next_attempt_at)} for o in outcomes]},
+        {
+            "event_id": published.event.id,
+            "type": args.type,
+            "test": args.test,
+            "deliveries": [
+                {
+                    "id": o.delivery_id,
+                    "status": o.status,
+                    "http_code": o.http_code,
+                    "duration_ms": o.duration_ms,
+                    "error": o.error,
+                    "retry_at": iso(o.next_attempt_at),
+                }
+                for o in outcomes
+            ],
+        },
         text,
     )
 

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 from kwik_console.cli.output import emit, table
 from kwik_console.core.clock import iso
-from kwik_console.team import audit, members
 from kwik_console.store.db import session_scope
 from kwik_console.store.team_tables import Member, Role
+from kwik_console.team import audit, members
 
 
 def _member_json(m: Member) -> dict:
-    return {"id": m.id, "email": m.email, "role": m.role, "status": "active" if m.password_hash else "invited",
-            "created_at": iso(m.created_at), "last_sign_in_at": iso(m.last_sign_in_at)}
+    return {
+        "id": m.id,
+        "email": m.email,
+        "role": m.role,
+        "status": "active" if m.password_hash else "invited",
+        "created_at": iso(m.created_at),
+        "last_sign_in_at": iso(m.last_sign_in_at),
+    }
 
 
 def _member_id(session, ref: str) -> int:
@@ -25,17 +31,28 @@ def _member_id(session, ref: str) -> int:
 
 def _link_out(args, link: members.Link, what: str) -> None:
     url = link.url()
-    emit(args, {"member": _member_json(link.member), "link": url, "expires_at": iso(link.expires_at)},
-         f"{what} {link.member.email} ({link.member.role}).\n"
-         f"One-time link (works once, expires {link.expires_at:%Y-%m-%d %H:%M UTC}); it is not shown again:\n"
-         f"  {url}")
+    emit(
+        args,
+        {"member": _member_json(link.member), "link": url, "expires_at": iso(link.expires_at)},
+        f"{what} {link.member.email} ({link.member.role}).\n"
+        f"One-time link (works once, expires {link.expires_at:%Y-%m-%d %H:%M UTC}); it is not shown again:\n"
+        f"  {url}",
+    )
 
 
 def cmd_list(args) -> None:
     with session_scope() as session:
         found = members.list_members(session=session)
-    rows = [(m.id, m.email, m.role, "active" if m.password_hash else "invited",
-             m.last_sign_in_at.strftime("%Y-%m-%d %H:%M UTC") if m.last_sign_in_at else "") for m in found]
+    rows = [
+        (
+            m.id,
+            m.email,
+            m.role,
+            "active" if m.password_hash else "invited",
+            m.last_sign_in_at.strftime("%Y-%m-%d %H:%M UTC") if m.last_sign_in_at else "",
+        )
+        for m in found
+    ]
     text = table(["ID", "Email", "Role", "Status", "Last sign-in"], rows) if rows else "No members yet."
     emit(args, [_member_json(m) for m in found], text)
 
@@ -48,8 +65,9 @@ def cmd_create(args) -> None:
 
 def cmd_set_role(args) -> None:
     with session_scope() as session:
-        member = members.set_role(session=session, member_id=_member_id(session, args.member), role=args.role,
-                                  actor=audit.CLI)
+        member = members.set_role(
+            session=session, member_id=_member_id(session, args.member), role=args.role, actor=audit.CLI
+        )
     emit(args, _member_json(member), f"{member.email} is now {member.role}.")
 
 
@@ -83,7 +101,10 @@ def register(commands, out) -> None:
     p = users.add_parser("remove", parents=[out], help="remove a member (signs them out)")
     p.add_argument("member", help="id or email")
     p.set_defaults(func=cmd_remove)
-    p = users.add_parser("reset-password", parents=[out],
-                         help="sign a member out everywhere and print a one-time link to choose a new password")
+    p = users.add_parser(
+        "reset-password",
+        parents=[out],
+        help="sign a member out everywhere and print a one-time link to choose a new password",
+    )
     p.add_argument("member", help="id or email")
     p.set_defaults(func=cmd_reset_password)

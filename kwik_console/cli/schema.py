@@ -24,8 +24,12 @@ def _engine():
 
 
 def _state_json(state: schema.SchemaState) -> dict:
-    return {"current": state.current, "head": state.head, "up_to_date": state.up_to_date,
-            "before_migrations": state.before_migrations}
+    return {
+        "current": state.current,
+        "head": state.head,
+        "up_to_date": state.up_to_date,
+        "before_migrations": state.before_migrations,
+    }
 
 
 def cmd_upgrade(args) -> None:
@@ -46,8 +50,16 @@ def cmd_upgrade(args) -> None:
         text = f"Upgraded the database schema made before migrations (revision {schema.RELEASE_REVISION}) to {reached}."
     else:
         text = f"Upgraded the database schema from revision {found.current} to {reached}."
-    emit(args, {"from": found.current, "to": reached, "upgraded": not found.up_to_date,
-                "before_migrations": found.before_migrations}, text)
+    emit(
+        args,
+        {
+            "from": found.current,
+            "to": reached,
+            "upgraded": not found.up_to_date,
+            "before_migrations": found.before_migrations,
+        },
+        text,
+    )
 
 
 def cmd_current(args) -> None:
@@ -56,8 +68,10 @@ def cmd_current(args) -> None:
     if state.up_to_date:
         text = f"Revision {state.current} (head): up to date."
     elif state.empty:
-        text = (f"No schema yet (an empty database); this version needs {state.head}. "
-                f"`{schema.UPGRADE_COMMAND}` creates it, as does starting the console.")
+        text = (
+            f"No schema yet (an empty database); this version needs {state.head}. "
+            f"`{schema.UPGRADE_COMMAND}` creates it, as does starting the console."
+        )
     else:
         text = f"Revision {state.shown}; this version needs {state.head}: run `{schema.UPGRADE_COMMAND}`."
     emit(args, _state_json(state), text)
@@ -71,12 +85,25 @@ def cmd_history(args) -> None:
     # A database from before migrations holds the release's revision, unstamped.
     reached = state.current or (schema.RELEASE_REVISION if state.before_migrations else None)
     applied = set(order[: order.index(reached) + 1]) if reached else set()
-    items = [{"revision": s.revision, "description": (s.doc or "").strip().splitlines()[0] if s.doc else "",
-              "applied": s.revision in applied, "current": s.revision == state.current,
-              "head": s.revision == state.head} for s in scripts]
-    rows = [(i["revision"], "yes" if i["applied"] else "no",
-             " ".join(m for m, on in (("current", i["current"]), ("head", i["head"])) if on), i["description"])
-            for i in items]
+    items = [
+        {
+            "revision": s.revision,
+            "description": (s.doc or "").strip().splitlines()[0] if s.doc else "",
+            "applied": s.revision in applied,
+            "current": s.revision == state.current,
+            "head": s.revision == state.head,
+        }
+        for s in scripts
+    ]
+    rows = [
+        (
+            i["revision"],
+            "yes" if i["applied"] else "no",
+            " ".join(m for m, on in (("current", i["current"]), ("head", i["head"])) if on),
+            i["description"],
+        )
+        for i in items
+    ]
     emit(args, items, table(["Revision", "Applied", "", "Description"], rows))
 
 
@@ -90,13 +117,15 @@ def register(commands, out) -> None:
     group = commands.add_parser("db", help="the database schema: revision, history, upgrade").add_subparsers(
         dest="action", metavar="ACTION", required=True, parser_class=commands._parser_class
     )
-    group.add_parser("upgrade", parents=[out],
-                     help="migrate the database to this version's schema (one process at a time)"
-                     ).set_defaults(func=cmd_upgrade)
-    group.add_parser("current", parents=[out], help="the database's schema revision, and the one this version needs"
-                     ).set_defaults(func=cmd_current)
-    group.add_parser("history", parents=[out], help="every migration, oldest first, and which are applied"
-                     ).set_defaults(func=cmd_history)
+    group.add_parser(
+        "upgrade", parents=[out], help="migrate the database to this version's schema (one process at a time)"
+    ).set_defaults(func=cmd_upgrade)
+    group.add_parser(
+        "current", parents=[out], help="the database's schema revision, and the one this version needs"
+    ).set_defaults(func=cmd_current)
+    group.add_parser(
+        "history", parents=[out], help="every migration, oldest first, and which are applied"
+    ).set_defaults(func=cmd_history)
     p = group.add_parser("revision", help="developers: write the next migration from the models (autogenerate)")
     p.add_argument("-m", "--message", required=True, help="what changed, e.g. 'add api tokens'")
     p.set_defaults(func=cmd_revision)

@@ -17,8 +17,11 @@ def cmd_new_key(args) -> None:
 
 def cmd_rekey(args) -> None:
     count = rekey(get_engine())
-    print(json.dumps({"sealed": count}) if args.json
-          else f"Sealed {count} signing secrets with the first key in KWIK_SECRET_KEY.")
+    print(
+        json.dumps({"sealed": count})
+        if args.json
+        else f"Sealed {count} signing secrets with the first key in KWIK_SECRET_KEY."
+    )
 
 
 def register(commands, out) -> None:
@@ -28,8 +31,10 @@ def register(commands, out) -> None:
     )
     # Needs no settings: it is how a hosted deployment gets the key it requires.
     secrets.add_parser("new-key", parents=[out], help="print a new key for KWIK_SECRET_KEY").set_defaults(
-        func=cmd_new_key, settings_free=True)
+        func=cmd_new_key, settings_free=True
+    )
     secrets.add_parser(
-        "rekey", parents=[out],
+        "rekey",
+        parents=[out],
         help="encrypt every signing secret again with the first key in KWIK_SECRET_KEY (the others still decrypt)",
     ).set_defaults(func=cmd_rekey)

@@ -46,13 +46,22 @@ def register(commands) -> None:
     run = commands.add_parser("run", help="start the console (with the delivery scheduler)")
     run.add_argument("--dev", action="store_true", help="hot reload for development")
     run.add_argument("--port", type=int, default=3000, help="port to serve on (default 3000)")
-    run.add_argument("--host", default="127.0.0.1",
-                     help="address to listen on (default 127.0.0.1; 0.0.0.0 to serve a network)")
-    run.add_argument("--workers", type=int, default=1,
-                     help="console processes serving the port (default 1; above 1 needs KWIK_REDIS_URL)")
+    run.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 to serve a network)"
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="console processes serving the port (default 1; above 1 needs KWIK_REDIS_URL)",
+    )
     run.set_defaults(func=cmd_run)
 
     worker = commands.add_parser("worker", help="run the delivery dispatcher only, until SIGINT or SIGTERM")
-    worker.add_argument("--processes", type=int, default=1,
-                        help="dispatcher processes to run (default 1); they share the work through the database")
+    worker.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="dispatcher processes to run (default 1); they share the work through the database",
+    )
     worker.set_defaults(func=cmd_worker)

@@ -7,6 +7,7 @@ from kwik_console.core.clock import iso
 from kwik_console.store.db import session_scope
 from kwik_console.store.tables import Webhook, WebhookStatus
 from kwik_console.team import audit
+from kwik_console.webhooks import rules
 from kwik_console.webhooks import service as webhooks
 
 
@@ -67,13 +68,29 @@ def show_webhook(args, webhook: Webhook, events: list[str], *, secret: bool) -> 
 def cmd_webhooks_list(args) -> None:
     with session_scope() as session:
         page = webhooks.list_webhooks(session=session, search=args.search, page=args.page)
-    rows = [(w.id, when(w.created_at), w.name, w.url, WebhookStatus(w.status).label,
-             f"{w.max_per_second:g}" if w.max_per_second else "", when(w.failing_since)) for w in page.items]
-    text = (table(["ID", "Created", "Name", "Webhook URL", "Status", "Max/s", "Failing since"], rows)
-            if rows else "No webhooks yet.")
+    rows = [
+        (
+            w.id,
+            when(w.created_at),
+            w.name,
+            w.url,
+            WebhookStatus(w.status).label,
+            f"{w.max_per_second:g}" if w.max_per_second else "",
+            when(w.failing_since),
+        )
+        for w in page.items
+    ]
+    text = (
+        table(["ID", "Created", "Name", "Webhook URL", "Status", "Max/s", "Failing since"], rows)
+        if rows
+        else "No webhooks yet."
+    )
     # Why the console disabled a webhook is too long for a column: a line each, under the table.
-    text += "".join(f"\nWebhook {w.id} disabled {when(w.disabled_at)}: {shown(w.disabled_reason)}"
-                    for w in page.items if w.status == WebhookStatus.DISABLED and w.disabled_reason)
+    text += "".join(
+        f"\nWebhook {w.id} disabled {when(w.disabled_at)}: {shown(w.disabled_reason)}"
+        for w in page.items
+        if w.status == WebhookStatus.DISABLED and w.disabled_reason
+    )
     if rows and page.pages > 1:
         text += f"\nPage {page.page} of {page.pages} ({page.total} webhooks)"
     emit(args, {"items": [webhook_json(w) for w in page.items], "total": page.total, "page": page.page}, text)
@@ -87,8 +104,13 @@ def cmd_webhooks_show(args) -> None:
 
 
 def cmd_webhooks_create(args) -> None:
-    data = webhooks.WebhookInput(name=args.name, url=args.url, events=_split_events(args.events), status=args.status,
-                                 max_per_second=_max_per_second(args.max_per_second))
+    data = rules.WebhookInput(
+        name=args.name,
+        url=args.url,
+        events=_split_events(args.events),
+        status=args.status,
+        max_per_second=_max_per_second(args.max_per_second),
+    )
     with session_scope() as session:
         webhook = webhooks.create_webhook(session=session, data=data, actor=audit.CLI)
         events = webhooks.webhook_events(session=session, webhook_id=webhook.id)
@@ -103,9 +125,14 @@ def _max_per_second(text: str | None) -> str | None:
 
 
 def cmd_webhooks_update(args) -> None:
-    data = webhooks.WebhookInput(name=args.name, url=args.url, events=_split_events(args.events), status=args.status,
-                                 max_per_second=_max_per_second(args.max_per_second))
-    if data == webhooks.WebhookInput():
+    data = rules.WebhookInput(
+        name=args.name,
+        url=args.url,
+        events=_split_events(args.events),
+        status=args.status,
+        max_per_second=_max_per_second(args.max_per_second),
+    )
+    if data == rules.WebhookInput():
         raise UsageError("nothing to change: give --name, --url, --events, --status or --max-per-second")
     with session_scope() as session:
         webhook = webhooks.update_webhook(session=session, webhook_id=args.id, data=data, actor=audit.CLI)
@@ -126,15 +153,20 @@ def cmd_webhooks_rotate(args) -> None:
         webhook = webhooks.rotate_secret(session=session, webhook_id=args.id, actor=audit.CLI)
         still_signing = webhooks.previous_secrets(session=session, webhook_id=args.id)
     replaced = still_signing[0]  # the secret this rotation replaced: the newest
-    text = (f"New signing secret for webhook {webhook.id}: {webhook.secret}\n"
-            f"The previous secret also signs until {when(replaced.expires_at)}.")
+    text = (
+        f"New signing secret for webhook {webhook.id}: {webhook.secret}\n"
+        f"The previous secret also signs until {when(replaced.expires_at)}."
+    )
     if len(still_signing) > 1:
         text += f"\nOlder secrets still signing: {len(still_signing) - 1} (each for 24 h after it was replaced)."
     emit(
         args,
-        {"id": webhook.id, "secret": webhook.secret,
-         "previous_secret_expires_at": iso(replaced.expires_at),
-         "previous_secrets_expire_at": [iso(p.expires_at) for p in still_signing]},
+        {
+            "id": webhook.id,
+            "secret": webhook.secret,
+            "previous_secret_expires_at": iso(replaced.expires_at),
+            "previous_secrets_expire_at": [iso(p.expires_at) for p in still_signing],
+        },
         text,
     )
 
@@ -152,8 +184,10 @@ def register(commands, out):
     p = wh.add_parser("show", parents=[out], help="show one webhook, with its signing secret")
     p.add_argument("id", type=int)
     p.set_defaults(func=cmd_webhooks_show)
-    for name, func, help_ in (("create", cmd_webhooks_create, "create a webhook"),
-                              ("update", cmd_webhooks_update, "change a webhook")):
+    for name, func, help_ in (
+        ("create", cmd_webhooks_create, "create a webhook"),
+        ("update", cmd_webhooks_update, "change a webhook"),
+    ):
         p = wh.add_parser(name, parents=[out], help=help_)
         if name == "update":
             p.add_argument("id", type=int)
@@ -161,11 +195,18 @@ def register(commands, out):
         p.add_argument("--name", required=required)
         p.add_argument("--url", required=required, help="https:// endpoint")
         p.add_argument("--events", required=required, metavar="a,b,...", help="event types, comma-separated")
-        p.add_argument("--status", choices=["live", "disabled"], type=str.lower,
-                       help="live or disabled (`webhooks pause` holds deliveries back)")
-        p.add_argument("--max-per-second", metavar="N",
-                       help=f"max deliveries per second, {webhooks.RATE_MIN:g} to {webhooks.RATE_MAX:,.0f}"
-                            + ("; \"none\" removes the limit" if name == "update" else " (default: no limit)"))
+        p.add_argument(
+            "--status",
+            choices=["live", "disabled"],
+            type=str.lower,
+            help="live or disabled (`webhooks pause` holds deliveries back)",
+        )
+        p.add_argument(
+            "--max-per-second",
+            metavar="N",
+            help=f"max deliveries per second, {rules.RATE_MIN:g} to {rules.RATE_MAX:,.0f}"
+            + ('; "none" removes the limit' if name == "update" else " (default: no limit)"),
+        )
         p.set_defaults(func=func)
     p = wh.add_parser("delete", parents=[out], help="delete a webhook and its deliveries")
     p.add_argument("id", type=int)

@@ -32,7 +32,8 @@ def ring_on_commit(conn) -> None:
     `data_version` changes), so there is nothing to do.
     """
     if conn.dialect.name == "postgresql" and conn.info.get("kwik_notified", _NEVER) is not (
-            now := conn.get_transaction()):
+        now := conn.get_transaction()
+    ):
         conn.execute(_NOTIFY)
         conn.info["kwik_notified"] = now  # held, so no later transaction can be this same object
 

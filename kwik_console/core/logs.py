@@ -15,6 +15,8 @@ import json
 import logging
 import sys
 
+from kwik_console.core.settings import get_settings
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # Attributes every LogRecord has: anything else on a record came from `extra=`.
@@ -49,8 +51,6 @@ def _as_text(value) -> str:
 def configure(log_format: str | None = None, *, level: int = logging.INFO, stream=None) -> None:
     """Send the root logger's records to stderr in KWIK_LOG_FORMAT; replaces handlers set before."""
     if log_format is None:
-        from kwik_console.core.settings import get_settings
-
         log_format = get_settings().log_format
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))

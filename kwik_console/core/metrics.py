@@ -97,22 +97,47 @@ def _create(path: Path) -> _Metrics:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
     values.ValueClass = values.MultiProcessValue()
     # Every labelled series is made here, at 0: none is created later, when the variable may name another folder.
-    attempts = Counter("kwik_attempts", "Attempts made and recorded, by outcome: success (2xx), failure "
-                       "(another HTTP code), error (no response).", ["outcome"], registry=None)
-    durations = Histogram("kwik_attempt_duration_seconds", "How long attempts took, by outcome.", ["outcome"],
-                          buckets=ATTEMPT_BUCKETS, registry=None)
-    ended = Counter("kwik_deliveries_ended", "Deliveries whose last attempt was recorded, by final status: "
-                    "success, or failure when retries ran out.", ["status"], registry=None)
+    attempts = Counter(
+        "kwik_attempts",
+        "Attempts made and recorded, by outcome: success (2xx), failure (another HTTP code), error (no response).",
+        ["outcome"],
+        registry=None,
+    )
+    durations = Histogram(
+        "kwik_attempt_duration_seconds",
+        "How long attempts took, by outcome.",
+        ["outcome"],
+        buckets=ATTEMPT_BUCKETS,
+        registry=None,
+    )
+    ended = Counter(
+        "kwik_deliveries_ended",
+        "Deliveries whose last attempt was recorded, by final status: success, or failure when retries ran out.",
+        ["status"],
+        registry=None,
+    )
     metrics = _Metrics(
         attempts={o: attempts.labels(o) for o in OUTCOMES},
         attempt_seconds={o: durations.labels(o) for o in OUTCOMES},
-        claim_seconds=Histogram("kwik_claim_duration_seconds", "How long claiming due deliveries took in the "
-                                "database.", buckets=DATABASE_BUCKETS, registry=None),
+        claim_seconds=Histogram(
+            "kwik_claim_duration_seconds",
+            "How long claiming due deliveries took in the database.",
+            buckets=DATABASE_BUCKETS,
+            registry=None,
+        ),
         claimed=Counter("kwik_deliveries_claimed", "Deliveries claimed for an attempt.", registry=None),
-        record_seconds=Histogram("kwik_record_duration_seconds", "How long recording a batch of attempts took in "
-                                 "the database.", buckets=DATABASE_BUCKETS, registry=None),
-        in_flight=Gauge("kwik_attempts_in_flight", "Attempts on the wire now, in every live process.",
-                        multiprocess_mode="livesum", registry=None),
+        record_seconds=Histogram(
+            "kwik_record_duration_seconds",
+            "How long recording a batch of attempts took in the database.",
+            buckets=DATABASE_BUCKETS,
+            registry=None,
+        ),
+        in_flight=Gauge(
+            "kwik_attempts_in_flight",
+            "Attempts on the wire now, in every live process.",
+            multiprocess_mode="livesum",
+            registry=None,
+        ),
         ended={status: ended.labels(status) for status in ENDED},
     )
     return metrics
@@ -128,8 +153,12 @@ def _metrics() -> _Metrics | None:
             try:
                 _by_directory[path] = _create(path)
             except OSError as exc:
-                log.warning("metrics are off in this process: the metrics directory %s cannot be used (%s); "
-                            "set KWIK_METRICS_DIR to a writable folder", path, exc)
+                log.warning(
+                    "metrics are off in this process: the metrics directory %s cannot be used (%s); "
+                    "set KWIK_METRICS_DIR to a writable folder",
+                    path,
+                    exc,
+                )
                 _by_directory[path] = None
         return _by_directory[path]
 
@@ -146,6 +175,7 @@ def _safely(report) -> None:
 
 def observe_claim(seconds: float, claimed: int) -> None:
     """A claim ran in the database for `seconds` and took `claimed` deliveries (0 is a claim too)."""
+
     def report(m: _Metrics) -> None:
         m.claim_seconds.observe(seconds)
         if claimed:

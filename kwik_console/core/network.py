@@ -17,50 +17,55 @@ import ipaddress
 import re
 import unicodedata
 from collections.abc import Sequence
-from typing import Union
 
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _net = ipaddress.ip_network
 
 # Never a webhook endpoint: every IPv4 range IANA marks as not globally
 # reachable, plus multicast and the reserved block.
-_REFUSED_V4: tuple[IPNetwork, ...] = tuple(_net(n) for n in (
-    "0.0.0.0/8",        # "this network", includes the unspecified 0.0.0.0
-    "10.0.0.0/8",       # private
-    "100.64.0.0/10",    # CGNAT (shared address space)
-    "127.0.0.0/8",      # loopback
-    "169.254.0.0/16",   # link-local, includes cloud metadata 169.254.169.254
-    "172.16.0.0/12",    # private
-    "192.0.0.0/24",     # IETF protocol assignments
-    "192.0.2.0/24",     # documentation (TEST-NET-1)
-    "192.88.99.0/24",   # deprecated 6to4 relay anycast
-    "192.168.0.0/16",   # private
-    "198.18.0.0/15",    # benchmarking
-    "198.51.100.0/24",  # documentation (TEST-NET-2)
-    "203.0.113.0/24",   # documentation (TEST-NET-3)
-    "224.0.0.0/4",      # multicast
-    "240.0.0.0/4",      # reserved, includes broadcast 255.255.255.255
-))
+_REFUSED_V4: tuple[IPNetwork, ...] = tuple(
+    _net(n)
+    for n in (
+        "0.0.0.0/8",  # "this network", includes the unspecified 0.0.0.0
+        "10.0.0.0/8",  # private
+        "100.64.0.0/10",  # CGNAT (shared address space)
+        "127.0.0.0/8",  # loopback
+        "169.254.0.0/16",  # link-local, includes cloud metadata 169.254.169.254
+        "172.16.0.0/12",  # private
+        "192.0.0.0/24",  # IETF protocol assignments
+        "192.0.2.0/24",  # documentation (TEST-NET-1)
+        "192.88.99.0/24",  # deprecated 6to4 relay anycast
+        "192.168.0.0/16",  # private
+        "198.18.0.0/15",  # benchmarking
+        "198.51.100.0/24",  # documentation (TEST-NET-2)
+        "203.0.113.0/24",  # documentation (TEST-NET-3)
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, includes broadcast 255.255.255.255
+    )
+)
 
 # IPv6 ranges refused outright. The forms that embed an IPv4 address
 # (::ffff:0:0/96, 64:ff9b::/96, 2002::/16, Teredo) are judged by that address
 # first, in `address_refusal`.
-_REFUSED_V6: tuple[IPNetwork, ...] = tuple(_net(n) for n in (
-    "::/8",             # unspecified, loopback, IPv4-compatible (deprecated), reserved
-    "64:ff9b:1::/48",   # local-use NAT64: reaches whatever the local translator reaches
-    "100::/64",         # discard-only
-    "2001:2::/48",      # benchmarking
-    "2001:10::/28",     # deprecated ORCHID
-    "2001:db8::/32",    # documentation
-    "3fff::/20",        # documentation
-    "5f00::/16",        # SRv6 segment identifiers
-    "fc00::/7",         # unique local (private)
-    "fe80::/10",        # link-local
-    "fec0::/10",        # deprecated site-local
-    "ff00::/8",         # multicast
-))
+_REFUSED_V6: tuple[IPNetwork, ...] = tuple(
+    _net(n)
+    for n in (
+        "::/8",  # unspecified, loopback, IPv4-compatible (deprecated), reserved
+        "64:ff9b:1::/48",  # local-use NAT64: reaches whatever the local translator reaches
+        "100::/64",  # discard-only
+        "2001:2::/48",  # benchmarking
+        "2001:10::/28",  # deprecated ORCHID
+        "2001:db8::/32",  # documentation
+        "3fff::/20",  # documentation
+        "5f00::/16",  # SRv6 segment identifiers
+        "fc00::/7",  # unique local (private)
+        "fe80::/10",  # link-local
+        "fec0::/10",  # deprecated site-local
+        "ff00::/8",  # multicast
+    )
+)
 
 _MAPPED = _net("::ffff:0:0/96")
 _NAT64 = _net("64:ff9b::/96")
@@ -119,7 +124,9 @@ def address_refusal(ip: IPAddress, allowed: Sequence[IPNetwork] = ()) -> str | N
 # One part of an inet_aton spelling: decimal, 0x hex (digits optional, as in
 # browsers) or 0-led octal.
 _IPV4_PART = re.compile(r"0[xX][0-9a-fA-F]*|0[0-7]*|[1-9][0-9]*")
-_CANONICAL_IPV4 = re.compile(r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}")
+_CANONICAL_IPV4 = re.compile(
+    r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}"
+)
 
 
 def _part_value(part: str) -> int:

@@ -6,10 +6,13 @@ surfacing later as a confusing delivery error.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import functools
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from kwik_console.core.network import parse_allowed_networks
 
@@ -83,9 +86,7 @@ def parse_retry_schedule(text: str) -> tuple[float, ...]:
             f"KWIK_RETRY_SCHEDULE must be comma-separated seconds, like '5,300,1800'; got {text!r}"
         ) from None
     if not delays or any(d <= 0 for d in delays):
-        raise SettingsError(
-            f"KWIK_RETRY_SCHEDULE needs at least one delay, each above 0 seconds; got {text!r}"
-        )
+        raise SettingsError(f"KWIK_RETRY_SCHEDULE needs at least one delay, each above 0 seconds; got {text!r}")
     return delays
 
 
@@ -112,7 +113,6 @@ def _choice(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
 
 def parse_public_url(text: str) -> str:
     """`KWIK_PUBLIC_URL`: an origin (scheme, host, port), https unless the host is loopback."""
-    from urllib.parse import urlsplit
 
     text = text.strip().rstrip("/")
     if not text:
@@ -174,10 +174,11 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         http_proxy=_http_proxy(env.get("KWIK_HTTP_PROXY", "")),
         secret_keys=secret_keys,
         redis_url=env.get("KWIK_REDIS_URL", "").strip() or env.get("REFLEX_REDIS_URL", "").strip() or None,
-        auto_disable_after=parse_duration(env.get("KWIK_AUTO_DISABLE_AFTER", ""), "KWIK_AUTO_DISABLE_AFTER",
-                                          default=5 * 86400.0),
-        retention_days=parse_duration(env.get("KWIK_RETENTION_DAYS", ""), "KWIK_RETENTION_DAYS",
-                                      default=30 * 86400.0) / 86400,
+        auto_disable_after=parse_duration(
+            env.get("KWIK_AUTO_DISABLE_AFTER", ""), "KWIK_AUTO_DISABLE_AFTER", default=5 * 86400.0
+        ),
+        retention_days=parse_duration(env.get("KWIK_RETENTION_DAYS", ""), "KWIK_RETENTION_DAYS", default=30 * 86400.0)
+        / 86400,
     )
 
 
@@ -210,7 +211,6 @@ def _http_proxy(text: str) -> str | None:
     text = text.strip()
     if not text:
         return None
-    from urllib.parse import urlsplit
 
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -220,8 +220,6 @@ def _http_proxy(text: str) -> str | None:
 
 def parse_secret_keys(text: str) -> tuple[str, ...]:
     """KWIK_SECRET_KEY: comma-separated Fernet keys, the current one first, older ones after it."""
-    import base64
-    import binascii
 
     keys = tuple(k.strip() for k in text.split(",") if k.strip())
     for key in keys:

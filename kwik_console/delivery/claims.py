@@ -17,10 +17,18 @@ from collections.abc import Iterable
 
 from sqlalchemy import Engine, bindparam, func, select, text, update
 
-from kwik_console.delivery.types import Claim, Taken
-from kwik_console.store.writes import short_write
-from kwik_console.store.tables import Delivery, DeliveryStatus, Event, PreviousSecret, UTCDateTime, Webhook, WebhookStatus
 from kwik_console.core.clock import utcnow
+from kwik_console.delivery.types import Claim, Taken
+from kwik_console.store.tables import (
+    Delivery,
+    DeliveryStatus,
+    Event,
+    PreviousSecret,
+    UTCDateTime,
+    Webhook,
+    WebhookStatus,
+)
+from kwik_console.store.writes import short_write
 from kwik_console.webhooks.signing import active_secrets
 
 D = Delivery.__table__.c
@@ -107,8 +115,14 @@ _PREVIOUS_SECRETS = select(P.webhook_id, P.secret, P.expires_at).where(
 _STOP = (
     update(Delivery)
     .where(D.id.in_(bindparam("stopped", expanding=True)))
-    .values(status=DeliveryStatus.FAILURE, next_attempt_at=None, lease_until=None, leased_by=None,
-            recovery_id=None, updated_at=bindparam("now", type_=_WHEN))
+    .values(
+        status=DeliveryStatus.FAILURE,
+        next_attempt_at=None,
+        lease_until=None,
+        leased_by=None,
+        recovery_id=None,
+        updated_at=bindparam("now", type_=_WHEN),
+    )
 )
 _UNLEASE = (
     update(Delivery).where(D.id.in_(bindparam("released", expanding=True))).values(lease_until=None, leased_by=None)
@@ -116,8 +130,9 @@ _UNLEASE = (
 _WEBHOOK_STATES = select(W.id, W.status, W.max_per_second, W.rate_next_at).where(
     W.id.in_(bindparam("webhooks", expanding=True))
 )
-_HOLD_RATE_CLOCKS = update(Webhook).where(W.id.in_(bindparam("webhooks", expanding=True))).values(
-    rate_next_at=W.rate_next_at)
+_HOLD_RATE_CLOCKS = (
+    update(Webhook).where(W.id.in_(bindparam("webhooks", expanding=True))).values(rate_next_at=W.rate_next_at)
+)
 _SET_RATE_CLOCK = update(Webhook).where(W.id == bindparam("_id")).values(rate_next_at=bindparam("_at", type_=_WHEN))
 # How far behind its clock a rate-limited webhook may fall and catch up (at least
 # one delivery's interval): claims come a little late, and the rate must not drift down.
@@ -231,13 +246,16 @@ def _due_candidates(conn, *, now, limit: int, room: dict[int, int], per_webhook:
         # already holds; among equals, the webhook given fewest so far first (`Turns`), so a
         # limit never favours the same ones.
         turn, holds = turns.of(webhook_id), held.get(webhook_id, 0)
-        ranked.extend((holds + rank, turn, r.next_attempt_at, r.id, webhook_id)
-                      for rank, r in enumerate(due[: room.get(webhook_id, per_webhook)]))
+        ranked.extend(
+            (holds + rank, turn, r.next_attempt_at, r.id, webhook_id)
+            for rank, r in enumerate(due[: room.get(webhook_id, per_webhook)])
+        )
     ranked.sort()
     chosen = ranked[:limit]
     taken = collections.Counter(w for *_, w in chosen)
     saturated = {
-        w for w, n in taken.items()
+        w
+        for w, n in taken.items()
         if len(by_webhook[w]) >= per or len(by_webhook[w]) > n or n >= room.get(w, per_webhook)
     }
     clocks = []
@@ -293,7 +311,11 @@ def claim_deliveries(
         checked, saturated, limited, next_rate_at = set(), set(), False, None
         if ids is None:
             wanted, checked, saturated, limited, next_rate_at = _due_candidates(
-                conn, now=now, limit=limit, room=dict(room or {}), per_webhook=per_webhook or limit,
+                conn,
+                now=now,
+                limit=limit,
+                room=dict(room or {}),
+                per_webhook=per_webhook or limit,
                 turns=turns or Turns(),
             )
         else:
@@ -349,9 +371,7 @@ def release_unsent(engine: Engine, *, owner: str, on_wire: list[int]) -> None:
     """Give back every claim `owner` still holds except those whose attempts may be on the wire."""
     with engine.begin() as conn:
         conn.execute(
-            update(Delivery)
-            .where(D.leased_by == owner, D.id.not_in(on_wire))
-            .values(lease_until=None, leased_by=None)
+            update(Delivery).where(D.leased_by == owner, D.id.not_in(on_wire)).values(lease_until=None, leased_by=None)
         )
 
 
@@ -380,5 +400,8 @@ def next_due_at(engine: Engine, after: dt.datetime, now: dt.datetime) -> dt.date
     claimed, too late for its claim, is in the answer (a time already past).
     """
     with engine.connect() as conn:
-        return conn.execute(select(func.min(D.next_attempt_at)).where(
-            D.next_attempt_at > after, D.lease_until.is_(None) | (D.lease_until < now))).scalar()
+        return conn.execute(
+            select(func.min(D.next_attempt_at)).where(
+                D.next_attempt_at > after, D.lease_until.is_(None) | (D.lease_until < now)
+            )
+        ).scalar()

@@ -73,8 +73,9 @@ def make_client(settings: Settings) -> httpx.AsyncClient:
     """
     # Room for every attempt the dispatcher may have on the wire (slow ones give
     # their slots to others, up to twice the cap), so none waits for a connection.
-    options = dict(limit=2 * settings.max_in_flight, limit_per_host=0, ssl=ssl.create_default_context(),
-                   keepalive_timeout=30)
+    options = dict(
+        limit=2 * settings.max_in_flight, limit_per_host=0, ssl=ssl.create_default_context(), keepalive_timeout=30
+    )
     proxy = httpx.Proxy(settings.http_proxy) if settings.http_proxy else None
     if settings.local_mode:
         connector = aiohttp.TCPConnector(**options)
@@ -83,8 +84,9 @@ def make_client(settings: Settings) -> httpx.AsyncClient:
             settings.allowed_networks, trusted_hosts=proxy_hosts(settings.http_proxy), **options
         )
     # trust_env=False: proxy variables in the environment must not redirect deliveries.
-    session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False,
-                                    cookie_jar=aiohttp.DummyCookieJar())
+    session = aiohttp.ClientSession(
+        connector=connector, trust_env=False, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+    )
     if settings.local_mode:
         transport = AiohttpTransport(client=session, trust_env=False, proxy=proxy)
     else:  # also checks hosts written as an address, which skip the resolver

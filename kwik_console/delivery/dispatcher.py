@@ -38,14 +38,20 @@ import httpx
 from sqlalchemy import Engine
 
 from kwik_console.core import metrics
+from kwik_console.core.clock import utcnow
 from kwik_console.core.settings import Settings
 from kwik_console.delivery import client as http
 from kwik_console.delivery import hooks
-from kwik_console.delivery.claims import Turns, claim_deliveries, next_due_at, release_claims, release_unsent, \
-    still_sendable
+from kwik_console.delivery.claims import (
+    Turns,
+    claim_deliveries,
+    next_due_at,
+    release_claims,
+    release_unsent,
+    still_sendable,
+)
 from kwik_console.delivery.records import read_outcome, record_attempts
 from kwik_console.delivery.types import Claim, Finished, Outcome, Taken
-from kwik_console.core.clock import utcnow
 from kwik_console.webhooks.signing import signature_headers
 
 log = logging.getLogger(__name__)
@@ -75,8 +81,14 @@ class Dispatcher:
     same caps) and returns their outcomes.
     """
 
-    def __init__(self, settings: Settings, engine: Engine, *, rng: random.Random | None = None,
-                 engine_hooks: hooks.Hooks | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        *,
+        rng: random.Random | None = None,
+        engine_hooks: hooks.Hooks | None = None,
+    ):
         self.settings = settings
         self.engine = engine
         self.rng = rng
@@ -219,8 +231,12 @@ class Dispatcher:
         now = utcnow()
         claimed_at = time.monotonic()
         taken: Taken = await self._db(
-            claim_deliveries, owner=self.owner, lease_seconds=self.settings.lease_seconds,
-            limit=limit, room={w: ahead * per_webhook - n for w, n in held.items()}, per_webhook=ahead * per_webhook,
+            claim_deliveries,
+            owner=self.owner,
+            lease_seconds=self.settings.lease_seconds,
+            limit=limit,
+            room={w: ahead * per_webhook - n for w, n in held.items()},
+            per_webhook=ahead * per_webhook,
             turns=self._turns,  # moved on only here, on the loop, once the claim has returned
         )
         self._turns.served(c.webhook_id for c in taken.claims)
@@ -266,7 +282,9 @@ class Dispatcher:
             return
         per_webhook = self.settings.max_in_flight_per_webhook
         low = len(self._ready.get(webhook_id, ())) < per_webhook
-        if (webhook_id in self._saturated and low) or (self._limited and self.ready <= self.settings.max_in_flight // 2):
+        if (webhook_id in self._saturated and low) or (
+            self._limited and self.ready <= self.settings.max_in_flight // 2
+        ):
             if self._claiming is None:
                 self._spawn(self.dispatch_due())
             else:
@@ -429,13 +447,15 @@ class Dispatcher:
         futures = {i: self._waiters.setdefault(i, loop.create_future()) for i in delivery_ids}
         claimed_at = time.monotonic()
         taken: Taken = await self._db(
-            claim_deliveries, owner=self.owner, lease_seconds=self.settings.lease_seconds,
-            limit=len(delivery_ids), ids=delivery_ids,
+            claim_deliveries,
+            owner=self.owner,
+            lease_seconds=self.settings.lease_seconds,
+            limit=len(delivery_ids),
+            ids=delivery_ids,
         )
         send_by = claimed_at + self.settings.lease_seconds - self.settings.attempt_timeout - RECORD_MARGIN_SECONDS
         # Fresh claims: checked at claim time, so `claimed_at` is when the wait for a slot starts.
-        self._urgent.extend(dataclasses.replace(c, send_by=send_by, claimed_at=time.monotonic())
-                            for c in taken.claims)
+        self._urgent.extend(dataclasses.replace(c, send_by=send_by, claimed_at=time.monotonic()) for c in taken.claims)
         self._start_ready()
         mine = {c.delivery_id for c in taken.claims}
         outcomes: dict[int, Outcome] = {}
@@ -486,8 +506,13 @@ class Dispatcher:
             try:
                 started = time.monotonic()
                 outcomes = await self._db(
-                    record_attempts, thread=self._records, owner=self.owner, finished=batch,
-                    schedule=self.settings.retry_schedule, now=utcnow(), rng=self.rng,
+                    record_attempts,
+                    thread=self._records,
+                    owner=self.owner,
+                    finished=batch,
+                    schedule=self.settings.retry_schedule,
+                    now=utcnow(),
+                    rng=self.rng,
                     after_record=self.hooks.after_record,
                 )
                 metrics.observe_record(time.monotonic() - started)
@@ -496,8 +521,12 @@ class Dispatcher:
                 log.exception("recording %d attempts failed (try %d of 3)", len(batch), attempt + 1)
                 await asyncio.sleep(0.5 * (attempt + 1))
         self.attempts_recorded += len(outcomes)
-        metrics.observe_attempts([(metrics.outcome_of(o.http_code), o.duration_ms / 1000,
-                                   o.status if o.next_attempt_at is None else None) for o in outcomes])
+        metrics.observe_attempts(
+            [
+                (metrics.outcome_of(o.http_code), o.duration_ms / 1000, o.status if o.next_attempt_at is None else None)
+                for o in outcomes
+            ]
+        )
         for outcome in outcomes:
             self._resolve_waiter(outcome.delivery_id, outcome)
         if self.on_recorded is not None:

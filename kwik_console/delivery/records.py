@@ -14,8 +14,8 @@ from kwik_console.delivery import retry
 from kwik_console.delivery.hooks import AfterRecord
 from kwik_console.delivery.types import Finished, Outcome
 from kwik_console.events import rollups
-from kwik_console.store.writes import short_write
 from kwik_console.store.tables import Attempt, Delivery, DeliveryStatus, UTCDateTime, Webhook, WebhookStatus
+from kwik_console.store.writes import short_write
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,9 @@ def record_attempts(
     moves on what else the attempts change, in the same transaction.
     """
     try:
-        return _record(engine, owner=owner, finished=finished, schedule=schedule, now=now, rng=rng,
-                       after_record=after_record)
+        return _record(
+            engine, owner=owner, finished=finished, schedule=schedule, now=now, rng=rng, after_record=after_record
+        )
     except Exception:  # noqa: BLE001  retried row by row below
         if len(finished) == 1:
             raise
@@ -85,15 +86,27 @@ def record_attempts(
     outcomes = []
     for f in finished:
         try:
-            outcomes += _record(engine, owner=owner, finished=[f], schedule=schedule, now=now, rng=rng,
-                                after_record=after_record)
+            outcomes += _record(
+                engine, owner=owner, finished=[f], schedule=schedule, now=now, rng=rng, after_record=after_record
+            )
         except Exception as exc:  # noqa: BLE001  keep the outcome, drop what the database would not take
-            log.exception("recording the attempt of delivery %s failed; recording it without its response",
-                          f.claim.delivery_id)
-            bare = http.AttemptResult(http_code=f.result.http_code, duration_ms=f.result.duration_ms,
-                                      error=f"{f.result.error or ''} (response not stored: {type(exc).__name__})")
-            outcomes += _record(engine, owner=owner, finished=[dataclasses.replace(f, result=bare)],
-                                schedule=schedule, now=now, rng=rng, after_record=after_record)
+            log.exception(
+                "recording the attempt of delivery %s failed; recording it without its response", f.claim.delivery_id
+            )
+            bare = http.AttemptResult(
+                http_code=f.result.http_code,
+                duration_ms=f.result.duration_ms,
+                error=f"{f.result.error or ''} (response not stored: {type(exc).__name__})",
+            )
+            outcomes += _record(
+                engine,
+                owner=owner,
+                finished=[dataclasses.replace(f, result=bare)],
+                schedule=schedule,
+                now=now,
+                rng=rng,
+                after_record=after_record,
+            )
     return outcomes
 
 
@@ -112,8 +125,12 @@ def _record(engine, *, owner, finished, schedule, now, rng, after_record) -> lis
                 continue
             retry_after = r.response_headers.get("retry-after")
             status, next_at = retry.decide(
-                http_code=r.http_code, attempts_made=c.attempt_number, schedule=schedule, now=now,
-                retry_after_header=retry_after, rng=rng,
+                http_code=r.http_code,
+                attempts_made=c.attempt_number,
+                schedule=schedule,
+                now=now,
+                retry_after_header=retry_after,
+                rng=rng,
             )
             if status == DeliveryStatus.RETRYING and live[c.delivery_id] == WebhookStatus.DISABLED:
                 status, next_at = DeliveryStatus.FAILURE, None  # disabled while in flight
@@ -132,12 +149,17 @@ def _record(engine, *, owner, finished, schedule, now, rng, after_record) -> lis
                 }
             )
             updates.append(
-                {"_id": c.delivery_id, "_status": status.value, "_number": c.attempt_number,
-                 "_code": r.http_code, "_next": next_at, "_now": now}
+                {
+                    "_id": c.delivery_id,
+                    "_status": status.value,
+                    "_number": c.attempt_number,
+                    "_code": r.http_code,
+                    "_next": next_at,
+                    "_now": now,
+                }
             )
             outcomes.append(
-                Outcome(c.delivery_id, c.attempt_number, status.value, r.http_code, r.duration_ms, body, error,
-                        next_at)
+                Outcome(c.delivery_id, c.attempt_number, status.value, r.http_code, r.duration_ms, body, error, next_at)
             )
         if attempts:
             conn.execute(_INSERT_ATTEMPT, attempts)
@@ -146,8 +168,12 @@ def _record(engine, *, owner, finished, schedule, now, rng, after_record) -> lis
             if after_record is not None:
                 kept = {o.delivery_id: o for o in outcomes}
                 after_record(
-                    conn, [(ours[i].webhook_id, ours[i].recovery_id, kept[i], f.attempted_at)
-                           for f in finished if (i := f.claim.delivery_id) in kept],
+                    conn,
+                    [
+                        (ours[i].webhook_id, ours[i].recovery_id, kept[i], f.attempted_at)
+                        for f in finished
+                        if (i := f.claim.delivery_id) in kept
+                    ],
                     max_attempts=len(schedule) + 1,
                 )
     return outcomes
@@ -157,8 +183,7 @@ def read_outcome(engine: Engine, delivery_id: int) -> Outcome | None:
     """The delivery's state and latest attempt, as recorded by whichever dispatcher sent it."""
     with engine.connect() as conn:
         row = conn.execute(
-            select(D.id, D.status, D.next_attempt_at, A.number, A.http_code, A.duration_ms,
-                   A.response_body, A.error)
+            select(D.id, D.status, D.next_attempt_at, A.number, A.http_code, A.duration_ms, A.response_body, A.error)
             .outerjoin(Attempt, A.delivery_id == D.id)
             .where(D.id == delivery_id)
             .order_by(A.number.desc())
@@ -166,6 +191,13 @@ def read_outcome(engine: Engine, delivery_id: int) -> Outcome | None:
         ).first()
     if row is None:
         return None
-    return Outcome(row.id, row.number or 0, row.status, row.http_code, row.duration_ms or 0,
-                   row.response_body or "", row.error, row.next_attempt_at)
-
+    return Outcome(
+        row.id,
+        row.number or 0,
+        row.status,
+        row.http_code,
+        row.duration_ms or 0,
+        row.response_body or "",
+        row.error,
+        row.next_attempt_at,
+    )

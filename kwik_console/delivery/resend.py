@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, update
 
-from kwik_console.team.audit import Actor, record
-from kwik_console.core.errors import InvalidInput, NotFound, check_id
-from kwik_console.store.tables import Delivery, Webhook, WebhookStatus
 from kwik_console.core.clock import utcnow
+from kwik_console.core.errors import InvalidInput, NotFound, check_id
+from kwik_console.delivery.scheduler import deliver_now
+from kwik_console.store.db import session_scope
+from kwik_console.store.tables import Delivery, Webhook, WebhookStatus
+from kwik_console.team.audit import Actor, record
 
 
 def prepare_resend(*, session: Session, delivery_id: int, actor: Actor) -> Delivery:
@@ -28,23 +30,29 @@ def prepare_resend(*, session: Session, delivery_id: int, actor: Actor) -> Deliv
     now = utcnow()
     moved = session.exec(
         update(Delivery)
-        .where(col(Delivery.id) == delivery.id,
-               col(Delivery.lease_until).is_(None) | (col(Delivery.lease_until) < now))
+        .where(col(Delivery.id) == delivery.id, col(Delivery.lease_until).is_(None) | (col(Delivery.lease_until) < now))
         .values(next_attempt_at=now, updated_at=now)
     ).rowcount
     if not moved:
-        raise InvalidInput({"delivery": "An attempt of this delivery is on its way now: its outcome shows here "
-                                        "in a moment. Resend it after that, if it is still needed."})
-    record(session=session, actor=actor, action="delivery.resent", target=f"delivery {delivery.id}",
-           detail={"event_id": delivery.event_id, "webhook_id": delivery.webhook_id})
+        raise InvalidInput(
+            {
+                "delivery": "An attempt of this delivery is on its way now: its outcome shows here "
+                "in a moment. Resend it after that, if it is still needed."
+            }
+        )
+    record(
+        session=session,
+        actor=actor,
+        action="delivery.resent",
+        target=f"delivery {delivery.id}",
+        detail={"event_id": delivery.event_id, "webhook_id": delivery.webhook_id},
+    )
     session.flush()
     return delivery
 
 
 async def resend(delivery_id: int, *, actor: Actor):
     """Resend now and return the attempt's outcome (types.Outcome), or None if none came in time."""
-    from kwik_console.store.db import session_scope
-    from kwik_console.delivery.scheduler import deliver_now
 
     with session_scope() as session:
         prepare_resend(session=session, delivery_id=delivery_id, actor=actor)

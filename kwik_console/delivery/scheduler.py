@@ -32,13 +32,13 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from kwik_console.core import doorbell, metrics
+from kwik_console.core.clock import utcnow
+from kwik_console.core.process import freeze_startup_objects, short_gil_turns
 from kwik_console.core.settings import Settings, get_settings
 from kwik_console.delivery import hooks
 from kwik_console.delivery.dispatcher import Dispatcher
 from kwik_console.delivery.types import Outcome
-from kwik_console.core.process import freeze_startup_objects, short_gil_turns
 from kwik_console.store.db import get_engine
-from kwik_console.core.clock import utcnow
 
 log = logging.getLogger(__name__)
 logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run at INFO
@@ -120,8 +120,9 @@ class DeliveryScheduler:
                 # A late run is still a run: never skip a look because the loop was busy.
                 job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             )
-            self._aps.add_job(self._dispatch, IntervalTrigger(seconds=self.settings.poll_seconds), id=POLL_JOB,
-                              next_run_time=utcnow())
+            self._aps.add_job(
+                self._dispatch, IntervalTrigger(seconds=self.settings.poll_seconds), id=POLL_JOB, next_run_time=utcnow()
+            )
             self._add_jobs()
             self._aps.start()
             watcher = self._loop.create_task(self._watch_other_processes(), name="kwik-wake-watcher")
@@ -147,12 +148,17 @@ class DeliveryScheduler:
                     await asyncio.to_thread(fn, *args)
                 except Exception:  # noqa: BLE001  the next run tries again
                     log.exception("%s failed", fn.__name__)
+
             return run
 
         now = utcnow()
         for job in self.dispatcher.hooks.jobs:
-            self._aps.add_job(on_thread(job.run, engine, owner, settings), IntervalTrigger(seconds=job.every_seconds),
-                              id=job.id, next_run_time=now + dt.timedelta(seconds=job.first_after_seconds))
+            self._aps.add_job(
+                on_thread(job.run, engine, owner, settings),
+                IntervalTrigger(seconds=job.every_seconds),
+                id=job.id,
+                next_run_time=now + dt.timedelta(seconds=job.first_after_seconds),
+            )
 
     def _wake_now(self) -> None:
         if self._aps is None or not self._aps.running:

@@ -15,8 +15,9 @@ from kwik_console.store.db import session_scope
 from kwik_console.team import audit
 
 
-async def send_test(*, webhook_id: int, event_type: str, actor: audit.Actor, data: dict | None = None,
-                    client_address: str = "") -> tuple[Published, Outcome | None]:
+async def send_test(
+    *, webhook_id: int, event_type: str, actor: audit.Actor, data: dict | None = None, client_address: str = ""
+) -> tuple[Published, Outcome | None]:
     """Publish a test event (the type's sample, or `data`) to this webhook alone and attempt it now."""
     body = catalog.sample_data(event_type) if data is None and catalog.is_event_type(event_type) else data
     # Publishing writes to the database: off the event loop, which other pages share.
@@ -29,8 +30,16 @@ async def send_test(*, webhook_id: int, event_type: str, actor: audit.Actor, dat
 
 def _record(webhook_id, event_type, published, outcome, actor, client_address) -> None:
     with session_scope() as session:
-        audit.record(session=session, actor=actor, action="test.sent", target=f"webhook {webhook_id}",
-                     detail={"event_type": event_type, "event_id": published.event.id,
-                             "status": outcome.status if outcome else None,
-                             "http_code": outcome.http_code if outcome else None},
-                     client_address=client_address)
+        audit.record(
+            session=session,
+            actor=actor,
+            action="test.sent",
+            target=f"webhook {webhook_id}",
+            detail={
+                "event_type": event_type,
+                "event_id": published.event.id,
+                "status": outcome.status if outcome else None,
+                "http_code": outcome.http_code if outcome else None,
+            },
+            client_address=client_address,
+        )

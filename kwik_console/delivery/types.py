@@ -58,4 +58,3 @@ class Taken:
     limited: bool
     # When a rate-limited webhook that still has due deliveries may send its next one.
     next_rate_at: dt.datetime | None = None
-

@@ -217,8 +217,12 @@ _OPERATIONAL_TYPES = (
     EventType(
         "webhook.disabled",
         "A webhook was disabled because every attempt failed for too long.",
-        {**_WEBHOOK_NOTICE, "status": "disabled", "disabled_at": "2026-11-28T15:04:05.123Z",
-         "reason": "Every attempt failed for 5 days (since 2026-11-23 15:04 UTC)."},
+        {
+            **_WEBHOOK_NOTICE,
+            "status": "disabled",
+            "disabled_at": "2026-11-28T15:04:05.123Z",
+            "reason": "Every attempt failed for 5 days (since 2026-11-23 15:04 UTC).",
+        },
         operational=True,
     ),
     EventType(
@@ -236,8 +240,16 @@ _OPERATIONAL_TYPES = (
     EventType(
         "delivery.exhausted",
         "A delivery failed its last scheduled attempt: no more retries.",
-        {"object": "delivery", "id": 1234, "webhook_id": 42, "event_id": "evt_01jdx7r2m4k8p6q9t3v5w1y0za",
-         "event_type": "payment.created", "attempts": 8, "last_http_code": 500, "last_error": None},
+        {
+            "object": "delivery",
+            "id": 1234,
+            "webhook_id": 42,
+            "event_id": "evt_01jdx7r2m4k8p6q9t3v5w1y0za",
+            "event_type": "payment.created",
+            "attempts": 8,
+            "last_http_code": 500,
+            "last_error": None,
+        },
         operational=True,
     ),
 )

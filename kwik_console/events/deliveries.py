@@ -6,10 +6,10 @@ import dataclasses
 
 from sqlmodel import Session, col, select
 
-from kwik_console.events import catalog
 from kwik_console.core.errors import ID_MAX, InvalidInput, NotFound, check_id
-from kwik_console.store.tables import Attempt, Delivery, DeliveryStatus, Event, Webhook
+from kwik_console.events import catalog
 from kwik_console.events.search import restrict as restrict_to_search
+from kwik_console.store.tables import Attempt, Delivery, DeliveryStatus, Event, Webhook
 
 PAGE_SIZE = 50
 

@@ -14,9 +14,10 @@ from sqlalchemy import bindparam, insert, literal
 from sqlmodel import Session, col, select
 
 from kwik_console.core import doorbell
-from kwik_console.core.clock import iso_millis
-from kwik_console.events import catalog
+from kwik_console.core.clock import iso_millis, utcnow
 from kwik_console.core.errors import InvalidInput, NotFound, check_id
+from kwik_console.events import catalog
+from kwik_console.store.db import get_engine, session_scope
 from kwik_console.store.tables import (
     Delivery,
     DeliveryStatus,
@@ -26,7 +27,7 @@ from kwik_console.store.tables import (
     Webhook,
     WebhookStatus,
 )
-from kwik_console.core.clock import utcnow
+from kwik_console.store.writes import one_writer
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32
 
@@ -124,9 +125,6 @@ def publish(
     webhook subscribed to `event_type` gets a delivery (a Paused one's waits).
     """
     if session is None:
-        from kwik_console.store.db import get_engine, session_scope
-        from kwik_console.store.writes import one_writer
-
         with one_writer(get_engine()), session_scope() as own:
             published = _publish(own, event_type, data, test=test, webhook_id=webhook_id)
     else:
@@ -160,16 +158,25 @@ def publish_together(session: Session, events: list[tuple[str, dict[str, Any]]])
         try:
             _check(event_type, data, test=False, webhook_id=None)
             event_id = new_event_id()
-            out.append(Event(id=event_id, type=event_type, test=False, created_at=now, body=_body(
-                event_id=event_id, event_type=event_type, created_at=now, test=False, data=data)))
+            out.append(
+                Event(
+                    id=event_id,
+                    type=event_type,
+                    test=False,
+                    created_at=now,
+                    body=_body(event_id=event_id, event_type=event_type, created_at=now, test=False, data=data),
+                )
+            )
         except InvalidInput as refused:
             out.append(refused)
     published = [e for e in out if isinstance(e, Event)]
     if not published:
         return out
     conn = session.connection()
-    conn.execute(_INSERT_EVENT, [{"id": e.id, "type": e.type, "test": False, "body": e.body, "created_at": now}
-                                 for e in published])
+    conn.execute(
+        _INSERT_EVENT,
+        [{"id": e.id, "type": e.type, "test": False, "body": e.body, "created_at": now} for e in published],
+    )
     made: dict[str, list[int]] = {e.id: [] for e in published}
     for delivery_id, event_id in conn.execute(_FAN_OUT_TOGETHER, {"event_ids": list(made), "now": now}):
         made[event_id].append(delivery_id)
@@ -193,14 +200,16 @@ def _publish(session: Session, event_type: str, data, *, test: bool, webhook_id:
     event.body = _body(event_id=event.id, event_type=event_type, created_at=now, test=test, data=data)
     # Prebuilt Core statements on the session's connection: publishing is the hot path.
     conn = session.connection()
-    conn.execute(_INSERT_EVENT, {"id": event.id, "type": event_type, "test": test, "body": event.body,
-                                 "created_at": now})
+    conn.execute(
+        _INSERT_EVENT, {"id": event.id, "type": event_type, "test": test, "body": event.body, "created_at": now}
+    )
     if webhook_id is None:
         fan_out = _FAN_OUT_TO_SUBSCRIBERS
     else:
         fan_out = _FAN_OUT_TEST if test else _FAN_OUT_TO_ONE
-    inserted = conn.execute(fan_out, {"event_id": event.id, "event_type": event_type, "test": test,
-                                      "now": now, "webhook_id": webhook_id})
+    inserted = conn.execute(
+        fan_out, {"event_id": event.id, "event_type": event_type, "test": test, "now": now, "webhook_id": webhook_id}
+    )
     delivery_ids = sorted(inserted.scalars())
     if delivery_ids:
         doorbell.ring_on_commit(conn)
@@ -219,8 +228,10 @@ def publish_notice(conn, event_type: str, data: dict[str, Any], *, about_webhook
     event_id = new_event_id()
     body = _body(event_id=event_id, event_type=event_type, created_at=now, test=False, data=data)
     conn.execute(_INSERT_EVENT, {"id": event_id, "type": event_type, "test": False, "body": body, "created_at": now})
-    inserted = conn.execute(_FAN_OUT_NOTICE, {"event_id": event_id, "event_type": event_type, "test": False,
-                                              "now": now, "about": about_webhook_id or 0})
+    inserted = conn.execute(
+        _FAN_OUT_NOTICE,
+        {"event_id": event_id, "event_type": event_type, "test": False, "now": now, "about": about_webhook_id or 0},
+    )
     delivery_ids = sorted(inserted.scalars())
     if delivery_ids:
         doorbell.ring_on_commit(conn)
@@ -242,8 +253,17 @@ def _fan_out(targets) -> sa.Insert:
         bindparam("now", type_=when),
         bindparam("now", type_=when),
     )
-    columns = ["webhook_id", "event_id", "event_type", "test", "status", "attempt_count",
-               "next_attempt_at", "created_at", "updated_at"]
+    columns = [
+        "webhook_id",
+        "event_id",
+        "event_type",
+        "test",
+        "status",
+        "attempt_count",
+        "next_attempt_at",
+        "created_at",
+        "updated_at",
+    ]
     return insert(Delivery).from_select(columns, values).returning(Delivery.id)
 
 
@@ -261,14 +281,32 @@ def _fan_out_together() -> sa.Insert:
     """_FAN_OUT_TO_SUBSCRIBERS for several events at once: a delivery for each event's subscribers."""
     when = UTCDateTime()
     values = (
-        select(Subscription.webhook_id, Event.id, Event.type, Event.test, literal(DeliveryStatus.PENDING.value),
-               literal(0), bindparam("now", type_=when), bindparam("now", type_=when), bindparam("now", type_=when))
+        select(
+            Subscription.webhook_id,
+            Event.id,
+            Event.type,
+            Event.test,
+            literal(DeliveryStatus.PENDING.value),
+            literal(0),
+            bindparam("now", type_=when),
+            bindparam("now", type_=when),
+            bindparam("now", type_=when),
+        )
         .join(Subscription, Subscription.event_type == Event.type)
         .join(Webhook, col(Webhook.id) == Subscription.webhook_id)
         .where(col(Event.id).in_(bindparam("event_ids", expanding=True)), _SUBSCRIBED)
     )
-    columns = ["webhook_id", "event_id", "event_type", "test", "status", "attempt_count",
-               "next_attempt_at", "created_at", "updated_at"]
+    columns = [
+        "webhook_id",
+        "event_id",
+        "event_type",
+        "test",
+        "status",
+        "attempt_count",
+        "next_attempt_at",
+        "created_at",
+        "updated_at",
+    ]
     return insert(Delivery).from_select(columns, values).returning(Delivery.id, Delivery.event_id)
 
 
@@ -283,8 +321,10 @@ _FAN_OUT_TO_ONE = _fan_out(
 _FAN_OUT_NOTICE = _fan_out(
     select(Subscription.webhook_id)
     .join(Webhook, col(Webhook.id) == Subscription.webhook_id)
-    .where(Subscription.event_type == bindparam("event_type"),
-           Webhook.status.in_([WebhookStatus.LIVE.value, WebhookStatus.PAUSED.value]),
-           col(Webhook.operational).is_(True),
-           Webhook.id != bindparam("about", type_=sa.Integer()))
+    .where(
+        Subscription.event_type == bindparam("event_type"),
+        Webhook.status.in_([WebhookStatus.LIVE.value, WebhookStatus.PAUSED.value]),
+        col(Webhook.operational).is_(True),
+        Webhook.id != bindparam("about", type_=sa.Integer()),
+    )
 )

@@ -33,7 +33,8 @@ BIN_COLUMNS = [f"b{i}" for i in range(BINS)]
 
 def _table(name: str) -> sa.Table:
     return sa.Table(
-        name, SQLModel.metadata,
+        name,
+        SQLModel.metadata,
         sa.Column("webhook_id", sa.Integer, sa.ForeignKey("webhook.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("bucket", sa.BigInteger, primary_key=True),  # Unix seconds at the start of the minute / hour
         sa.Column("attempts", sa.Integer, nullable=False, default=0),
@@ -101,17 +102,20 @@ def add_rows(conn, rows: Sequence[tuple[int, dt.datetime, int | None, int]]) -> 
 def add(conn, attempts: Sequence[dict], finished: Sequence) -> None:
     """The dispatcher's hook: `attempts` as inserted into the attempt table, `finished` the claims they came from."""
     webhook_of = {f.claim.delivery_id: f.claim.webhook_id for f in finished}
-    add_rows(conn, [(webhook_of[a["delivery_id"]], a["attempted_at"], a["http_code"], a["duration_ms"])
-                    for a in attempts])
+    add_rows(
+        conn, [(webhook_of[a["delivery_id"]], a["attempted_at"], a["http_code"], a["duration_ms"]) for a in attempts]
+    )
 
 
 def rebuild(conn, *, since: dt.datetime) -> int:
     """Rebuild both grains from the attempts table since `since` (docs/screenshots.py, after dating attempts back)."""
     for table, _ in _GRAINS:
         conn.execute(table.delete().where(table.c.bucket >= _epoch(since) // HOUR * HOUR))
-    query = (sa.select(Delivery.webhook_id, Attempt.attempted_at, Attempt.http_code, Attempt.duration_ms)
-             .join(Delivery, Delivery.id == Attempt.delivery_id)
-             .where(Attempt.attempted_at >= since.replace(minute=0, second=0, microsecond=0)))
+    query = (
+        sa.select(Delivery.webhook_id, Attempt.attempted_at, Attempt.http_code, Attempt.duration_ms)
+        .join(Delivery, Delivery.id == Attempt.delivery_id)
+        .where(Attempt.attempted_at >= since.replace(minute=0, second=0, microsecond=0))
+    )
     count, batch = 0, []
     for row in conn.execute(query.execution_options(yield_per=10_000)):
         batch.append(tuple(row))
@@ -170,8 +174,11 @@ def _sums(table: sa.Table):
 
 
 def retrying_now(conn, webhook_id: int) -> int:
-    return conn.execute(sa.select(sa.func.count()).select_from(Delivery).where(
-        Delivery.webhook_id == webhook_id, Delivery.status == DeliveryStatus.RETRYING.value)).scalar_one()
+    return conn.execute(
+        sa.select(sa.func.count())
+        .select_from(Delivery)
+        .where(Delivery.webhook_id == webhook_id, Delivery.status == DeliveryStatus.RETRYING.value)
+    ).scalar_one()
 
 
 def summary(conn, webhook_id: int, *, now: dt.datetime) -> dict[str, Figures]:
@@ -180,8 +187,9 @@ def summary(conn, webhook_id: int, *, now: dt.datetime) -> dict[str, Figures]:
     retrying = retrying_now(conn, webhook_id)
     out = {}
     for label, table, since in (("24h", minute_table, t - 86400), ("7d", hour_table, (t - 7 * 86400) // HOUR * HOUR)):
-        row = conn.execute(sa.select(*_sums(table)).where(table.c.webhook_id == webhook_id,
-                                                          table.c.bucket >= since)).one()
+        row = conn.execute(
+            sa.select(*_sums(table)).where(table.c.webhook_id == webhook_id, table.c.bucket >= since)
+        ).one()
         out[label] = _figures(row, retrying)
     return out
 
@@ -253,13 +261,26 @@ def overview(conn, *, now: dt.datetime, limit: int = 8) -> tuple[Figures, list[W
     for row in per_webhook:
         for c in _SUMMED:
             total[c] += int(getattr(row, c))
-    retrying_total = conn.execute(sa.select(sa.func.count()).select_from(Delivery).where(
-        Delivery.status == DeliveryStatus.RETRYING.value, Delivery.next_attempt_at.is_not(None))).scalar_one()
+    retrying_total = conn.execute(
+        sa.select(sa.func.count())
+        .select_from(Delivery)
+        .where(Delivery.status == DeliveryStatus.RETRYING.value, Delivery.next_attempt_at.is_not(None))
+    ).scalar_one()
     overall = _figures(types.SimpleNamespace(**total), retrying_total)
     worst = sorted(per_webhook, key=lambda r: (-(r.attempts - r.successes), -r.attempts))[:limit]
-    names = {} if not worst else dict(
-        (w.id, (w.name, w.status)) for w in conn.execute(
-            sa.select(Webhook.id, Webhook.name, Webhook.status).where(Webhook.id.in_([r.webhook_id for r in worst]))))
-    rows = [WebhookFigures(r.webhook_id, *names.get(r.webhook_id, ("", "")),
-                           _figures(r, retrying_now(conn, r.webhook_id))) for r in worst if r.webhook_id in names]
+    names = (
+        {}
+        if not worst
+        else dict(
+            (w.id, (w.name, w.status))
+            for w in conn.execute(
+                sa.select(Webhook.id, Webhook.name, Webhook.status).where(Webhook.id.in_([r.webhook_id for r in worst]))
+            )
+        )
+    )
+    rows = [
+        WebhookFigures(r.webhook_id, *names.get(r.webhook_id, ("", "")), _figures(r, retrying_now(conn, r.webhook_id)))
+        for r in worst
+        if r.webhook_id in names
+    ]
     return overall, rows

@@ -54,7 +54,8 @@ def _like_pattern(text: str) -> str:
 COMMON_MATCHES = 20_000
 _MATCHES = "SELECT rowid FROM event_fts WHERE event_fts MATCH :search_match"
 _COUNT_MATCHES = sa.text(  # stops counting past the threshold
-    "SELECT count(*) FROM (SELECT rowid FROM event_fts WHERE event_fts MATCH :search_match LIMIT :cap)")
+    "SELECT count(*) FROM (SELECT rowid FROM event_fts WHERE event_fts MATCH :search_match LIMIT :cap)"
+)
 
 
 def restrict(query, connection, text: str):
@@ -68,13 +69,17 @@ def restrict(query, connection, text: str):
         match = fts_query(text)
         if match is None:
             return query.where(sa.false())
-        if connection.execute(_COUNT_MATCHES, {"search_match": match, "cap": COMMON_MATCHES + 1}).scalar_one() \
-                > COMMON_MATCHES:
+        if (
+            connection.execute(_COUNT_MATCHES, {"search_match": match, "cap": COMMON_MATCHES + 1}).scalar_one()
+            > COMMON_MATCHES
+        ):
             # A common word: fetching every match and sorting them costs as many reads as
             # there are matches; walking the log newest first finds a page among them at once.
-            return query.where(sa.text(
-                f"(SELECT event.rowid FROM event WHERE event.id = delivery.event_id) IN ({_MATCHES})"
-            ).bindparams(search_match=match))
+            return query.where(
+                sa.text(
+                    f"(SELECT event.rowid FROM event WHERE event.id = delivery.event_id) IN ({_MATCHES})"
+                ).bindparams(search_match=match)
+            )
         # A rare value (an id, an email): its few events, then their deliveries.
         events = sa.select(Event.id).where(sa.text(f"event.rowid IN ({_MATCHES})").bindparams(search_match=match))
     else:

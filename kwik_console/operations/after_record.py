@@ -7,8 +7,8 @@ import datetime as dt
 
 from sqlalchemy import bindparam, update
 
-from kwik_console.store.tables import DeliveryStatus, Recovery, UTCDateTime, Webhook
 from kwik_console.operations import notices
+from kwik_console.store.tables import DeliveryStatus, Recovery, UTCDateTime, Webhook
 
 R = Recovery.__table__.c
 W = Webhook.__table__.c
@@ -17,8 +17,11 @@ _WHEN = UTCDateTime()
 _COUNT = (
     update(Recovery)
     .where(R.id == bindparam("_id"))
-    .values(sent=R.sent + bindparam("_sent"), succeeded=R.succeeded + bindparam("_ok"),
-            failed=R.failed + bindparam("_failed"))
+    .values(
+        sent=R.sent + bindparam("_sent"),
+        succeeded=R.succeeded + bindparam("_ok"),
+        failed=R.failed + bindparam("_failed"),
+    )
 )
 # Conditional, so that of two processes only one sees each change and sends its notice.
 _RECOVERED = (

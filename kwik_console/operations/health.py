@@ -13,12 +13,13 @@ import logging
 from sqlalchemy import Engine, select, update
 from sqlmodel import Session
 
-from kwik_console.webhooks import service as webhooks
-from kwik_console.team.audit import CONSOLE, Actor, record
-from kwik_console.core.errors import InvalidInput
-from kwik_console.store.tables import Webhook, WebhookStatus
 from kwik_console.core.clock import utcnow
+from kwik_console.core.errors import InvalidInput
 from kwik_console.operations import notices
+from kwik_console.store.db import session_scope
+from kwik_console.store.tables import Webhook, WebhookStatus
+from kwik_console.team.audit import CONSOLE, Actor, record
+from kwik_console.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,7 @@ def resume_webhook(*, session: Session, webhook_id: int, actor: Actor) -> Webhoo
         return webhook
     was = webhook.status
     webhooks.set_status(session=session, webhook=webhook, status=WebhookStatus.LIVE)
-    record(session=session, actor=actor, action="webhook.resumed", target=f"webhook {webhook.id}",
-           detail={"was": was})
+    record(session=session, actor=actor, action="webhook.resumed", target=f"webhook {webhook.id}", detail={"was": was})
     session.flush()
     return webhook
 
@@ -66,8 +66,12 @@ class Health:
 def health_of(webhook: Webhook, now: dt.datetime | None = None) -> Health:
     now = now or utcnow()
     since = webhook.failing_since
-    return Health(since, since is not None and now - since >= WARN_AFTER, webhook.disabled_reason,
-                  webhook.disabled_at if webhook.status == WebhookStatus.DISABLED else None)
+    return Health(
+        since,
+        since is not None and now - since >= WARN_AFTER,
+        webhook.disabled_reason,
+        webhook.disabled_at if webhook.status == WebhookStatus.DISABLED else None,
+    )
 
 
 def _span(seconds: float) -> str:
@@ -91,33 +95,47 @@ def disable_failing(engine: Engine, *, after_seconds: float, now: dt.datetime | 
     now = now or utcnow()
     cutoff = now - dt.timedelta(seconds=after_seconds)
     with engine.connect() as conn:
-        due = list(conn.execute(select(W.id).where(W.status == WebhookStatus.LIVE.value, W.failing_since.is_not(None),
-                                                   W.failing_since <= cutoff)).scalars())
+        due = list(
+            conn.execute(
+                select(W.id).where(
+                    W.status == WebhookStatus.LIVE.value, W.failing_since.is_not(None), W.failing_since <= cutoff
+                )
+            ).scalars()
+        )
     disabled = []
-    from kwik_console.store.db import session_scope
 
     for webhook_id in due:
         with session_scope() as session:
             webhook = session.get(Webhook, webhook_id)
-            if webhook is None or webhook.status != WebhookStatus.LIVE or not webhook.failing_since \
-                    or webhook.failing_since > cutoff:
+            if (
+                webhook is None
+                or webhook.status != WebhookStatus.LIVE
+                or not webhook.failing_since
+                or webhook.failing_since > cutoff
+            ):
                 continue
             since = webhook.failing_since
-            reason = (f"Every attempt failed for {_span(after_seconds)} "
-                      f"(since {since.strftime('%Y-%m-%d %H:%M')} UTC).")
+            reason = f"Every attempt failed for {_span(after_seconds)} (since {since.strftime('%Y-%m-%d %H:%M')} UTC)."
             moved = session.exec(
-                update(Webhook).where(W.id == webhook_id, W.status == WebhookStatus.LIVE.value)
+                update(Webhook)
+                .where(W.id == webhook_id, W.status == WebhookStatus.LIVE.value)
                 .values(status=WebhookStatus.DISABLED.value)
             ).rowcount
             if not moved:
                 continue
             session.refresh(webhook)
             webhooks.set_status(session=session, webhook=webhook, status=WebhookStatus.DISABLED, reason=reason)
-            record(session=session, actor=CONSOLE, action="webhook.auto_disabled", target=f"webhook {webhook_id}",
-                   detail={"reason": reason, "failing_since": since.isoformat()})
+            record(
+                session=session,
+                actor=CONSOLE,
+                action="webhook.auto_disabled",
+                target=f"webhook {webhook_id}",
+                detail={"reason": reason, "failing_since": since.isoformat()},
+            )
             session.flush()
-            notices.webhook_disabled(session.connection(), webhook, reason=reason, failing_since=since,
-                                     disabled_at=webhook.disabled_at)
+            notices.webhook_disabled(
+                session.connection(), webhook, reason=reason, failing_since=since, disabled_at=webhook.disabled_at
+            )
             disabled.append(webhook_id)
             log.warning("webhook %s disabled: %s", webhook_id, reason)
     return disabled

@@ -11,8 +11,8 @@ import logging
 
 from sqlalchemy import Engine
 
-from kwik_console.operations import health, recovery, retention
 from kwik_console.core.settings import Settings
+from kwik_console.operations import health, recovery, retention
 
 log = logging.getLogger(__name__)
 

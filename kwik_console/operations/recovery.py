@@ -18,15 +18,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import time
 
 import sqlalchemy as sa
 from sqlalchemy import Engine, bindparam, case, func, select, update
 from sqlmodel import Session, col
 
 from kwik_console.core import doorbell
-from kwik_console.events import catalog
-from kwik_console.team.audit import Actor, record
+from kwik_console.core.clock import utcnow
 from kwik_console.core.errors import InvalidInput, NotFound, check_id
+from kwik_console.events import catalog
 from kwik_console.store.tables import (
     Delivery,
     DeliveryStatus,
@@ -36,7 +37,7 @@ from kwik_console.store.tables import (
     Webhook,
     WebhookStatus,
 )
-from kwik_console.core.clock import utcnow
+from kwik_console.team.audit import Actor, record
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,23 @@ class Progress:
 
 
 def progress_of(job: Recovery) -> Progress:
-    return Progress(job.id, job.webhook_id, job.state, job.since, list(job.event_types), list(job.statuses),
-                    job.total, job.queued, job.sent, job.succeeded, job.failed, job.queuing_done, job.created_by,
-                    job.created_at, job.finished_at)
+    return Progress(
+        job.id,
+        job.webhook_id,
+        job.state,
+        job.since,
+        list(job.event_types),
+        list(job.statuses),
+        job.total,
+        job.queued,
+        job.sent,
+        job.succeeded,
+        job.failed,
+        job.queuing_done,
+        job.created_by,
+        job.created_at,
+        job.finished_at,
+    )
 
 
 def _matching(webhook_id: int, since: dt.datetime, event_types: list[str], statuses: list[str]):
@@ -102,8 +117,15 @@ def _matching(webhook_id: int, since: dt.datetime, event_types: list[str], statu
     return where
 
 
-def start_recovery(*, session: Session, webhook_id: int, since: dt.datetime, event_types: list[str] | None = None,
-                   statuses: list[str] | None = None, actor: Actor) -> Progress:
+def start_recovery(
+    *,
+    session: Session,
+    webhook_id: int,
+    since: dt.datetime,
+    event_types: list[str] | None = None,
+    statuses: list[str] | None = None,
+    actor: Actor,
+) -> Progress:
     """Store a recovery of the webhook's failed deliveries created since `since`; jobs.py runs it."""
     webhook = session.get(Webhook, check_id("Webhook", webhook_id))
     if webhook is None:
@@ -129,22 +151,46 @@ def start_recovery(*, session: Session, webhook_id: int, since: dt.datetime, eve
         sa.select(Recovery.id).where(Recovery.webhook_id == webhook_id, Recovery.state == RecoveryState.RUNNING)
     ).first()
     if running:
-        raise InvalidInput({"webhook": f"A recovery of {webhook.name!r} is already running: wait for it to finish, "
-                                       "or cancel it first."})
+        raise InvalidInput(
+            {
+                "webhook": f"A recovery of {webhook.name!r} is already running: wait for it to finish, "
+                "or cancel it first."
+            }
+        )
     total = session.exec(
         select(func.count()).select_from(Delivery.__table__).where(*_matching(webhook_id, since, event_types, statuses))
     ).scalar_one()
-    job = Recovery(webhook_id=webhook_id, since=since, event_types=event_types, statuses=statuses, total=total,
-                   queuing_done=total == 0, state=RecoveryState.RUNNING if total else RecoveryState.FINISHED,
-                   created_by=actor.email[:254], created_at=now, updated_at=now, finished_at=None if total else now)
+    job = Recovery(
+        webhook_id=webhook_id,
+        since=since,
+        event_types=event_types,
+        statuses=statuses,
+        total=total,
+        queuing_done=total == 0,
+        state=RecoveryState.RUNNING if total else RecoveryState.FINISHED,
+        created_by=actor.email[:254],
+        created_at=now,
+        updated_at=now,
+        finished_at=None if total else now,
+    )
     session.add(job)
     try:
         session.flush()
     except sa.exc.IntegrityError:  # another member started one a moment ago
         raise InvalidInput({"webhook": f"A recovery of {webhook.name!r} is already running."}) from None
-    record(session=session, actor=actor, action="recovery.started", target=f"webhook {webhook_id}",
-           detail={"recovery": job.id, "since": since.isoformat(), "event_types": event_types, "statuses": statuses,
-                   "matched": total})
+    record(
+        session=session,
+        actor=actor,
+        action="recovery.started",
+        target=f"webhook {webhook_id}",
+        detail={
+            "recovery": job.id,
+            "since": since.isoformat(),
+            "event_types": event_types,
+            "statuses": statuses,
+            "matched": total,
+        },
+    )
     if total:
         doorbell.ring_on_commit(session.connection())
     return progress_of(job)
@@ -160,17 +206,27 @@ def get_recovery(*, session: Session, recovery_id: int) -> Progress:
 
 def latest_recovery(*, session: Session, webhook_id: int) -> Progress | None:
     """The webhook's running recovery, else its most recent one."""
-    job = session.exec(
-        sa.select(Recovery).where(Recovery.webhook_id == webhook_id)
-        .order_by((Recovery.state == RecoveryState.RUNNING).desc(), col(Recovery.id).desc()).limit(1)
-    ).scalars().first()
+    job = (
+        session.exec(
+            sa.select(Recovery)
+            .where(Recovery.webhook_id == webhook_id)
+            .order_by((Recovery.state == RecoveryState.RUNNING).desc(), col(Recovery.id).desc())
+            .limit(1)
+        )
+        .scalars()
+        .first()
+    )
     return progress_of(job) if job else None
 
 
 def list_recoveries(*, session: Session, webhook_id: int, limit: int = 20) -> list[Progress]:
-    jobs = session.exec(
-        sa.select(Recovery).where(Recovery.webhook_id == webhook_id).order_by(col(Recovery.id).desc()).limit(limit)
-    ).scalars().all()
+    jobs = (
+        session.exec(
+            sa.select(Recovery).where(Recovery.webhook_id == webhook_id).order_by(col(Recovery.id).desc()).limit(limit)
+        )
+        .scalars()
+        .all()
+    )
     return [progress_of(j) for j in jobs]
 
 
@@ -184,8 +240,13 @@ def cancel_recovery(*, session: Session, recovery_id: int, actor: Actor) -> Prog
     now = utcnow()
     job.state, job.finished_at, job.updated_at = RecoveryState.CANCELLED, now, now
     session.add(job)
-    record(session=session, actor=actor, action="recovery.cancelled", target=f"webhook {job.webhook_id}",
-           detail={"recovery": job.id, "queued": job.queued, "sent": job.sent})
+    record(
+        session=session,
+        actor=actor,
+        action="recovery.cancelled",
+        target=f"webhook {job.webhook_id}",
+        detail={"recovery": job.id, "queued": job.queued, "sent": job.sent},
+    )
     session.flush()
     # Taking back the queued deliveries is done in batches by the job runner (`take_back`), not here:
     # one statement over 100,000 rows would hold the write lock too long.
@@ -196,9 +257,11 @@ def cancel_recovery(*, session: Session, recovery_id: int, actor: Actor) -> Prog
 
 _TAKE = (
     update(Recovery)
-    .where(R.id == bindparam("job"), R.state == RecoveryState.RUNNING.value,
-           R.lease_until.is_(None) | (R.lease_until < bindparam("now", type_=_WHEN))
-           | (R.leased_by == bindparam("owner")))
+    .where(
+        R.id == bindparam("job"),
+        R.state == RecoveryState.RUNNING.value,
+        R.lease_until.is_(None) | (R.lease_until < bindparam("now", type_=_WHEN)) | (R.leased_by == bindparam("owner")),
+    )
     .values(lease_until=bindparam("until", type_=_WHEN), leased_by=bindparam("owner"))
 )
 
@@ -209,13 +272,11 @@ def run_recoveries(engine: Engine, *, owner: str, budget_seconds: float = 0.5, b
     Also finishes recoveries whose deliveries have all been sent, and takes back
     the unsent deliveries of cancelled ones. Returns how many deliveries it queued.
     """
-    import time
 
     deadline = time.monotonic() + budget_seconds
     queued = 0
     with engine.connect() as conn:
-        jobs = conn.execute(select(R.id, R.state, R.queuing_done).where(
-            R.state == RecoveryState.RUNNING.value)).all()
+        jobs = conn.execute(select(R.id, R.state, R.queuing_done).where(R.state == RecoveryState.RUNNING.value)).all()
     for job in jobs:
         if not job.queuing_done:
             while time.monotonic() < deadline:
@@ -239,24 +300,27 @@ def _queue_batch(engine: Engine, job_id: int, *, owner: str, batch: int) -> tupl
             return -1, True  # cancelled, finished, or another process runs it
         job = conn.execute(select(R).where(R.id == job_id)).one()
         where = _matching(job.webhook_id, job.since, job.event_types, job.statuses)
-        ids = list(conn.execute(
-            select(D.id).where(*where, D.id > job.cursor).order_by(D.id).limit(batch)
-        ).scalars())
+        ids = list(conn.execute(select(D.id).where(*where, D.id > job.cursor).order_by(D.id).limit(batch)).scalars())
         moved = 0
         if ids:
             moved = conn.execute(
                 update(Delivery)
-                .where(D.id.in_(ids), D.status.in_(job.statuses),
-                       D.lease_until.is_(None) | (D.lease_until < now))
+                .where(D.id.in_(ids), D.status.in_(job.statuses), D.lease_until.is_(None) | (D.lease_until < now))
                 .values(next_attempt_at=now, recovery_id=job_id, updated_at=now)
             ).rowcount
             doorbell.ring_on_commit(conn)
         done = len(ids) < batch
         conn.execute(
-            update(Recovery).where(R.id == job_id)
-            .values(cursor=ids[-1] if ids else job.cursor, queued=R.queued + moved, queuing_done=done, updated_at=now,
-                    # A delivery that was on its way when its turn came is not queued: count it as no longer matched.
-                    total=R.total - (len(ids) - moved))
+            update(Recovery)
+            .where(R.id == job_id)
+            .values(
+                cursor=ids[-1] if ids else job.cursor,
+                queued=R.queued + moved,
+                queuing_done=done,
+                updated_at=now,
+                # A delivery that was on its way when its turn came is not queued: count it as no longer matched.
+                total=R.total - (len(ids) - moved),
+            )
         )
     return moved, done
 
@@ -269,9 +333,17 @@ def _finish_if_sent(engine: Engine, job_id: int) -> None:
         waiting = conn.execute(select(D.id).where(D.recovery_id == job_id).limit(1)).first()
         if waiting is None:
             now = utcnow()
-            conn.execute(update(Recovery).where(R.id == job_id, R.state == RecoveryState.RUNNING.value)
-                         .values(state=RecoveryState.FINISHED.value, finished_at=now, updated_at=now,
-                                 lease_until=None, leased_by=None))
+            conn.execute(
+                update(Recovery)
+                .where(R.id == job_id, R.state == RecoveryState.RUNNING.value)
+                .values(
+                    state=RecoveryState.FINISHED.value,
+                    finished_at=now,
+                    updated_at=now,
+                    lease_until=None,
+                    leased_by=None,
+                )
+            )
             log.info("recovery %s finished", job_id)
 
 
@@ -282,16 +354,22 @@ def take_back_cancelled(engine: Engine, *, batch: int = BATCH) -> int:
     while True:
         with engine.begin() as conn:
             now = utcnow()
-            ids = list(conn.execute(
-                select(D.id).where(D.recovery_id.in_(cancelled), D.lease_until.is_(None) | (D.lease_until < now))
-                .limit(batch)
-            ).scalars())
+            ids = list(
+                conn.execute(
+                    select(D.id)
+                    .where(D.recovery_id.in_(cancelled), D.lease_until.is_(None) | (D.lease_until < now))
+                    .limit(batch)
+                ).scalars()
+            )
             if not ids:
                 return taken
             conn.execute(
-                update(Delivery).where(D.id.in_(ids))
-                .values(recovery_id=None, updated_at=now,
-                        next_attempt_at=case((D.status == DeliveryStatus.FAILURE.value, None),
-                                             else_=D.next_attempt_at))
+                update(Delivery)
+                .where(D.id.in_(ids))
+                .values(
+                    recovery_id=None,
+                    updated_at=now,
+                    next_attempt_at=case((D.status == DeliveryStatus.FAILURE.value, None), else_=D.next_attempt_at),
+                )
             )
             taken += len(ids)

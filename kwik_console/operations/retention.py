@@ -21,9 +21,9 @@ import time
 
 from sqlalchemy import Engine, delete, exists, select, tuple_
 
+from kwik_console.core.clock import utcnow
 from kwik_console.events import rollups
 from kwik_console.store.tables import Attempt, Delivery, Event
-from kwik_console.core.clock import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,14 @@ def cutoff_for(days: float, now: dt.datetime | None = None) -> dt.datetime:
     return (now or utcnow()) - dt.timedelta(days=days)
 
 
-def purge(engine: Engine, *, days: float, now: dt.datetime | None = None, batch: int = BATCH,
-          budget_seconds: float | None = None) -> Purged:
+def purge(
+    engine: Engine,
+    *,
+    days: float,
+    now: dt.datetime | None = None,
+    batch: int = BATCH,
+    budget_seconds: float | None = None,
+) -> Purged:
     """Remove what is older than `days` (0: nothing), and the rollups older than the charts read; stops early
     after `budget_seconds`, if given."""
     report = Purged()
@@ -83,9 +89,11 @@ def purge(engine: Engine, *, days: float, now: dt.datetime | None = None, batch:
 
     after = 0
     while not out_of_time():
+
         def deliveries(conn):
-            rows = conn.execute(select(D.id, D.created_at, D.next_attempt_at).where(D.id > after)
-                                .order_by(D.id).limit(batch)).all()
+            rows = conn.execute(
+                select(D.id, D.created_at, D.next_attempt_at).where(D.id > after).order_by(D.id).limit(batch)
+            ).all()
             old = [r.id for r in rows if r.created_at < cutoff and r.next_attempt_at is None]
             if old:
                 # Checked again as they go: a resend or a recovery may have queued one since it was read.
@@ -95,7 +103,8 @@ def purge(engine: Engine, *, days: float, now: dt.datetime | None = None, batch:
                     old = list(conn.execute(select(D.id).where(*still).with_for_update(skip_locked=True)).scalars())
                     still = [D.id.in_(old)]
                 report.attempts += conn.execute(
-                    delete(Attempt).where(A.delivery_id.in_(select(D.id).where(*still)))).rowcount
+                    delete(Attempt).where(A.delivery_id.in_(select(D.id).where(*still)))
+                ).rowcount
                 report.deliveries += conn.execute(delete(Delivery).where(*still)).rowcount
             done = len(rows) < batch or any(r.created_at >= cutoff for r in rows)
             return (rows[-1].id if rows else after), done
@@ -106,6 +115,7 @@ def purge(engine: Engine, *, days: float, now: dt.datetime | None = None, batch:
 
     last_event = ""
     while not out_of_time():
+
         def events(conn):
             rows = conn.execute(select(E.id, E.created_at).where(E.id > last_event).order_by(E.id).limit(batch)).all()
             old = [r.id for r in rows if r.created_at < cutoff]
@@ -126,10 +136,12 @@ def purge(engine: Engine, *, days: float, now: dt.datetime | None = None, batch:
         key = tuple_(R.webhook_id, R.bucket)
         last_key = None
         while not out_of_time():
+
             def old_rollups(conn):
                 old = [R.bucket < read_since, *([key > tuple_(*last_key)] if last_key else [])]
-                keys = conn.execute(select(R.webhook_id, R.bucket).where(*old).order_by(R.webhook_id, R.bucket)
-                                    .limit(batch)).all()
+                keys = conn.execute(
+                    select(R.webhook_id, R.bucket).where(*old).order_by(R.webhook_id, R.bucket).limit(batch)
+                ).all()
                 if keys:
                     report.rollups += conn.execute(delete(table).where(*old, key <= tuple_(*keys[-1]))).rowcount
                 return (tuple(keys[-1]) if keys else last_key), len(keys) < batch
@@ -142,8 +154,17 @@ def purge(engine: Engine, *, days: float, now: dt.datetime | None = None, batch:
         rollups_before(table, int(now.timestamp()) - keep_s)  # the oldest bucket a chart reads
     report.seconds = time.monotonic() - started
     if report.rows:
-        log.info("retention (%g days): purged %d events, %d deliveries, %d attempts older than %s and %d chart "
-                 "rollups in %d batches, %.1f s; longest write lock %.1f ms", days, report.events, report.deliveries,
-                 report.attempts, cutoff.isoformat(timespec="seconds"), report.rollups, report.batches,
-                 report.seconds, report.longest_lock_ms)
+        log.info(
+            "retention (%g days): purged %d events, %d deliveries, %d attempts older than %s and %d chart "
+            "rollups in %d batches, %.1f s; longest write lock %.1f ms",
+            days,
+            report.events,
+            report.deliveries,
+            report.attempts,
+            cutoff.isoformat(timespec="seconds"),
+            report.rollups,
+            report.batches,
+            report.seconds,
+            report.longest_lock_ms,
+        )
     return report

@@ -15,6 +15,10 @@ import sys
 import time
 from pathlib import Path
 
+from kwik_console.core.settings import get_settings
+from kwik_console.store.db import get_engine, session_scope
+from kwik_console.team import members
+
 BUN_VERSION = "1.4.5"
 ROOT = Path(__file__).resolve().parents[2]  # where rxconfig.py lives
 
@@ -44,7 +48,8 @@ def ensure_bun(root: Path = ROOT, env: dict[str, str] | None = None) -> Path:
     print(f"Installing bun {BUN_VERSION} into .tools/ (first start only)...", flush=True)
     subprocess.run(
         ["npm", "install", "--prefix", str(root / ".tools"), "--no-audit", "--no-fund", f"bun@{BUN_VERSION}"],
-        check=True, env=env,
+        check=True,
+        env=env,
     )
     return bun
 
@@ -61,7 +66,6 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 def check_mode(*, host: str) -> None:
     """Local mode is one person on one machine: loopback only. Hosted mode needs the address members use."""
-    from kwik_console.core.settings import get_settings
 
     settings = get_settings()
     if settings.local_mode and host not in LOOPBACK_HOSTS and not host.startswith("127."):
@@ -77,21 +81,19 @@ def check_mode(*, host: str) -> None:
 
 
 def first_admin_hint() -> str | None:
-    from kwik_console.team import members
-    from kwik_console.store.db import session_scope
-    from kwik_console.core.settings import get_settings
 
     if get_settings().local_mode:
         return None
     with session_scope() as session:
         if members.count_members(session=session):
             return None
-    return ("No members yet. Create the first admin, who gets a one-time sign-in link:\n"
-            "  kwik-console users create --email you@example.com --role admin")
+    return (
+        "No members yet. Create the first admin, who gets a one-time sign-in link:\n"
+        "  kwik-console users create --email you@example.com --role admin"
+    )
 
 
 def run_console(*, dev: bool = False, port: int = 3000, host: str = "127.0.0.1", workers: int = 1) -> int:
-    from kwik_console.core.settings import get_settings
 
     check_mode(host=host)
     settings = get_settings()
@@ -100,8 +102,10 @@ def run_console(*, dev: bool = False, port: int = 3000, host: str = "127.0.0.1",
         env["REFLEX_REDIS_URL"] = settings.redis_url  # the only name Reflex reads
     if workers > 1:
         if not settings.redis_url:
-            raise SystemExit("kwik-console: error: --workers above 1 needs KWIK_REDIS_URL (e.g. redis://127.0.0.1:6379): "
-                             "each tab's state must be shared by every worker")
+            raise SystemExit(
+                "kwik-console: error: --workers above 1 needs KWIK_REDIS_URL (e.g. redis://127.0.0.1:6379): "
+                "each tab's state must be shared by every worker"
+            )
     if not dev:
         # Exactly the number asked for (Reflex would pick one per CPU when Redis is set), and a
         # worker that dies is started again instead of stopping the console (kwik_console/reflex_patches.py).
@@ -111,7 +115,6 @@ def run_console(*, dev: bool = False, port: int = 3000, host: str = "127.0.0.1",
         # Reload on code changes only: the database in data/ changes every second.
         env.setdefault("REFLEX_HOT_RELOAD_OVERRIDE_PATHS", str(ROOT / "kwik_console"))
     ensure_bun(env=env)
-    from kwik_console.store.db import get_engine
 
     get_engine()  # create the schema, and fail fast on a bad database URL
     if hint := first_admin_hint():
@@ -137,8 +140,13 @@ def serve(command: list[str], *, env: dict[str, str], grace: float) -> int:
     attempts and hand back their waiting claims) and `grace` seconds; then
     the group is killed: nothing is left serving the port.
     """
-    child = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True,
-                             preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    child = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+    )
     stopping = False
 
     def stop(signum, _frame):
@@ -169,8 +177,10 @@ def serve(command: list[str], *, env: dict[str, str], grace: float) -> int:
 
 def start_helper_worker() -> subprocess.Popen:
     """One more `kwik-console worker` process, stopped with its parent (`worker --processes N`)."""
-    return subprocess.Popen([str(Path(sys.executable).parent / "kwik-console"), "worker"],
-                            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "kwik-console"), "worker"],
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+    )
 
 
 def stop_helper_workers(workers: list[subprocess.Popen], grace: float = 30) -> None:

@@ -36,6 +36,8 @@ import pickle
 import socket
 from importlib import metadata
 
+from reflex.utils.tasks import ensure_task
+
 log = logging.getLogger(__name__)
 
 REFLEX_VERSION = "0.10.1"
@@ -65,13 +67,18 @@ def check_versions(installed: dict[str, str] | None = None) -> None:
     """Refuse to patch anything but the versions this module was written and tested for."""
     wanted = {"reflex": REFLEX_VERSION, "granian": GRANIAN_VERSION}
     installed = installed if installed is not None else {name: metadata.version(name) for name in wanted}
-    wrong = [f"{name} {installed.get(name)} (written for {version})"
-             for name, version in wanted.items() if installed.get(name) != version]
+    wrong = [
+        f"{name} {installed.get(name)} (written for {version})"
+        for name, version in wanted.items()
+        if installed.get(name) != version
+    ]
     if wrong:
         raise UnsupportedVersion(
             "kwik_console/reflex_patches.py patches Reflex internals and refuses to run on "
-            + ", ".join(wrong) + ". Pin the versions it names in pyproject.toml, or update the patches "
-            "and re-run tests/test_reflex_patches.py and tests/e2e/test_reconnect.py.")
+            + ", ".join(wrong)
+            + ". Pin the versions it names in pyproject.toml, or update the patches "
+            "and re-run tests/test_reflex_patches.py and tests/e2e/test_reconnect.py."
+        )
 
 
 def apply() -> None:
@@ -88,8 +95,9 @@ def apply() -> None:
 
 # --- 1. granian: respawn failed workers ---------------------------------------------------------------
 
+
 def _patch_granian_respawn() -> None:
-    from granian import server
+    from granian import server  # 60 ms to load: only processes that serve pay for it
 
     cls = server.Server  # the class reflex.utils.exec.run_granian_backend_prod builds
     if getattr(cls.__init__, "_kwik_respawn", False):
@@ -108,6 +116,7 @@ def _patch_granian_respawn() -> None:
 
 
 # --- 2. reflex: a tab whose worker died keeps its token -----------------------------------------------
+
 
 def alive_key(instance_id: str) -> str:
     return f"{ALIVE_PREFIX}{instance_id}"
@@ -142,8 +151,6 @@ async def _advertise(manager, instance_id: str, ready: asyncio.Event) -> None:
 
 async def ensure_advertised(manager) -> None:
     """Start advertising this worker (once per instance id) and wait until it is."""
-    from reflex.utils.tasks import ensure_task
-
     if getattr(manager, "_kwik_alive_for", None) != manager.instance_id:
         # First use in this process, or Reflex gave the worker a fresh id when it started.
         if (task := getattr(manager, "_kwik_alive_task", None)) is not None:
@@ -151,9 +158,16 @@ async def ensure_advertised(manager) -> None:
         manager._kwik_alive_task = None
         manager._kwik_alive_for = manager.instance_id
         manager._kwik_alive_ready = asyncio.Event()
-    ensure_task(owner=manager, task_attribute="_kwik_alive_task", coro_function=_advertise,
-                manager=manager, instance_id=manager.instance_id, ready=manager._kwik_alive_ready,
-                suppress_exceptions=[Exception], exception_limit=10**9)
+    ensure_task(
+        owner=manager,
+        task_attribute="_kwik_alive_task",
+        coro_function=_advertise,
+        manager=manager,
+        instance_id=manager.instance_id,
+        ready=manager._kwik_alive_ready,
+        suppress_exceptions=[Exception],
+        exception_limit=10**9,
+    )
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(manager._kwik_alive_ready.wait(), READY_WAIT)
 
@@ -174,12 +188,14 @@ async def release_if_owner_gone(manager, token: str) -> bool:
         if manager.sid_to_token.get(cached.sid) == token:
             manager.sid_to_token.pop(cached.sid, None)
     if released:
-        log.info("a tab reconnected from a worker that is gone; it keeps its session token",
-                 extra={"dead_instance": owner})
+        log.info(
+            "a tab reconnected from a worker that is gone; it keeps its session token", extra={"dead_instance": owner}
+        )
     return released
 
 
 def _patch_token_manager() -> None:
+    # 250 ms to load (Redis and Reflex's state managers): paid only where the patches are applied
     from reflex.utils.token_manager import RedisTokenManager
 
     if getattr(RedisTokenManager.link_token_to_sid, "_kwik_patched", False):

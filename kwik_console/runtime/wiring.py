@@ -14,11 +14,13 @@ from kwik_console.operations.after_record import operations_after_record
 def install() -> None:
     """After attempts are recorded, operations moves on recoveries, health and notices in the same transaction;
     beside the looks for due deliveries, the scheduler runs operations' background jobs."""
-    hooks.install(hooks.Hooks(
-        after_record=operations_after_record,
-        jobs=(
-            hooks.Job("recoveries", jobs.run_recoveries, every_seconds=jobs.RECOVERY_SECONDS),
-            hooks.Job("auto-disable", jobs.auto_disable, every_seconds=jobs.AUTO_DISABLE_SECONDS),
-            hooks.Job("retention", jobs.purge, every_seconds=jobs.RETENTION_SECONDS, first_after_seconds=60),
-        ),
-    ))
+    hooks.install(
+        hooks.Hooks(
+            after_record=operations_after_record,
+            jobs=(
+                hooks.Job("recoveries", jobs.run_recoveries, every_seconds=jobs.RECOVERY_SECONDS),
+                hooks.Job("auto-disable", jobs.auto_disable, every_seconds=jobs.AUTO_DISABLE_SECONDS),
+                hooks.Job("retention", jobs.purge, every_seconds=jobs.RETENTION_SECONDS, first_after_seconds=60),
+            ),
+        )
+    )

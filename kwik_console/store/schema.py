@@ -34,8 +34,13 @@ from kwik_console.store.engines import DatabaseUnavailable, first_line, make_eng
 
 # Every module that defines tables: the migrations are compared against all of them. Named, not imported: some
 # live in higher layers (the rollups, the payload search's index), and only the schema needs them all at once.
-MODEL_MODULES = ("kwik_console.store.tables", "kwik_console.store.team_tables", "kwik_console.events.rollups",
-                 "kwik_console.events.search", "kwik_console.store.token_tables")
+MODEL_MODULES = (
+    "kwik_console.store.tables",
+    "kwik_console.store.team_tables",
+    "kwik_console.events.rollups",
+    "kwik_console.events.search",
+    "kwik_console.store.token_tables",
+)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # The schema of the last release made by create_all (11f8716); such databases have no alembic_version.
 RELEASE_REVISION = "0001"
@@ -79,8 +84,12 @@ def _include_object(obj, name, type_, reflected, compare_to):
 
 # How env.py configures Alembic, and how `schema_differences` compares: the same rules for both.
 # Batch operations, because SQLite alters most things by copying the table.
-MIGRATION_OPTIONS = {"render_as_batch": True, "compare_type": True, "render_item": _render_item,
-                     "include_object": _include_object}
+MIGRATION_OPTIONS = {
+    "render_as_batch": True,
+    "compare_type": True,
+    "render_item": _render_item,
+    "include_object": _include_object,
+}
 
 
 def alembic_config(connection: Connection | None = None):
@@ -159,8 +168,7 @@ def init_db(engine: Engine) -> None:
         return
     if not get_settings().local_mode and not state.empty:
         raise SchemaBehind(
-            f"Database schema is behind (revision {state.shown}, code needs {state.head}): "
-            f"run `{UPGRADE_COMMAND}`"
+            f"Database schema is behind (revision {state.shown}, code needs {state.head}): run `{UPGRADE_COMMAND}`"
         )
     try:
         upgrade(engine)
@@ -228,10 +236,11 @@ def schema_differences(conn: Connection) -> list:
     """What autogenerate would write for this database: empty when the migrations match the models."""
     # alembic is slow to load (0.1 to 0.3 s): not before the schema is used
     from alembic.autogenerate import compare_metadata
-    from alembic.runtime.migration import MigrationContext
+    from alembic.runtime.migration import MigrationContext  # (same reason)
 
-    context = MigrationContext.configure(conn, opts={k: v for k, v in MIGRATION_OPTIONS.items()
-                                                     if k != "render_as_batch"})
+    context = MigrationContext.configure(
+        conn, opts={k: v for k, v in MIGRATION_OPTIONS.items() if k != "render_as_batch"}
+    )
     return compare_metadata(context, table_metadata())
 
 

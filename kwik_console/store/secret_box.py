@@ -56,4 +56,3 @@ class SealedSecret(sa.TypeDecorator):
 
     def process_result_value(self, value, dialect):
         return None if value is None else unseal(value)
-

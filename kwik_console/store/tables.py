@@ -36,7 +36,8 @@ class UTCDateTime(sa.TypeDecorator):
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-def _when(*, index: bool = False, nullable: bool = False) -> Any:
+def when_column(*, index: bool = False, nullable: bool = False) -> Any:
+    """A timestamp field: UTC on every database."""
     return Field(default=None, sa_column=Column(UTCDateTime(), index=index, nullable=nullable))
 
 
@@ -78,16 +79,16 @@ class Webhook(SQLModel, table=True):
     # "Max deliveries per second": None for no limit.
     max_per_second: float | None = None
     # The rate limit's clock, shared by every dispatcher: the next delivery may start at this time.
-    rate_next_at: dt.datetime | None = _when(nullable=True)
+    rate_next_at: dt.datetime | None = when_column(nullable=True)
     # Since the first failed attempt after the last success; None while attempts succeed.
-    failing_since: dt.datetime | None = _when(nullable=True)
+    failing_since: dt.datetime | None = when_column(nullable=True)
     # Why and when the console disabled it by itself (auto-disable); None otherwise.
     disabled_reason: str | None = Field(default=None, max_length=300)
-    disabled_at: dt.datetime | None = _when(nullable=True)
+    disabled_at: dt.datetime | None = when_column(nullable=True)
     # The operational webhook: it receives the notices about the other webhooks.
     operational: bool = Field(default=False, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.false()))
-    created_at: dt.datetime = _when()
-    updated_at: dt.datetime = _when()
+    created_at: dt.datetime = when_column()
+    updated_at: dt.datetime = when_column()
 
 
 class Subscription(SQLModel, table=True):
@@ -108,7 +109,7 @@ class Event(SQLModel, table=True):
     type: str = Field(max_length=64)
     test: bool = False
     body: str
-    created_at: dt.datetime = _when()
+    created_at: dt.datetime = when_column()
 
 
 class Delivery(SQLModel, table=True):
@@ -157,15 +158,15 @@ class Delivery(SQLModel, table=True):
     attempt_count: int = 0
     last_http_code: int | None = None
     # When the next attempt is due; None once the delivery is finished.
-    next_attempt_at: dt.datetime | None = _when(nullable=True)
+    next_attempt_at: dt.datetime | None = when_column(nullable=True)
     # A claim by one dispatcher; expired claims are taken over.
-    lease_until: dt.datetime | None = _when(nullable=True)
+    lease_until: dt.datetime | None = when_column(nullable=True)
     leased_by: str | None = Field(default=None, max_length=80)
     # The recovery that queued it, until its next attempt is recorded (the recovery's counts).
     # (No foreign key: a recovery is only ever removed with its webhook, and with it these rows.)
     recovery_id: int | None = None
-    created_at: dt.datetime = _when()
-    updated_at: dt.datetime = _when()
+    created_at: dt.datetime = when_column()
+    updated_at: dt.datetime = when_column()
 
     @property
     def retry_counter(self) -> int:
@@ -181,12 +182,10 @@ class Delivery(SQLModel, table=True):
 class Attempt(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     delivery_id: int = Field(
-        sa_column=Column(
-            sa.Integer, sa.ForeignKey("delivery.id", ondelete="CASCADE"), nullable=False, index=True
-        )
+        sa_column=Column(sa.Integer, sa.ForeignKey("delivery.id", ondelete="CASCADE"), nullable=False, index=True)
     )
     number: int
-    attempted_at: dt.datetime = _when()
+    attempted_at: dt.datetime = when_column()
     http_code: int | None = None
     duration_ms: int = 0
     request_headers: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -205,7 +204,7 @@ class PreviousSecret(SQLModel, table=True):
         sa_column=Column(sa.Integer, sa.ForeignKey("webhook.id", ondelete="CASCADE"), nullable=False, index=True)
     )
     secret: str = Field(sa_column=Column(SealedSecret(), nullable=False))
-    expires_at: dt.datetime = _when()
+    expires_at: dt.datetime = when_column()
 
 
 class RecoveryState(StrEnum):
@@ -219,7 +218,7 @@ class RecoveryState(StrEnum):
 
 
 class Recovery(SQLModel, table=True):
-    """"Recover failed since": a job that queues a webhook's matching deliveries again, in batches.
+    """ "Recover failed since": a job that queues a webhook's matching deliveries again, in batches.
 
     Its state lives here, so any process may take it over after a restart: the
     job's lease says who runs it, `cursor` how far it got.
@@ -227,15 +226,20 @@ class Recovery(SQLModel, table=True):
 
     __table_args__ = (
         # One running recovery per webhook.
-        sa.Index("ux_recovery_running", "webhook_id", unique=True,
-                 sqlite_where=sa.text("state = 'running'"), postgresql_where=sa.text("state = 'running'")),
+        sa.Index(
+            "ux_recovery_running",
+            "webhook_id",
+            unique=True,
+            sqlite_where=sa.text("state = 'running'"),
+            postgresql_where=sa.text("state = 'running'"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     webhook_id: int = Field(
         sa_column=Column(sa.Integer, sa.ForeignKey("webhook.id", ondelete="CASCADE"), nullable=False, index=True)
     )
-    since: dt.datetime = _when()
+    since: dt.datetime = when_column()
     # Filters: event types and delivery statuses; empty means any type, and Failure only.
     event_types: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     statuses: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
@@ -249,9 +253,9 @@ class Recovery(SQLModel, table=True):
     # The highest delivery id looked at: queuing resumes after it.
     cursor: int = 0
     queuing_done: bool = False
-    lease_until: dt.datetime | None = _when(nullable=True)
+    lease_until: dt.datetime | None = when_column(nullable=True)
     leased_by: str | None = Field(default=None, max_length=80)
     created_by: str = Field(default="", max_length=254)
-    created_at: dt.datetime = _when()
-    updated_at: dt.datetime = _when()
-    finished_at: dt.datetime | None = _when(nullable=True)
+    created_at: dt.datetime = when_column()
+    updated_at: dt.datetime = when_column()
+    finished_at: dt.datetime | None = when_column(nullable=True)

@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import JSON, Column, Field, SQLModel
 
-from kwik_console.store.tables import UTCDateTime
-
-
-def _when(*, index: bool = False, nullable: bool = False) -> Any:
-    return Field(default=None, sa_column=Column(UTCDateTime(), index=index, nullable=nullable))
+from kwik_console.store.tables import when_column
 
 
 class Role(StrEnum):
@@ -37,8 +32,8 @@ class Member(SQLModel, table=True):
     role: str = Field(max_length=16)
     # None until the member follows their invitation link and chooses a password.
     password_hash: str | None = Field(default=None, max_length=255)
-    created_at: dt.datetime = _when()
-    last_sign_in_at: dt.datetime | None = _when(nullable=True)
+    created_at: dt.datetime = when_column()
+    last_sign_in_at: dt.datetime | None = when_column(nullable=True)
 
 
 class LinkPurpose(StrEnum):
@@ -55,9 +50,9 @@ class MemberLink(SQLModel, table=True):
     )
     token_hash: str = Field(sa_column=Column(sa.String(64), nullable=False, unique=True))
     purpose: str = Field(max_length=16)
-    created_at: dt.datetime = _when()
-    expires_at: dt.datetime = _when()
-    used_at: dt.datetime | None = _when(nullable=True)
+    created_at: dt.datetime = when_column()
+    expires_at: dt.datetime = when_column()
+    used_at: dt.datetime | None = when_column(nullable=True)
 
 
 class MemberSession(SQLModel, table=True):
@@ -70,9 +65,9 @@ class MemberSession(SQLModel, table=True):
         sa_column=Column(sa.Integer, sa.ForeignKey("member.id", ondelete="CASCADE"), nullable=False, index=True)
     )
     token_hash: str = Field(sa_column=Column(sa.String(64), nullable=False, unique=True))
-    created_at: dt.datetime = _when()
-    last_seen_at: dt.datetime = _when()
-    expires_at: dt.datetime = _when()  # the absolute limit, whatever the activity
+    created_at: dt.datetime = when_column()
+    last_seen_at: dt.datetime = when_column()
+    expires_at: dt.datetime = when_column()  # the absolute limit, whatever the activity
     client_address: str = Field(default="", max_length=64)
     user_agent: str = Field(default="", max_length=300)
 
@@ -84,8 +79,8 @@ class SignInThrottle(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=300)  # "account:<email>" or "address:<ip>"
     failures: int = 0
-    window_started_at: dt.datetime = _when()
-    locked_until: dt.datetime | None = _when(nullable=True)
+    window_started_at: dt.datetime = when_column()
+    locked_until: dt.datetime | None = when_column(nullable=True)
 
 
 class AuditEntry(SQLModel, table=True):
@@ -96,7 +91,7 @@ class AuditEntry(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    at: dt.datetime = _when()
+    at: dt.datetime = when_column()
     # No foreign key: the trail outlives the member who acted.
     actor_id: int | None = None
     actor_email: str = Field(default="", max_length=254)

@@ -8,16 +8,11 @@ the database so that every replica sees the same ones.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import JSON, Column, Field, SQLModel
 
-from kwik_console.store.tables import UTCDateTime
-
-
-def _when(*, index: bool = False, nullable: bool = False) -> Any:
-    return Field(default=None, sa_column=Column(UTCDateTime(), index=index, nullable=nullable))
+from kwik_console.store.tables import when_column
 
 
 class AccessToken(SQLModel, table=True):
@@ -30,11 +25,11 @@ class AccessToken(SQLModel, table=True):
     token_hash: str = Field(sa_column=Column(sa.String(64), nullable=False, unique=True))
     # Comma-separated, in the order of tokens.SCOPES: "read,write,publish".
     scopes: str = Field(max_length=64)
-    created_at: dt.datetime = _when()
+    created_at: dt.datetime = when_column()
     created_by: str = Field(default="", max_length=254)
-    last_used_at: dt.datetime | None = _when(nullable=True)
-    expires_at: dt.datetime | None = _when(nullable=True)
-    revoked_at: dt.datetime | None = _when(nullable=True)
+    last_used_at: dt.datetime | None = when_column(nullable=True)
+    expires_at: dt.datetime | None = when_column(nullable=True)
+    revoked_at: dt.datetime | None = when_column(nullable=True)
 
 
 class IdempotencyKey(SQLModel, table=True):
@@ -55,7 +50,7 @@ class IdempotencyKey(SQLModel, table=True):
     request_hash: str = Field(max_length=64)
     status_code: int = 0
     response: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    created_at: dt.datetime = _when(index=True)
+    created_at: dt.datetime = when_column(index=True)
 
 
 class RateLimitCounter(SQLModel, table=True):

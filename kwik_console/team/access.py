@@ -12,6 +12,7 @@ import contextvars
 from enum import StrEnum
 
 from kwik_console.store.team_tables import Role
+from kwik_console.team.audit import Actor
 from kwik_console.team.sessions import SignedIn
 
 
@@ -35,8 +36,19 @@ class Action(StrEnum):
 
 ROLE_ACTIONS: dict[str, frozenset[Action]] = {
     Role.VIEWER: frozenset({Action.ACCOUNT, Action.READ}),
-    Role.DEVELOPER: frozenset({Action.ACCOUNT, Action.READ, Action.WRITE, Action.TEST, Action.REVEAL_SECRET,
-                               Action.ROTATE_SECRET, Action.PAUSE, Action.RESEND, Action.RECOVER}),
+    Role.DEVELOPER: frozenset(
+        {
+            Action.ACCOUNT,
+            Action.READ,
+            Action.WRITE,
+            Action.TEST,
+            Action.REVEAL_SECRET,
+            Action.ROTATE_SECRET,
+            Action.PAUSE,
+            Action.RESEND,
+            Action.RECOVER,
+        }
+    ),
     Role.ADMIN: frozenset(Action) - {Action.PUBLIC},
 }
 
@@ -164,8 +176,18 @@ HANDLER_RULES: dict[str, Action] = {
 # `read` never includes a signing secret, like the viewer role; `write` reads too, like the developer role.
 SCOPE_ACTIONS: dict[str, frozenset[Action]] = {
     "read": frozenset({Action.READ}),
-    "write": frozenset({Action.READ, Action.WRITE, Action.TEST, Action.REVEAL_SECRET, Action.ROTATE_SECRET,
-                        Action.PAUSE, Action.RESEND, Action.RECOVER}),
+    "write": frozenset(
+        {
+            Action.READ,
+            Action.WRITE,
+            Action.TEST,
+            Action.REVEAL_SECRET,
+            Action.ROTATE_SECRET,
+            Action.PAUSE,
+            Action.RESEND,
+            Action.RECOVER,
+        }
+    ),
     "publish": frozenset({Action.PUBLISH}),
 }
 
@@ -207,6 +229,7 @@ def token_may(scopes, action: Action | None) -> bool:
     if action is None:
         return False
     return action == Action.PUBLIC or any(action in SCOPE_ACTIONS.get(s, frozenset()) for s in scopes)
+
 
 # The local console's one implicit admin: no sign-in, loopback only.
 LOCAL_ADMIN = SignedIn(member_id=None, email="local admin", role=Role.ADMIN)
@@ -305,7 +328,6 @@ def member() -> SignedIn:
 
 def actor():
     """The current member, as the audit trail names them."""
-    from kwik_console.team.audit import Actor
 
     signed_in = member()
     return Actor(signed_in.member_id, signed_in.email)

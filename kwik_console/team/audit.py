@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from kwik_console.store.team_tables import AuditEntry
 from kwik_console.core.clock import utcnow
+from kwik_console.store.team_tables import AuditEntry
 
 # Every action the trail records, with the words the Audit trail page shows.
 ACTIONS: dict[str, str] = {
@@ -62,17 +62,32 @@ CLI = Actor(None, "kwik-console CLI")
 CONSOLE = Actor(None, "Kwik Console")  # what the console does by itself: auto-disable
 
 
-def entry(actor: Actor, action: str, target: str = "", detail: dict[str, Any] | None = None,
-          client_address: str = "") -> dict:
+def entry(
+    actor: Actor, action: str, target: str = "", detail: dict[str, Any] | None = None, client_address: str = ""
+) -> dict:
     """An entry's values, for `append_entries`."""
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}: add it to audit.ACTIONS")
-    return {"at": utcnow(), "actor_id": actor.member_id, "actor_email": actor.email[:254], "action": action,
-            "target": target[:300], "detail": detail or {}, "client_address": client_address[:64]}
+    return {
+        "at": utcnow(),
+        "actor_id": actor.member_id,
+        "actor_email": actor.email[:254],
+        "action": action,
+        "target": target[:300],
+        "detail": detail or {},
+        "client_address": client_address[:64],
+    }
 
 
-def record(*, session: Session, actor: Actor, action: str, target: str = "", detail: dict[str, Any] | None = None,
-           client_address: str = "") -> AuditEntry:
+def record(
+    *,
+    session: Session,
+    actor: Actor,
+    action: str,
+    target: str = "",
+    detail: dict[str, Any] | None = None,
+    client_address: str = "",
+) -> AuditEntry:
     row = AuditEntry(**entry(actor, action, target, detail, client_address))
     session.add(row)
     return row
@@ -81,8 +96,15 @@ def record(*, session: Session, actor: Actor, action: str, target: str = "", det
 _INSERT = AuditEntry.__table__.insert()
 
 
-def append(connection, *, actor: Actor, action: str, target: str = "", detail: dict[str, Any] | None = None,
-           client_address: str = "") -> None:
+def append(
+    connection,
+    *,
+    actor: Actor,
+    action: str,
+    target: str = "",
+    detail: dict[str, Any] | None = None,
+    client_address: str = "",
+) -> None:
     """`record` for a hot path on a Core connection (every API request): one prebuilt INSERT, no ORM."""
     connection.execute(_INSERT, entry(actor, action, target, detail, client_address))
 
@@ -100,8 +122,14 @@ class AuditPage:
     next_before_id: int | None  # pass as before_id for the next (older) page; None on the last page
 
 
-def list_entries(*, session: Session, actor_email: str | None = None, action: str | None = None,
-                 before_id: int | None = None, limit: int = PAGE_SIZE) -> AuditPage:
+def list_entries(
+    *,
+    session: Session,
+    actor_email: str | None = None,
+    action: str | None = None,
+    before_id: int | None = None,
+    limit: int = PAGE_SIZE,
+) -> AuditPage:
     """Newest first, in keyset pages: stable while new entries arrive."""
     query = select(AuditEntry)
     if actor_email:

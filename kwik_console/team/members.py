@@ -20,12 +20,12 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Session, func, select
 
+from kwik_console.core.clock import utcnow
+from kwik_console.core.errors import InvalidInput, NotFound
+from kwik_console.core.settings import get_settings
+from kwik_console.store.team_tables import LinkPurpose, Member, MemberLink, MemberSession, Role, SignInThrottle
 from kwik_console.team import audit, sessions
 from kwik_console.team.digests import digest, new_token
-from kwik_console.core.errors import InvalidInput, NotFound
-from kwik_console.store.team_tables import LinkPurpose, Member, MemberLink, MemberSession, Role, SignInThrottle
-from kwik_console.core.clock import utcnow
-from kwik_console.core.settings import get_settings
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 256  # argon2 hashes anything, but a megabyte "password" is only a way to burn CPU
@@ -156,8 +156,9 @@ def _make_link(session: Session, member: Member, purpose: LinkPurpose) -> Link:
     session.exec(sa.delete(MemberLink).where(MemberLink.member_id == member.id, MemberLink.used_at.is_(None)))
     token, now = new_token(), utcnow()
     expires = now + dt.timedelta(hours=get_settings().link_hours)
-    session.add(MemberLink(member_id=member.id, token_hash=digest(token), purpose=purpose, created_at=now,
-                           expires_at=expires))
+    session.add(
+        MemberLink(member_id=member.id, token_hash=digest(token), purpose=purpose, created_at=now, expires_at=expires)
+    )
     session.flush()
     return Link(member, token, expires, purpose)
 
@@ -171,8 +172,13 @@ def invite(*, session: Session, email: str, role: str, actor: audit.Actor) -> Li
     session.add(member)
     session.flush()
     link = _make_link(session, member, LinkPurpose.INVITE)
-    audit.record(session=session, actor=actor, action="member.invited", target=email,
-                 detail={"role": str(role), "link_expires_at": link.expires_at.isoformat(timespec="minutes")})
+    audit.record(
+        session=session,
+        actor=actor,
+        action="member.invited",
+        target=email,
+        detail={"role": str(role), "link_expires_at": link.expires_at.isoformat(timespec="minutes")},
+    )
     return link
 
 
@@ -201,8 +207,13 @@ def set_role(*, session: Session, member_id: int, role: str, actor: audit.Actor)
     before = member.role
     member.role = role
     session.add(member)
-    audit.record(session=session, actor=actor, action="member.role_changed", target=member.email,
-                 detail={"before": before, "after": str(role)})
+    audit.record(
+        session=session,
+        actor=actor,
+        action="member.role_changed",
+        target=member.email,
+        detail={"before": before, "after": str(role)},
+    )
     return member
 
 
@@ -214,8 +225,9 @@ def remove(*, session: Session, member_id: int, actor: audit.Actor) -> Member:
     revoke_all_sessions(session=session, member_id=member.id)
     session.exec(sa.delete(MemberLink).where(MemberLink.member_id == member.id))
     session.delete(member)
-    audit.record(session=session, actor=actor, action="member.removed", target=member.email,
-                 detail={"role": member.role})
+    audit.record(
+        session=session, actor=actor, action="member.removed", target=member.email, detail={"role": member.role}
+    )
     return member
 
 
@@ -253,20 +265,27 @@ def accept_link(*, session: Session, token: str, password: str, confirm: str) ->
     if problem := password_problem(password, email=member.email):
         raise InvalidInput({"password": problem})
     # Used once: the update only succeeds while the link is still unused, even with two requests at once.
-    used = session.exec(sa.update(MemberLink).where(MemberLink.id == link.id, MemberLink.used_at.is_(None))
-                        .values(used_at=utcnow())).rowcount
+    used = session.exec(
+        sa.update(MemberLink).where(MemberLink.id == link.id, MemberLink.used_at.is_(None)).values(used_at=utcnow())
+    ).rowcount
     if used != 1:
         raise InvalidInput({"token": LINK_INVALID})
     member.password_hash = hash_password(password)
     session.add(member)
     revoke_all_sessions(session=session, member_id=member.id)
-    audit.record(session=session, actor=audit.Actor(member.id, member.email), action="member.password_set",
-                 target=member.email, detail={"through": link.purpose})
+    audit.record(
+        session=session,
+        actor=audit.Actor(member.id, member.email),
+        action="member.password_set",
+        target=member.email,
+        detail={"through": link.purpose},
+    )
     return member
 
 
-def change_password(*, session: Session, member_id: int, current: str, new: str, confirm: str,
-                    keep_session_id: int | None) -> int:
+def change_password(
+    *, session: Session, member_id: int, current: str, new: str, confirm: str, keep_session_id: int | None
+) -> int:
     """Change one's own password; every other session of the member ends. Returns how many ended."""
     member = get_member(session=session, member_id=member_id)
     if not member.password_hash or not _verify(member.password_hash, current):
@@ -278,8 +297,13 @@ def change_password(*, session: Session, member_id: int, current: str, new: str,
     member.password_hash = hash_password(new)
     session.add(member)
     ended = revoke_all_sessions(session=session, member_id=member.id, keep_session_id=keep_session_id)
-    audit.record(session=session, actor=audit.Actor(member.id, member.email), action="member.password_changed",
-                 target=member.email, detail={"other_sessions_ended": ended})
+    audit.record(
+        session=session,
+        actor=audit.Actor(member.id, member.email),
+        action="member.password_changed",
+        target=member.email,
+        detail={"other_sessions_ended": ended},
+    )
     return ended
 
 
@@ -330,8 +354,13 @@ def sign_in(*, session: Session, email: str, password: str, address: str, user_a
     ok = _verify(member.password_hash if member and member.password_hash else _dummy_hash(), password[:1024])
     if not (member and member.password_hash and ok):
         _record_failure(session, keys, now)
-        audit.record(session=session, actor=audit.Actor(member.id if member else None, email),
-                     action="sign_in.failed", target=email, client_address=address)
+        audit.record(
+            session=session,
+            actor=audit.Actor(member.id if member else None, email),
+            action="sign_in.failed",
+            target=email,
+            client_address=address,
+        )
         session.commit()  # the count and the trail must survive the error raised next
         raise InvalidInput({"password": SIGN_IN_FAILED})
     session.exec(sa.delete(SignInThrottle).where(SignInThrottle.key == keys[0][0]))
@@ -340,18 +369,30 @@ def sign_in(*, session: Session, email: str, password: str, address: str, user_a
     member.last_sign_in_at = now
     session.add(member)
     token = sessions.open_session(session=session, member=member, address=address, user_agent=user_agent)
-    audit.record(session=session, actor=audit.Actor(member.id, member.email), action="sign_in.succeeded",
-                 target=member.email, client_address=address)
+    audit.record(
+        session=session,
+        actor=audit.Actor(member.id, member.email),
+        action="sign_in.succeeded",
+        target=member.email,
+        client_address=address,
+    )
     return member, token
 
 
-def sign_in_by_link(*, session: Session, token: str, password: str, confirm: str, address: str,
-                    user_agent: str = "") -> tuple[Member, str]:
+def sign_in_by_link(
+    *, session: Session, token: str, password: str, confirm: str, address: str, user_agent: str = ""
+) -> tuple[Member, str]:
     """Accept an invitation or reset link and sign straight in."""
     member = accept_link(session=session, token=token, password=password, confirm=confirm)
     member.last_sign_in_at = utcnow()
     session.add(member)
     token = sessions.open_session(session=session, member=member, address=address, user_agent=user_agent)
-    audit.record(session=session, actor=audit.Actor(member.id, member.email), action="sign_in.succeeded",
-                 target=member.email, client_address=address, detail={"through": "link"})
+    audit.record(
+        session=session,
+        actor=audit.Actor(member.id, member.email),
+        action="sign_in.succeeded",
+        target=member.email,
+        client_address=address,
+        detail={"through": "link"},
+    )
     return member, token

@@ -15,11 +15,12 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from kwik_console.core.text import CONTROL_CHARACTERS
-from kwik_console.store.team_tables import Member, MemberSession
-from kwik_console.team.digests import digest, new_token
 from kwik_console.core.clock import utcnow
 from kwik_console.core.settings import get_settings
+from kwik_console.core.text import CONTROL_CHARACTERS
+from kwik_console.store.db import get_engine
+from kwik_console.store.team_tables import Member, MemberSession
+from kwik_console.team.digests import digest, new_token
 
 COOKIE_NAME = "kwik_session"
 # Activity refreshes `last_seen_at` at most this often: one write a minute, not one per event.
@@ -53,18 +54,25 @@ def safe_next(value: str | None) -> str:
 
 def open_session(*, session: Session, member: Member, address: str = "", user_agent: str = "") -> str:
     settings, now, token = get_settings(), utcnow(), new_token()
-    session.add(MemberSession(
-        member_id=member.id, token_hash=digest(token), created_at=now, last_seen_at=now,
-        expires_at=now + dt.timedelta(hours=settings.session_max_hours),
-        client_address=address[:64], user_agent=user_agent[:300],
-    ))
+    session.add(
+        MemberSession(
+            member_id=member.id,
+            token_hash=digest(token),
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + dt.timedelta(hours=settings.session_max_hours),
+            client_address=address[:64],
+            user_agent=user_agent[:300],
+        )
+    )
     session.flush()
     return token
 
 
 _LOOKUP = (
-    sa.select(MemberSession.id, MemberSession.last_seen_at, MemberSession.expires_at, Member.id, Member.email,
-              Member.role)
+    sa.select(
+        MemberSession.id, MemberSession.last_seen_at, MemberSession.expires_at, Member.id, Member.email, Member.role
+    )
     .join(Member, Member.id == MemberSession.member_id)
     .where(MemberSession.token_hash == sa.bindparam("token_hash"))
 )
@@ -82,7 +90,6 @@ def check_now(token: str | None) -> SignedIn | None:
     end an expired session or to move `last_seen_at` on (at most once a minute)."""
     if not token:
         return None
-    from kwik_console.store.db import get_engine
 
     with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         return _check(connection, token, utcnow())
@@ -130,7 +137,10 @@ def cookie_attributes() -> dict:
     """For Starlette's set_cookie: HttpOnly, SameSite=Lax, Secure when members use https."""
     settings = get_settings()
     return {
-        "key": COOKIE_NAME, "httponly": True, "samesite": "lax", "path": "/",
+        "key": COOKIE_NAME,
+        "httponly": True,
+        "samesite": "lax",
+        "path": "/",
         "secure": settings.public_url.startswith("https://"),
         "max_age": int(settings.session_max_hours * 3600),
     }

@@ -16,12 +16,12 @@ import string
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from kwik_console.team import audit
-from kwik_console.store.token_tables import AccessToken
-from kwik_console.core.errors import InvalidInput, NotFound, check_all, check_id
-from kwik_console.team.digests import digest
 from kwik_console.core.clock import utcnow
+from kwik_console.core.errors import InvalidInput, NotFound, check_all, check_id
 from kwik_console.core.text import check_text
+from kwik_console.store.token_tables import AccessToken
+from kwik_console.team import audit
+from kwik_console.team.digests import digest
 
 TOKEN_PREFIX = "kwik_"
 TOKEN_LENGTH = 40  # random characters after the prefix: about 238 bits
@@ -33,7 +33,7 @@ SCOPES = ("read", "write", "publish")
 SCOPE_HELP = {
     "read": "Read webhooks, event types, deliveries and the event stream. Never a signing secret.",
     "write": "Everything read allows, plus create, edit and delete webhooks, send tests, reveal and rotate "
-             "signing secrets.",
+    "signing secrets.",
     "publish": "Publish events with POST /events.",
 }
 _ALPHABET = string.ascii_letters + string.digits
@@ -98,8 +98,12 @@ def validate_expiry_days(days) -> int | None:
     except (TypeError, ValueError):
         raise InvalidInput({"expires_in_days": "Expiry must be a whole number of days."}) from None
     if not 1 <= value <= EXPIRY_MAX_DAYS:
-        raise InvalidInput({"expires_in_days": f"Expiry must be between 1 and {EXPIRY_MAX_DAYS} days, "
-                                               "or none for a token that does not expire."})
+        raise InvalidInput(
+            {
+                "expires_in_days": f"Expiry must be between 1 and {EXPIRY_MAX_DAYS} days, "
+                "or none for a token that does not expire."
+            }
+        )
     return value
 
 
@@ -111,20 +115,36 @@ def new_token_text() -> str:
 
 
 def create_token(*, session: Session, name: str, scopes, expires_in_days=None, actor: audit.Actor) -> NewToken:
-    clean = check_all((("name", validate_name, name), ("scopes", validate_scopes, scopes),
-                       ("expires_in_days", validate_expiry_days, expires_in_days)))
+    clean = check_all(
+        (
+            ("name", validate_name, name),
+            ("scopes", validate_scopes, scopes),
+            ("expires_in_days", validate_expiry_days, expires_in_days),
+        )
+    )
     now, text = utcnow(), new_token_text()
     days = clean["expires_in_days"]
     record = AccessToken(
-        name=clean["name"], prefix=text[:SHOWN_PREFIX], token_hash=digest(text), scopes=",".join(clean["scopes"]),
-        created_at=now, created_by=actor.email[:254],
+        name=clean["name"],
+        prefix=text[:SHOWN_PREFIX],
+        token_hash=digest(text),
+        scopes=",".join(clean["scopes"]),
+        created_at=now,
+        created_by=actor.email[:254],
         expires_at=now + dt.timedelta(days=days) if days else None,
     )
     session.add(record)
     session.flush()
-    audit.record(session=session, actor=actor, action="token.created", target=_target(record),
-                 detail={"scopes": scope_list(record.scopes),
-                         "expires_at": record.expires_at.isoformat() if record.expires_at else None})
+    audit.record(
+        session=session,
+        actor=actor,
+        action="token.created",
+        target=_target(record),
+        detail={
+            "scopes": scope_list(record.scopes),
+            "expires_at": record.expires_at.isoformat() if record.expires_at else None,
+        },
+    )
     return NewToken(record, text)
 
 
@@ -160,11 +180,18 @@ class TokenRefused(Exception):
 
 # `last_used_at` moves on at most this often: one write a minute per token, not one per request.
 TOUCH_EVERY = dt.timedelta(seconds=60)
-_LOOKUP = sa.select(AccessToken.id, AccessToken.name, AccessToken.prefix, AccessToken.scopes,
-                    AccessToken.expires_at, AccessToken.revoked_at, AccessToken.last_used_at).where(
-    AccessToken.token_hash == sa.bindparam("token_hash"))
-_TOUCH = sa.update(AccessToken).where(AccessToken.id == sa.bindparam("token_id")).values(
-    last_used_at=sa.bindparam("now"))
+_LOOKUP = sa.select(
+    AccessToken.id,
+    AccessToken.name,
+    AccessToken.prefix,
+    AccessToken.scopes,
+    AccessToken.expires_at,
+    AccessToken.revoked_at,
+    AccessToken.last_used_at,
+).where(AccessToken.token_hash == sa.bindparam("token_hash"))
+_TOUCH = (
+    sa.update(AccessToken).where(AccessToken.id == sa.bindparam("token_id")).values(last_used_at=sa.bindparam("now"))
+)
 
 
 def check(connection, token: str, now: dt.datetime) -> TokenCaller:

@@ -17,9 +17,9 @@ from reflex.middleware import Middleware
 from reflex.state import State, StateUpdate
 from reflex_base.event import Event
 
-from kwik_console.team import access, audit, sessions
-from kwik_console.store.db import session_scope
 from kwik_console.core.settings import get_settings
+from kwik_console.store.db import session_scope
+from kwik_console.team import access, audit, sessions
 
 log = logging.getLogger(__name__)
 SIGN_IN_ROUTE = "/sign-in"
@@ -95,11 +95,24 @@ class AccessMiddleware(Middleware):
             return StateUpdate()
         if decision == access.Decision.SIGN_IN:
             return StateUpdate(events=_sign_in_redirect(state))
-        log.warning("refused %s for %s (%s) after %.1f ms", handler, signed_in.email, signed_in.role,
-                    (time.perf_counter() - started) * 1000)
+        log.warning(
+            "refused %s for %s (%s) after %.1f ms",
+            handler,
+            signed_in.email,
+            signed_in.role,
+            (time.perf_counter() - started) * 1000,
+        )
         with session_scope() as session:
-            audit.record(session=session, actor=audit.Actor(signed_in.member_id, signed_in.email),
-                         action="access.refused", target=handler.rsplit(".", 2)[-2] + "." + handler.rsplit(".", 1)[-1],
-                         detail={"role": signed_in.role}, client_address=headers.get("asgi-scope-client", ""))
-        return StateUpdate(events=Event.from_event_type(
-            rx.toast.error(f"Your role ({signed_in.role}) does not allow this. Ask an admin of this console.")))
+            audit.record(
+                session=session,
+                actor=audit.Actor(signed_in.member_id, signed_in.email),
+                action="access.refused",
+                target=handler.rsplit(".", 2)[-2] + "." + handler.rsplit(".", 1)[-1],
+                detail={"role": signed_in.role},
+                client_address=headers.get("asgi-scope-client", ""),
+            )
+        return StateUpdate(
+            events=Event.from_event_type(
+                rx.toast.error(f"Your role ({signed_in.role}) does not allow this. Ask an admin of this console.")
+            )
+        )

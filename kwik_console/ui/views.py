@@ -5,12 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from kwik_console.events.deliveries import DeliveryDetail
-from kwik_console.delivery.types import Outcome
-from kwik_console.store.tables import Attempt, Delivery, DeliveryStatus, Webhook, WebhookStatus
-
-
 from kwik_console.core.clock import iso
+from kwik_console.delivery.types import Outcome
+from kwik_console.events.deliveries import DeliveryDetail
+from kwik_console.operations.health import health_of
+from kwik_console.store.tables import Attempt, Delivery, DeliveryStatus, RecoveryState, Webhook, WebhookStatus
 
 
 @dataclasses.dataclass
@@ -27,12 +26,19 @@ class WebhookRow:
 
     @classmethod
     def of(cls, webhook: Webhook) -> WebhookRow:
-        from kwik_console.operations.health import health_of
 
         health = health_of(webhook)
-        return cls(webhook.id, webhook.name, webhook.url, WebhookStatus(webhook.status).label,
-                   (iso(webhook.created_at) or ""), health.warn, (iso(health.failing_since) or ""), health.disabled_reason or "",
-                   (iso(health.disabled_at) or ""))
+        return cls(
+            webhook.id,
+            webhook.name,
+            webhook.url,
+            WebhookStatus(webhook.status).label,
+            (iso(webhook.created_at) or ""),
+            health.warn,
+            (iso(health.failing_since) or ""),
+            health.disabled_reason or "",
+            (iso(health.disabled_at) or ""),
+        )
 
 
 @dataclasses.dataclass
@@ -56,14 +62,25 @@ class RecoveryView:
 
     @classmethod
     def of(cls, p) -> RecoveryView:
-        from kwik_console.store.tables import RecoveryState
 
         statuses = " and ".join(DeliveryStatus(s).label for s in p.statuses) or "Failure"
         types = ", ".join(p.event_types) if p.event_types else "all event types"
-        return cls(p.id, RecoveryState(p.state).label, p.running, (iso(p.since) or ""), f"{statuses} deliveries, {types}",
-                   p.total,
-                   p.queued, p.sent, p.succeeded, p.failed, p.percent, p.created_by, (iso(p.created_at) or ""),
-                   (iso(p.finished_at) or ""))
+        return cls(
+            p.id,
+            RecoveryState(p.state).label,
+            p.running,
+            (iso(p.since) or ""),
+            f"{statuses} deliveries, {types}",
+            p.total,
+            p.queued,
+            p.sent,
+            p.succeeded,
+            p.failed,
+            p.percent,
+            p.created_by,
+            (iso(p.created_at) or ""),
+            (iso(p.finished_at) or ""),
+        )
 
 
 @dataclasses.dataclass
@@ -80,9 +97,17 @@ class DeliveryRow:
 
     @classmethod
     def of(cls, d: Delivery) -> DeliveryRow:
-        return cls(d.id, d.event_type, d.event_id, DeliveryStatus(d.status).label,
-                   "" if d.last_http_code is None else str(d.last_http_code), d.test, (iso(d.retry_at) or ""),
-                   d.retry_counter, (iso(d.created_at) or ""))
+        return cls(
+            d.id,
+            d.event_type,
+            d.event_id,
+            DeliveryStatus(d.status).label,
+            "" if d.last_http_code is None else str(d.last_http_code),
+            d.test,
+            (iso(d.retry_at) or ""),
+            d.retry_counter,
+            (iso(d.created_at) or ""),
+        )
 
 
 @dataclasses.dataclass
@@ -107,8 +132,15 @@ class AttemptView:
 
     @classmethod
     def of(cls, a: Attempt) -> AttemptView:
-        return cls(a.number, (iso(a.attempted_at) or ""), "" if a.http_code is None else str(a.http_code),
-                   a.duration_ms, headers_of(a.response_headers), a.response_body, a.error or "")
+        return cls(
+            a.number,
+            (iso(a.attempted_at) or ""),
+            "" if a.http_code is None else str(a.http_code),
+            a.duration_ms,
+            headers_of(a.response_headers),
+            a.response_body,
+            a.error or "",
+        )
 
 
 @dataclasses.dataclass
@@ -124,9 +156,13 @@ class DeliveryDetailView:
         attempts = [AttemptView.of(a) for a in detail.attempts]
         # The headers of the latest attempt: the signature changes on every attempt.
         request = detail.attempts[-1].request_headers if detail.attempts else {}
-        return cls(DeliveryRow.of(detail.delivery), (iso(detail.delivery.created_at) or ""),
-                   json.dumps(json.loads(detail.event.body), indent=2), headers_of(request),
-                   list(reversed(attempts)))
+        return cls(
+            DeliveryRow.of(detail.delivery),
+            (iso(detail.delivery.created_at) or ""),
+            json.dumps(json.loads(detail.event.body), indent=2),
+            headers_of(request),
+            list(reversed(attempts)),
+        )
 
 
 @dataclasses.dataclass
@@ -140,8 +176,14 @@ class TestOutcome:
 
     @classmethod
     def of(cls, o: Outcome) -> TestOutcome:
-        return cls(DeliveryStatus(o.status).label, "" if o.http_code is None else str(o.http_code),
-                   o.duration_ms, o.response_body[:2000], o.error or "", (iso(o.next_attempt_at) or ""))
+        return cls(
+            DeliveryStatus(o.status).label,
+            "" if o.http_code is None else str(o.http_code),
+            o.duration_ms,
+            o.response_body[:2000],
+            o.error or "",
+            (iso(o.next_attempt_at) or ""),
+        )
 
 
 @dataclasses.dataclass
@@ -209,8 +251,15 @@ class FiguresView:
     @classmethod
     def of(cls, f) -> FiguresView:
         rate = f.success_rate
-        return cls(f"{f.attempts:,}", "—" if rate is None else f"{rate * 100:.1f} %", f"{f.failures:,}",
-                   _ms(f.p50_ms), _ms(f.p95_ms), f"{f.retrying:,}", rate is None or rate >= HEALTHY_RATE)
+        return cls(
+            f"{f.attempts:,}",
+            "—" if rate is None else f"{rate * 100:.1f} %",
+            f"{f.failures:,}",
+            _ms(f.p50_ms),
+            _ms(f.p95_ms),
+            f"{f.retrying:,}",
+            rate is None or rate >= HEALTHY_RATE,
+        )
 
 
 @dataclasses.dataclass

@@ -23,20 +23,29 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from kwik_console.team import access, sessions
+from kwik_console.core.clock import iso
+from kwik_console.core.errors import InvalidInput, NotFound
+from kwik_console.core.settings import get_settings
 from kwik_console.events import deliveries
 from kwik_console.store.db import session_scope
-from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.store.tables import Event
-from kwik_console.core.settings import get_settings
-from kwik_console.core.clock import iso
+from kwik_console.team import access, sessions
 
 log = logging.getLogger(__name__)
 EXPORT_PAGE = 500
 # The event log's own rule: whoever may read the log may export it.
 RULE = "kwik_console.ui.state.event_log.EventLogState.refresh"
-CSV_COLUMNS = ["time", "event_id", "event", "status", "http_code", "test_event", "retry_timestamp",
-               "retry_counter", "delivery_id"]
+CSV_COLUMNS = [
+    "time",
+    "event_id",
+    "event",
+    "status",
+    "http_code",
+    "test_event",
+    "retry_timestamp",
+    "retry_counter",
+    "delivery_id",
+]
 ALL = "all"
 
 
@@ -51,16 +60,26 @@ def filters_from(params) -> dict:
     if test not in (ALL, "yes", "no"):
         raise InvalidInput({"test": "Test Event must be yes, no or all."})
     status, event_type = params.get("status", ALL), params.get("event_type", ALL)
-    return {"status": None if status in (ALL, "") else status,
-            "event_type": None if event_type in (ALL, "") else event_type,
-            "test": None if test == ALL else test == "yes",
-            "search": params.get("q", "") or None}
+    return {
+        "status": None if status in (ALL, "") else status,
+        "event_type": None if event_type in (ALL, "") else event_type,
+        "test": None if test == ALL else test == "yes",
+        "search": params.get("q", "") or None,
+    }
 
 
 def _record(d) -> dict:
-    return {"time": (iso(d.created_at) or ""), "event_id": d.event_id, "event": d.event_type, "status": d.status.capitalize(),
-            "http_code": "" if d.last_http_code is None else d.last_http_code, "test_event": "yes" if d.test else "no",
-            "retry_timestamp": (iso(d.retry_at) or ""), "retry_counter": d.retry_counter, "delivery_id": d.id}
+    return {
+        "time": (iso(d.created_at) or ""),
+        "event_id": d.event_id,
+        "event": d.event_type,
+        "status": d.status.capitalize(),
+        "http_code": "" if d.last_http_code is None else d.last_http_code,
+        "test_event": "yes" if d.test else "no",
+        "retry_timestamp": (iso(d.retry_at) or ""),
+        "retry_counter": d.retry_counter,
+        "delivery_id": d.id,
+    }
 
 
 def pages(webhook_id: int, filters: dict) -> Iterator[list]:
@@ -68,8 +87,9 @@ def pages(webhook_id: int, filters: dict) -> Iterator[list]:
     before = None
     while True:
         with session_scope() as session:
-            page = deliveries.list_deliveries(session=session, webhook_id=webhook_id, before_id=before,
-                                              limit=EXPORT_PAGE, **filters)
+            page = deliveries.list_deliveries(
+                session=session, webhook_id=webhook_id, before_id=before, limit=EXPORT_PAGE, **filters
+            )
             yield page.items
         if page.next_before_id is None:
             return
@@ -91,10 +111,14 @@ def csv_lines(webhook_id: int, filters: dict) -> Iterator[str]:
 def jsonl_lines(webhook_id: int, filters: dict) -> Iterator[str]:
     for items in pages(webhook_id, filters):
         with session_scope() as session:
-            bodies = dict(session.exec(select(Event.id, Event.body).where(
-                Event.id.in_([d.event_id for d in items]))).all())
-        yield "".join(json.dumps({**_record(d), "payload": json.loads(bodies[d.event_id])}) + "\n"
-                      for d in items if d.event_id in bodies)
+            bodies = dict(
+                session.exec(select(Event.id, Event.body).where(Event.id.in_([d.event_id for d in items]))).all()
+            )
+        yield "".join(
+            json.dumps({**_record(d), "payload": json.loads(bodies[d.event_id])}) + "\n"
+            for d in items
+            if d.event_id in bodies
+        )
 
 
 async def export(request: Request) -> Response:
@@ -119,9 +143,11 @@ async def export(request: Request) -> Response:
     media = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
     name = f"kwik-webhook-{webhook_id}-events.{fmt}"
     log.info("%s exports the event log of webhook %s as %s", signed_in.email, webhook_id, fmt)
-    return StreamingResponse(lines(webhook_id, filters), media_type=media,
-                             headers={"content-disposition": f'attachment; filename="{name}"',
-                                      "cache-control": "no-store"})
+    return StreamingResponse(
+        lines(webhook_id, filters),
+        media_type=media,
+        headers={"content-disposition": f'attachment; filename="{name}"', "cache-control": "no-store"},
+    )
 
 
 def app() -> Starlette:

@@ -21,8 +21,8 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select, text
 
 from kwik_console.core import metrics
-from kwik_console.store.db import get_engine
 from kwik_console.core.clock import utcnow
+from kwik_console.store.db import get_engine
 from kwik_console.store.tables import Delivery
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,7 @@ def forget_dead_processes(path: Path) -> list[int]:
 
 def unfinished_by_status():
     """Pending and retrying deliveries: ix_delivery_due holds only unfinished rows, the queue, never the history."""
-    return (select(Delivery.status, func.count()).where(Delivery.next_attempt_at.is_not(None))
-            .group_by(Delivery.status))
+    return select(Delivery.status, func.count()).where(Delivery.next_attempt_at.is_not(None)).group_by(Delivery.status)
 
 
 class DatabaseCollector:
@@ -80,7 +79,8 @@ class DatabaseCollector:
                 # ix_delivery_due: a range scan over due rows only, and the oldest is its first entry.
                 due, oldest = conn.execute(
                     select(func.count(), func.min(Delivery.next_attempt_at)).where(
-                        Delivery.next_attempt_at.is_not(None), Delivery.next_attempt_at <= now)
+                        Delivery.next_attempt_at.is_not(None), Delivery.next_attempt_at <= now
+                    )
                 ).one()
         except Exception:  # noqa: BLE001  the process's own counters are still worth serving
             log.warning("reading delivery metrics from the database failed", exc_info=True)
@@ -89,16 +89,23 @@ class DatabaseCollector:
             return
         up.add_metric([], 1)
         yield up
-        statuses = GaugeMetricFamily("kwik_deliveries", "Unfinished deliveries by status, from the database.",
-                                     labels=["status"])
+        statuses = GaugeMetricFamily(
+            "kwik_deliveries", "Unfinished deliveries by status, from the database.", labels=["status"]
+        )
         for status in sorted(set(UNFINISHED) | set(by_status)):
             statuses.add_metric([status], by_status.get(status, 0))
         yield statuses
-        yield GaugeMetricFamily("kwik_deliveries_due", "Deliveries whose next attempt is due now (the backlog), "
-                                "including those being attempted.", value=due)
+        yield GaugeMetricFamily(
+            "kwik_deliveries_due",
+            "Deliveries whose next attempt is due now (the backlog), including those being attempted.",
+            value=due,
+        )
         age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
-        yield GaugeMetricFamily("kwik_oldest_due_delivery_age_seconds", "How long the oldest due delivery has "
-                                "waited past its attempt time; 0 when none is due.", value=age)
+        yield GaugeMetricFamily(
+            "kwik_oldest_due_delivery_age_seconds",
+            "How long the oldest due delivery has waited past its attempt time; 0 when none is due.",
+            value=age,
+        )
 
 
 def render(engine=None) -> bytes:

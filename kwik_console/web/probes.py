@@ -74,8 +74,11 @@ async def readyz(request: Request) -> Response:
     checks["scheduler"] = _scheduler_check()
     ready = all(v == "ok" for v in checks.values())
     failed = [name for name, v in checks.items() if v != "ok"]
-    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks, "failed": failed},
-                        status_code=200 if ready else 503, headers=NO_STORE)
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks, "failed": failed},
+        status_code=200 if ready else 503,
+        headers=NO_STORE,
+    )
 
 
 def direct_from_this_host(request: Request) -> bool:
@@ -100,15 +103,20 @@ def metrics_allowed(request: Request) -> bool:
 async def metrics_page(request: Request) -> Response:
     if not metrics_allowed(request):
         hosted_with_token = not get_settings().local_mode and get_settings().metrics_token
-        return PlainTextResponse("Forbidden", status_code=401 if hosted_with_token else 403,
-                                 headers={"WWW-Authenticate": "Bearer"} if hosted_with_token else None)
+        return PlainTextResponse(
+            "Forbidden",
+            status_code=401 if hosted_with_token else 403,
+            headers={"WWW-Authenticate": "Bearer"} if hosted_with_token else None,
+        )
     body = await asyncio.to_thread(metrics.render)
     return Response(body, media_type=metrics.CONTENT_TYPE, headers=NO_STORE)
 
 
 def app() -> Starlette:
-    return Starlette(routes=[
-        Route("/healthz", healthz, methods=["GET", "HEAD"]),
-        Route("/readyz", readyz, methods=["GET", "HEAD"]),
-        Route("/metrics", metrics_page, methods=["GET"]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET", "HEAD"]),
+            Route("/readyz", readyz, methods=["GET", "HEAD"]),
+            Route("/metrics", metrics_page, methods=["GET"]),
+        ]
+    )

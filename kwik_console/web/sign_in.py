@@ -23,10 +23,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from kwik_console.team import audit, members, sessions
-from kwik_console.store.db import session_scope
 from kwik_console.core.errors import InvalidInput
 from kwik_console.core.settings import get_settings
+from kwik_console.store.db import session_scope
+from kwik_console.team import audit, members, sessions
 
 log = logging.getLogger(__name__)
 MAX_FORM_BYTES = 8 * 1024
@@ -61,8 +61,9 @@ def _go(location: str, *, token: str | None = None, clear: bool = False) -> Resp
     if token is not None:
         response.set_cookie(value=token, **attributes)
     if clear:
-        response.delete_cookie(key=attributes["key"], path="/", secure=attributes["secure"], httponly=True,
-                               samesite="lax")
+        response.delete_cookie(
+            key=attributes["key"], path="/", secure=attributes["secure"], httponly=True, samesite="lax"
+        )
     return response
 
 
@@ -89,8 +90,13 @@ async def sign_in(request: Request) -> Response:
     back = {"next": next_path}
     try:
         with session_scope() as session:
-            _, token = members.sign_in(session=session, email=form.get("email", ""), password=form.get("password", ""),
-                                       address=_address(request), user_agent=request.headers.get("user-agent", ""))
+            _, token = members.sign_in(
+                session=session,
+                email=form.get("email", ""),
+                password=form.get("password", ""),
+                address=_address(request),
+                user_agent=request.headers.get("user-agent", ""),
+            )
     except members.Throttled as exc:
         back |= {"error": "throttled", "wait": str(exc.seconds)}
         return RedirectResponse("/sign-in?" + urllib.parse.urlencode(back), status_code=303)
@@ -106,9 +112,14 @@ async def accept(request: Request) -> Response:
     link = form.get("token", "")
     try:
         with session_scope() as session:
-            _, token = members.sign_in_by_link(session=session, token=link, password=form.get("password", ""),
-                                               confirm=form.get("confirm", ""), address=_address(request),
-                                               user_agent=request.headers.get("user-agent", ""))
+            _, token = members.sign_in_by_link(
+                session=session,
+                token=link,
+                password=form.get("password", ""),
+                confirm=form.get("confirm", ""),
+                address=_address(request),
+                user_agent=request.headers.get("user-agent", ""),
+            )
     except InvalidInput as exc:
         message = next(iter(exc.errors.values()))
         code = next((c for c, m in members.PASSWORD_PROBLEMS.items() if m == message), "link")
@@ -127,14 +138,31 @@ async def sign_out(request: Request) -> Response:
         if signed_in is not None:
             if everywhere:
                 sessions.end_everywhere(session=session, member_id=signed_in.member_id)
-            audit.record(session=session, actor=audit.Actor(signed_in.member_id, signed_in.email),
-                         action="sign_out.everywhere" if everywhere else "sign_out", target=signed_in.email,
-                         client_address=_address(request))
+            audit.record(
+                session=session,
+                actor=audit.Actor(signed_in.member_id, signed_in.email),
+                action="sign_out.everywhere" if everywhere else "sign_out",
+                target=signed_in.email,
+                client_address=_address(request),
+            )
     return _go("/sign-in?" + urllib.parse.urlencode({"signed_out": "everywhere" if everywhere else "1"}), clear=True)
 
 
-PUBLIC_PREFIXES = ("/sign-in", "/accept", "/auth/", "/_event", "/_next/", "/assets/", "/favicon", "/ping",
-                   "/_health", "/_upload", "/_static", "/.well-known", "/robots.txt")
+PUBLIC_PREFIXES = (
+    "/sign-in",
+    "/accept",
+    "/auth/",
+    "/_event",
+    "/_next/",
+    "/assets/",
+    "/favicon",
+    "/ping",
+    "/_health",
+    "/_upload",
+    "/_static",
+    "/.well-known",
+    "/robots.txt",
+)
 
 
 def _is_page_request(request: Request) -> bool:

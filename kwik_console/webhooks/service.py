@@ -10,18 +10,14 @@ import base64
 import dataclasses
 import datetime as dt
 import secrets
-from collections.abc import Iterable
-from urllib.parse import urlsplit
 
-import idna
 from sqlmodel import Session, and_, col, delete, func, or_, select, update
 
 from kwik_console.core import doorbell
+from kwik_console.core.clock import iso, utcnow
+from kwik_console.core.errors import InvalidInput, NotFound, check_id
+from kwik_console.core.text import LONE_SURROGATE
 from kwik_console.events import catalog
-from kwik_console.team import audit
-from kwik_console.core.errors import InvalidInput, NotFound, check_all, check_id
-from kwik_console.core.network import host_name_problem, host_refusal, is_loopback
-from kwik_console.core.text import LONE_SURROGATE, check_text
 from kwik_console.store.tables import (
     Attempt,
     Delivery,
@@ -32,28 +28,13 @@ from kwik_console.store.tables import (
     Webhook,
     WebhookStatus,
 )
-from kwik_console.core.clock import iso, utcnow
-from kwik_console.core.settings import get_settings
+from kwik_console.team import audit
+from kwik_console.webhooks.rules import WebhookInput, validate
+from kwik_console.webhooks.signing import SECRET_PREFIX
 
-NAME_MAX = 100
-URL_MAX = 2048
-RATE_MIN, RATE_MAX = 0.1, 1000.0
 PAGE_SIZE = 25
-SECRET_PREFIX = "whsec_"
 # How long the old secret still signs after a rotation, so receivers can switch keys.
 ROTATION_OVERLAP = dt.timedelta(hours=24)
-
-
-@dataclasses.dataclass
-class WebhookInput:
-    """What a merchant submits in the Create / Edit form. None means "unchanged" on update."""
-
-    name: str | None = None
-    url: str | None = None
-    events: list[str] | None = None
-    status: str | None = None
-    # "Max deliveries per second": a number, or "" for no limit.
-    max_per_second: str | float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,145 +51,6 @@ class WebhookPage:
         return max(1, -(-self.total // self.per_page))
 
 
-# ---------------------------------------------------------------- validation (pure)
-
-
-def _text(field: str, label: str, value) -> str:
-    """A text field's value, trimmed; any other type (a Python caller's 123) is refused like bad text."""
-    if value is not None and not isinstance(value, str):
-        raise InvalidInput({field: f"{label} must be text."})
-    return (value or "").strip()
-
-
-def validate_name(name: str | None) -> str:
-    name = _text("name", "Name", name)
-    if not name:
-        raise InvalidInput({"name": "Name is required."})
-    if len(name) > NAME_MAX:
-        raise InvalidInput({"name": f"Name must be at most {NAME_MAX} characters (it has {len(name)})."})
-    return check_text("name", "Name", name)
-
-
-def _normalise_host(url: str, netloc: str, host: str) -> str:
-    """An international host name checked (IDNA 2008, UTS 46) and put in its A-label (xn--) form.
-
-    The A-label is what goes on the wire, and it shows look-alike letters for what they are.
-    """
-    if host.isascii() and not any(label.startswith("xn--") for label in host.split(".")):
-        return url
-    try:
-        ascii_host = idna.encode(host, uts46=True).decode("ascii")
-    except (idna.IDNAError, UnicodeError):
-        raise InvalidInput({"url": "Webhook URL has an invalid international host name."}) from None
-    start = url.index("//") + 2  # no user info is allowed, so the netloc starts here
-    port = netloc.rpartition(":")[2] if ":" in netloc else None
-    new_netloc = ascii_host if port is None else f"{ascii_host}:{port}"
-    return url[:start] + new_netloc + url[start + len(netloc):]
-
-
-def validate_url(url: str | None, *, local_mode: bool) -> str:
-    url = _text("url", "Webhook URL", url)
-    if not url:
-        raise InvalidInput({"url": "Webhook URL is required."})
-    if len(url) > URL_MAX:
-        raise InvalidInput({"url": f"Webhook URL must be at most {URL_MAX:,} characters."})
-    check_text("url", "Webhook URL", url)
-    if any(ch.isspace() for ch in url):
-        raise InvalidInput({"url": "Webhook URL must not contain spaces."})
-    if "\\" in url:  # read as "/" by browsers and some clients, as text by others
-        raise InvalidInput({"url": "Webhook URL must not contain a backslash."})
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port  # raises on a port above 65535
-    except ValueError:
-        raise InvalidInput({"url": "Webhook URL is not a valid URL."}) from None
-    if port == 0:
-        raise InvalidInput({"url": "Webhook URL's port must be between 1 and 65535."})
-    scheme = parts.scheme.lower()
-    if scheme not in ("https", "http") or not parts.netloc:
-        raise InvalidInput({"url": "Webhook URL must be an absolute https:// URL, like https://example.com/webhooks."})
-    if not host:
-        raise InvalidInput({"url": "Webhook URL must include a host name."})
-    if parts.username is not None or parts.password is not None:
-        raise InvalidInput({"url": "Webhook URL must not include a user name or password."})
-    if parts.fragment or url.endswith("#"):
-        raise InvalidInput({"url": "Webhook URL must not include a #fragment."})
-    url = _normalise_host(url, parts.netloc, host)
-    if problem := host_name_problem(urlsplit(url).hostname or ""):
-        raise InvalidInput({"url": f"Webhook URL {problem}."})
-    if scheme == "http":
-        if not (local_mode and is_loopback(host)):
-            hint = " (http:// is allowed only for localhost when running locally)"
-            raise InvalidInput({"url": f"Webhook URL must use https://{hint}."})
-    if not local_mode:
-        # Hosted: never an internal address (checked again at connect time, after DNS).
-        if refusal := host_refusal(host, get_settings().allowed_networks):
-            raise InvalidInput({"url": refusal})
-    return url
-
-
-def validate_events(events: Iterable[str] | None) -> list[str]:
-    if isinstance(events, str | bytes) or (events is not None and not isinstance(events, Iterable)):
-        raise InvalidInput({"events": "Events must be a list of event types."})
-    chosen = [e.strip() if isinstance(e, str) else repr(e) for e in (events or []) if e]
-    chosen = [e for e in chosen if e]
-    if not chosen:
-        raise InvalidInput({"events": "Select at least one event."})
-    operational = sorted({e for e in chosen if catalog.is_operational_type(e)})
-    if operational:
-        raise InvalidInput({"events": f"{', '.join(operational)}: operational events go only to the operational "
-                                      "webhook, which an admin sets on the Developers page."})
-    unknown = sorted({e for e in chosen if not catalog.is_event_type(e)})
-    if unknown:
-        raise InvalidInput({"events": f"Unknown event type: {', '.join(unknown)}."})
-    # Catalogue order, no duplicates.
-    return [name for name in catalog.event_type_names() if name in set(chosen)]
-
-
-def validate_status(status: str | None) -> str:
-    value = _text("status", "Status", status).lower()
-    if value not in {s.value for s in WebhookStatus}:
-        raise InvalidInput({"status": "Status must be Live, Paused or Disabled."})
-    return value
-
-
-def validate_max_per_second(value: str | float | None) -> float | None:
-    """The rate limit: empty for none, else deliveries per second between 0.1 and 1,000."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    message = {"max_per_second": f"Max deliveries per second must be a number from {RATE_MIN:g} to "
-                                 f"{RATE_MAX:,.0f}, or empty for no limit."}
-    if isinstance(value, bool):
-        raise InvalidInput(message)
-    try:
-        number = float(value.strip().replace(",", "") if isinstance(value, str) else value)
-    except (TypeError, ValueError):
-        raise InvalidInput(message) from None
-    if not RATE_MIN <= number <= RATE_MAX:  # also refuses NaN
-        raise InvalidInput(message)
-    return round(number, 2)
-
-
-def validate(data: WebhookInput, *, partial: bool = False, local_mode: bool | None = None) -> WebhookInput:
-    """Check every field at once; raise InvalidInput naming each bad field, or return clean values."""
-    local_mode = get_settings().local_mode if local_mode is None else local_mode
-    rules = {
-        "name": validate_name,
-        "url": lambda v: validate_url(v, local_mode=local_mode),
-        "events": validate_events,
-        "status": validate_status,
-        "max_per_second": validate_max_per_second,
-    }
-    status = data.status if data.status is not None or partial else WebhookStatus.LIVE.value
-    given = {"name": data.name, "url": data.url, "events": data.events, "status": status,
-             "max_per_second": data.max_per_second}
-    # On update None leaves a field as it is; a rate limit of None is "no change" on create too.
-    checks = [(field, rules[field], value) for field, value in given.items()
-              if value is not None or not (partial or field == "max_per_second")]
-    return WebhookInput(**check_all(checks))
-
-
 def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
@@ -223,8 +65,13 @@ def audit_target(webhook: Webhook) -> str:
 
 def _audited(session: Session, webhook: Webhook) -> dict:
     """What the audit trail keeps of a webhook: everything a merchant can edit, never its secret."""
-    return {"name": webhook.name, "url": webhook.url, "status": webhook.status,
-            "events": webhook_events(session=session, webhook_id=webhook.id), "max_per_second": webhook.max_per_second}
+    return {
+        "name": webhook.name,
+        "url": webhook.url,
+        "status": webhook.status,
+        "events": webhook_events(session=session, webhook_id=webhook.id),
+        "max_per_second": webhook.max_per_second,
+    }
 
 
 # ---------------------------------------------------------------- service functions
@@ -247,8 +94,14 @@ def create_webhook(*, session: Session, data: WebhookInput, actor: audit.Actor, 
     session.flush()
     session.add_all(Subscription(webhook_id=webhook.id, event_type=e) for e in clean.events)
     session.flush()
-    audit.record(session=session, actor=actor, action="webhook.created", target=audit_target(webhook),
-                 detail={"after": _audited(session, webhook)}, client_address=client_address)
+    audit.record(
+        session=session,
+        actor=actor,
+        action="webhook.created",
+        target=audit_target(webhook),
+        detail={"after": _audited(session, webhook)},
+        client_address=client_address,
+    )
     return webhook
 
 
@@ -278,8 +131,9 @@ def webhook_to_change(*, session: Session, webhook_id: int) -> Webhook:
     return webhook
 
 
-def update_webhook(*, session: Session, webhook_id: int, data: WebhookInput, actor: audit.Actor,
-                   client_address: str = "") -> Webhook:
+def update_webhook(
+    *, session: Session, webhook_id: int, data: WebhookInput, actor: audit.Actor, client_address: str = ""
+) -> Webhook:
     webhook = get_webhook(session=session, webhook_id=webhook_id)
     _not_operational(webhook)
     clean = validate(data, partial=True)
@@ -301,8 +155,14 @@ def update_webhook(*, session: Session, webhook_id: int, data: WebhookInput, act
     session.flush()
     after = _audited(session, webhook)
     if after != before:
-        audit.record(session=session, actor=actor, action="webhook.edited", target=audit_target(webhook),
-                     detail={"before": before, "after": after}, client_address=client_address)
+        audit.record(
+            session=session,
+            actor=actor,
+            action="webhook.edited",
+            target=audit_target(webhook),
+            detail={"before": before, "after": after},
+            client_address=client_address,
+        )
     return webhook
 
 
@@ -345,8 +205,14 @@ def delete_webhook(*, session: Session, webhook_id: int, actor: audit.Actor, cli
     """Remove the webhook, its deliveries with their attempts, and any scheduled retries."""
     webhook = get_webhook(session=session, webhook_id=webhook_id)
     _not_operational(webhook)
-    audit.record(session=session, actor=actor, action="webhook.deleted", target=audit_target(webhook),
-                 detail={"before": _audited(session, webhook)}, client_address=client_address)
+    audit.record(
+        session=session,
+        actor=actor,
+        action="webhook.deleted",
+        target=audit_target(webhook),
+        detail={"before": _audited(session, webhook)},
+        client_address=client_address,
+    )
     remove_webhook_rows(session=session, webhook_id=webhook_id)
 
 
@@ -364,7 +230,11 @@ def remove_webhook_rows(*, session: Session, webhook_id: int) -> None:
 
 
 def list_webhooks(
-    *, session: Session, search: str | None = None, page: int = 1, per_page: int = PAGE_SIZE,
+    *,
+    session: Session,
+    search: str | None = None,
+    page: int = 1,
+    per_page: int = PAGE_SIZE,
     after: tuple[dt.datetime, int] | None = None,
 ) -> WebhookPage:
     """Webhooks newest first; `search` matches name or URL, ignoring case.
@@ -393,24 +263,39 @@ def list_webhooks(
     total = session.exec(count).one()
     if after is not None:
         created_at, webhook_id = after
-        query = query.where(or_(col(Webhook.created_at) < created_at,
-                                and_(col(Webhook.created_at) == created_at, col(Webhook.id) < webhook_id)))
+        query = query.where(
+            or_(
+                col(Webhook.created_at) < created_at,
+                and_(col(Webhook.created_at) == created_at, col(Webhook.id) < webhook_id),
+            )
+        )
     else:
         query = query.offset((page - 1) * per_page)
-    items = list(session.exec(
-        query.order_by(col(Webhook.created_at).desc(), col(Webhook.id).desc()).limit(per_page + 1)
-    ).all())
+    items = list(
+        session.exec(query.order_by(col(Webhook.created_at).desc(), col(Webhook.id).desc()).limit(per_page + 1)).all()
+    )
     more, items = len(items) > per_page, items[:per_page]
-    return WebhookPage(items=items, total=total, page=page, per_page=per_page,
-                       next_after=(items[-1].created_at, items[-1].id) if more else None)
+    return WebhookPage(
+        items=items,
+        total=total,
+        page=page,
+        per_page=per_page,
+        next_after=(items[-1].created_at, items[-1].id) if more else None,
+    )
 
 
-def reveal_secret(*, session: Session, webhook_id: int, actor: audit.Actor, copied: bool = False,
-                  client_address: str = "") -> Webhook:
+def reveal_secret(
+    *, session: Session, webhook_id: int, actor: audit.Actor, copied: bool = False, client_address: str = ""
+) -> Webhook:
     """A webhook whose secret a member asked to see (or copy): the read is recorded in the audit trail."""
     webhook = webhook_to_change(session=session, webhook_id=webhook_id)
-    audit.record(session=session, actor=actor, action="secret.copied" if copied else "secret.revealed",
-                 target=audit_target(webhook), client_address=client_address)
+    audit.record(
+        session=session,
+        actor=actor,
+        action="secret.copied" if copied else "secret.revealed",
+        target=audit_target(webhook),
+        client_address=client_address,
+    )
     return webhook
 
 
@@ -431,8 +316,14 @@ def rotate_secret(*, session: Session, webhook_id: int, actor: audit.Actor, clie
     webhook.updated_at = now
     session.add(webhook)
     session.flush()
-    audit.record(session=session, actor=actor, action="secret.rotated", target=audit_target(webhook),
-                 detail={"previous_secret_expires_at": iso(previous.expires_at)}, client_address=client_address)
+    audit.record(
+        session=session,
+        actor=actor,
+        action="secret.rotated",
+        target=audit_target(webhook),
+        detail={"previous_secret_expires_at": iso(previous.expires_at)},
+        client_address=client_address,
+    )
     return webhook
 
 

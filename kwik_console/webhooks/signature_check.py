@@ -12,6 +12,7 @@ import binascii
 import dataclasses
 import hashlib
 import hmac
+from urllib.parse import urlsplit
 
 from kwik_console.webhooks.signing import SECRET_PREFIX
 
@@ -106,7 +107,7 @@ def body_diff(sent: bytes, pasted: bytes) -> BodyDiff | None:
     start = max(0, offset - 12)
 
     def around(data: bytes) -> str:
-        return data[start:offset + 24].decode("utf-8", "replace")
+        return data[start : offset + 24].decode("utf-8", "replace")
 
     return BodyDiff(offset, line, column, around(sent), around(pasted), len(sent), len(pasted))
 
@@ -136,8 +137,9 @@ def check(
     if not msg_id:
         findings.append(("header", "The webhook-id header is empty: it is the event id, evt_…"))
     if not timestamp.isdigit():
-        findings.append(("header", f"webhook-timestamp must be whole Unix seconds, like 1764428645; "
-                                   f"got {timestamp[:24]!r}."))
+        findings.append(
+            ("header", f"webhook-timestamp must be whole Unix seconds, like 1764428645; got {timestamp[:24]!r}.")
+        )
     signatures, signature_problem = parse_signatures(signature)
     if signature_problem:
         findings.append(("header", signature_problem))
@@ -147,9 +149,14 @@ def check(
     skew = now - int(timestamp)
     if abs(skew) > TOLERANCE_S:
         direction = "older than now" if skew > 0 else "ahead of now"
-        findings.append(("timestamp", f"The timestamp is {_duration(skew)} {direction}, outside the "
-                                      f"{TOLERANCE_S // 60}-minute tolerance: libraries refuse it as a possible "
-                                      "replay. Check the receiver's clock, or check the request when it arrives."))
+        findings.append(
+            (
+                "timestamp",
+                f"The timestamp is {_duration(skew)} {direction}, outside the "
+                f"{TOLERANCE_S // 60}-minute tolerance: libraries refuse it as a possible "
+                "replay. Check the receiver's clock, or check the request when it arrives.",
+            )
+        )
 
     def signed_by(k: bytes, data: bytes) -> bool:
         mac = expected_signature(k, msg_id, timestamp, data)
@@ -160,34 +167,63 @@ def check(
 
     diff = body_diff(sent_body, body) if sent_body is not None else None
     if diff is not None:
-        findings.append(("body", f"The body differs from the one Kwik sent for {msg_id}, first at byte "
-                                 f"{diff.offset} (line {diff.line}, column {diff.column}). Verify the raw bytes as "
-                                 "received, before any JSON parsing or re-serialising."))
+        findings.append(
+            (
+                "body",
+                f"The body differs from the one Kwik sent for {msg_id}, first at byte "
+                f"{diff.offset} (line {diff.line}, column {diff.column}). Verify the raw bytes as "
+                "received, before any JSON parsing or re-serialising.",
+            )
+        )
         if signed_by(key, sent_body):
             return Verdict(False, findings, diff)
     elif sent_body is None:
-        findings.append(("body", "If the body was parsed and serialised again (JSON spacing, key order, escaped "
-                                 "characters), its bytes differ from those signed: verify the raw body."))
+        findings.append(
+            (
+                "body",
+                "If the body was parsed and serialised again (JSON spacing, key order, escaped "
+                "characters), its bytes differ from those signed: verify the raw body.",
+            )
+        )
     data = sent_body if sent_body is not None else body
-    matched = next((label for label, s in known_secrets
-                    if (k := secret_key(s)[0]) is not None and (signed_by(k, data) or signed_by(k, body))), None)
+    matched = next(
+        (
+            label
+            for label, s in known_secrets
+            if (k := secret_key(s)[0]) is not None and (signed_by(k, data) or signed_by(k, body))
+        ),
+        None,
+    )
     pasted_label = next((label for label, s in known_secrets if s.strip() == secret.strip()), None)
     if matched is not None and matched != pasted_label:
-        findings.append(("secret", f"Wrong secret: this request was signed with {matched} of the webhook, not the "
-                                   "one pasted."
-                        + (f" The one pasted is {pasted_label}." if pasted_label else "")))
+        findings.append(
+            (
+                "secret",
+                f"Wrong secret: this request was signed with {matched} of the webhook, not the "
+                "one pasted." + (f" The one pasted is {pasted_label}." if pasted_label else ""),
+            )
+        )
     elif known_secrets and matched is None and not any(k == "body" for k, _ in findings):
-        findings.append(("secret", "The signature matches none of this webhook's secrets, current or previous: "
-                                   "the headers may come from another request."))
+        findings.append(
+            (
+                "secret",
+                "The signature matches none of this webhook's secrets, current or previous: "
+                "the headers may come from another request.",
+            )
+        )
     elif not known_secrets:
-        findings.append(("secret", "The signature does not match this secret and body. If the secret was rotated, "
-                                   "the previous one keeps signing for 24 hours; try it."))
+        findings.append(
+            (
+                "secret",
+                "The signature does not match this secret and body. If the secret was rotated, "
+                "the previous one keeps signing for 24 hours; try it.",
+            )
+        )
     return Verdict(False, findings, diff)
 
 
 def code_samples(*, webhook_name: str, url: str) -> dict[str, str]:
     """Verification code for each language, with its Standard Webhooks library, filled with the webhook's details."""
-    from urllib.parse import urlsplit
 
     path = urlsplit(url).path or "/"
     env = "KWIK_WEBHOOK_SECRET"

@@ -18,7 +18,7 @@ from playwright.sync_api import Page, expect
 from kwik_console.team import audit
 from kwik_console.store import db
 from kwik_console.webhooks import service as webhooks
-from kwik_console.webhooks.service import WebhookInput
+from kwik_console.webhooks.rules import WebhookInput
 from tests.conftest import configure
 from tests.e2e.server import ROOT
 

@@ -22,7 +22,7 @@ from kwik_console.webhooks import service as webhooks
 from kwik_console.store.tables import Delivery, Webhook
 from kwik_console.core.clock import utcnow
 from kwik_console.operations import health
-from kwik_console.webhooks.service import WebhookInput
+from kwik_console.webhooks.rules import WebhookInput
 from tests.e2e.test_console import action, deliver, make, row, search_for  # noqa: F401  (make: a fixture)
 
 pytestmark = pytest.mark.e2e

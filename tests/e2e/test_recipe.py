@@ -28,7 +28,7 @@ from kwik_console.team import audit, tokens
 from kwik_console.store import db
 from kwik_console.webhooks import service as webhooks
 from kwik_console.store.tables import Attempt, Delivery
-from kwik_console.webhooks.service import WebhookInput
+from kwik_console.webhooks.rules import WebhookInput
 from tests.conftest import KWIK_CONSOLE, TEST_SECRET_KEY, _drop_postgres_database, _postgres_database, configure
 from tests.e2e.server import ConsoleServer, free_port
 from tests.receiver import Receiver

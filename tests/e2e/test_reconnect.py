@@ -29,7 +29,7 @@ from kwik_console.team import audit
 from kwik_console.store import db
 from kwik_console.runtime import reflex_patches
 from kwik_console.webhooks import service as webhooks
-from kwik_console.webhooks.service import WebhookInput
+from kwik_console.webhooks.rules import WebhookInput
 from tests.conftest import (KWIK_CONSOLE, POSTGRES_ADMIN_URL, TEST_SECRET_KEY, _drop_postgres_database,
                             _postgres_database, configure)
 from tests.e2e.server import CHROMIUM, CHROMIUM_ARGS, ConsoleServer, free_port

@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, Page, expect
 from kwik_console.team import audit
 from kwik_console.store import db
 from kwik_console.webhooks import service as webhooks
-from kwik_console.webhooks.service import WebhookInput
+from kwik_console.webhooks.rules import WebhookInput
 from tests.conftest import KWIK_CONSOLE, TEST_SECRET_KEY, configure
 from tests.e2e.server import ConsoleServer
 

@@ -45,8 +45,10 @@ def status_badge(label: rx.Var) -> rx.Component:
     return rx.match(
         label,
         # High contrast: soft badges' coloured text is below 4.5:1 on its own tint (green: 4.2:1).
-        *[(name, rx.badge(name, color_scheme=color, variant="soft", radius="full", high_contrast=True))
-          for name, color in STATUS_COLORS.items()],
+        *[
+            (name, rx.badge(name, color_scheme=color, variant="soft", radius="full", high_contrast=True))
+            for name, color in STATUS_COLORS.items()
+        ],
         rx.badge(label, variant="soft", high_contrast=True),
     )
 
@@ -61,17 +63,21 @@ _NAV = (("Webhooks", "/"), ("Developers", "/developers"), ("Members", "/members"
 
 def _nav_menu() -> rx.Component:
     """The top bar's links on a phone: one Menu button."""
+
     def item(label: str, href: str) -> rx.Component:
         return rx.dropdown_menu.item(label, on_click=rx.redirect(href))
 
     return rx.box(
         rx.dropdown_menu.root(
-            rx.dropdown_menu.trigger(rx.button(rx.icon("menu", size=16), "Menu", variant="soft", color_scheme="gray",
-                                               size="2")),
+            rx.dropdown_menu.trigger(
+                rx.button(rx.icon("menu", size=16), "Menu", variant="soft", color_scheme="gray", size="2")
+            ),
             rx.dropdown_menu.content(
                 *[item(label, href) for label, href in _NAV[:2]],
-                rx.cond(SessionState.hosted & SessionState.is_admin,
-                        rx.fragment(*[item(label, href) for label, href in _NAV[2:]])),
+                rx.cond(
+                    SessionState.hosted & SessionState.is_admin,
+                    rx.fragment(*[item(label, href) for label, href in _NAV[2:]]),
+                ),
                 align="end",
             ),
         ),
@@ -86,43 +92,72 @@ def navbar() -> rx.Component:
                 rx.hstack(
                     rx.box(
                         rx.icon("zap", size=16, color="white"),
-                        background=rx.color("accent", 9), border_radius="6px", padding="5px", display="flex",
+                        background=rx.color("accent", 9),
+                        border_radius="6px",
+                        padding="5px",
+                        display="flex",
                     ),
                     rx.text("Kwik", weight="bold", size="4", color=rx.color("gray", 12)),
                     # On a phone the bar needs the room (Menu, theme, account): the mark and "Kwik" stay.
                     rx.text("Console", size="4", color=rx.color("gray", 11), display=["none", "block"]),
-                    align="center", spacing="2",
+                    align="center",
+                    spacing="2",
                 ),
-                href="/", underline="none",
+                href="/",
+                underline="none",
             ),
             rx.spacer(),
             rx.hstack(
                 # The links in a row from 480 px up; on a phone they would push the bar wider than the screen.
                 rx.box(
-                    rx.hstack(*[rx.link(label, href=href, size="2", weight="medium", white_space="nowrap")
-                                for label, href in _NAV[:2]],
-                              rx.cond(SessionState.hosted & SessionState.is_admin, rx.fragment(
-                                  *[rx.link(label, href=href, size="2", weight="medium", white_space="nowrap")
-                                    for label, href in _NAV[2:]])),
-                              align="center", spacing="4"),
+                    rx.hstack(
+                        *[
+                            rx.link(label, href=href, size="2", weight="medium", white_space="nowrap")
+                            for label, href in _NAV[:2]
+                        ],
+                        rx.cond(
+                            SessionState.hosted & SessionState.is_admin,
+                            rx.fragment(
+                                *[
+                                    rx.link(label, href=href, size="2", weight="medium", white_space="nowrap")
+                                    for label, href in _NAV[2:]
+                                ]
+                            ),
+                        ),
+                        align="center",
+                        spacing="4",
+                    ),
                     display=["none", "block"],
                 ),
                 _nav_menu(),
                 rx.color_mode.button(size="2", variant="ghost", aria_label="Switch light or dark theme"),
                 rx.cond(SessionState.hosted, user_menu()),
-                align="center", spacing="3",
+                align="center",
+                spacing="3",
             ),
-            align="center", max_width="1200px", margin="0 auto", padding_x=["16px", "24px"], height="56px",
+            align="center",
+            max_width="1200px",
+            margin="0 auto",
+            padding_x=["16px", "24px"],
+            height="56px",
         ),
-        style={"border_bottom": f"1px solid {rx.color('gray', 5)}", "background": rx.color("gray", 1),
-               "position": "sticky", "top": "0", "z_index": "10"},
+        style={
+            "border_bottom": f"1px solid {rx.color('gray', 5)}",
+            "background": rx.color("gray", 1),
+            "position": "sticky",
+            "top": "0",
+            "z_index": "10",
+        },
     )
 
 
 def _sign_out_form(form_id: str, everywhere: bool) -> rx.Component:
     return native_form(
         rx.el.input(type="hidden", name="everywhere", value="1" if everywhere else "0"),
-        id=form_id, action="/auth/sign-out", method="post", display="none",
+        id=form_id,
+        action="/auth/sign-out",
+        method="post",
+        display="none",
     )
 
 
@@ -131,9 +166,15 @@ def user_menu() -> rx.Component:
     return rx.fragment(
         rx.dropdown_menu.root(
             rx.dropdown_menu.trigger(
-                rx.button(rx.icon("circle-user", size=16), rx.text(SessionState.email, display=["none", "none", "inline"]),
-                          rx.icon("chevron-down", size=14), variant="soft", color_scheme="gray", size="2",
-                          aria_label="Account menu"),
+                rx.button(
+                    rx.icon("circle-user", size=16),
+                    rx.text(SessionState.email, display=["none", "none", "inline"]),
+                    rx.icon("chevron-down", size=14),
+                    variant="soft",
+                    color_scheme="gray",
+                    size="2",
+                    aria_label="Account menu",
+                ),
             ),
             rx.dropdown_menu.content(
                 rx.box(
@@ -143,10 +184,14 @@ def user_menu() -> rx.Component:
                 ),
                 rx.dropdown_menu.separator(),
                 rx.dropdown_menu.item("Change password", on_click=PasswordState.start),
-                rx.dropdown_menu.item("Sign out", on_click=rx.call_script(
-                    "document.getElementById('sign-out-form').submit()")),
-                rx.dropdown_menu.item("Sign out everywhere", color_scheme="red", on_click=rx.call_script(
-                    "document.getElementById('sign-out-everywhere-form').submit()")),
+                rx.dropdown_menu.item(
+                    "Sign out", on_click=rx.call_script("document.getElementById('sign-out-form').submit()")
+                ),
+                rx.dropdown_menu.item(
+                    "Sign out everywhere",
+                    color_scheme="red",
+                    on_click=rx.call_script("document.getElementById('sign-out-everywhere-form').submit()"),
+                ),
                 align="end",
             ),
         ),
@@ -159,10 +204,12 @@ def user_menu() -> rx.Component:
 def _password_field(label: str, name: str, autocomplete: str) -> rx.Component:
     return rx.vstack(
         rx.el.label(rx.text(label, size="2", weight="medium"), html_for=f"password-{name}"),
-        rx.input(id=f"password-{name}", name=name, type="password", auto_complete=autocomplete, required=True,
-                 width="100%"),
+        rx.input(
+            id=f"password-{name}", name=name, type="password", auto_complete=autocomplete, required=True, width="100%"
+        ),
         field_error(PasswordState.errors[name]),
-        spacing="1", width="100%",
+        spacing="1",
+        width="100%",
     )
 
 
@@ -170,8 +217,12 @@ def password_dialog() -> rx.Component:
     return rx.dialog.root(
         rx.dialog.content(
             rx.dialog.title("Change password"),
-            rx.dialog.description("Your other sessions are signed out; this one stays signed in.", size="2",
-                                  color_scheme="gray", margin_bottom="16px"),
+            rx.dialog.description(
+                "Your other sessions are signed out; this one stays signed in.",
+                size="2",
+                color_scheme="gray",
+                margin_bottom="16px",
+            ),
             rx.form(
                 rx.vstack(
                     _password_field("Current password", "current", "current-password"),
@@ -180,15 +231,21 @@ def password_dialog() -> rx.Component:
                     rx.hstack(
                         rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray", type="button")),
                         rx.button("Change password", type="submit"),
-                        justify="end", spacing="3", width="100%", padding_top="8px",
+                        justify="end",
+                        spacing="3",
+                        width="100%",
+                        padding_top="8px",
                     ),
-                    spacing="3", width="100%",
+                    spacing="3",
+                    width="100%",
                 ),
-                on_submit=PasswordState.change, reset_on_submit=False,
+                on_submit=PasswordState.change,
+                reset_on_submit=False,
             ),
             max_width="440px",
         ),
-        open=PasswordState.open, on_open_change=PasswordState.set_open,
+        open=PasswordState.open,
+        on_open_change=PasswordState.set_open,
     )
 
 
@@ -198,7 +255,10 @@ def page(*children: rx.Component) -> rx.Component:
         rx.el.main(
             rx.box(
                 *children,
-                max_width="1200px", margin="0 auto", padding_x=["16px", "24px"], padding_y=["20px", "32px"],
+                max_width="1200px",
+                margin="0 auto",
+                padding_x=["16px", "24px"],
+                padding_y=["20px", "32px"],
             ),
         ),
         min_height="100vh",
@@ -208,8 +268,10 @@ def page(*children: rx.Component) -> rx.Component:
 
 def loading_rows(columns: int, rows: int = 5) -> rx.Component:
     return rx.fragment(
-        *[rx.table.row(*[rx.table.cell(rx.skeleton(rx.text("loading"), loading=True)) for _ in range(columns)])
-          for _ in range(rows)]
+        *[
+            rx.table.row(*[rx.table.cell(rx.skeleton(rx.text("loading"), loading=True)) for _ in range(columns)])
+            for _ in range(rows)
+        ]
     )
 
 
@@ -218,7 +280,9 @@ def error_callout(message: rx.Var, on_retry) -> rx.Component:
         rx.callout.icon(rx.icon("triangle-alert")),
         rx.callout.text(message),
         rx.button("Try again", size="1", variant="soft", color_scheme="red", on_click=on_retry),
-        color_scheme="red", role="alert", margin_bottom="16px",
+        color_scheme="red",
+        role="alert",
+        margin_bottom="16px",
     )
 
 
@@ -227,18 +291,34 @@ def code_block(text: rx.Var, max_height: str = "320px") -> rx.Component:
         text,
         tab_index=0,  # it may scroll: keyboards must reach it
         style={
-            "font_family": "var(--code-font-family)", "font_size": "12.5px", "line_height": "1.5",
-            "background": rx.color("gray", 3), "border": f"1px solid {rx.color('gray', 5)}",
-            "border_radius": "8px", "padding": "12px", "margin": "0", "overflow": "auto",
-            "max_height": max_height, "white_space": "pre", "width": "100%",
+            "font_family": "var(--code-font-family)",
+            "font_size": "12.5px",
+            "line_height": "1.5",
+            "background": rx.color("gray", 3),
+            "border": f"1px solid {rx.color('gray', 5)}",
+            "border_radius": "8px",
+            "padding": "12px",
+            "margin": "0",
+            "overflow": "auto",
+            "max_height": max_height,
+            "white_space": "pre",
+            "width": "100%",
             # In a column of cards (the drawer) a flex item may shrink to a line: never below its own height.
-            "flex_shrink": "0", "min_height": "3em", "box_sizing": "border-box",
+            "flex_shrink": "0",
+            "min_height": "3em",
+            "box_sizing": "border-box",
         },
     )
 
 
-SR_ONLY = {"position": "absolute", "width": "1px", "height": "1px", "overflow": "hidden", "clip": "rect(0 0 0 0)",
-           "white_space": "nowrap"}
+SR_ONLY = {
+    "position": "absolute",
+    "width": "1px",
+    "height": "1px",
+    "overflow": "hidden",
+    "clip": "rect(0 0 0 0)",
+    "white_space": "nowrap",
+}
 
 
 def table_name(name: str) -> rx.Component:

@@ -15,16 +15,27 @@ def delete_dialog() -> rx.Component:
         rx.alert_dialog.content(
             rx.alert_dialog.title("Delete webhook"),
             rx.alert_dialog.description(
-                rx.text("Permanently delete “", rx.text.strong(DeleteState.name),
-                        "”? Its delivery history and any scheduled retries are removed too. This cannot be undone."),
+                rx.text(
+                    "Permanently delete “",
+                    rx.text.strong(DeleteState.name),
+                    "”? Its delivery history and any scheduled retries are removed too. This cannot be undone.",
+                ),
             ),
             rx.hstack(
-                rx.alert_dialog.cancel(rx.button("Cancel", variant="soft", color_scheme="gray",
-                                                 disabled=DeleteState.deleting)),
+                rx.alert_dialog.cancel(
+                    rx.button("Cancel", variant="soft", color_scheme="gray", disabled=DeleteState.deleting)
+                ),
                 # High contrast: white on red-9 is 4.0:1, under the 4.5:1 text needs.
-                rx.button("Delete", color_scheme="red", high_contrast=True, loading=DeleteState.deleting,
-                          on_click=DeleteState.confirm),
-                justify="end", spacing="3", margin_top="16px",
+                rx.button(
+                    "Delete",
+                    color_scheme="red",
+                    high_contrast=True,
+                    loading=DeleteState.deleting,
+                    on_click=DeleteState.confirm,
+                ),
+                justify="end",
+                spacing="3",
+                margin_top="16px",
             ),
             max_width="460px",
         ),
@@ -37,8 +48,9 @@ def _outcome() -> rx.Component:
     o = Test.outcome
     return rx.cond(
         Test.error != "",
-        rx.callout.root(rx.callout.icon(rx.icon("triangle-alert")), rx.callout.text(Test.error), color_scheme="red",
-                        role="alert"),
+        rx.callout.root(
+            rx.callout.icon(rx.icon("triangle-alert")), rx.callout.text(Test.error), color_scheme="red", role="alert"
+        ),
         rx.card(
             rx.vstack(
                 rx.hstack(
@@ -46,9 +58,11 @@ def _outcome() -> rx.Component:
                     rx.text("HTTP ", rx.cond(o.http_code != "", o.http_code, "—"), size="2", weight="medium"),
                     rx.text(o.duration_ms.to_string() + " ms", size="2", color_scheme="gray"),
                     rx.spacer(),
-                    rx.link("View in event log", href="/webhooks/" + Test.webhook_id.to_string() + "/events",
-                            size="2"),
-                    align="center", width="100%", spacing="3", wrap="wrap",
+                    rx.link("View in event log", href="/webhooks/" + Test.webhook_id.to_string() + "/events", size="2"),
+                    align="center",
+                    width="100%",
+                    spacing="3",
+                    wrap="wrap",
                 ),
                 rx.cond(o.error != "", rx.text(o.error, color_scheme="red", size="2")),
                 rx.cond(o.response != "", code_block(o.response, max_height="140px")),
@@ -56,9 +70,12 @@ def _outcome() -> rx.Component:
                     o.retry_at != "",
                     rx.text("Kwik will retry at ", local_time(o.retry_at), ".", size="1", color_scheme="gray"),
                 ),
-                spacing="2", width="100%",
+                spacing="2",
+                width="100%",
             ),
-            width="100%", role="status", aria_label="Test outcome",
+            width="100%",
+            role="status",
+            aria_label="Test outcome",
         ),
     )
 
@@ -68,14 +85,24 @@ def test_dialog() -> rx.Component:
         rx.dialog.content(
             rx.dialog.title("Test webhook"),
             rx.dialog.description(
-                rx.text("Send a sample event to “", rx.text.strong(Test.webhook_name),
-                        "” now. It is marked as a test event and retried like any other delivery if it fails."),
-                size="2", color_scheme="gray", margin_bottom="16px",
+                rx.text(
+                    "Send a sample event to “",
+                    rx.text.strong(Test.webhook_name),
+                    "” now. It is marked as a test event and retried like any other delivery if it fails.",
+                ),
+                size="2",
+                color_scheme="gray",
+                margin_bottom="16px",
             ),
             rx.vstack(
                 rx.el.label(rx.text("Event type", size="2", weight="medium"), html_for="test-event-type"),
-                rx.select(catalog.event_type_names(), value=Test.event_type, on_change=Test.set_event_type,
-                          id="test-event-type", width="100%"),
+                rx.select(
+                    catalog.event_type_names(),
+                    value=Test.event_type,
+                    on_change=Test.set_event_type,
+                    id="test-event-type",
+                    width="100%",
+                ),
                 rx.text(Test.description, size="1", color_scheme="gray"),
                 rx.text("Sample payload", size="2", weight="medium", padding_top="4px"),
                 code_block(Test.preview, max_height="220px"),
@@ -83,9 +110,13 @@ def test_dialog() -> rx.Component:
                 rx.hstack(
                     rx.dialog.close(rx.button("Close", variant="soft", color_scheme="gray")),
                     rx.button("Send", loading=Test.sending, on_click=Test.send),
-                    justify="end", spacing="3", width="100%", padding_top="8px",
+                    justify="end",
+                    spacing="3",
+                    width="100%",
+                    padding_top="8px",
                 ),
-                spacing="2", width="100%",
+                spacing="2",
+                width="100%",
             ),
             max_width="620px",
         ),

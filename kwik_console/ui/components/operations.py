@@ -6,7 +6,9 @@ import reflex as rx
 
 from kwik_console.events import catalog
 from kwik_console.ui.components.common import field_error, local_time, status_badge
-from kwik_console.ui.state.operations import ALL, HealthState, RecoverState as R, RecoveryProgressState as Shown
+from kwik_console.ui.state.operations import ALL, HealthState
+from kwik_console.ui.state.operations import RecoverState as R
+from kwik_console.ui.state.operations import RecoveryProgressState as Shown
 from kwik_console.ui.state.session import SessionState
 from kwik_console.ui.state.webhook_page import WebhookPageState as P
 
@@ -15,37 +17,83 @@ RECOVER_LABEL = "Recover failed since…"
 
 def failing_badge(since: rx.Var) -> rx.Component:
     """Every attempt has failed for 24 h or more: shown before the console disables the webhook."""
-    return rx.badge(rx.icon("triangle-alert", size=12), "Failing since ", local_time(since, "D MMM, HH:mm"),
-                    color_scheme="amber", variant="soft", high_contrast=True, radius="full")
+    return rx.badge(
+        rx.icon("triangle-alert", size=12),
+        "Failing since ",
+        local_time(since, "D MMM, HH:mm"),
+        color_scheme="amber",
+        variant="soft",
+        high_contrast=True,
+        radius="full",
+    )
 
 
-def disabled_banner(webhook_id: rx.Var, name: rx.Var | None, disabled_at: rx.Var, reason: rx.Var,
-                    on_recover) -> rx.Component:
-    """"Disabled automatically on <date>: <reason>", with Re-enable and Recover right there."""
+def disabled_banner(
+    webhook_id: rx.Var, name: rx.Var | None, disabled_at: rx.Var, reason: rx.Var, on_recover
+) -> rx.Component:
+    """ "Disabled automatically on <date>: <reason>", with Re-enable and Recover right there."""
     return rx.callout.root(
         rx.callout.icon(rx.icon("circle-alert")),
         rx.flex(
             rx.box(
-                rx.text(*([rx.text.strong(name), ": "] if name is not None else []),
-                        "Disabled automatically on ", local_time(disabled_at, "D MMM YYYY, HH:mm"), ": ", reason,
-                        size="2"),
-                rx.text("Nothing is sent to it until it is re-enabled. Recover what failed once the endpoint works "
-                        "again.", size="1", color_scheme="gray", high_contrast=True),
-                flex="1", min_width="240px",
+                rx.text(
+                    *([rx.text.strong(name), ": "] if name is not None else []),
+                    "Disabled automatically on ",
+                    local_time(disabled_at, "D MMM YYYY, HH:mm"),
+                    ": ",
+                    reason,
+                    size="2",
+                ),
+                rx.text(
+                    "Nothing is sent to it until it is re-enabled. Recover what failed once the endpoint works again.",
+                    size="1",
+                    color_scheme="gray",
+                    high_contrast=True,
+                ),
+                flex="1",
+                min_width="240px",
             ),
-            rx.cond(SessionState.can_pause | SessionState.can_recover, rx.hstack(
-                rx.cond(SessionState.can_pause,
-                        rx.button(rx.icon("power", size=14), "Re-enable", size="2", color_scheme="red",
-                                  high_contrast=True, on_click=HealthState.resume(webhook_id))),
-                rx.cond(SessionState.can_recover,
-                        rx.button(rx.icon("rotate-ccw", size=14), RECOVER_LABEL, size="2", variant="soft",
-                                  color_scheme="red", high_contrast=True, on_click=on_recover)),
-                spacing="2", wrap="wrap",
-            )),
-            gap="12px", align="center", wrap="wrap", width="100%",
+            rx.cond(
+                SessionState.can_pause | SessionState.can_recover,
+                rx.hstack(
+                    rx.cond(
+                        SessionState.can_pause,
+                        rx.button(
+                            rx.icon("power", size=14),
+                            "Re-enable",
+                            size="2",
+                            color_scheme="red",
+                            high_contrast=True,
+                            on_click=HealthState.resume(webhook_id),
+                        ),
+                    ),
+                    rx.cond(
+                        SessionState.can_recover,
+                        rx.button(
+                            rx.icon("rotate-ccw", size=14),
+                            RECOVER_LABEL,
+                            size="2",
+                            variant="soft",
+                            color_scheme="red",
+                            high_contrast=True,
+                            on_click=on_recover,
+                        ),
+                    ),
+                    spacing="2",
+                    wrap="wrap",
+                ),
+            ),
+            gap="12px",
+            align="center",
+            wrap="wrap",
+            width="100%",
         ),
         # High contrast: red-11 text on the callout's red tint measures under 4.5:1 in the light theme.
-        color_scheme="red", high_contrast=True, role="alert", width="100%", aria_label="Disabled automatically",
+        color_scheme="red",
+        high_contrast=True,
+        role="alert",
+        width="100%",
+        aria_label="Disabled automatically",
     )
 
 
@@ -54,7 +102,8 @@ def _labelled(label: str, html_for: str, control: rx.Component, error: rx.Var) -
         rx.el.label(rx.text(label, size="2", weight="medium"), html_for=html_for),
         control,
         field_error(error),
-        spacing="1", width="100%",
+        spacing="1",
+        width="100%",
     )
 
 
@@ -63,57 +112,105 @@ def recover_dialog() -> rx.Component:
         rx.dialog.content(
             rx.dialog.title("Recover failed deliveries"),
             rx.dialog.description(
-                rx.text("Send the failed deliveries of “", rx.text.strong(P.name), "” created since this time again, "
-                        "in one job on the server. A delivery that has succeeded since is never sent twice."),
-                size="2", color_scheme="gray", margin_bottom="16px",
+                rx.text(
+                    "Send the failed deliveries of “",
+                    rx.text.strong(P.name),
+                    "” created since this time again, "
+                    "in one job on the server. A delivery that has succeeded since is never sent twice.",
+                ),
+                size="2",
+                color_scheme="gray",
+                margin_bottom="16px",
             ),
             rx.form(
                 rx.vstack(
-                    _labelled("Failed since", "recover-since",
-                              rx.input(id="recover-since", type="datetime-local", value=R.since_local,
-                                       on_change=R.set_since, width="100%",
-                                       aria_describedby="recover-since-help",
-                                       aria_invalid=rx.cond(R.errors["since"] != "", "true", "false")),
-                              R.errors["since"]),
-                    rx.text("In your time zone", rx.cond(P.time_zone != "", " (" + P.time_zone + ")", ""),
-                            ". The default is 24 hours ago.", id="recover-since-help", size="1",
-                            color_scheme="gray"),
+                    _labelled(
+                        "Failed since",
+                        "recover-since",
+                        rx.input(
+                            id="recover-since",
+                            type="datetime-local",
+                            value=R.since_local,
+                            on_change=R.set_since,
+                            width="100%",
+                            aria_describedby="recover-since-help",
+                            aria_invalid=rx.cond(R.errors["since"] != "", "true", "false"),
+                        ),
+                        R.errors["since"],
+                    ),
+                    rx.text(
+                        "In your time zone",
+                        rx.cond(P.time_zone != "", " (" + P.time_zone + ")", ""),
+                        ". The default is 24 hours ago.",
+                        id="recover-since-help",
+                        size="1",
+                        color_scheme="gray",
+                    ),
                     rx.grid(
-                        _labelled("Event type", "recover-event-type",
-                                  rx.select.root(
-                                      rx.select.trigger(id="recover-event-type", width="100%"),
-                                      rx.select.content(rx.select.item("All event types", value=ALL),
-                                                        *[rx.select.item(n, value=n)
-                                                          for n in catalog.event_type_names()]),
-                                      value=R.event_type, on_change=R.set_event_type),
-                                  R.errors["event_types"]),
-                        _labelled("Status", "recover-status",
-                                  rx.select.root(
-                                      rx.select.trigger(id="recover-status", width="100%"),
-                                      rx.select.content(rx.select.item("Failure", value="failure"),
-                                                        rx.select.item("Retrying", value="retrying"),
-                                                        rx.select.item("Failure and Retrying", value="both")),
-                                      value=R.statuses, on_change=R.set_statuses),
-                                  R.errors["statuses"]),
-                        columns=rx.breakpoints(initial="1", sm="2"), spacing="3", width="100%",
+                        _labelled(
+                            "Event type",
+                            "recover-event-type",
+                            rx.select.root(
+                                rx.select.trigger(id="recover-event-type", width="100%"),
+                                rx.select.content(
+                                    rx.select.item("All event types", value=ALL),
+                                    *[rx.select.item(n, value=n) for n in catalog.event_type_names()],
+                                ),
+                                value=R.event_type,
+                                on_change=R.set_event_type,
+                            ),
+                            R.errors["event_types"],
+                        ),
+                        _labelled(
+                            "Status",
+                            "recover-status",
+                            rx.select.root(
+                                rx.select.trigger(id="recover-status", width="100%"),
+                                rx.select.content(
+                                    rx.select.item("Failure", value="failure"),
+                                    rx.select.item("Retrying", value="retrying"),
+                                    rx.select.item("Failure and Retrying", value="both"),
+                                ),
+                                value=R.statuses,
+                                on_change=R.set_statuses,
+                            ),
+                            R.errors["statuses"],
+                        ),
+                        columns=rx.breakpoints(initial="1", sm="2"),
+                        spacing="3",
+                        width="100%",
                     ),
-                    rx.cond(R.errors["webhook"] != "",
-                            rx.callout.root(rx.callout.icon(rx.icon("triangle-alert")),
-                                            rx.callout.text(R.errors["webhook"]), color_scheme="red", role="alert",
-                                            width="100%")),
+                    rx.cond(
+                        R.errors["webhook"] != "",
+                        rx.callout.root(
+                            rx.callout.icon(rx.icon("triangle-alert")),
+                            rx.callout.text(R.errors["webhook"]),
+                            color_scheme="red",
+                            role="alert",
+                            width="100%",
+                        ),
+                    ),
                     rx.hstack(
-                        rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray", type="button",
-                                                  disabled=R.starting)),
+                        rx.dialog.close(
+                            rx.button("Cancel", variant="soft", color_scheme="gray", type="button", disabled=R.starting)
+                        ),
                         rx.button("Start", type="submit", loading=R.starting),
-                        justify="end", spacing="3", width="100%", padding_top="8px",
+                        justify="end",
+                        spacing="3",
+                        width="100%",
+                        padding_top="8px",
                     ),
-                    spacing="3", width="100%",
+                    spacing="3",
+                    width="100%",
                 ),
-                on_submit=lambda _: R.start(), reset_on_submit=False, no_validate=True,
+                on_submit=lambda _: R.start(),
+                reset_on_submit=False,
+                no_validate=True,
             ),
             max_width="560px",
         ),
-        open=R.open, on_open_change=R.set_open,
+        open=R.open,
+        on_open_change=R.set_open,
     )
 
 
@@ -121,7 +218,8 @@ def _count(label: str, value: rx.Var, tone: rx.Var | str = "gray") -> rx.Compone
     return rx.vstack(
         rx.text(label, size="1", color_scheme="gray", weight="medium"),
         rx.text(value.to_string(), size="5", weight="bold", color_scheme=tone, high_contrast=True),
-        spacing="0", min_width="88px",
+        spacing="0",
+        min_width="88px",
     )
 
 
@@ -136,31 +234,60 @@ def recovery_panel() -> rx.Component:
                 rx.heading("Recovery", size="3", as_="h2"),
                 status_badge(p.state),
                 rx.spacer(),
-                rx.cond(p.running & SessionState.can_recover,
-                        rx.button("Cancel recovery", size="1", variant="soft", color_scheme="red", high_contrast=True,
-                                  on_click=R.cancel)),
-                width="100%", align="center", spacing="3",
+                rx.cond(
+                    p.running & SessionState.can_recover,
+                    rx.button(
+                        "Cancel recovery",
+                        size="1",
+                        variant="soft",
+                        color_scheme="red",
+                        high_contrast=True,
+                        on_click=R.cancel,
+                    ),
+                ),
+                width="100%",
+                align="center",
+                spacing="3",
             ),
-            rx.text(p.filters, ", created since ", local_time(p.since, "D MMM YYYY, HH:mm"), " · started by ",
-                    p.created_by,
-                    size="1", color_scheme="gray"),
-            rx.progress(value=p.percent, max=100, width="100%", size="3",
-                        color_scheme=rx.cond(p.failed > 0, "orange", "green"),
-                        aria_label="Recovery progress", aria_valuetext=p.sent.to_string() + " of "
-                        + p.total.to_string() + " sent"),
-            rx.text(p.sent.to_string() + " of " + p.total.to_string() + " sent · " + p.percent.to_string() + " %",
-                    size="2", weight="medium"),
+            rx.text(
+                p.filters,
+                ", created since ",
+                local_time(p.since, "D MMM YYYY, HH:mm"),
+                " · started by ",
+                p.created_by,
+                size="1",
+                color_scheme="gray",
+            ),
+            rx.progress(
+                value=p.percent,
+                max=100,
+                width="100%",
+                size="3",
+                color_scheme=rx.cond(p.failed > 0, "orange", "green"),
+                aria_label="Recovery progress",
+                aria_valuetext=p.sent.to_string() + " of " + p.total.to_string() + " sent",
+            ),
+            rx.text(
+                p.sent.to_string() + " of " + p.total.to_string() + " sent · " + p.percent.to_string() + " %",
+                size="2",
+                weight="medium",
+            ),
             rx.flex(
                 _count("Queued", p.queued),
                 _count("Sent", p.sent),
                 _count("Succeeded", p.succeeded, rx.cond(p.succeeded > 0, "green", "gray")),
                 _count("Failed", p.failed, rx.cond(p.failed > 0, "red", "gray")),
-                wrap="wrap", gap="16px",
+                wrap="wrap",
+                gap="16px",
             ),
-            rx.cond(~p.running & (p.finished_at != ""),
-                    rx.text(p.state, " ", local_time(p.finished_at, "D MMM YYYY, HH:mm:ss"), size="1",
-                            color_scheme="gray")),
-            spacing="2", width="100%",
+            rx.cond(
+                ~p.running & (p.finished_at != ""),
+                rx.text(p.state, " ", local_time(p.finished_at, "D MMM YYYY, HH:mm:ss"), size="1", color_scheme="gray"),
+            ),
+            spacing="2",
+            width="100%",
         ),
-        width="100%", role="region", aria_label="Recovery",
+        width="100%",
+        role="region",
+        aria_label="Recovery",
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import reflex as rx
-
 from reflex_components_radix.themes.components.checkbox import Checkbox
 
 from kwik_console.events import catalog
@@ -38,14 +37,16 @@ def _event_checkbox(event_type: catalog.EventType) -> rx.Component:
             Checkbox.create(
                 checked=Form.events.contains(event_type.name),
                 on_change=lambda checked: Form.toggle_event(event_type.name, checked),
-                margin_top="2px", aria_label=event_type.name,
+                margin_top="2px",
+                aria_label=event_type.name,
             ),
             rx.vstack(
                 rx.code(event_type.name, size="2", variant="ghost"),
                 rx.text(event_type.description, size="1", color_scheme="gray"),
                 spacing="0",
             ),
-            align="start", spacing="2",
+            align="start",
+            spacing="2",
         ),
         cursor="pointer",
     )
@@ -54,8 +55,14 @@ def _event_checkbox(event_type: catalog.EventType) -> rx.Component:
 def _events_field() -> rx.Component:
     groups = [
         rx.box(
-            rx.text(resource.replace("_", " ").title() + "s", size="1", weight="bold", color_scheme="gray",
-                    text_transform="uppercase", letter_spacing="0.04em"),
+            rx.text(
+                resource.replace("_", " ").title() + "s",
+                size="1",
+                weight="bold",
+                color_scheme="gray",
+                text_transform="uppercase",
+                letter_spacing="0.04em",
+            ),
             rx.vstack(*[_event_checkbox(t) for t in types], spacing="2", padding_top="6px"),
         )
         for resource, types in catalog.grouped().items()
@@ -64,23 +71,36 @@ def _events_field() -> rx.Component:
         rx.hstack(
             rx.text("Events", size="2", weight="medium"),
             rx.spacer(),
-            rx.text(Form.events.length().to_string() + f" of {len(catalog.EVENT_TYPES)} selected", size="1",
-                    color_scheme="gray"),
+            rx.text(
+                Form.events.length().to_string() + f" of {len(catalog.EVENT_TYPES)} selected",
+                size="1",
+                color_scheme="gray",
+            ),
             rx.button("Select all", size="1", variant="ghost", type="button", on_click=Form.select_all),
             rx.button("Select none", size="1", variant="ghost", type="button", on_click=Form.select_none),
-            align="center", width="100%", spacing="3",
+            align="center",
+            width="100%",
+            spacing="3",
         ),
         # The chosen events, always in view; the list below is part of the dialog's one scroll, not a second one.
-        rx.cond(Form.events.length() > 0,
-                rx.flex(rx.foreach(Form.events, lambda e: rx.badge(e, variant="surface", high_contrast=True)),
-                        wrap="wrap", gap="4px", aria_label="Selected events"),
-                rx.text("No events selected.", size="1", color_scheme="gray")),
+        rx.cond(
+            Form.events.length() > 0,
+            rx.flex(
+                rx.foreach(Form.events, lambda e: rx.badge(e, variant="surface", high_contrast=True)),
+                wrap="wrap",
+                gap="4px",
+                aria_label="Selected events",
+            ),
+            rx.text("No events selected.", size="1", color_scheme="gray"),
+        ),
         rx.box(
             rx.grid(*groups, columns=rx.breakpoints(initial="1", sm="2"), spacing="4", padding="12px"),
-            style={"border": f"1px solid {rx.color('gray', 6)}", "border_radius": "8px"}, width="100%",
+            style={"border": f"1px solid {rx.color('gray', 6)}", "border_radius": "8px"},
+            width="100%",
         ),
         field_error(Form.errors["events"]),
-        spacing="2", width="100%",
+        spacing="2",
+        width="100%",
     )
 
 
@@ -88,17 +108,33 @@ def _secret_section() -> rx.Component:
     return rx.vstack(
         rx.separator(size="4"),
         rx.text("Signing secret", size="2", weight="medium"),
-        rx.text("Kwik signs every request with this secret (Standard Webhooks). Verify the signature before "
-                "trusting a payload.", size="1", color_scheme="gray"),
+        rx.text(
+            "Kwik signs every request with this secret (Standard Webhooks). Verify the signature before "
+            "trusting a payload.",
+            size="1",
+            color_scheme="gray",
+        ),
         rx.hstack(
-            rx.code(rx.cond(Form.secret_shown, Form.secret, "whsec_" + "•" * 24), size="2", variant="soft",
-                    style={"word_break": "break-all", "flex": "1", "padding": "6px 8px"}),
-            rx.button(rx.cond(Form.secret_shown, "Hide", "Reveal"), size="1", variant="soft", type="button",
-                      on_click=Form.toggle_secret),
+            rx.code(
+                rx.cond(Form.secret_shown, Form.secret, "whsec_" + "•" * 24),
+                size="2",
+                variant="soft",
+                style={"word_break": "break-all", "flex": "1", "padding": "6px 8px"},
+            ),
+            rx.button(
+                rx.cond(Form.secret_shown, "Hide", "Reveal"),
+                size="1",
+                variant="soft",
+                type="button",
+                on_click=Form.toggle_secret,
+            ),
             rx.button("Copy", size="1", variant="soft", type="button", on_click=Form.copy_secret),
             rx.alert_dialog.root(
-                rx.alert_dialog.trigger(rx.button("Rotate", size="1", variant="soft", color_scheme="orange",
-                                                  high_contrast=True, type="button")),
+                rx.alert_dialog.trigger(
+                    rx.button(
+                        "Rotate", size="1", variant="soft", color_scheme="orange", high_contrast=True, type="button"
+                    )
+                ),
                 rx.alert_dialog.content(
                     rx.alert_dialog.title("Rotate the signing secret?"),
                     rx.alert_dialog.description(
@@ -107,17 +143,26 @@ def _secret_section() -> rx.Component:
                     ),
                     rx.hstack(
                         rx.alert_dialog.cancel(rx.button("Cancel", variant="soft", color_scheme="gray")),
-                        rx.alert_dialog.action(rx.button("Rotate secret", color_scheme="orange", high_contrast=True,
-                                                         on_click=Form.rotate_secret)),
-                        justify="end", spacing="3", margin_top="16px",
+                        rx.alert_dialog.action(
+                            rx.button(
+                                "Rotate secret", color_scheme="orange", high_contrast=True, on_click=Form.rotate_secret
+                            )
+                        ),
+                        justify="end",
+                        spacing="3",
+                        margin_top="16px",
                     ),
                 ),
             ),
-            width="100%", align="center", spacing="2", wrap="wrap",
+            width="100%",
+            align="center",
+            spacing="2",
+            wrap="wrap",
         ),
         rx.text("Verify in Python with the standardwebhooks package:", size="1", color_scheme="gray"),
         code_block(VERIFY_EXAMPLE, max_height="120px"),
-        spacing="2", width="100%",
+        spacing="2",
+        width="100%",
     )
 
 
@@ -133,12 +178,25 @@ def _status_field() -> rx.Component:
     def option(value: str, label: str, sentence: str) -> rx.Component:
         chosen = Form.status == value
         return rx.box(
-            rx.el.label(rx.hstack(rx.radio_group.item(value=value, aria_describedby=f"webhook-status-{value}-help"),
-                                  rx.text(label, size="2", weight="medium"), spacing="2", align="center"),
-                        cursor="pointer"),
-            rx.text(sentence, id=f"webhook-status-{value}-help", size="1", color_scheme="gray", padding_left="24px",
-                    padding_top="2px"),
-            padding="8px 10px", border_radius="8px",
+            rx.el.label(
+                rx.hstack(
+                    rx.radio_group.item(value=value, aria_describedby=f"webhook-status-{value}-help"),
+                    rx.text(label, size="2", weight="medium"),
+                    spacing="2",
+                    align="center",
+                ),
+                cursor="pointer",
+            ),
+            rx.text(
+                sentence,
+                id=f"webhook-status-{value}-help",
+                size="1",
+                color_scheme="gray",
+                padding_left="24px",
+                padding_top="2px",
+            ),
+            padding="8px 10px",
+            border_radius="8px",
             border=rx.cond(chosen, f"1px solid {rx.color('accent', 8)}", f"1px solid {rx.color('gray', 5)}"),
             background=rx.cond(chosen, rx.color("accent", 2), "transparent"),
         )
@@ -147,26 +205,45 @@ def _status_field() -> rx.Component:
         rx.text("Status", size="2", weight="medium", id="webhook-status-label"),
         # Radio buttons: the chosen one is the filled one (a segmented control showed it in white).
         rx.radio_group.root(
-            rx.grid(*[option(*s) for s in STATUSES], columns=rx.breakpoints(initial="1", sm="3"), spacing="2",
-                    width="100%"),
-            value=Form.status, on_change=Form.set_status, aria_labelledby="webhook-status-label", width="100%",
+            rx.grid(
+                *[option(*s) for s in STATUSES], columns=rx.breakpoints(initial="1", sm="3"), spacing="2", width="100%"
+            ),
+            value=Form.status,
+            on_change=Form.set_status,
+            aria_labelledby="webhook-status-label",
+            width="100%",
         ),
         field_error(Form.errors["status"]),
-        spacing="1", width="100%",
+        spacing="1",
+        width="100%",
     )
 
 
 def _rate_field() -> rx.Component:
     return rx.vstack(
         _label("Max deliveries per second", "webhook-max-per-second"),
-        rx.input(id="webhook-max-per-second", value=Form.max_per_second, on_change=Form.set_max_per_second,
-                 placeholder="No limit", width="160px", type="text", input_mode="decimal", auto_complete="off",
-                 aria_describedby="webhook-max-per-second-help", **_invalid_when(Form.errors["max_per_second"])),
-        rx.text("Optional: leave it empty for no limit. Deliveries over the limit wait their turn; they are not "
-                "failed, and do not count as attempts.", id="webhook-max-per-second-help", size="1",
-                color_scheme="gray"),
+        rx.input(
+            id="webhook-max-per-second",
+            value=Form.max_per_second,
+            on_change=Form.set_max_per_second,
+            placeholder="No limit",
+            width="160px",
+            type="text",
+            input_mode="decimal",
+            auto_complete="off",
+            aria_describedby="webhook-max-per-second-help",
+            **_invalid_when(Form.errors["max_per_second"]),
+        ),
+        rx.text(
+            "Optional: leave it empty for no limit. Deliveries over the limit wait their turn; they are not "
+            "failed, and do not count as attempts.",
+            id="webhook-max-per-second-help",
+            size="1",
+            color_scheme="gray",
+        ),
         field_error(Form.errors["max_per_second"]),
-        spacing="1", width="100%",
+        spacing="1",
+        width="100%",
     )
 
 
@@ -176,46 +253,77 @@ def webhook_form_dialog() -> rx.Component:
             rx.dialog.title(rx.cond(Form.editing, "Edit webhook", "Create webhook")),
             rx.dialog.description(
                 "Kwik sends a signed POST to the Webhook URL whenever one of the selected events occurs.",
-                size="2", color_scheme="gray", margin_bottom="16px",
+                size="2",
+                color_scheme="gray",
+                margin_bottom="16px",
             ),
             rx.form(
                 rx.vstack(
                     rx.vstack(
                         _label("Name", "webhook-name"),
-                        rx.input(id="webhook-name", value=Form.name, on_change=Form.set_name,
-                                 placeholder="Orders service", max_length=100, width="100%",
-                                 **_invalid_when(Form.errors["name"])),
+                        rx.input(
+                            id="webhook-name",
+                            value=Form.name,
+                            on_change=Form.set_name,
+                            placeholder="Orders service",
+                            max_length=100,
+                            width="100%",
+                            **_invalid_when(Form.errors["name"]),
+                        ),
                         field_error(Form.errors["name"]),
-                        spacing="1", width="100%",
+                        spacing="1",
+                        width="100%",
                     ),
                     rx.vstack(
                         _label("Webhook URL", "webhook-url"),
-                        rx.input(id="webhook-url", value=Form.url, on_change=Form.set_url,
-                                 # type="text": the console's own message is the only validation, in every browser.
-                                 placeholder="https://example.com/kwik/webhooks", width="100%", type="text",
-                                 input_mode="url", auto_complete="url",
-                                 **_invalid_when(Form.errors["url"])),
+                        rx.input(
+                            id="webhook-url",
+                            value=Form.url,
+                            on_change=Form.set_url,
+                            # type="text": the console's own message is the only validation, in every browser.
+                            placeholder="https://example.com/kwik/webhooks",
+                            width="100%",
+                            type="text",
+                            input_mode="url",
+                            auto_complete="url",
+                            **_invalid_when(Form.errors["url"]),
+                        ),
                         field_error(Form.errors["url"]),
-                        spacing="1", width="100%",
+                        spacing="1",
+                        width="100%",
                     ),
                     _events_field(),
                     _rate_field(),
                     _status_field(),
-                    rx.cond(Form.errors["webhook"] != "",
-                            rx.callout.root(rx.callout.icon(rx.icon("triangle-alert")),
-                                            rx.callout.text(Form.errors["webhook"]), color_scheme="red",
-                                            role="alert", width="100%")),
+                    rx.cond(
+                        Form.errors["webhook"] != "",
+                        rx.callout.root(
+                            rx.callout.icon(rx.icon("triangle-alert")),
+                            rx.callout.text(Form.errors["webhook"]),
+                            color_scheme="red",
+                            role="alert",
+                            width="100%",
+                        ),
+                    ),
                     rx.cond(Form.editing & SessionState.can_see_secrets, _secret_section()),
                     rx.hstack(
-                        rx.dialog.close(rx.button("Cancel", variant="soft", color_scheme="gray", type="button",
-                                                  disabled=Form.saving)),
+                        rx.dialog.close(
+                            rx.button(
+                                "Cancel", variant="soft", color_scheme="gray", type="button", disabled=Form.saving
+                            )
+                        ),
                         rx.button(rx.cond(Form.editing, "Save", "Create"), type="submit", loading=Form.saving),
-                        justify="end", spacing="3", width="100%", padding_top="8px",
+                        justify="end",
+                        spacing="3",
+                        width="100%",
+                        padding_top="8px",
                     ),
-                    spacing="4", width="100%",
+                    spacing="4",
+                    width="100%",
                 ),
                 on_submit=lambda _: Form.save(),
-                reset_on_submit=False, no_validate=True,
+                reset_on_submit=False,
+                no_validate=True,
             ),
             max_width="640px",
         ),

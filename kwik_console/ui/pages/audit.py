@@ -6,7 +6,8 @@ import reflex as rx
 
 from kwik_console.team import audit
 from kwik_console.ui.components.common import loading_rows, local_time, page
-from kwik_console.ui.state.audit import ALL, AuditState as A
+from kwik_console.ui.state.audit import ALL
+from kwik_console.ui.state.audit import AuditState as A
 from kwik_console.ui.views import AuditRow
 
 COLUMNS = ("When", "Member", "Action", "Target", "Details")
@@ -23,8 +24,10 @@ def _row(row: AuditRow) -> rx.Component:
                 rx.text(row.action, size="2", weight="medium"),
                 rx.cond(row.target != "", rx.text(row.target, size="2", style={"word_break": "break-word"})),
                 rx.text(row.actor, " · ", local_time(row.at, "D MMM YYYY, HH:mm:ss"), size="1", color_scheme="gray"),
-                rx.cond(row.detail != "", rx.text(row.detail, size="1", color_scheme="gray",
-                                                  style={"word_break": "break-word"})),
+                rx.cond(
+                    row.detail != "",
+                    rx.text(row.detail, size="1", color_scheme="gray", style={"word_break": "break-word"}),
+                ),
                 spacing="1",
             ),
             display=PHONE_ONLY,
@@ -33,8 +36,12 @@ def _row(row: AuditRow) -> rx.Component:
         rx.table.cell(rx.text(row.actor, size="2"), display=WIDE_ONLY),
         rx.table.cell(rx.text(row.action, size="2", weight="medium"), white_space="nowrap", display=WIDE_ONLY),
         rx.table.cell(rx.text(row.target, size="2", style={"word_break": "break-word"}), display=WIDE_ONLY),
-        rx.table.cell(rx.text(row.detail, size="1", color_scheme="gray", style={"word_break": "break-word"},
-                              title=row.client_address), display=WIDE_ONLY),
+        rx.table.cell(
+            rx.text(
+                row.detail, size="1", color_scheme="gray", style={"word_break": "break-word"}, title=row.client_address
+            ),
+            display=WIDE_ONLY,
+        ),
         align="center",
     )
 
@@ -43,17 +50,23 @@ def _filters() -> rx.Component:
     return rx.hstack(
         rx.select.root(
             rx.select.trigger(aria_label="Member", min_width="200px"),
-            rx.select.content(rx.select.item("All members", value=ALL),
-                              rx.foreach(A.actors, lambda e: rx.select.item(e, value=e))),
-            value=A.actor, on_change=A.set_actor,
+            rx.select.content(
+                rx.select.item("All members", value=ALL), rx.foreach(A.actors, lambda e: rx.select.item(e, value=e))
+            ),
+            value=A.actor,
+            on_change=A.set_actor,
         ),
         rx.select.root(
             rx.select.trigger(aria_label="Action", min_width="200px"),
-            rx.select.content(rx.select.item("All actions", value=ALL),
-                              *[rx.select.item(label, value=key) for key, label in audit.ACTIONS.items()]),
-            value=A.action, on_change=A.set_action,
+            rx.select.content(
+                rx.select.item("All actions", value=ALL),
+                *[rx.select.item(label, value=key) for key, label in audit.ACTIONS.items()],
+            ),
+            value=A.action,
+            on_change=A.set_action,
         ),
-        spacing="3", wrap="wrap",
+        spacing="3",
+        wrap="wrap",
     )
 
 
@@ -62,30 +75,44 @@ def audit_page() -> rx.Component:
         rx.vstack(
             rx.vstack(
                 rx.heading("Audit trail", size="7"),
-                rx.text("Every change, sign-in and revealed secret: who, when and what, newest first.",
-                        color_scheme="gray", size="2"),
+                rx.text(
+                    "Every change, sign-in and revealed secret: who, when and what, newest first.",
+                    color_scheme="gray",
+                    size="2",
+                ),
                 spacing="1",
             ),
             _filters(),
             rx.box(
                 rx.table.root(
-                    rx.table.header(rx.table.row(rx.table.column_header_cell("Entry", display=PHONE_ONLY),
-                                                 *[rx.table.column_header_cell(c, display=WIDE_ONLY)
-                                                   for c in COLUMNS])),
+                    rx.table.header(
+                        rx.table.row(
+                            rx.table.column_header_cell("Entry", display=PHONE_ONLY),
+                            *[rx.table.column_header_cell(c, display=WIDE_ONLY) for c in COLUMNS],
+                        )
+                    ),
                     rx.table.body(rx.cond(A.loading, loading_rows(len(COLUMNS)), rx.foreach(A.rows, _row))),
-                    variant="surface", width="100%", size="2",
+                    variant="surface",
+                    width="100%",
+                    size="2",
                 ),
-                width="100%", overflow_x="auto",
+                width="100%",
+                overflow_x="auto",
             ),
-            rx.cond(~A.loading & (A.rows.length() == 0),
-                    rx.text("Nothing recorded matches these filters.", size="2", color_scheme="gray")),
+            rx.cond(
+                ~A.loading & (A.rows.length() == 0),
+                rx.text("Nothing recorded matches these filters.", size="2", color_scheme="gray"),
+            ),
             rx.hstack(
                 rx.spacer(),
                 rx.button("Newer", size="1", variant="soft", on_click=A.newer, disabled=A.cursors.length() == 0),
                 rx.text("Page " + A.page_number.to_string(), size="2", white_space="nowrap"),
                 rx.button("Older", size="1", variant="soft", on_click=A.older, disabled=A.next_before == 0),
-                width="100%", align="center", spacing="3",
+                width="100%",
+                align="center",
+                spacing="3",
             ),
-            spacing="4", width="100%",
+            spacing="4",
+            width="100%",
         ),
     )

@@ -6,10 +6,18 @@ import reflex as rx
 
 from kwik_console.events import catalog
 from kwik_console.events.search import SEARCHED
-from kwik_console.ui.components.common import (SR_ONLY, code_block, error_callout, loading_rows, local_time, page,
-                                                status_badge)
+from kwik_console.ui.components.common import (
+    SR_ONLY,
+    code_block,
+    error_callout,
+    loading_rows,
+    local_time,
+    page,
+    status_badge,
+)
+from kwik_console.ui.state.event_log import ALL, ResendState
+from kwik_console.ui.state.event_log import EventLogState as Log
 from kwik_console.ui.state.session import SessionState
-from kwik_console.ui.state.event_log import ALL, EventLogState as Log, ResendState
 from kwik_console.ui.views import AttemptView, DeliveryRow
 
 REFRESH_MS = 2500
@@ -20,20 +28,39 @@ def _select(label: str, value, on_change, options: list[tuple[str, str]]) -> rx.
     return rx.select.root(
         rx.select.trigger(aria_label=label, min_width="150px"),
         rx.select.content(*[rx.select.item(text, value=v) for v, text in options]),
-        value=value, on_change=on_change,
+        value=value,
+        on_change=on_change,
     )
 
 
 def _filters() -> rx.Component:
     return rx.hstack(
-        _select("Status", Log.status, Log.set_status,
-                [(ALL, "All statuses"), ("pending", "Pending"), ("success", "Success"), ("retrying", "Retrying"),
-                 ("failure", "Failure")]),
-        _select("Event type", Log.event_type, Log.set_event_type,
-                [(ALL, "All event types"), *[(n, n) for n in catalog.event_type_names()]]),
-        _select("Test Event", Log.test, Log.set_test,
-                [(ALL, "Test and live events"), ("yes", "Test events only"), ("no", "Live events only")]),
-        spacing="3", wrap="wrap",
+        _select(
+            "Status",
+            Log.status,
+            Log.set_status,
+            [
+                (ALL, "All statuses"),
+                ("pending", "Pending"),
+                ("success", "Success"),
+                ("retrying", "Retrying"),
+                ("failure", "Failure"),
+            ],
+        ),
+        _select(
+            "Event type",
+            Log.event_type,
+            Log.set_event_type,
+            [(ALL, "All event types"), *[(n, n) for n in catalog.event_type_names()]],
+        ),
+        _select(
+            "Test Event",
+            Log.test,
+            Log.set_test,
+            [(ALL, "Test and live events"), ("yes", "Test events only"), ("no", "Live events only")],
+        ),
+        spacing="3",
+        wrap="wrap",
     )
 
 
@@ -42,38 +69,66 @@ def _search() -> rx.Component:
         rx.input(
             rx.input.slot(rx.icon("search", size=16)),
             placeholder="Event id, or a value in the payload: pay_01JDX…, jane@example.com",
-            value=Log.search, on_change=Log.set_search, debounce_timeout=400,
-            aria_label="Search deliveries", aria_describedby="event-search-help",
-            width="100%", max_width="520px", size="2",
+            value=Log.search,
+            on_change=Log.set_search,
+            debounce_timeout=400,
+            aria_label="Search deliveries",
+            aria_describedby="event-search-help",
+            width="100%",
+            max_width="520px",
+            size="2",
         ),
         rx.text(SEARCHED, id="event-search-help", size="1", color_scheme="gray"),
-        spacing="1", width="100%",
+        spacing="1",
+        width="100%",
     )
 
 
 def _export() -> rx.Component:
     base = "/export/webhooks/" + Log.webhook_id_shown.to_string() + "/events"
     return rx.hstack(
-        rx.text(rx.cond(Log.filtered, "Export these deliveries:", "Export all deliveries:"), size="1",
-                color_scheme="gray"),
+        rx.text(
+            rx.cond(Log.filtered, "Export these deliveries:", "Export all deliveries:"), size="1", color_scheme="gray"
+        ),
         # rx.el.a is React Router's <Link>, which would route the click inside the app (to its 404 page):
         # reload_document leaves it to the browser, which downloads the same-origin file, cookie and all.
-        rx.el.a("CSV", href=base + ".csv?" + Log.export_query, download="", reload_document=True,
-                class_name="rt-Text rt-r-size-1 rt-Link"),
-        rx.el.a("JSON Lines", href=base + ".jsonl?" + Log.export_query, download="", reload_document=True,
-                class_name="rt-Text rt-r-size-1 rt-Link"),
-        spacing="2", align="center",
+        rx.el.a(
+            "CSV",
+            href=base + ".csv?" + Log.export_query,
+            download="",
+            reload_document=True,
+            class_name="rt-Text rt-r-size-1 rt-Link",
+        ),
+        rx.el.a(
+            "JSON Lines",
+            href=base + ".jsonl?" + Log.export_query,
+            download="",
+            reload_document=True,
+            class_name="rt-Text rt-r-size-1 rt-Link",
+        ),
+        spacing="2",
+        align="center",
     )
 
 
-_ROW_BUTTON = {"cursor": "pointer", "text_align": "left", "border_radius": "4px",
-               "_focus_visible": {"outline": "2px solid var(--focus-8)", "outline_offset": "2px"}}
+_ROW_BUTTON = {
+    "cursor": "pointer",
+    "text_align": "left",
+    "border_radius": "4px",
+    "_focus_visible": {"outline": "2px solid var(--focus-8)", "outline_offset": "2px"},
+}
 
 
 def _resend_button(delivery_id, size: str) -> rx.Component:
-    return rx.button(rx.icon("send", size=12 if size == "1" else 14), "Resend", size=size, variant="soft",
-                     loading=ResendState.resending == delivery_id, disabled=ResendState.resending != 0,
-                     on_click=ResendState.resend(delivery_id).stop_propagation)
+    return rx.button(
+        rx.icon("send", size=12 if size == "1" else 14),
+        "Resend",
+        size=size,
+        variant="soft",
+        loading=ResendState.resending == delivery_id,
+        disabled=ResendState.resending != 0,
+        on_click=ResendState.resend(delivery_id).stop_propagation,
+    )
 
 
 def _row(row: DeliveryRow) -> rx.Component:
@@ -83,22 +138,36 @@ def _row(row: DeliveryRow) -> rx.Component:
             rx.vstack(
                 # The row opens the details on a click; this button does it for keyboards and readers too
                 # (and gives the table, which scrolls sideways on a phone, something to reach by Tab).
-                rx.el.button(rx.text(row.event_type, weight="medium", size="2"), type="button",
-                             on_click=Log.show(row.id).stop_propagation, class_name="rt-reset kwik-row-open",
-                             aria_haspopup="dialog", style=_ROW_BUTTON),
+                rx.el.button(
+                    rx.text(row.event_type, weight="medium", size="2"),
+                    type="button",
+                    on_click=Log.show(row.id).stop_propagation,
+                    class_name="rt-reset kwik-row-open",
+                    aria_haspopup="dialog",
+                    style=_ROW_BUTTON,
+                ),
                 rx.text(row.event_id, size="1", color_scheme="gray", font_family="var(--code-font-family)"),
                 spacing="0",
             )
         ),
         rx.table.cell(status_badge(row.status)),
         rx.table.cell(rx.text(row.http_code, font_family="var(--code-font-family)")),
-        rx.table.cell(rx.cond(row.test, rx.badge("Test", color_scheme="violet", variant="soft"),
-                              rx.text("No", color_scheme="gray", size="2"))),
+        rx.table.cell(
+            rx.cond(
+                row.test,
+                rx.badge("Test", color_scheme="violet", variant="soft"),
+                rx.text("No", color_scheme="gray", size="2"),
+            )
+        ),
         rx.table.cell(rx.cond(row.retry_at != "", local_time(row.retry_at), rx.text(""))),
         rx.table.cell(row.retry_counter),
-        rx.table.cell(rx.cond(SessionState.can_resend & ((row.status == "Failure") | (row.status == "Retrying")),
-                              _resend_button(row.id, "1")),
-                      on_click=rx.stop_propagation),
+        rx.table.cell(
+            rx.cond(
+                SessionState.can_resend & ((row.status == "Failure") | (row.status == "Retrying")),
+                _resend_button(row.id, "1"),
+            ),
+            on_click=rx.stop_propagation,
+        ),
         on_click=Log.show(row.id),
         cursor="pointer",
         style={"_hover": {"background": rx.color("accent", 2)}},
@@ -110,12 +179,19 @@ def _row(row: DeliveryRow) -> rx.Component:
 def _table() -> rx.Component:
     return rx.box(
         rx.table.root(
-            rx.table.header(rx.table.row(*[rx.table.column_header_cell(c, white_space="nowrap") for c in COLUMNS],
-                                         rx.table.column_header_cell(rx.el.span("Actions", style=SR_ONLY)))),
+            rx.table.header(
+                rx.table.row(
+                    *[rx.table.column_header_cell(c, white_space="nowrap") for c in COLUMNS],
+                    rx.table.column_header_cell(rx.el.span("Actions", style=SR_ONLY)),
+                )
+            ),
             rx.table.body(rx.cond(Log.loading, loading_rows(len(COLUMNS) + 1), rx.foreach(Log.rows, _row))),
-            variant="surface", width="100%", size="2",
+            variant="surface",
+            width="100%",
+            size="2",
         ),
-        width="100%", overflow_x="auto",
+        width="100%",
+        overflow_x="auto",
     )
 
 
@@ -124,11 +200,19 @@ def _empty() -> rx.Component:
         rx.vstack(
             rx.icon("inbox", size=28, color=rx.color("gray", 9)),
             rx.text("No deliveries yet", weight="medium"),
-            rx.text(rx.cond(~Log.filtered,
-                            "Deliveries appear here as events occur. Use Test Webhook to send one now.",
-                            "No deliveries match these filters."),
-                    size="2", color_scheme="gray", align="center"),
-            align="center", spacing="2", padding="32px",
+            rx.text(
+                rx.cond(
+                    ~Log.filtered,
+                    "Deliveries appear here as events occur. Use Test Webhook to send one now.",
+                    "No deliveries match these filters.",
+                ),
+                size="2",
+                color_scheme="gray",
+                align="center",
+            ),
+            align="center",
+            spacing="2",
+            padding="32px",
         ),
         width="100%",
     )
@@ -136,23 +220,29 @@ def _empty() -> rx.Component:
 
 def _pager() -> rx.Component:
     return rx.hstack(
-        rx.text("Newest first · refreshes every few seconds", size="1", color_scheme="gray",
-                display=["none", "block"]),
+        rx.text("Newest first · refreshes every few seconds", size="1", color_scheme="gray", display=["none", "block"]),
         rx.spacer(),
         rx.button("Newer", size="1", variant="soft", on_click=Log.newer, disabled=Log.cursors.length() == 0),
         rx.text("Page " + Log.page_number.to_string(), size="2", white_space="nowrap"),
         rx.button("Older", size="1", variant="soft", on_click=Log.older, disabled=Log.next_before == 0),
-        width="100%", align="center", spacing="3", padding_top="12px",
+        width="100%",
+        align="center",
+        spacing="3",
+        padding_top="12px",
     )
 
 
 def _headers(headers) -> rx.Component:
     return rx.box(
-        rx.foreach(headers, lambda h: rx.hstack(
-            rx.text(h.name, size="1", weight="medium", min_width="150px", font_family="var(--code-font-family)"),
-            rx.text(h.value, size="1", style={"word_break": "break-all"}, font_family="var(--code-font-family)"),
-            spacing="3", align="start",
-        )),
+        rx.foreach(
+            headers,
+            lambda h: rx.hstack(
+                rx.text(h.name, size="1", weight="medium", min_width="150px", font_family="var(--code-font-family)"),
+                rx.text(h.value, size="1", style={"word_break": "break-all"}, font_family="var(--code-font-family)"),
+                spacing="3",
+                align="start",
+            ),
+        ),
         width="100%",
     )
 
@@ -164,19 +254,38 @@ def _attempt(a: AttemptView) -> rx.Component:
                 rx.text("Attempt " + a.number.to_string(), weight="bold", size="2"),
                 rx.text(local_time(a.attempted_at), size="1", color_scheme="gray"),
                 rx.spacer(),
-                rx.badge("HTTP " + rx.cond(a.http_code != "", a.http_code, "—"),
-                         color_scheme=rx.cond(a.http_code.startswith("2"), "green", "red"), variant="soft"),
+                rx.badge(
+                    "HTTP " + rx.cond(a.http_code != "", a.http_code, "—"),
+                    color_scheme=rx.cond(a.http_code.startswith("2"), "green", "red"),
+                    variant="soft",
+                ),
                 rx.text(a.duration_ms.to_string() + " ms", size="1", color_scheme="gray"),
-                width="100%", align="center", spacing="2", wrap="wrap",
+                width="100%",
+                align="center",
+                spacing="2",
+                wrap="wrap",
             ),
             rx.cond(a.error != "", rx.text("Error: " + a.error, color_scheme="red", size="2")),
-            rx.cond(a.response_headers.length() > 0, rx.vstack(
-                rx.text("Response headers", size="1", weight="bold", color_scheme="gray"),
-                _headers(a.response_headers), spacing="1", width="100%")),
-            rx.cond(a.response_body != "", rx.vstack(
-                rx.text("Response body (first 20 KB)", size="1", weight="bold", color_scheme="gray"),
-                code_block(a.response_body, max_height="160px"), spacing="1", width="100%")),
-            spacing="2", width="100%",
+            rx.cond(
+                a.response_headers.length() > 0,
+                rx.vstack(
+                    rx.text("Response headers", size="1", weight="bold", color_scheme="gray"),
+                    _headers(a.response_headers),
+                    spacing="1",
+                    width="100%",
+                ),
+            ),
+            rx.cond(
+                a.response_body != "",
+                rx.vstack(
+                    rx.text("Response body (first 20 KB)", size="1", weight="bold", color_scheme="gray"),
+                    code_block(a.response_body, max_height="160px"),
+                    spacing="1",
+                    width="100%",
+                ),
+            ),
+            spacing="2",
+            width="100%",
         ),
         width="100%",
     )
@@ -192,37 +301,64 @@ def _drawer() -> rx.Component:
                     rx.hstack(
                         rx.drawer.title(d.row.event_type, size="5"),
                         rx.spacer(),
-                        rx.drawer.close(rx.icon_button(rx.icon("x", size=16), variant="ghost", color_scheme="gray",
-                                                       aria_label="Close details")),
-                        width="100%", align="center",
+                        rx.drawer.close(
+                            rx.icon_button(
+                                rx.icon("x", size=16), variant="ghost", color_scheme="gray", aria_label="Close details"
+                            )
+                        ),
+                        width="100%",
+                        align="center",
                     ),
-                    rx.drawer.description(d.row.event_id, size="1", color_scheme="gray",
-                                          font_family="var(--code-font-family)"),
-                    rx.hstack(status_badge(d.row.status),
-                              rx.cond(SessionState.can_resend, _resend_button(d.row.id, "2")),
-                              rx.cond(d.row.test, rx.badge("Test event", color_scheme="violet", variant="soft")),
-                              rx.text("Retry Counter: " + d.row.retry_counter.to_string(), size="1",
-                                      color_scheme="gray"),
-                              rx.cond(d.row.retry_at != "",
-                                      rx.text("Next retry ", local_time(d.row.retry_at), size="1",
-                                              color_scheme="gray")),
-                              spacing="3", align="center", wrap="wrap"),
+                    rx.drawer.description(
+                        d.row.event_id, size="1", color_scheme="gray", font_family="var(--code-font-family)"
+                    ),
+                    rx.hstack(
+                        status_badge(d.row.status),
+                        rx.cond(SessionState.can_resend, _resend_button(d.row.id, "2")),
+                        rx.cond(d.row.test, rx.badge("Test event", color_scheme="violet", variant="soft")),
+                        rx.text("Retry Counter: " + d.row.retry_counter.to_string(), size="1", color_scheme="gray"),
+                        rx.cond(
+                            d.row.retry_at != "",
+                            rx.text("Next retry ", local_time(d.row.retry_at), size="1", color_scheme="gray"),
+                        ),
+                        spacing="3",
+                        align="center",
+                        wrap="wrap",
+                    ),
                     rx.text("Payload", size="2", weight="bold", padding_top="8px"),
                     code_block(d.payload, max_height="260px"),
                     rx.text("Request headers", size="2", weight="bold", padding_top="8px"),
-                    rx.cond(d.request_headers.length() > 0, _headers(d.request_headers),
-                            rx.text("Not attempted yet.", size="2", color_scheme="gray")),
+                    rx.cond(
+                        d.request_headers.length() > 0,
+                        _headers(d.request_headers),
+                        rx.text("Not attempted yet.", size="2", color_scheme="gray"),
+                    ),
                     rx.text("Attempts", size="2", weight="bold", padding_top="8px"),
-                    rx.cond(d.attempts.length() > 0, rx.vstack(rx.foreach(d.attempts, _attempt), width="100%"),
-                            rx.text("Not attempted yet.", size="2", color_scheme="gray")),
-                    spacing="2", width="100%", padding="20px",
+                    rx.cond(
+                        d.attempts.length() > 0,
+                        rx.vstack(rx.foreach(d.attempts, _attempt), width="100%"),
+                        rx.text("Not attempted yet.", size="2", color_scheme="gray"),
+                    ),
+                    spacing="2",
+                    width="100%",
+                    padding="20px",
                 ),
-                role="dialog", aria_label="Delivery details",
-                top="0", right="0", left="auto", height="100%", width=["100%", "100%", "560px"], z_index="60",
-                overflow_y="auto", background=rx.color("gray", 1), position="fixed",
+                role="dialog",
+                aria_label="Delivery details",
+                top="0",
+                right="0",
+                left="auto",
+                height="100%",
+                width=["100%", "100%", "560px"],
+                z_index="60",
+                overflow_y="auto",
+                background=rx.color("gray", 1),
+                position="fixed",
             ),
         ),
-        open=Log.detail_open, on_open_change=Log.set_detail_open, direction="right",
+        open=Log.detail_open,
+        on_open_change=Log.set_detail_open,
+        direction="right",
     )
 
 
@@ -230,12 +366,16 @@ def event_log_page() -> rx.Component:
     return page(
         rx.moment(interval=REFRESH_MS, on_change=Log.refresh, display="none"),
         rx.vstack(
-            rx.link(rx.hstack(rx.icon("arrow-left", size=14), rx.text("Webhooks"), align="center", spacing="1"),
-                    href="/", size="2"),
+            rx.link(
+                rx.hstack(rx.icon("arrow-left", size=14), rx.text("Webhooks"), align="center", spacing="1"),
+                href="/",
+                size="2",
+            ),
             rx.cond(
                 Log.missing,
-                rx.callout.root(rx.callout.text("This webhook does not exist. It may have been deleted."),
-                                color_scheme="amber"),
+                rx.callout.root(
+                    rx.callout.text("This webhook does not exist. It may have been deleted."), color_scheme="amber"
+                ),
                 rx.fragment(
                     rx.vstack(
                         rx.heading("Events · " + Log.webhook_name, size="6"),
@@ -245,13 +385,13 @@ def event_log_page() -> rx.Component:
                     ),
                     rx.cond(Log.error != "", error_callout(Log.error, Log.refresh)),
                     _search(),
-                    rx.hstack(_filters(), rx.spacer(), _export(), width="100%", align="center", wrap="wrap",
-                              gap="8px"),
+                    rx.hstack(_filters(), rx.spacer(), _export(), width="100%", align="center", wrap="wrap", gap="8px"),
                     rx.cond(~Log.loading & (Log.rows.length() == 0), _empty(), _table()),
                     _pager(),
                 ),
             ),
-            spacing="4", width="100%",
+            spacing="4",
+            width="100%",
         ),
         _drawer(),
     )

@@ -6,13 +6,19 @@ import reflex as rx
 
 from kwik_console.ui.components.common import code_block, error_callout, local_time, page, status_badge
 from kwik_console.ui.components.dialogs import delete_dialog, test_dialog
-from kwik_console.ui.components.operations import (RECOVER_LABEL, disabled_banner, failing_badge, recover_dialog,
-                                                   recovery_panel)
+from kwik_console.ui.components.operations import (
+    RECOVER_LABEL,
+    disabled_banner,
+    failing_badge,
+    recover_dialog,
+    recovery_panel,
+)
+from kwik_console.ui.components.webhook_form import VERIFY_EXAMPLE, webhook_form_dialog
 from kwik_console.ui.state.operations import HealthState, RecoverState
 from kwik_console.ui.state.operations import RecoveryProgressState as Shown
-from kwik_console.ui.components.webhook_form import VERIFY_EXAMPLE, webhook_form_dialog
 from kwik_console.ui.state.session import SessionState
-from kwik_console.ui.state.webhook_page import RANGE_LABELS, SecretState, WebhookPageState as P
+from kwik_console.ui.state.webhook_page import RANGE_LABELS, SecretState
+from kwik_console.ui.state.webhook_page import WebhookPageState as P
 from kwik_console.ui.state.webhook_tester import TestWebhookState
 from kwik_console.ui.state.webhooks import DeleteState, WebhookFormState
 from kwik_console.ui.views import FiguresView
@@ -27,27 +33,77 @@ def events_href() -> rx.Var:
 def _actions() -> rx.Component:
     return rx.hstack(
         rx.link(rx.button(rx.icon("list", size=14), "View Events", variant="soft", size="2"), href=events_href()),
-        rx.cond(SessionState.can_test, rx.button(rx.icon("send", size=14), "Test Webhook", variant="soft", size="2",
-                                                 on_click=TestWebhookState.start(P.webhook_id, P.name))),
-        rx.cond(SessionState.can_pause, rx.match(
-            P.status,
-            ("Live", rx.button(rx.icon("pause", size=14), "Pause", variant="soft", size="2",
-                               on_click=HealthState.pause(P.webhook_id))),
-            ("Paused", rx.button(rx.icon("play", size=14), "Resume", variant="soft", size="2",
-                                 on_click=HealthState.resume(P.webhook_id))),
-            rx.fragment(),
-        )),
-        rx.cond(SessionState.can_recover, rx.button(rx.icon("rotate-ccw", size=14), RECOVER_LABEL, variant="soft",
-                                                    size="2", on_click=RecoverState.open_dialog)),
+        rx.cond(
+            SessionState.can_test,
+            rx.button(
+                rx.icon("send", size=14),
+                "Test Webhook",
+                variant="soft",
+                size="2",
+                on_click=TestWebhookState.start(P.webhook_id, P.name),
+            ),
+        ),
+        rx.cond(
+            SessionState.can_pause,
+            rx.match(
+                P.status,
+                (
+                    "Live",
+                    rx.button(
+                        rx.icon("pause", size=14),
+                        "Pause",
+                        variant="soft",
+                        size="2",
+                        on_click=HealthState.pause(P.webhook_id),
+                    ),
+                ),
+                (
+                    "Paused",
+                    rx.button(
+                        rx.icon("play", size=14),
+                        "Resume",
+                        variant="soft",
+                        size="2",
+                        on_click=HealthState.resume(P.webhook_id),
+                    ),
+                ),
+                rx.fragment(),
+            ),
+        ),
+        rx.cond(
+            SessionState.can_recover,
+            rx.button(
+                rx.icon("rotate-ccw", size=14),
+                RECOVER_LABEL,
+                variant="soft",
+                size="2",
+                on_click=RecoverState.open_dialog,
+            ),
+        ),
         # The operational webhook is changed on the Developers page only (the services refuse it here).
-        rx.cond(SessionState.can_write & ~P.operational, rx.fragment(
-            rx.button(rx.icon("pencil", size=14), "Edit", variant="soft", size="2",
-                      on_click=WebhookFormState.open_edit(P.webhook_id)),
-            rx.button(rx.icon("trash-2", size=14), "Delete", variant="soft", color_scheme="red", size="2",
-                      high_contrast=True,
-                      on_click=DeleteState.ask(P.webhook_id, P.name)),
-        )),
-        spacing="2", wrap="wrap",
+        rx.cond(
+            SessionState.can_write & ~P.operational,
+            rx.fragment(
+                rx.button(
+                    rx.icon("pencil", size=14),
+                    "Edit",
+                    variant="soft",
+                    size="2",
+                    on_click=WebhookFormState.open_edit(P.webhook_id),
+                ),
+                rx.button(
+                    rx.icon("trash-2", size=14),
+                    "Delete",
+                    variant="soft",
+                    color_scheme="red",
+                    size="2",
+                    high_contrast=True,
+                    on_click=DeleteState.ask(P.webhook_id, P.name),
+                ),
+            ),
+        ),
+        spacing="2",
+        wrap="wrap",
     )
 
 
@@ -55,7 +111,8 @@ def _stat(label: str, value: rx.Var, tone: rx.Var | str = "gray") -> rx.Componen
     return rx.vstack(
         rx.text(label, size="1", color_scheme="gray", weight="medium"),
         rx.text(value, size="5", weight="bold", color_scheme=tone, high_contrast=True),
-        spacing="0", min_width="110px",
+        spacing="0",
+        min_width="110px",
     )
 
 
@@ -66,27 +123,43 @@ def figures_row(f: FiguresView) -> rx.Component:
         _stat("p50 duration", f.p50),
         _stat("p95 duration", f.p95),
         _stat("Retrying now", f.retrying, rx.cond(f.retrying == "0", "gray", "amber")),
-        wrap="wrap", gap="16px",
+        wrap="wrap",
+        gap="16px",
     )
 
 
 def _summary() -> rx.Component:
     return rx.grid(
-        rx.card(rx.vstack(rx.heading("Last 24 hours", size="3", as_="h2"), figures_row(P.day), spacing="3"),
-                aria_label="Last 24 hours"),
-        rx.card(rx.vstack(rx.heading("Last 7 days", size="3", as_="h2"), figures_row(P.week), spacing="3"),
-                aria_label="Last 7 days"),
-        columns=rx.breakpoints(initial="1", md="2"), spacing="4", width="100%",
+        rx.card(
+            rx.vstack(rx.heading("Last 24 hours", size="3", as_="h2"), figures_row(P.day), spacing="3"),
+            aria_label="Last 24 hours",
+        ),
+        rx.card(
+            rx.vstack(rx.heading("Last 7 days", size="3", as_="h2"), figures_row(P.week), spacing="3"),
+            aria_label="Last 7 days",
+        ),
+        columns=rx.breakpoints(initial="1", md="2"),
+        spacing="4",
+        width="100%",
     )
 
 
 def _range_picker() -> rx.Component:
     return rx.hstack(
-        *[rx.button(label, size="1", on_click=P.set_range(key), aria_pressed=rx.cond(P.range_key == key, "true", "false"),
-                    variant=rx.cond(P.range_key == key, "solid", "soft"),
-                    color_scheme=rx.cond(P.range_key == key, "indigo", "gray"))
-          for key, label in RANGE_LABELS.items()],
-        spacing="1", role="group", aria_label="Time range",
+        *[
+            rx.button(
+                label,
+                size="1",
+                on_click=P.set_range(key),
+                aria_pressed=rx.cond(P.range_key == key, "true", "false"),
+                variant=rx.cond(P.range_key == key, "solid", "soft"),
+                color_scheme=rx.cond(P.range_key == key, "indigo", "gray"),
+            )
+            for key, label in RANGE_LABELS.items()
+        ],
+        spacing="1",
+        role="group",
+        aria_label="Time range",
     )
 
 
@@ -98,10 +171,16 @@ def _charts() -> rx.Component:
                 rx.heading("Deliveries over time", size="3", as_="h2"),
                 rx.spacer(),
                 _range_picker(),
-                width="100%", align="center", wrap="wrap", gap="8px",
+                width="100%",
+                align="center",
+                wrap="wrap",
+                gap="8px",
             ),
-            rx.text(P.chart_attempts.to_string() + " attempts in this range · times in your time zone",
-                    size="1", color_scheme="gray"),
+            rx.text(
+                P.chart_attempts.to_string() + " attempts in this range · times in your time zone",
+                size="1",
+                color_scheme="gray",
+            ),
             rx.box(
                 rx.recharts.bar_chart(
                     rx.recharts.cartesian_grid(stroke_dasharray="3 3", vertical=False, stroke="var(--gray-5)"),
@@ -109,13 +188,19 @@ def _charts() -> rx.Component:
                     rx.recharts.y_axis(allow_decimals=False, width=40, **axis),
                     rx.recharts.graphing_tooltip(),
                     rx.recharts.legend(),
-                    rx.recharts.bar(data_key="Successes", stack_id="outcome", fill=SUCCESS_COLOR,
-                                    is_animation_active=False),
-                    rx.recharts.bar(data_key="Failures", stack_id="outcome", fill=FAILURE_COLOR,
-                                    is_animation_active=False),
-                    data=P.counts, height=240, width="100%",
+                    rx.recharts.bar(
+                        data_key="Successes", stack_id="outcome", fill=SUCCESS_COLOR, is_animation_active=False
+                    ),
+                    rx.recharts.bar(
+                        data_key="Failures", stack_id="outcome", fill=FAILURE_COLOR, is_animation_active=False
+                    ),
+                    data=P.counts,
+                    height=240,
+                    width="100%",
                 ),
-                width="100%", role="img", aria_label="Successful and failed attempts over time",
+                width="100%",
+                role="img",
+                aria_label="Successful and failed attempts over time",
                 class_name="kwik-chart-outcomes",
             ),
             rx.text("Attempt duration (ms)", size="2", weight="medium", padding_top="8px"),
@@ -128,18 +213,35 @@ def _charts() -> rx.Component:
                     rx.recharts.legend(),
                     # A bucket without attempts has no duration: the line joins the buckets that have one, and
                     # each of those gets a dot, so a lone bucket (one burst of traffic) still shows.
-                    rx.recharts.line(data_key="p50", stroke="var(--indigo-9)", stroke_width=2, type_="monotone",
-                                     dot={"r": 2.5, "fill": "var(--indigo-9)"}, connect_nulls=True,
-                                     is_animation_active=False),
-                    rx.recharts.line(data_key="p95", stroke="var(--orange-9)", stroke_width=2, type_="monotone",
-                                     dot={"r": 2.5, "fill": "var(--orange-9)"}, connect_nulls=True,
-                                     is_animation_active=False),
-                    data=P.durations, height=220, width="100%",
+                    rx.recharts.line(
+                        data_key="p50",
+                        stroke="var(--indigo-9)",
+                        stroke_width=2,
+                        type_="monotone",
+                        dot={"r": 2.5, "fill": "var(--indigo-9)"},
+                        connect_nulls=True,
+                        is_animation_active=False,
+                    ),
+                    rx.recharts.line(
+                        data_key="p95",
+                        stroke="var(--orange-9)",
+                        stroke_width=2,
+                        type_="monotone",
+                        dot={"r": 2.5, "fill": "var(--orange-9)"},
+                        connect_nulls=True,
+                        is_animation_active=False,
+                    ),
+                    data=P.durations,
+                    height=220,
+                    width="100%",
                 ),
-                width="100%", role="img", aria_label="Attempt duration percentiles, p50 and p95, over time",
+                width="100%",
+                role="img",
+                aria_label="Attempt duration percentiles, p50 and p95, over time",
                 class_name="kwik-chart-durations",
             ),
-            spacing="2", width="100%",
+            spacing="2",
+            width="100%",
         ),
         width="100%",
     )
@@ -150,19 +252,37 @@ def _settings() -> rx.Component:
         rx.vstack(
             rx.heading("Settings", size="3", as_="h2"),
             rx.data_list.root(
-                rx.data_list.item(rx.data_list.label("Webhook URL"),
-                                  rx.data_list.value(rx.code(P.url, variant="ghost", style={"word_break": "break-all"}))),
+                rx.data_list.item(
+                    rx.data_list.label("Webhook URL"),
+                    rx.data_list.value(rx.code(P.url, variant="ghost", style={"word_break": "break-all"})),
+                ),
                 rx.data_list.item(rx.data_list.label("Status"), rx.data_list.value(status_badge(P.status))),
-                rx.data_list.item(rx.data_list.label("Max deliveries per second"), rx.data_list.value(
-                    rx.cond(P.max_per_second != "", rx.text(P.max_per_second, size="2"),
-                            rx.text("No limit", size="2", color_scheme="gray")))),
+                rx.data_list.item(
+                    rx.data_list.label("Max deliveries per second"),
+                    rx.data_list.value(
+                        rx.cond(
+                            P.max_per_second != "",
+                            rx.text(P.max_per_second, size="2"),
+                            rx.text("No limit", size="2", color_scheme="gray"),
+                        )
+                    ),
+                ),
                 rx.data_list.item(rx.data_list.label("Created"), rx.data_list.value(local_time(P.created_at))),
-                rx.data_list.item(rx.data_list.label("Events"), rx.data_list.value(
-                    rx.flex(rx.foreach(P.events, lambda e: rx.badge(e, variant="surface", high_contrast=True)),
-                            wrap="wrap", gap="4px"))),
-                orientation=rx.breakpoints(initial="vertical", sm="horizontal"), size="2",
+                rx.data_list.item(
+                    rx.data_list.label("Events"),
+                    rx.data_list.value(
+                        rx.flex(
+                            rx.foreach(P.events, lambda e: rx.badge(e, variant="surface", high_contrast=True)),
+                            wrap="wrap",
+                            gap="4px",
+                        )
+                    ),
+                ),
+                orientation=rx.breakpoints(initial="vertical", sm="horizontal"),
+                size="2",
             ),
-            spacing="3", width="100%",
+            spacing="3",
+            width="100%",
         ),
         width="100%",
     )
@@ -176,39 +296,68 @@ def _secret() -> rx.Component:
                 SessionState.can_see_secrets,
                 rx.vstack(
                     rx.hstack(
-                        rx.code(rx.cond(SecretState.shown, SecretState.secret, "whsec_" + "•" * 24), size="2",
-                                variant="soft", aria_label="Signing secret",
-                                style={"word_break": "break-all", "flex": "1", "padding": "6px 8px"}),
-                        rx.button(rx.cond(SecretState.shown, "Hide", "Reveal"), size="1", variant="soft",
-                                  on_click=SecretState.toggle),
+                        rx.code(
+                            rx.cond(SecretState.shown, SecretState.secret, "whsec_" + "•" * 24),
+                            size="2",
+                            variant="soft",
+                            aria_label="Signing secret",
+                            style={"word_break": "break-all", "flex": "1", "padding": "6px 8px"},
+                        ),
+                        rx.button(
+                            rx.cond(SecretState.shown, "Hide", "Reveal"),
+                            size="1",
+                            variant="soft",
+                            on_click=SecretState.toggle,
+                        ),
                         rx.button("Copy", size="1", variant="soft", on_click=SecretState.copy),
                         rx.alert_dialog.root(
-                            rx.alert_dialog.trigger(rx.button("Rotate", size="1", variant="soft",
-                                                              color_scheme="orange", high_contrast=True)),
+                            rx.alert_dialog.trigger(
+                                rx.button("Rotate", size="1", variant="soft", color_scheme="orange", high_contrast=True)
+                            ),
                             rx.alert_dialog.content(
                                 rx.alert_dialog.title("Rotate the signing secret?"),
                                 rx.alert_dialog.description(
                                     "A new secret signs every request from now on. The current one also keeps "
-                                    "signing for 24 hours, so you can update your endpoint without missing events."),
+                                    "signing for 24 hours, so you can update your endpoint without missing events."
+                                ),
                                 rx.hstack(
                                     rx.alert_dialog.cancel(rx.button("Cancel", variant="soft", color_scheme="gray")),
-                                    rx.alert_dialog.action(rx.button("Rotate secret", color_scheme="orange",
-                                                                     high_contrast=True, on_click=SecretState.rotate)),
-                                    justify="end", spacing="3", margin_top="16px",
+                                    rx.alert_dialog.action(
+                                        rx.button(
+                                            "Rotate secret",
+                                            color_scheme="orange",
+                                            high_contrast=True,
+                                            on_click=SecretState.rotate,
+                                        )
+                                    ),
+                                    justify="end",
+                                    spacing="3",
+                                    margin_top="16px",
                                 ),
                             ),
                         ),
-                        width="100%", align="center", spacing="2", wrap="wrap",
+                        width="100%",
+                        align="center",
+                        spacing="2",
+                        wrap="wrap",
                     ),
                     code_block(VERIFY_EXAMPLE, max_height="120px"),
-                    rx.link("Check a signature, and code for Node, Go and PHP →",
-                            href="/developers?webhook=" + P.webhook_id.to_string(), size="2"),
-                    spacing="2", width="100%",
+                    rx.link(
+                        "Check a signature, and code for Node, Go and PHP →",
+                        href="/developers?webhook=" + P.webhook_id.to_string(),
+                        size="2",
+                    ),
+                    spacing="2",
+                    width="100%",
                 ),
-                rx.text("Your role cannot see signing secrets. Ask a developer or an admin of this console.",
-                        size="2", color_scheme="gray"),
+                rx.text(
+                    "Your role cannot see signing secrets. Ask a developer or an admin of this console.",
+                    size="2",
+                    color_scheme="gray",
+                ),
             ),
-            spacing="3", width="100%",
+            spacing="3",
+            width="100%",
         ),
         width="100%",
     )
@@ -217,43 +366,66 @@ def _secret() -> rx.Component:
 def webhook_page() -> rx.Component:
     return page(
         rx.vstack(
-            rx.link(rx.hstack(rx.icon("arrow-left", size=14), rx.text("Webhooks"), align="center", spacing="1"),
-                    href="/", size="2"),
+            rx.link(
+                rx.hstack(rx.icon("arrow-left", size=14), rx.text("Webhooks"), align="center", spacing="1"),
+                href="/",
+                size="2",
+            ),
             rx.cond(
                 P.missing,
-                rx.callout.root(rx.callout.text("This webhook does not exist. It may have been deleted."),
-                                color_scheme="amber"),
+                rx.callout.root(
+                    rx.callout.text("This webhook does not exist. It may have been deleted."), color_scheme="amber"
+                ),
                 rx.fragment(
                     rx.hstack(
                         rx.vstack(
-                            rx.hstack(rx.heading(P.name, size="7"), status_badge(P.status),
-                                      rx.cond(P.warn, failing_badge(P.failing_since)), align="center",
-                                      spacing="3", wrap="wrap"),
+                            rx.hstack(
+                                rx.heading(P.name, size="7"),
+                                status_badge(P.status),
+                                rx.cond(P.warn, failing_badge(P.failing_since)),
+                                align="center",
+                                spacing="3",
+                                wrap="wrap",
+                            ),
                             rx.text(P.url, size="2", color_scheme="gray", style={"word_break": "break-all"}),
                             spacing="1",
                         ),
                         rx.spacer(),
                         _actions(),
-                        width="100%", align="end", wrap="wrap", gap="12px",
+                        width="100%",
+                        align="end",
+                        wrap="wrap",
+                        gap="12px",
                     ),
                     rx.cond(P.error != "", error_callout(P.error, P.load)),
-                    rx.cond(P.disabled_reason != "",
-                            disabled_banner(P.webhook_id, None, P.disabled_at, P.disabled_reason,
-                                            RecoverState.open_dialog)),
-                    rx.cond(P.operational, rx.callout.root(
-                        rx.callout.icon(rx.icon("info")),
-                        rx.callout.text("This is the operational webhook: it receives the console's notices about "
-                                        "your other webhooks. An admin changes it on the ",
-                                        rx.link("Developers page", href="/developers"), "."),
-                        color_scheme="blue", width="100%")),
+                    rx.cond(
+                        P.disabled_reason != "",
+                        disabled_banner(P.webhook_id, None, P.disabled_at, P.disabled_reason, RecoverState.open_dialog),
+                    ),
+                    rx.cond(
+                        P.operational,
+                        rx.callout.root(
+                            rx.callout.icon(rx.icon("info")),
+                            rx.callout.text(
+                                "This is the operational webhook: it receives the console's notices about "
+                                "your other webhooks. An admin changes it on the ",
+                                rx.link("Developers page", href="/developers"),
+                                ".",
+                            ),
+                            color_scheme="blue",
+                            width="100%",
+                        ),
+                    ),
                     rx.cond(Shown.has_progress & (Shown.webhook_id == P.webhook_id), recovery_panel()),
                     _summary(),
                     _charts(),
-                    rx.grid(_settings(), _secret(), columns=rx.breakpoints(initial="1", md="2"), spacing="4",
-                            width="100%"),
+                    rx.grid(
+                        _settings(), _secret(), columns=rx.breakpoints(initial="1", md="2"), spacing="4", width="100%"
+                    ),
                 ),
             ),
-            spacing="4", width="100%",
+            spacing="4",
+            width="100%",
         ),
         rx.cond(SessionState.can_write, rx.fragment(webhook_form_dialog(), delete_dialog())),
         rx.cond(SessionState.can_test, test_dialog()),

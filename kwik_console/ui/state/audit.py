@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import reflex as rx
 
-from kwik_console.team import audit
-from kwik_console.store.db import session_scope
 from kwik_console.core.clock import iso
+from kwik_console.store.db import session_scope
+from kwik_console.team import audit
 from kwik_console.ui.views import AuditRow, audit_detail
 
 ALL = "all"
@@ -30,12 +30,25 @@ class AuditState(rx.State):
     def load(self):
         with session_scope() as session:
             page = audit.list_entries(
-                session=session, actor_email=None if self.actor == ALL else self.actor,
+                session=session,
+                actor_email=None if self.actor == ALL else self.actor,
                 action=None if self.action == ALL else self.action,
-                before_id=self.cursors[-1] if self.cursors else None, limit=PAGE_SIZE)
+                before_id=self.cursors[-1] if self.cursors else None,
+                limit=PAGE_SIZE,
+            )
             self.actors = audit.actor_emails(session=session)
-        self.rows = [AuditRow(e.id, (iso(e.at) or ""), e.actor_email, audit.ACTIONS.get(e.action, e.action), e.target,
-                              audit_detail(e.detail), e.client_address) for e in page.items]
+        self.rows = [
+            AuditRow(
+                e.id,
+                (iso(e.at) or ""),
+                e.actor_email,
+                audit.ACTIONS.get(e.action, e.action),
+                e.target,
+                audit_detail(e.detail),
+                e.client_address,
+            )
+            for e in page.items
+        ]
         self.next_before, self.loading = page.next_before_id or 0, False
 
     @rx.event

@@ -34,7 +34,9 @@ def read_secret(webhook_id: int, action: str, *, operational: bool = False) -> s
     """
     with session_scope() as session:
         if operational:
-            return notices.reveal_operational_secret(session=session, webhook_id=webhook_id, actor=access.actor(),
-                                                     copied=action == "secret.copied")
-        return webhooks.reveal_secret(session=session, webhook_id=webhook_id, actor=access.actor(),
-                                      copied=action == "secret.copied").secret
+            return notices.reveal_operational_secret(
+                session=session, webhook_id=webhook_id, actor=access.actor(), copied=action == "secret.copied"
+            )
+        return webhooks.reveal_secret(
+            session=session, webhook_id=webhook_id, actor=access.actor(), copied=action == "secret.copied"
+        ).secret

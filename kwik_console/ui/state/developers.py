@@ -8,13 +8,14 @@ import time
 import reflex as rx
 from sqlmodel import select
 
-from kwik_console.team import access
-from kwik_console.webhooks import signature_check, service as webhooks
-from kwik_console.store.db import session_scope
-from kwik_console.core.errors import NotFound
-from kwik_console.ui.state.operations import OperationalState
-from kwik_console.store.tables import Delivery, Event
 from kwik_console.core.clock import utcnow
+from kwik_console.core.errors import NotFound
+from kwik_console.store.db import session_scope
+from kwik_console.store.tables import Delivery, Event
+from kwik_console.team import access
+from kwik_console.ui.state.operations import OperationalState
+from kwik_console.webhooks import service as webhooks
+from kwik_console.webhooks import signature_check
 
 MAX_BODY = 256 * 1024
 PLACEHOLDER = ("your webhook", "https://example.com/kwik/webhooks")
@@ -92,17 +93,25 @@ class SignatureCheckState(rx.State):
         if msg_id:
             with session_scope() as session:
                 event = session.get(Event, msg_id)
-                delivery = event and session.exec(
-                    select(Delivery).where(Delivery.event_id == msg_id).order_by(Delivery.id)).first()
+                delivery = (
+                    event
+                    and session.exec(select(Delivery).where(Delivery.event_id == msg_id).order_by(Delivery.id)).first()
+                )
                 if delivery is not None:
                     webhook = webhooks.get_webhook(session=session, webhook_id=delivery.webhook_id)
                     sent_body, known = event.body.encode(), _known_secrets(session, webhook)
                     self.webhook_name, self.webhook_url = webhook.name, webhook.url
                     self.found = f"Found {msg_id}: a {event.type} delivery to “{webhook.name}”."
         verdict = signature_check.check(
-            secret=str(form.get("secret", "")), msg_id=msg_id, timestamp=str(form.get("webhook_timestamp", "")),
-            signature=str(form.get("webhook_signature", "")), body=body, now=int(time.time()),
-            sent_body=sent_body, known_secrets=known)
+            secret=str(form.get("secret", "")),
+            msg_id=msg_id,
+            timestamp=str(form.get("webhook_timestamp", "")),
+            signature=str(form.get("webhook_signature", "")),
+            body=body,
+            now=int(time.time()),
+            sent_body=sent_body,
+            known_secrets=known,
+        )
         self.valid, self.checked = verdict.valid, True
         self.findings = [Finding(k, t) for k, t in verdict.findings]
         self.has_diff = verdict.diff is not None

@@ -8,15 +8,15 @@ import urllib.parse
 import reflex as rx
 from sqlalchemy.exc import SQLAlchemyError
 
-from kwik_console.team import access
-from kwik_console.events import deliveries, search
-from kwik_console.webhooks import service as webhooks
-from kwik_console.store.db import session_scope
 from kwik_console.core.errors import InvalidInput, NotFound
-from kwik_console.store.tables import DeliveryStatus
-from kwik_console.delivery import resend as resending
 from kwik_console.core.settings import get_settings
+from kwik_console.delivery import resend as resending
+from kwik_console.events import deliveries, search
+from kwik_console.store.db import session_scope
+from kwik_console.store.tables import DeliveryStatus
+from kwik_console.team import access
 from kwik_console.ui.views import DeliveryDetailView, DeliveryRow
+from kwik_console.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
 ALL = "all"
@@ -71,16 +71,19 @@ class EventLogState(rx.State):
             with session_scope() as session:
                 webhook = webhooks.get_webhook(session=session, webhook_id=webhook_id)
                 page = deliveries.list_deliveries(
-                    session=session, webhook_id=webhook_id,
+                    session=session,
+                    webhook_id=webhook_id,
                     status=None if self.status == ALL else self.status,
                     event_type=None if self.event_type == ALL else self.event_type,
                     test=None if self.test == ALL else self.test == "yes",
                     before_id=self.cursors[-1] if self.cursors else None,
-                    limit=PAGE_SIZE, search=self.search,
+                    limit=PAGE_SIZE,
+                    search=self.search,
                 )
                 if self.detail_open:
                     self.detail = DeliveryDetailView.of(
-                        deliveries.get_delivery(session=session, delivery_id=self.detail.row.id))
+                        deliveries.get_delivery(session=session, delivery_id=self.detail.row.id)
+                    )
         except NotFound:
             self.missing, self.loading, self.rows = True, False, []
             return
@@ -113,13 +116,14 @@ class EventLogState(rx.State):
 
     @rx.event
     def set_search(self, value: str):
-        return self._filter(search=value[:search.MAX_QUERY])
+        return self._filter(search=value[: search.MAX_QUERY])
 
     @rx.var
     def export_query(self) -> str:
         """The filters as the export route reads them."""
-        return urllib.parse.urlencode({"status": self.status, "event_type": self.event_type, "test": self.test,
-                                       "q": self.search})
+        return urllib.parse.urlencode(
+            {"status": self.status, "event_type": self.event_type, "test": self.test, "q": self.search}
+        )
 
     @rx.var
     def filtered(self) -> bool:
@@ -149,7 +153,6 @@ class EventLogState(rx.State):
     @rx.event
     def set_detail_open(self, value: bool):
         self.detail_open = value
-
 
 
 class ResendState(rx.State):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import reflex as rx
 
-from kwik_console.team import access, members
-from kwik_console.store.db import session_scope
-from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.core.clock import iso
+from kwik_console.core.errors import InvalidInput, NotFound
+from kwik_console.store.db import session_scope
+from kwik_console.team import access, members
 from kwik_console.ui.views import MemberRow
 
 
@@ -30,8 +30,17 @@ class MembersState(rx.State):
         me = access.member()
         with session_scope() as session:
             found = members.list_members(session=session)
-            self.rows = [MemberRow(m.id, m.email, m.role, "Active" if m.password_hash else "Invited",
-                                   (iso(m.last_sign_in_at) or ""), m.id == me.member_id) for m in found]
+            self.rows = [
+                MemberRow(
+                    m.id,
+                    m.email,
+                    m.role,
+                    "Active" if m.password_hash else "Invited",
+                    (iso(m.last_sign_in_at) or ""),
+                    m.id == me.member_id,
+                )
+                for m in found
+            ]
         self.loading = False
 
     @rx.event
@@ -50,8 +59,12 @@ class MembersState(rx.State):
     def invite(self, form: dict):
         try:
             with session_scope() as session:
-                link = members.invite(session=session, email=str(form.get("email", "")),
-                                      role=str(form.get("role", "")), actor=access.actor())
+                link = members.invite(
+                    session=session,
+                    email=str(form.get("email", "")),
+                    role=str(form.get("role", "")),
+                    actor=access.actor(),
+                )
         except InvalidInput as exc:
             self.invite_errors = {"email": "", "role": ""} | exc.errors
             return

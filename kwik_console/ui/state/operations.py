@@ -12,25 +12,27 @@ import logging
 import reflex as rx
 from sqlalchemy.exc import SQLAlchemyError
 
-from kwik_console.team import access
-from kwik_console.events import catalog
-from kwik_console.webhooks import service as webhooks
-from kwik_console.store.db import session_scope
 from kwik_console.core.errors import InvalidInput, NotFound
-from kwik_console.store.tables import WebhookStatus
+from kwik_console.events import catalog
 from kwik_console.operations import health, notices, recovery
+from kwik_console.store.db import session_scope
+from kwik_console.store.tables import WebhookStatus
+from kwik_console.team import access
 from kwik_console.ui.state.common import read_secret, viewer_zone
 from kwik_console.ui.state.webhook_page import WebhookPageState
 from kwik_console.ui.state.webhooks import WebhooksState
 from kwik_console.ui.views import RecoveryView
+from kwik_console.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
 ALL = "all"
 # The status filter of a recovery: which deliveries it sends again.
 STATUS_CHOICES = {"failure": ["failure"], "retrying": ["retrying"], "both": ["failure", "retrying"]}
 # "24 hours ago", as the browser's datetime-local input wants it, in the browser's own time zone.
-DAY_AGO_JS = ("(() => { const d = new Date(Date.now() - 864e5); d.setMinutes(d.getMinutes() - d.getTimezoneOffset());"
-              " return d.toISOString().slice(0, 16); })()")
+DAY_AGO_JS = (
+    "(() => { const d = new Date(Date.now() - 864e5); d.setMinutes(d.getMinutes() - d.getTimezoneOffset());"
+    " return d.toISOString().slice(0, 16); })()"
+)
 
 
 def _first_error(exc: InvalidInput) -> str:
@@ -50,8 +52,13 @@ class HealthState(rx.State):
             return rx.toast.error(_first_error(exc))
         except NotFound as exc:
             return [rx.toast.error(str(exc)), WebhooksState.load]
-        return [rx.toast.success(f"Webhook “{name}” paused: events are recorded and their deliveries wait until "
-                                 "you resume it."), WebhooksState.load, WebhookPageState.load]
+        return [
+            rx.toast.success(
+                f"Webhook “{name}” paused: events are recorded and their deliveries wait until you resume it."
+            ),
+            WebhooksState.load,
+            WebhookPageState.load,
+        ]
 
     @rx.event
     def resume(self, webhook_id: int):
@@ -64,8 +71,11 @@ class HealthState(rx.State):
             return rx.toast.error(_first_error(exc))
         except NotFound as exc:
             return [rx.toast.error(str(exc)), WebhooksState.load]
-        message = (f"Webhook “{name}” resumed: the deliveries that waited go out now, oldest first."
-                   if was == WebhookStatus.PAUSED else f"Webhook “{name}” re-enabled: it receives events again.")
+        message = (
+            f"Webhook “{name}” resumed: the deliveries that waited go out now, oldest first."
+            if was == WebhookStatus.PAUSED
+            else f"Webhook “{name}” re-enabled: it receives events again."
+        )
         return [rx.toast.success(message), WebhooksState.load, WebhookPageState.load]
 
 
@@ -74,7 +84,7 @@ def _blank_errors() -> dict[str, str]:
 
 
 def parse_local(value: str, zone: dt.tzinfo) -> dt.datetime | None:
-    """"2026-05-01T09:30" (a datetime-local input), in the viewer's zone -> an aware datetime; None if not one."""
+    """ "2026-05-01T09:30" (a datetime-local input), in the viewer's zone -> an aware datetime; None if not one."""
     try:
         naive = dt.datetime.fromisoformat((value or "").strip())
     except ValueError:
@@ -110,9 +120,10 @@ class RecoveryProgressState(rx.State):
 
     @rx.event
     def open_recover_when_asked(self):
-        """"Recover failed since…" on the list's banner links to the webhook's page with ?recover=1."""
-        if self.router.url.query_parameters.get("recover") == "1" and access.may(access.member().role,
-                                                                                 access.Action.RECOVER):
+        """ "Recover failed since…" on the list's banner links to the webhook's page with ?recover=1."""
+        if self.router.url.query_parameters.get("recover") == "1" and access.may(
+            access.member().role, access.Action.RECOVER
+        ):
             return RecoverState.open_dialog
 
     @rx.event
@@ -136,7 +147,7 @@ class RecoveryProgressState(rx.State):
 
 
 class RecoverState(rx.State):
-    """"Recover failed since…" on the webhook page: the dialog, Start and Cancel."""
+    """ "Recover failed since…" on the webhook page: the dialog, Start and Cancel."""
 
     open: bool = False
     since_local: str = ""  # the datetime-local input's value, in the viewer's time zone
@@ -184,9 +195,13 @@ class RecoverState(rx.State):
         try:
             with session_scope() as session:
                 started = recovery.start_recovery(
-                    session=session, webhook_id=page.webhook_id, since=since,
+                    session=session,
+                    webhook_id=page.webhook_id,
+                    since=since,
                     event_types=None if self.event_type == ALL else [self.event_type],
-                    statuses=STATUS_CHOICES.get(self.statuses, ["failure"]), actor=access.actor())
+                    statuses=STATUS_CHOICES.get(self.statuses, ["failure"]),
+                    actor=access.actor(),
+                )
         except InvalidInput as exc:
             self.errors = _blank_errors() | exc.errors
             return
@@ -209,15 +224,18 @@ class RecoverState(rx.State):
             return
         try:
             with session_scope() as session:
-                cancelled = recovery.cancel_recovery(session=session, recovery_id=shown.progress.id,
-                                                     actor=access.actor())
+                cancelled = recovery.cancel_recovery(
+                    session=session, recovery_id=shown.progress.id, actor=access.actor()
+                )
         except InvalidInput as exc:
             return [rx.toast.error(_first_error(exc)), RecoveryProgressState.refresh]
         except NotFound as exc:
             return rx.toast.error(str(exc))
         shown._show(shown.webhook_id, cancelled)
-        return [rx.toast.success("Recovery cancelled: what it queued and has not sent yet is taken back."),
-                WebhookPageState.load]
+        return [
+            rx.toast.success("Recovery cancelled: what it queued and has not sent yet is taken back."),
+            WebhookPageState.load,
+        ]
 
 
 class OperationalState(rx.State):
@@ -258,8 +276,11 @@ class OperationalState(rx.State):
             return
         finally:
             self.saving = False
-        return rx.toast.success("Operational webhook created: it receives the four operational events."
-                                if created else "Operational webhook URL saved.")
+        return rx.toast.success(
+            "Operational webhook created: it receives the four operational events."
+            if created
+            else "Operational webhook URL saved."
+        )
 
     @rx.event
     def remove(self):

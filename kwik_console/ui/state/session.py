@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import reflex as rx
 
-from kwik_console.team import access, members
-from kwik_console.store.db import session_scope
 from kwik_console.core.errors import InvalidInput
 from kwik_console.core.settings import get_settings
+from kwik_console.store.db import session_scope
+from kwik_console.team import access, members
 
 
 class SessionState(rx.State):
@@ -82,9 +82,13 @@ class PasswordState(rx.State):
         try:
             with session_scope() as session:
                 ended = members.change_password(
-                    session=session, member_id=signed_in.member_id, current=str(form.get("current", "")),
-                    new=str(form.get("new", "")), confirm=str(form.get("confirm", "")),
-                    keep_session_id=signed_in.session_id)
+                    session=session,
+                    member_id=signed_in.member_id,
+                    current=str(form.get("current", "")),
+                    new=str(form.get("new", "")),
+                    confirm=str(form.get("confirm", "")),
+                    keep_session_id=signed_in.session_id,
+                )
         except InvalidInput as exc:
             self.errors = _blank() | exc.errors
             return

@@ -6,10 +6,10 @@ import dataclasses
 
 import reflex as rx
 
-from kwik_console.team import access, tokens
-from kwik_console.store.db import session_scope
+from kwik_console.core.clock import iso, utcnow
 from kwik_console.core.errors import InvalidInput, NotFound
-from kwik_console.core.clock import iso
+from kwik_console.store.db import session_scope
+from kwik_console.team import access, tokens
 
 
 @dataclasses.dataclass
@@ -27,8 +27,17 @@ class TokenRow:
     @classmethod
     def of(cls, t, now) -> TokenRow:
         status = "Revoked" if t.revoked_at else "Expired" if t.expires_at and t.expires_at <= now else "Active"
-        return cls(t.id, t.name, t.prefix + "…", ", ".join(tokens.scope_list(t.scopes)), (iso(t.created_at) or ""),
-                   t.created_by, (iso(t.last_used_at) or ""), (iso(t.expires_at) or ""), status)
+        return cls(
+            t.id,
+            t.name,
+            t.prefix + "…",
+            ", ".join(tokens.scope_list(t.scopes)),
+            (iso(t.created_at) or ""),
+            t.created_by,
+            (iso(t.last_used_at) or ""),
+            (iso(t.expires_at) or ""),
+            status,
+        )
 
 
 def _blank_errors() -> dict[str, str]:
@@ -50,7 +59,6 @@ class TokensState(rx.State):
 
     @rx.event
     def load(self):
-        from kwik_console.core.clock import utcnow
 
         with session_scope() as session:
             now = utcnow()
@@ -70,9 +78,13 @@ class TokensState(rx.State):
         scopes = [s for s in tokens.SCOPES if form.get(f"scope_{s}") in ("on", True, "true")]
         try:
             with session_scope() as session:
-                made = tokens.create_token(session=session, name=str(form.get("name", "")), scopes=scopes,
-                                           expires_in_days=str(form.get("expires_in_days", "")).strip() or None,
-                                           actor=access.actor())
+                made = tokens.create_token(
+                    session=session,
+                    name=str(form.get("name", "")),
+                    scopes=scopes,
+                    expires_in_days=str(form.get("expires_in_days", "")).strip() or None,
+                    actor=access.actor(),
+                )
         except InvalidInput as exc:
             self.errors = _blank_errors() | exc.errors
             return

@@ -8,17 +8,16 @@ import logging
 import reflex as rx
 from sqlalchemy.exc import SQLAlchemyError
 
-from kwik_console.team import access
-from kwik_console.events import rollups
-from kwik_console.webhooks import service as webhooks
-from kwik_console.store.db import get_engine, session_scope
+from kwik_console.core.clock import iso, utcnow
 from kwik_console.core.errors import NotFound
-from kwik_console.store.tables import WebhookStatus
-from kwik_console.core.clock import utcnow
+from kwik_console.events import rollups
 from kwik_console.operations.health import health_of
+from kwik_console.store.db import get_engine, session_scope
+from kwik_console.store.tables import WebhookStatus
+from kwik_console.team import access
 from kwik_console.ui.state.common import read_secret, viewer_zone, webhook_id_from
-from kwik_console.core.clock import iso
 from kwik_console.ui.views import FiguresView
+from kwik_console.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
 RANGE_LABELS = {"1h": "1 h", "24h": "24 h", "7d": "7 d", "30d": "30 d"}
@@ -32,8 +31,13 @@ def chart_points(points, range_key: str, zone: dt.tzinfo) -> tuple[list[dict], l
     for p in points:
         label = p.start.astimezone(zone).strftime(fmt)
         counts.append({"time": label, "Successes": p.successes, "Failures": p.failures})
-        durations.append({"time": label, "p50": None if p.p50_ms is None else round(p.p50_ms),
-                          "p95": None if p.p95_ms is None else round(p.p95_ms)})
+        durations.append(
+            {
+                "time": label,
+                "p50": None if p.p50_ms is None else round(p.p50_ms),
+                "p95": None if p.p95_ms is None else round(p.p95_ms),
+            }
+        )
     return counts, durations
 
 
@@ -70,8 +74,10 @@ class WebhookPageState(rx.State):
         secret = await self.get_state(SecretState)
         secret.secret, secret.shown = "", False
         self.webhook_id, self.loading, self.missing = webhook_id, True, False
-        return [rx.call_script("Intl.DateTimeFormat().resolvedOptions().timeZone",
-                               callback=WebhookPageState.set_time_zone), WebhookPageState.load]
+        return [
+            rx.call_script("Intl.DateTimeFormat().resolvedOptions().timeZone", callback=WebhookPageState.set_time_zone),
+            WebhookPageState.load,
+        ]
 
     @rx.event
     def set_time_zone(self, name: str):
@@ -104,7 +110,7 @@ class WebhookPageState(rx.State):
         self.warn, self.failing_since = state.warn, (iso(state.failing_since) or "")
         self.disabled_reason, self.disabled_at = state.disabled_reason or "", (iso(state.disabled_at) or "")
         self.operational = bool(webhook.operational)
-        self.created_at = (iso(webhook.created_at) or "")
+        self.created_at = iso(webhook.created_at) or ""
         self.day, self.week = FiguresView.of(figures["24h"]), FiguresView.of(figures["7d"])
         self.error, self.missing = "", False
         return WebhookPageState.load_charts

@@ -6,10 +6,10 @@ import json
 
 import reflex as rx
 
-from kwik_console.team import access
-from kwik_console.events import catalog
 from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.delivery.test_webhook import send_test
+from kwik_console.events import catalog
+from kwik_console.team import access
 from kwik_console.ui.views import TestOutcome
 
 DEFAULT_TYPE = "payment.created"
@@ -29,8 +29,9 @@ class TestWebhookState(rx.State):
     def preview(self) -> str:
         if not catalog.is_event_type(self.event_type):
             return ""
-        return json.dumps({"type": self.event_type, "test": True, "data": catalog.sample_data(self.event_type)},
-                          indent=2)
+        return json.dumps(
+            {"type": self.event_type, "test": True, "data": catalog.sample_data(self.event_type)}, indent=2
+        )
 
     @rx.var
     def description(self) -> str:

@@ -8,16 +8,17 @@ import reflex as rx
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
 
-from kwik_console.team import access
-from kwik_console.events import catalog, rollups
-from kwik_console.webhooks import service as webhooks
-from kwik_console.store.db import get_engine, session_scope
-from kwik_console.store.tables import Webhook, WebhookStatus
 from kwik_console.core.clock import utcnow
 from kwik_console.core.errors import InvalidInput, NotFound
+from kwik_console.events import catalog, rollups
+from kwik_console.store.db import get_engine, session_scope
+from kwik_console.store.tables import Webhook, WebhookStatus
+from kwik_console.team import access
 from kwik_console.ui.state.common import webhook_id_from
 from kwik_console.ui.state.webhook_page import WebhookPageState
 from kwik_console.ui.views import FiguresView, OverviewRow, WebhookRow
+from kwik_console.webhooks import rules
+from kwik_console.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
 UNAVAILABLE = "The webhooks could not be loaded: the database is unavailable. Try again in a moment."
@@ -52,10 +53,15 @@ class WebhooksState(rx.State):
                     self.search and webhooks.list_webhooks(session=session, per_page=1).total
                 )
                 auto_disabled = session.exec(
-                    select(Webhook).where(Webhook.status == WebhookStatus.DISABLED,
-                                          col(Webhook.disabled_reason).is_not(None),
-                                          col(Webhook.operational).is_(False))
-                    .order_by(col(Webhook.disabled_at).desc()).limit(20)).all()
+                    select(Webhook)
+                    .where(
+                        Webhook.status == WebhookStatus.DISABLED,
+                        col(Webhook.disabled_reason).is_not(None),
+                        col(Webhook.operational).is_(False),
+                    )
+                    .order_by(col(Webhook.disabled_at).desc())
+                    .limit(20)
+                ).all()
                 self.auto_disabled = [WebhookRow.of(w) for w in auto_disabled]
         except SQLAlchemyError:
             log.exception("listing webhooks failed")
@@ -65,8 +71,9 @@ class WebhooksState(rx.State):
         self.page, self.pages, self.total = result.page, result.pages, result.total
         self.any_webhooks = any_webhooks
         self.overview = FiguresView.of(overall)
-        self.worst = [OverviewRow(w.webhook_id, w.name, WebhookStatus(w.status).label, FiguresView.of(w.figures))
-                      for w in worst]
+        self.worst = [
+            OverviewRow(w.webhook_id, w.name, WebhookStatus(w.status).label, FiguresView.of(w.figures)) for w in worst
+        ]
         self.loading, self.error = False, ""
 
     @rx.event
@@ -184,13 +191,15 @@ class WebhookFormState(rx.State):
         self.saving = True
         yield
         # "" is no limit: on Edit it removes one (None would leave it unchanged).
-        data = webhooks.WebhookInput(name=self.name, url=self.url, events=self.events, status=self.status,
-                                     max_per_second=self.max_per_second)
+        data = rules.WebhookInput(
+            name=self.name, url=self.url, events=self.events, status=self.status, max_per_second=self.max_per_second
+        )
         try:
             with session_scope() as session:
                 if self.editing:
-                    webhook = webhooks.update_webhook(session=session, webhook_id=self.webhook_id, data=data,
-                                                      actor=access.actor())
+                    webhook = webhooks.update_webhook(
+                        session=session, webhook_id=self.webhook_id, data=data, actor=access.actor()
+                    )
                 else:
                     webhook = webhooks.create_webhook(session=session, data=data, actor=access.actor())
         except InvalidInput as exc:
@@ -215,8 +224,9 @@ class WebhookFormState(rx.State):
     def _read_secret(self, action: str) -> str:
         """The secret, read from the database for a member who asked for it, and recorded in the trail."""
         with session_scope() as session:
-            return webhooks.reveal_secret(session=session, webhook_id=self.webhook_id, actor=access.actor(),
-                                          copied=action == "secret.copied").secret
+            return webhooks.reveal_secret(
+                session=session, webhook_id=self.webhook_id, actor=access.actor(), copied=action == "secret.copied"
+            ).secret
 
     @rx.event
     def toggle_secret(self):

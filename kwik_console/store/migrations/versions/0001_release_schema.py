@@ -67,8 +67,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["webhook_id"], ["webhook.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index("ix_delivery_due", "delivery", ["next_attempt_at"],
-                    sqlite_where=NOT_FINISHED, postgresql_where=NOT_FINISHED)
+    op.create_index(
+        "ix_delivery_due", "delivery", ["next_attempt_at"], sqlite_where=NOT_FINISHED, postgresql_where=NOT_FINISHED
+    )
     op.create_index("ix_delivery_webhook", "delivery", ["webhook_id", "id"])
     op.create_index("ix_delivery_webhook_status", "delivery", ["webhook_id", "status", "id"])
     op.create_index("ix_delivery_webhook_test", "delivery", ["webhook_id", "test", "id"])

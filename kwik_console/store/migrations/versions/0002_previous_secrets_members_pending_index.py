@@ -115,8 +115,13 @@ def upgrade() -> None:
         op.create_index("ix_audit_actor", "audit_entry", ["actor_email", "id"])
 
     if "ix_delivery_pending" not in {i["name"] for i in inspector.get_indexes("delivery")}:
-        op.create_index("ix_delivery_pending", "delivery", ["webhook_id", "next_attempt_at"],
-                        sqlite_where=NOT_FINISHED, postgresql_where=NOT_FINISHED)
+        op.create_index(
+            "ix_delivery_pending",
+            "delivery",
+            ["webhook_id", "next_attempt_at"],
+            sqlite_where=NOT_FINISHED,
+            postgresql_where=NOT_FINISHED,
+        )
 
     _move_legacy_previous_secrets()
 
@@ -130,7 +135,9 @@ def _move_legacy_previous_secrets() -> None:
         sa.column("previous_secret_expires_at", When),
     )
     previous = sa.table(
-        "previous_secret", sa.column("webhook_id", sa.Integer()), sa.column("secret", sa.String()),
+        "previous_secret",
+        sa.column("webhook_id", sa.Integer()),
+        sa.column("secret", sa.String()),
         sa.column("expires_at", When),
     )
     now = dt.datetime.now(dt.UTC)  # stored as naive UTC on SQLite, timestamptz on PostgreSQL: both compare right

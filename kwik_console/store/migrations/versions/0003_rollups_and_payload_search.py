@@ -54,9 +54,13 @@ EPOCH = {
 }
 # Bin i holds durations up to BIN_UPPER_MS[i] (negative ones in bin 0); the last bin everything slower.
 _BIN_SUMS = ",\n       ".join(
-    [f"SUM(CASE WHEN {'' if i == 0 else f'a.duration_ms > {BIN_UPPER_MS[i - 1]} AND '}"
-     f"a.duration_ms <= {upper} THEN 1 ELSE 0 END)" for i, upper in enumerate(BIN_UPPER_MS)]
-    + [f"SUM(CASE WHEN a.duration_ms > {BIN_UPPER_MS[-1]} THEN 1 ELSE 0 END)"])
+    [
+        f"SUM(CASE WHEN {'' if i == 0 else f'a.duration_ms > {BIN_UPPER_MS[i - 1]} AND '}"
+        f"a.duration_ms <= {upper} THEN 1 ELSE 0 END)"
+        for i, upper in enumerate(BIN_UPPER_MS)
+    ]
+    + [f"SUM(CASE WHEN a.duration_ms > {BIN_UPPER_MS[-1]} THEN 1 ELSE 0 END)"]
+)
 REBUILD = """
 INSERT INTO {table} (webhook_id, bucket, attempts, successes, duration_ms_sum, {bins})
 SELECT d.webhook_id, {epoch} / {step} * {step},
@@ -86,8 +90,10 @@ def _rollup(name: str) -> None:
 
 def _search_index(connection) -> None:
     if connection.dialect.name == "sqlite":
-        new = connection.exec_driver_sql(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='event_fts'").first() is None
+        new = (
+            connection.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE type='table' AND name='event_fts'").first()
+            is None
+        )
         for ddl in SQLITE_SEARCH:
             connection.exec_driver_sql(ddl)
         if new:  # events stored before the index existed
@@ -103,8 +109,10 @@ def _rebuild_rollups(connection) -> None:
     epoch = EPOCH[connection.dialect.name]
     bins = ", ".join(f"b{i}" for i in range(BINS))
     for table, step in GRAINS:
-        connection.execute(sa.text(REBUILD.format(table=table, bins=bins, epoch=epoch, step=step,
-                                                  bin_sums=_BIN_SUMS)), {"since": since})
+        connection.execute(
+            sa.text(REBUILD.format(table=table, bins=bins, epoch=epoch, step=step, bin_sums=_BIN_SUMS)),
+            {"since": since},
+        )
 
 
 def upgrade() -> None:
