@@ -22,7 +22,7 @@ from kwik_console.team import audit
 from kwik_console.store import db
 from kwik_console.webhooks import service as webhooks
 from kwik_console.core.errors import InvalidInput
-from kwik_console.events.publishing import publish
+from kwik_console.events.publishing import publish, publish_together
 from kwik_console.store.team_tables import AuditEntry
 from kwik_console.store.tables import Attempt, Delivery, Event, Recovery, Webhook
 from kwik_console.core.clock import utcnow
@@ -55,10 +55,21 @@ def progress(recovery_id: int) -> recovery.Progress:
         return recovery.get_recovery(session=s, recovery_id=recovery_id)
 
 
+def published(count: int) -> list[int]:
+    """The deliveries of `count` events, published a thousand to a transaction (one each took seconds)."""
+    ids = []
+    for start in range(0, count, 1000):
+        events = [("payment.created", {"n": n}) for n in range(start, min(start + 1000, count))]
+        with db.session_scope() as s:
+            together = publish_together(s, events)
+        ids += [i for p in together for i in p.delivery_ids]
+    return ids
+
+
 def failed_deliveries(webhook_id: int, receiver, count: int) -> list[int]:
     """`count` real deliveries that end as Failure: each attempted once against an endpoint answering 410 Gone."""
     set_url(webhook_id, receiver.url("/gone"))
-    ids = [i for n in range(count) for i in publish("payment.created", {"n": n}, wake=False).delivery_ids]
+    ids = published(count)
 
     async def body(running):
         running.wake()
@@ -100,7 +111,7 @@ def failing_since(webhook_id: int) -> dt.datetime | None:
 
 def exhausted(count: int) -> list[int]:
     """Set-up: `count` deliveries whose retries ran out (failed_deliveries fails them for real, slower)."""
-    ids = [i for n in range(count) for i in publish("payment.created", {"n": n}, wake=False).delivery_ids]
+    ids = published(count)
     with db.session_scope() as s:
         s.exec(update(Delivery).values(status="failure", attempt_count=8, last_http_code=503, next_attempt_at=None))
     return ids
