@@ -210,9 +210,16 @@ def test_pause_then_resume_from_the_row_menu(page: Page, console, receiver, make
     def arrived() -> list[str]:
         return [h.headers["webhook-id"] for h in receiver.requests if tag.encode() in h.body]
 
-    # Paused: recorded and waiting, none attempted (the console's dispatcher had seconds to try).
-    assert not receiver.wait_for(lambda reqs: any(tag.encode() in r.body for r in reqs), timeout=4)
+    # Paused: recorded and waiting, none attempted. One more event, to another webhook and made after them, has
+    # the console's dispatcher look again: once it arrives, that look passed them over (none taken, none sent).
+    after_id, _ = make("After the paused", receiver.url("/ok"))
+    after = publish("payment.created", {"object": "payment", "id": "pay_after"}, test=True, webhook_id=after_id)
+    assert receiver.wait_for(lambda reqs: any(r.headers.get("webhook-id") == after.event.id for r in reqs), timeout=30)
+    assert not any(tag.encode() in r.body for r in receiver.requests)
     assert statuses(hook_id) == ["pending"] * 10
+    with db.session_scope() as session:
+        assert not session.exec(select(Delivery.id).where(Delivery.webhook_id == hook_id,
+                                                          Delivery.leased_by.is_not(None))).all()
     action(page, name, "Resume")
     expect(page.get_by_text(f"Webhook “{name}” resumed")).to_be_visible()
     expect(row(page, name)).to_contain_text("Live")
