@@ -29,6 +29,12 @@ pytestmark = pytest.mark.e2e
 SHOTS = Path("/tmp/shots")
 
 
+def still(page: Page) -> None:
+    """Until the page's animations (a drawer's slide-in, a toast's) are over; those that never end aside."""
+    page.wait_for_function("document.getAnimations().every(a => a.playState !== 'running'"
+                           " || a.effect?.getTiming().iterations === Infinity)")
+
+
 def shot(page: Page, name: str) -> None:
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
@@ -60,7 +66,7 @@ def test_resend_from_the_drawer_and_from_a_failure_row(page: Page, console, rece
     newest.click()
     drawer = page.get_by_role("dialog")
     expect(drawer.get_by_text("Attempt 1")).to_be_visible()
-    page.wait_for_timeout(700)  # the drawer's slide-in, for the picture only
+    still(page)  # the drawer's slide-in, for the picture only
     shot(page, "drawer-before-resend")
     drawer.get_by_role("button", name="Resend").click()
     expect(page.get_by_text("Resent: HTTP 200, Success.")).to_be_visible()
@@ -68,7 +74,7 @@ def test_resend_from_the_drawer_and_from_a_failure_row(page: Page, console, rece
     expect(drawer.get_by_text("Attempt 2")).to_be_visible()
     expect(drawer.get_by_text("HTTP 200")).to_be_visible()
     expect(drawer.get_by_text("HTTP 410")).to_be_visible()
-    page.wait_for_timeout(700)  # the toast's slide-in, for the picture only
+    still(page)  # the toast's slide-in, for the picture only
     shot(page, "drawer-after-resend")
     page.keyboard.press("Escape")
     expect(newest).to_contain_text("Success")
