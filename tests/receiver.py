@@ -54,12 +54,18 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
 
+# How often the serving loop looks whether stop() was called: stop() waits up to that long, in every
+# teardown (the default is half a second).
+STOP_CHECK_SECONDS = 0.01
+
+
 class Receiver:
     def __init__(self, *, slow_seconds: float = 3.0, retry_after: int = 120, flaky_failures: int = 1):
         self.slow_seconds = slow_seconds
         self.retry_after = retry_after
         self.flaky_failures = flaky_failures
         self.requests: list[Request] = []
+        self._flaky_count = 0  # counted as they come: a sum over every request made a long burst quadratic
         self.big_bytes_sent = 0
         self.big_finished = threading.Event()
         self.max_concurrent: dict[str, int] = {}
@@ -69,7 +75,7 @@ class Receiver:
         self._open: dict[str, int] = {}
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(STOP_CHECK_SECONDS,), daemon=True)
 
     @property
     def base_url(self) -> str:
@@ -114,7 +120,8 @@ class Receiver:
                 with receiver._lock:
                     receiver.requests.append(Request(path, {k.lower(): v for k, v in self.headers.items()}, body,
                                                      time.monotonic()))
-                    flaky_count = sum(1 for r in receiver.requests if r.path == "/flaky")
+                    receiver._flaky_count += path == "/flaky"
+                    flaky_count = receiver._flaky_count
                     receiver._open[path] = receiver._open.get(path, 0) + 1
                     receiver.max_concurrent[path] = max(receiver.max_concurrent.get(path, 0), receiver._open[path])
                     receiver.max_concurrent_all = max(receiver.max_concurrent_all, sum(receiver._open.values()))

@@ -183,7 +183,7 @@ def _events_stored() -> int:
 def test_publishing_checks_the_token_in_the_publish_transaction(remote, monkeypatch):
     """POST /events checks its token in its own transaction: refusals publish nothing, every use is counted
     and audited, a publish refused by validation included, and one over the limit is rolled back."""
-    from tests.test_api_live import _wait_for_a_fresh_window
+    from tests.test_api_live import _a_fresh_window
 
     with session_scope() as session:
         from kwik_console.webhooks import rules, service as webhooks
@@ -202,7 +202,7 @@ def test_publishing_checks_the_token_in_the_publish_transaction(remote, monkeypa
     assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
     assert _events_stored() == 0
 
-    _wait_for_a_fresh_window()
+    _a_fresh_window(monkeypatch)
     configure(monkeypatch, KWIK_API_RATE_LIMIT="4")
     answers = [remote.post("/api/v1/events", json=body, headers=_bearer(publisher)) for body in
                (PUBLISH, {"type": "payment.nope", "data": {}}, {"data": {}}, PUBLISH, PUBLISH)]
@@ -231,7 +231,7 @@ def test_publish_answers_alike_whether_fastapi_parses_it_or_the_direct_path_does
     from kwik_console.api import routes
     from kwik_console.store.token_tables import IdempotencyKey
     from kwik_console.store.team_tables import AuditEntry
-    from tests.test_api_live import _wait_for_a_fresh_window
+    from tests.test_api_live import _a_fresh_window
 
     configure(monkeypatch, KWIK_API_RATE_LIMIT="4")
     with session_scope() as session:
@@ -298,7 +298,7 @@ def test_publish_answers_alike_whether_fastapi_parses_it_or_the_direct_path_does
         answers = []
         with _client("127.0.0.1") as local, _client("203.0.113.9") as remote:
             clients = {"local": local, "remote": remote}
-            _wait_for_a_fresh_window()  # each token's requests in one window of the limit
+            _a_fresh_window(monkeypatch)  # each token's requests in one window of the limit
             for caller, send, headers in requests(name, t):
                 answers.append(seen(clients[caller].post("/api/v1/events", headers=headers, **send)))
         with get_engine().connect() as conn:

@@ -25,7 +25,7 @@ from kwik_console.core.errors import InvalidInput
 from kwik_console.store.team_tables import AuditEntry
 from kwik_console.store.tables import Delivery, Event
 from tests.conftest import configure
-from tests.test_api_live import _wait_for_a_fresh_window
+from tests.test_api_live import _a_fresh_window
 
 warnings.filterwarnings("ignore", message=".*httpx2.*")
 from kwik_console.api import create_app  # noqa: E402
@@ -86,7 +86,7 @@ def _uses() -> list[tuple[str, bool]]:
 
 
 def test_requests_in_flight_share_a_transaction_and_each_keeps_its_own_answer(kwik, monkeypatch):
-    _wait_for_a_fresh_window()
+    _a_fresh_window(monkeypatch)
     configure(monkeypatch, KWIK_API_RATE_LIMIT="100")
     live = _webhook("Live", ["payment.created"])
     paused = _webhook("Paused", ["payment.created"], status="paused")
@@ -121,7 +121,7 @@ def test_requests_in_flight_share_a_transaction_and_each_keeps_its_own_answer(kw
 
 
 def test_a_batch_that_would_pass_the_limit_answers_each_request_as_it_would_alone(kwik, monkeypatch):
-    _wait_for_a_fresh_window()
+    _a_fresh_window(monkeypatch)
     configure(monkeypatch, KWIK_API_RATE_LIMIT="5")
     _webhook("Live", ["payment.created"])
     token = _token("publish")
@@ -143,7 +143,7 @@ def test_a_batch_that_would_pass_the_limit_answers_each_request_as_it_would_alon
 
 
 def test_a_refused_token_among_others_is_refused_and_the_rest_are_published_together(kwik, monkeypatch):
-    _wait_for_a_fresh_window()
+    _a_fresh_window(monkeypatch)
     configure(monkeypatch, KWIK_API_RATE_LIMIT="100")
     _webhook("Live", ["payment.created"])
     publisher, reader, revoked = _token("publish"), _token("read", "reader"), _token("publish", "gone")
@@ -165,7 +165,7 @@ def test_a_refused_token_among_others_is_refused_and_the_rest_are_published_toge
 
 def test_local_callers_and_token_callers_share_a_transaction(kwik, monkeypatch):
     """Local mode, from this machine: a request without a token is the local admin's, counted nowhere."""
-    _wait_for_a_fresh_window()
+    _a_fresh_window(monkeypatch)
     configure(monkeypatch, KWIK_API_RATE_LIMIT="100")
     _webhook("Live", ["payment.created"])
     token = _token("publish")

@@ -288,7 +288,8 @@ class ConnectionCounter:
 
         self._server = Server(("127.0.0.1", 0), Handler)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short look for stop(): it waits that long (the default is 0.5 s).
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
         self._thread.start()
 
     def wait_for_count(self, count: int, timeout: float = 10.0) -> int:

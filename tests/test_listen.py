@@ -118,20 +118,24 @@ def test_listen_forwards_every_event_once_in_order_through_two_cuts(kwik, tmp_pa
                     _wait(lambda: len(receiver.requests) >= i - 25, 30, "events to flow")
                     proxy.cut()
                     _wait(lambda: proxy.accepted >= (2 if i == 30 else 3), 30, "listen to reconnect")
-                time.sleep(0.01)  # one event per millisecond or slower: ids then follow publish order
+                time.sleep(0.002)  # one event per millisecond or slower: ids then follow publish order
             assert receiver.wait_for(lambda requests: len(requests) >= 100, timeout=60), len(receiver.requests)
-            time.sleep(1.5)  # longer than the stream's settle time: anything extra would have arrived
+            # One more after them all: once it is forwarded, anything extra would have come before it.
+            time.sleep(0.002)
+            published.append(publish("payment.created", catalog.sample_data("payment.created")).event.id)
+            assert receiver.wait_for(lambda requests: published[-1] in [r.headers["webhook-id"] for r in requests],
+                                     timeout=60), len(receiver.requests)
         finally:
             listener.terminate()
             listener.wait(timeout=10)
             proxy.close()
     got = [r.headers["webhook-id"] for r in receiver.requests]
-    assert got == published  # all 100, exactly once, in publish order
+    assert got == published  # all 101, exactly once, in publish order
     verifier = Webhook(secret)
     for request in receiver.requests:
         verifier.verify(request.body, request.headers)
     lines = (tmp_path / "listen.out").read_text().splitlines()
     forwarded_lines = [line for line in lines if "-->" in line]
-    assert len(forwarded_lines) == 100 and all("[200]" in line for line in forwarded_lines)
+    assert len(forwarded_lines) == 101 and all("[200]" in line for line in forwarded_lines)
     assert sum("Stream dropped" in line for line in lines) >= 2
     assert proxy.accepted >= 3

@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import os
 import signal
-import time
 
 import pytest
 from sqlmodel import Session, func, select, update
@@ -24,7 +23,7 @@ from kwik_console.store import db
 from kwik_console.webhooks import service as webhooks
 from kwik_console.core.errors import InvalidInput
 from kwik_console.events import rollups
-from kwik_console.events.publishing import publish
+from kwik_console.events.publishing import publish, publish_together
 from kwik_console.store.team_tables import AuditEntry
 from kwik_console.store.tables import Attempt, Delivery, Event, Recovery, Webhook
 from kwik_console.core.clock import utcnow
@@ -57,10 +56,21 @@ def progress(recovery_id: int) -> recovery.Progress:
         return recovery.get_recovery(session=s, recovery_id=recovery_id)
 
 
+def published(count: int) -> list[int]:
+    """The deliveries of `count` events, published a thousand to a transaction (one each took seconds)."""
+    ids = []
+    for start in range(0, count, 1000):
+        events = [("payment.created", {"n": n}) for n in range(start, min(start + 1000, count))]
+        with db.session_scope() as s:
+            together = publish_together(s, events)
+        ids += [i for p in together for i in p.delivery_ids]
+    return ids
+
+
 def failed_deliveries(webhook_id: int, receiver, count: int) -> list[int]:
     """`count` real deliveries that end as Failure: each attempted once against an endpoint answering 410 Gone."""
     set_url(webhook_id, receiver.url("/gone"))
-    ids = [i for n in range(count) for i in publish("payment.created", {"n": n}, wake=False).delivery_ids]
+    ids = published(count)
 
     async def body(running):
         running.wake()
@@ -70,9 +80,39 @@ def failed_deliveries(webhook_id: int, receiver, count: int) -> list[int]:
     return ids
 
 
+async def looked_twice(running) -> None:
+    """Until two looks for due deliveries have begun after now, the second after the first had started what
+    it took; then until nothing taken waits for a slot. Whatever was due by now has been seen and started."""
+    for _ in range(2):
+        since = utcnow()
+        assert await until(lambda: (running.dispatcher.last_claim_at or since) > since, timeout=20)
+    assert await until(lambda: running.dispatcher.ready == 0, timeout=20)
+
+
+def recovery_runs(monkeypatch) -> list[tuple[dt.datetime, dt.datetime]]:
+    """When each run of the recovery job began and ended, in a scheduler started after this."""
+    runs = []
+    run_recoveries = recovery.run_recoveries
+
+    def counted(*args, **kwargs):
+        began = utcnow()
+        try:
+            return run_recoveries(*args, **kwargs)
+        finally:
+            runs.append((began, utcnow()))
+
+    monkeypatch.setattr(recovery, "run_recoveries", counted)
+    return runs
+
+
+def failing_since(webhook_id: int) -> dt.datetime | None:
+    with Session(db.get_engine()) as s:
+        return s.get(Webhook, webhook_id).failing_since
+
+
 def exhausted(count: int) -> list[int]:
     """Set-up: `count` deliveries whose retries ran out (failed_deliveries fails them for real, slower)."""
-    ids = [i for n in range(count) for i in publish("payment.created", {"n": n}, wake=False).delivery_ids]
+    ids = published(count)
     with db.session_scope() as s:
         s.exec(update(Delivery).values(status="failure", attempt_count=8, last_http_code=503, next_attempt_at=None))
     return ids
@@ -100,8 +140,8 @@ def test_resend_while_a_retry_is_pending_sends_one_attempt_at_a_time(kwik, recei
         with pytest.raises(InvalidInput, match="on its way"):
             with db.session_scope() as s:
                 resend.prepare_resend(session=s, delivery_id=delivery_id, actor=ACTOR)
-        await asyncio.sleep(1.0)  # a poll or two: nothing else may start
-        assert len(receiver.hits("/hang")) == 2
+        await looked_twice(running)  # nothing else may start
+        assert running.dispatcher.in_flight == 1 and len(receiver.hits("/hang")) == 2
         receiver.release.set()
         return await sending
 
@@ -190,6 +230,8 @@ def test_cancelling_a_recovery_stops_it_and_takes_back_what_was_not_sent(kwik, r
         started = recovery.start_recovery(session=s, webhook_id=webhook_id, since=utcnow() - dt.timedelta(hours=1),
                                           actor=ACTOR)
 
+    runs = recovery_runs(monkeypatch)
+
     async def body(running):
         assert await until(lambda: progress(started.id).sent >= 16, timeout=60)
         with db.session_scope() as s:
@@ -201,7 +243,12 @@ def test_cancelling_a_recovery_stops_it_and_takes_back_what_was_not_sent(kwik, r
                               .where(Delivery.recovery_id.is_not(None))).one() == 0
         assert await until(settled, timeout=30)
         sent_then = len(receiver.hits("/half"))
-        await asyncio.sleep(2.0)  # several polls and recovery runs
+        # A run of the recovery job begun after that, then the looks that would take what it queued,
+        # and those attempts over: nothing more may have gone out.
+        since = utcnow()
+        assert await until(lambda: any(began > since for began, _ in runs), timeout=20)
+        await looked_twice(running)
+        assert await until(lambda: running.dispatcher.in_flight == 0, timeout=20)
         return sent_then
 
     sent_then = run_scheduler(body)
@@ -266,7 +313,8 @@ def test_auto_disable_notifies_the_operational_webhook_signed(kwik, receiver):
             return [json.loads(r.body)["type"] for r in receiver.hits("/steady")]
         # The first failure after no success, then the delivery's last retry.
         assert await until(lambda: {"webhook.failing", "delivery.exhausted"} <= set(kinds()), timeout=20), kinds()
-        await asyncio.sleep(1.1)  # the shortened window passes, every attempt failed
+        # The shortened window passes, every attempt failed.
+        assert await until(lambda: utcnow() - failing_since(webhook_id) > dt.timedelta(seconds=1.0), timeout=20)
         disabled = await asyncio.to_thread(health.disable_failing, db.get_engine(), after_seconds=1.0)
         assert disabled == [webhook_id]
         assert await until(lambda: "webhook.disabled" in kinds(), timeout=20), kinds()
@@ -328,8 +376,8 @@ def test_paused_webhook_keeps_its_deliveries_and_sends_them_oldest_first_on_resu
 
     async def body(running):
         ids = [publish("payment.created", {"n": n}).delivery_ids[0] for n in range(50)]
-        await asyncio.sleep(1.5)  # several polls: nothing may go out
-        assert receiver.hits("/ok") == []
+        await looked_twice(running)  # nothing may go out
+        assert running.dispatcher.in_flight == 0 and receiver.hits("/ok") == []
         assert statuses(webhook_id) == {"pending": 50}
         with db.session_scope() as s:
             health.resume_webhook(session=s, webhook_id=webhook_id, actor=ACTOR)
@@ -368,7 +416,8 @@ def test_rate_limit_holds_across_two_worker_processes(kwik, receiver, cli_env):
     try:
         assert receiver.wait_for(lambda reqs: len(reqs) >= 1, timeout=20)
         first = receiver.hits("/ok")[0].at
-        time.sleep(21)
+        # Requests are recorded in the order they come: once one is past the window, the window is complete.
+        receiver.wait_for(lambda reqs: reqs[-1].at - first >= 20.0, timeout=60)
     finally:
         for worker in workers:
             stop(worker)

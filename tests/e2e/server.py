@@ -48,7 +48,7 @@ class ConsoleServer:
                         return self
             except OSError:
                 pass
-            time.sleep(0.5)
+            time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"the console did not start within {timeout:.0f} s: {self.log_path.read_text()[-2000:]}")
 

@@ -105,7 +105,7 @@ def test_the_team_recipe(tmp_path, monkeypatch):
                 done = s.exec(select(func.count()).select_from(Delivery).where(Delivery.status == "success")).one()
             if done == EVENTS:
                 break
-            time.sleep(0.5)
+            time.sleep(0.1)
         assert done == EVENTS
 
         # Each delivery attempted exactly once: no crashes, so no duplicates.

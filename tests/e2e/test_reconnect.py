@@ -114,9 +114,9 @@ def wait_for(condition, timeout: float, what: str, page: Page | None = None):
         if value := condition():
             return value
         if page is not None:
-            page.wait_for_timeout(200)
+            page.wait_for_timeout(50)
         else:
-            time.sleep(0.2)
+            time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
 
 
