@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from kwik_console.store import db
 from kwik_console.core import settings
 from kwik_console.runtime import wiring
+from kwik_console.store import db
 from tests.receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -118,8 +118,9 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 path = self.path.split("?")[0]
                 with receiver._lock:
-                    receiver.requests.append(Request(path, {k.lower(): v for k, v in self.headers.items()}, body,
-                                                     time.monotonic()))
+                    receiver.requests.append(
+                        Request(path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
+                    )
                     receiver._flaky_count += path == "/flaky"
                     flaky_count = receiver._flaky_count
                     receiver._open[path] = receiver._open.get(path, 0) + 1

@@ -1,6 +1,6 @@
 """axe-core in the browser tests: installed once from npm into .tools/axe (ignored by git), injected with Playwright.
 
-    .venv/bin/python tests/e2e/axe.py     # what .ci/setup --test runs; the tests call ensure() too
+.venv/bin/python tests/e2e/axe.py     # what .ci/setup --test runs; the tests call ensure() too
 """
 
 from __future__ import annotations
@@ -18,8 +18,20 @@ FAILING = ("critical", "serious")
 
 def ensure() -> Path:
     if not SCRIPT.exists():
-        subprocess.run(["npm", "install", "--prefix", str(PREFIX), "--no-audit", "--no-fund", "--loglevel=error",
-                        f"axe-core@{AXE_VERSION}"], check=True, timeout=300)
+        subprocess.run(
+            [
+                "npm",
+                "install",
+                "--prefix",
+                str(PREFIX),
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                f"axe-core@{AXE_VERSION}",
+            ],
+            check=True,
+            timeout=300,
+        )
     return SCRIPT
 
 
@@ -43,8 +55,9 @@ def violations(page) -> list[dict]:
 
 def assert_clean(page, where: str) -> None:
     found = violations(page)
-    assert not found, f"axe on {where}: " + "; ".join(f"{v['impact']} {v['id']} ({v['help']}): {v['nodes']}"
-                                                      for v in found)
+    assert not found, f"axe on {where}: " + "; ".join(
+        f"{v['impact']} {v['id']} ({v['help']}): {v['nodes']}" for v in found
+    )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,9 @@ def console_db(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def console(console_db, tmp_path_factory):
     # A short schedule, so the test can watch the Retry Counter climb.
-    server = ConsoleServer(console_db, tmp_path_factory.mktemp("logs") / "console.log",
-                           KWIK_RETRY_SCHEDULE="1,1,600").start()
+    server = ConsoleServer(
+        console_db, tmp_path_factory.mktemp("logs") / "console.log", KWIK_RETRY_SCHEDULE="1,1,600"
+    ).start()
     yield server
     server.stop()
 

@@ -15,8 +15,8 @@ import uuid
 import pytest
 from playwright.sync_api import Page, expect
 
-from kwik_console.team import audit
 from kwik_console.store import db
+from kwik_console.team import audit
 from kwik_console.webhooks import service as webhooks
 from kwik_console.webhooks.rules import WebhookInput
 from tests.conftest import configure
@@ -47,9 +47,13 @@ def make(monkeypatch, console_db):
     def _make(label: str, url: str, events=("payment.created", "invoice.created"), status="live"):
         name = f"{label} {uuid.uuid4().hex[:6]}"
         with db.session_scope() as session:
-            hook = webhooks.create_webhook(session=session, data=WebhookInput(
-                name=name, url=url, events=list(events), status=status), actor=audit.CLI)
+            hook = webhooks.create_webhook(
+                session=session,
+                data=WebhookInput(name=name, url=url, events=list(events), status=status),
+                actor=audit.CLI,
+            )
         return hook.id, name
+
     yield _make
     db._engine_for.cache_clear()
 
@@ -61,8 +65,9 @@ def search_for(page: Page, name: str) -> None:
 
 
 def test_a_run_leaves_reflex_lock_as_committed(console):
-    changed = subprocess.run(["git", "status", "--porcelain", "reflex.lock"], cwd=ROOT, capture_output=True,
-                             text=True, check=True).stdout
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "reflex.lock"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     assert changed == "", changed
 
 
@@ -149,7 +154,8 @@ def test_edit_shows_the_selected_events(page: Page, console, make):
     action(page, name + " sync", "Edit")
     expect(page.get_by_role("dialog").get_by_text("2 of 19 selected")).to_be_visible()
     expect(page.get_by_role("dialog").get_by_label("Selected events")).to_have_text(
-        re.compile("customer.created.*invoice.created"))
+        re.compile("customer.created.*invoice.created")
+    )
 
 
 def test_signing_secret_is_hidden_revealed_copied_and_rotated(page: Page, console, make):
@@ -175,8 +181,11 @@ def test_signing_secret_is_hidden_revealed_copied_and_rotated(page: Page, consol
     assert after != before and after.startswith("whsec_")
     # The trail says when the replaced secret stops signing: a real time, a day on.
     with db.session_scope() as session:
-        (rotated,) = [e for e in audit.list_entries(session=session, action="secret.rotated").items
-                      if e.target.endswith(f"({name})")]
+        (rotated,) = [
+            e
+            for e in audit.list_entries(session=session, action="secret.rotated").items
+            if e.target.endswith(f"({name})")
+        ]
     expires = dt.datetime.fromisoformat(rotated.detail["previous_secret_expires_at"])
     assert rotated.actor_email == "local admin"
     assert dt.timedelta(hours=23) < expires - rotated.at <= dt.timedelta(hours=24)
@@ -273,9 +282,11 @@ def test_view_events_columns_filters_details_and_the_viewers_time_zone(browser, 
         # The Time column in the viewer's zone (UTC+05:30), not the server's.
         with db.session_scope() as session:
             from kwik_console.events import deliveries as log
+
             newest = log.list_deliveries(session=session, webhook_id=hook_id, limit=1).items[0]
         import datetime as dt
         from zoneinfo import ZoneInfo
+
         shown = newest.created_at.astimezone(ZoneInfo("Asia/Kolkata")).strftime("%H:%M")
         expect(delivery.get_by_role("cell").first).to_contain_text(shown)
         assert dt.UTC  # (the UTC time differs by 5:30, so a UTC rendering would not match)
@@ -309,8 +320,10 @@ def test_the_payload_box_stays_readable_with_many_attempts(page: Page, console, 
     (delivery_id,) = deliver(hook_id, 1)
     expect_attempts = 2  # "two or more attempts" shrank it before
     import time as _time
+
     deadline = _time.monotonic() + 30
     from kwik_console.events import deliveries as log
+
     while _time.monotonic() < deadline:  # the 1 s retries of this module's schedule
         with db.session_scope() as session:
             if len(log.get_delivery(session=session, delivery_id=delivery_id).attempts) >= expect_attempts:
@@ -327,16 +340,27 @@ def test_the_payload_box_stays_readable_with_many_attempts(page: Page, console, 
 def test_paging_through_the_event_log(page: Page, console, receiver, make):
     hook_id, _ = make("Busy", "https://busy.merchant.invalid/kwik", status="disabled")
     from kwik_console.events.publishing import publish
+
     with db.session_scope() as session:  # deliveries straight in the database: 30 of them, 25 a page
-        from kwik_console.store.tables import Delivery, Event
         from kwik_console.core.clock import utcnow
+        from kwik_console.store.tables import Delivery, Event
+
         now = utcnow()
         for n in range(30):
             event_id = f"evt_paging{uuid.uuid4().hex[:12]}"
-            session.add(Event(id=event_id, type="payment.created", body='{"n": %d}' % n, created_at=now))
+            session.add(Event(id=event_id, type="payment.created", body=f'{{"n": {n}}}', created_at=now))
             session.flush()  # the event before its delivery (foreign key)
-            session.add(Delivery(event_id=event_id, webhook_id=hook_id, event_type="payment.created",
-                                 status="failure", attempt_count=1, created_at=now, updated_at=now))
+            session.add(
+                Delivery(
+                    event_id=event_id,
+                    webhook_id=hook_id,
+                    event_type="payment.created",
+                    status="failure",
+                    attempt_count=1,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
     assert publish  # (publishing would need a Live webhook; these never go out)
     page.goto(console.url + f"/webhooks/{hook_id}/events")
     expect(page.get_by_role("row")).to_have_count(26)
@@ -448,8 +472,10 @@ def test_the_signature_checker_explains_each_failure(page: Page, console, receiv
     old = str(int(_time.time()) - 900)
     expect(check(ts=old)).to_contain_text(re.compile(r"15 min \d+ s older than now"))  # the seconds it took to type
     reserialised = json.dumps(json.loads(hit.body), indent=2)
-    verdict = check(body=reserialised, sig=signature_headers([secret], hit.headers["webhook-id"], int(_time.time()),
-                                                             hit.body)["webhook-signature"])
+    verdict = check(
+        body=reserialised,
+        sig=signature_headers([secret], hit.headers["webhook-id"], int(_time.time()), hit.body)["webhook-signature"],
+    )
     expect(verdict).to_contain_text("The body differs from the one Kwik sent")
     expect(verdict).to_contain_text("Where the bytes differ: byte 1")
     page.get_by_role("button", name="Go", exact=True).click()
@@ -464,8 +490,12 @@ def test_axe_finds_nothing_serious_on_any_page_or_dialog(browser, console, recei
     hook_id, name = make("Axe", receiver.url("/ok"))
     deliver(hook_id, 2)
     phone = width == 390
-    context = browser.new_context(viewport={"width": width, "height": 844 if phone else 800}, color_scheme=scheme,
-                                  is_mobile=phone, has_touch=phone)
+    context = browser.new_context(
+        viewport={"width": width, "height": 844 if phone else 800},
+        color_scheme=scheme,
+        is_mobile=phone,
+        has_touch=phone,
+    )
     page = context.new_page()
     page.set_default_timeout(15_000)
     try:

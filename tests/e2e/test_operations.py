@@ -16,12 +16,12 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlmodel import select
 
-from kwik_console.team import audit
-from kwik_console.store import db
-from kwik_console.webhooks import service as webhooks
-from kwik_console.store.tables import Delivery, Webhook
 from kwik_console.core.clock import utcnow
 from kwik_console.operations import health
+from kwik_console.store import db
+from kwik_console.store.tables import Delivery, Webhook
+from kwik_console.team import audit
+from kwik_console.webhooks import service as webhooks
 from kwik_console.webhooks.rules import WebhookInput
 from tests.e2e.test_console import action, deliver, make, row, search_for  # noqa: F401  (make: a fixture)
 
@@ -31,8 +31,10 @@ SHOTS = Path("/tmp/shots")
 
 def still(page: Page) -> None:
     """Until the page's animations (a drawer's slide-in, a toast's) are over; those that never end aside."""
-    page.wait_for_function("document.getAnimations().every(a => a.playState !== 'running'"
-                           " || a.effect?.getTiming().iterations === Infinity)")
+    page.wait_for_function(
+        "document.getAnimations().every(a => a.playState !== 'running'"
+        " || a.effect?.getTiming().iterations === Infinity)"
+    )
 
 
 def shot(page: Page, name: str) -> None:
@@ -48,8 +50,9 @@ def move_to(hook_id: int, url: str) -> None:
 
 def statuses(hook_id: int) -> list[str]:
     with db.session_scope() as session:
-        return [d.status for d in session.exec(select(Delivery).where(Delivery.webhook_id == hook_id)
-                                               .order_by(Delivery.id))]
+        return [
+            d.status for d in session.exec(select(Delivery).where(Delivery.webhook_id == hook_id).order_by(Delivery.id))
+        ]
 
 
 def test_resend_from_the_drawer_and_from_a_failure_row(page: Page, console, receiver, make):
@@ -99,8 +102,9 @@ def test_resend_is_refused_while_the_webhook_is_paused(page: Page, console, rece
 
         health.pause_webhook(session=session, webhook_id=hook_id, actor=CONSOLE)
     page.goto(console.url + f"/webhooks/{hook_id}/events")
-    page.get_by_role("row", name=f"Delivery {delivery_id}: payment.created").get_by_role("button",
-                                                                                         name="Resend").click()
+    page.get_by_role("row", name=f"Delivery {delivery_id}: payment.created").get_by_role(
+        "button", name="Resend"
+    ).click()
     expect(page.get_by_text(re.compile(r"is Paused: set its Status to Live to resend"))).to_be_visible()
     assert statuses(hook_id) == ["failure"]
 
@@ -168,8 +172,12 @@ def test_auto_disable_banner_then_re_enable(page: Page, console, receiver, make)
     assert health.disable_failing(db.get_engine(), after_seconds=5 * 86400) == [hook_id]
     page.reload()
     banner = page.get_by_role("alert", name="Disabled automatically").filter(has_text=name)
-    expect(banner).to_contain_text(re.compile(r"Disabled automatically on \d+ \w+ \d{4}, \d\d:\d\d: "
-                                              r"Every attempt failed for 5 days"))
+    expect(banner).to_contain_text(
+        re.compile(
+            r"Disabled automatically on \d+ \w+ \d{4}, \d\d:\d\d: "
+            r"Every attempt failed for 5 days"
+        )
+    )
     search_for(page, name)
     expect(row(page, name)).to_contain_text("Disabled")
     shot(page, "auto-disabled-banner")
@@ -187,7 +195,8 @@ def test_auto_disable_banner_then_re_enable(page: Page, console, receiver, make)
 
     page.goto(console.url)
     page.get_by_role("alert", name="Disabled automatically").filter(has_text=name).get_by_role(
-        "button", name="Re-enable").click()
+        "button", name="Re-enable"
+    ).click()
     expect(page.get_by_text(f"Webhook “{name}” re-enabled: it receives events again.")).to_be_visible()
     expect(page.get_by_role("alert", name="Disabled automatically").filter(has_text=name)).to_have_count(0)
     search_for(page, name)
@@ -210,8 +219,9 @@ def test_pause_then_resume_from_the_row_menu(page: Page, console, receiver, make
     expect(page.get_by_text(f"Webhook “{name}” paused")).to_be_visible()
     expect(row(page, name)).to_contain_text("Paused")
 
-    published = [publish(event_type, {"object": "customer", "id": f"cus_{tag}_{n}", "n": n}).event.id
-                 for n in range(10)]
+    published = [
+        publish(event_type, {"object": "customer", "id": f"cus_{tag}_{n}", "n": n}).event.id for n in range(10)
+    ]
 
     def arrived() -> list[str]:
         return [h.headers["webhook-id"] for h in receiver.requests if tag.encode() in h.body]
@@ -224,8 +234,9 @@ def test_pause_then_resume_from_the_row_menu(page: Page, console, receiver, make
     assert not any(tag.encode() in r.body for r in receiver.requests)
     assert statuses(hook_id) == ["pending"] * 10
     with db.session_scope() as session:
-        assert not session.exec(select(Delivery.id).where(Delivery.webhook_id == hook_id,
-                                                          Delivery.leased_by.is_not(None))).all()
+        assert not session.exec(
+            select(Delivery.id).where(Delivery.webhook_id == hook_id, Delivery.leased_by.is_not(None))
+        ).all()
     action(page, name, "Resume")
     expect(page.get_by_text(f"Webhook “{name}” resumed")).to_be_visible()
     expect(row(page, name)).to_contain_text("Live")
@@ -234,9 +245,13 @@ def test_pause_then_resume_from_the_row_menu(page: Page, console, receiver, make
     # Oldest first: the attempts started in the order the events occurred (several may be in flight at once,
     # so the receiver may see them finish in another order).
     from kwik_console.store.tables import Attempt
+
     with db.session_scope() as session:
-        started = session.exec(select(Attempt.delivery_id, Attempt.attempted_at).join(
-            Delivery, Delivery.id == Attempt.delivery_id).where(Delivery.webhook_id == hook_id)).all()
+        started = session.exec(
+            select(Attempt.delivery_id, Attempt.attempted_at)
+            .join(Delivery, Delivery.id == Attempt.delivery_id)
+            .where(Delivery.webhook_id == hook_id)
+        ).all()
     assert [d for d, _ in sorted(started, key=lambda r: (r[1], r[0]))] == sorted(d for d, _ in started)
 
 
@@ -246,9 +261,11 @@ def test_status_explained_and_the_rate_limit_in_the_form(page: Page, console, ma
     search_for(page, name)
     action(page, name, "Edit")
     dialog = page.get_by_role("dialog")
-    for sentence in ("The webhook will receive events from Kwik as they occur.",
-                     "Events are recorded and their deliveries wait; on resume they go out, oldest first.",
-                     "The webhook is inactive and no events will be sent. Scheduled retries are cancelled."):
+    for sentence in (
+        "The webhook will receive events from Kwik as they occur.",
+        "Events are recorded and their deliveries wait; on resume they go out, oldest first.",
+        "The webhook is inactive and no events will be sent. Scheduled retries are cancelled.",
+    ):
         expect(dialog.get_by_text(sentence)).to_be_visible()
     rate = dialog.get_by_label("Max deliveries per second")
     expect(rate).to_have_value("")
@@ -287,7 +304,9 @@ def test_the_operational_webhook_on_the_developers_page(page: Page, console, rec
     card.get_by_role("button", name="Save").click()
     expect(page.get_by_text("Operational webhook created")).to_be_visible()
     card.get_by_role("button", name="Reveal").click()
-    expect(card.get_by_label("Operational webhook signing secret")).to_have_text(re.compile(r"^whsec_[A-Za-z0-9+/=]{44}$"))
+    expect(card.get_by_label("Operational webhook signing secret")).to_have_text(
+        re.compile(r"^whsec_[A-Za-z0-9+/=]{44}$")
+    )
     shot(page, "operational-webhook")
     card.get_by_role("link", name="Its deliveries, on its webhook page →").click()
     expect(page).to_have_url(re.compile(r"/webhooks/\d+$"))

@@ -24,10 +24,10 @@ import pytest
 import redis
 from sqlmodel import Session, func, select
 
-from kwik_console.team import audit, tokens
 from kwik_console.store import db
-from kwik_console.webhooks import service as webhooks
 from kwik_console.store.tables import Attempt, Delivery
+from kwik_console.team import audit, tokens
+from kwik_console.webhooks import service as webhooks
 from kwik_console.webhooks.rules import WebhookInput
 from tests.conftest import KWIK_CONSOLE, TEST_SECRET_KEY, _drop_postgres_database, _postgres_database, configure
 from tests.e2e.server import ConsoleServer, free_port
@@ -41,8 +41,14 @@ REDIS_DB = 7  # a database of its own on the machine's Redis, emptied first
 
 
 def start_worker(env) -> tuple[subprocess.Popen, threading.Event]:
-    worker = subprocess.Popen([*KWIK_CONSOLE, "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, start_new_session=True)
+    worker = subprocess.Popen(
+        [*KWIK_CONSOLE, "worker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     running = threading.Event()
 
     def read():
@@ -62,9 +68,14 @@ def test_the_team_recipe(tmp_path, monkeypatch):
     redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
     receiver = Receiver().start()
     port = free_port()
-    env = {"KWIK_MODE": "hosted", "KWIK_SECRET_KEY": TEST_SECRET_KEY, "KWIK_DATABASE_URL": database,
-           "KWIK_REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}", "KWIK_ALLOWED_NETWORKS": "127.0.0.0/8",
-           "KWIK_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    env = {
+        "KWIK_MODE": "hosted",
+        "KWIK_SECRET_KEY": TEST_SECRET_KEY,
+        "KWIK_DATABASE_URL": database,
+        "KWIK_REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+        "KWIK_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "KWIK_PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
     console = ConsoleServer(database, tmp_path / "console.log", args=("--workers", "2"), **env)
     console.port, console.url = port, f"http://127.0.0.1:{port}"
     worker = None
@@ -78,19 +89,22 @@ def test_the_team_recipe(tmp_path, monkeypatch):
         # that way; the hosted processes then reach it because KWIK_ALLOWED_NETWORKS allows 127.0.0.0/8.
         configure(monkeypatch, **{**env, "KWIK_MODE": "local"})
         with db.session_scope() as s:
-            webhooks.create_webhook(session=s, data=WebhookInput(
-                name="Orders (internal)", url=receiver.url("/ok"), events=["payment.created"]), actor=audit.CLI)
+            webhooks.create_webhook(
+                session=s,
+                data=WebhookInput(name="Orders (internal)", url=receiver.url("/ok"), events=["payment.created"]),
+                actor=audit.CLI,
+            )
             token = tokens.create_token(session=s, name="Platform", scopes=["publish"], actor=audit.CLI).token
 
-        api = httpx.Client(base_url=console.url + "/api/v1", headers={"Authorization": f"Bearer {token}"},
-                           timeout=30)
+        api = httpx.Client(base_url=console.url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30)
         published_at: dict[str, float] = {}
         answered_at: dict[str, float] = {}  # when the API's 202 came back: the publish has committed
 
         def publish(n: int) -> None:
             sent_at = time.monotonic()
-            answer = api.post("/events", json={"type": "payment.created",
-                                               "data": {"object": "payment", "id": f"pay_{n}"}})
+            answer = api.post(
+                "/events", json={"type": "payment.created", "data": {"object": "payment", "id": f"pay_{n}"}}
+            )
             assert answer.status_code == 202, answer.text
             published_at[answer.json()["id"]] = sent_at
             answered_at[answer.json()["id"]] = time.monotonic()
@@ -127,8 +141,10 @@ def test_the_team_recipe(tmp_path, monkeypatch):
                 async def one(n: int) -> None:
                     await asyncio.sleep(max(0.0, start + n / STEADY_RATE - time.monotonic()))  # an open loop
                     sent_at = time.monotonic()
-                    async with client.post("/api/v1/events", json={
-                            "type": "payment.created", "data": {"object": "payment", "id": f"pay_s{n}"}}) as answer:
+                    async with client.post(
+                        "/api/v1/events",
+                        json={"type": "payment.created", "data": {"object": "payment", "id": f"pay_s{n}"}},
+                    ) as answer:
                         assert answer.status == 202, await answer.text()
                         event_id = (await answer.json())["id"]
                     published_at[event_id], answered_at[event_id] = sent_at, time.monotonic()
@@ -143,16 +159,21 @@ def test_the_team_recipe(tmp_path, monkeypatch):
             time.sleep(0.2)
         hits = receiver.hits("/ok")
         assert len(hits) == EVENTS + STEADY_EVENTS  # still each once
-        for label, ids in ((f"{EVENTS} as fast as 4 publishers go", burst),
-                           (f"{STEADY_EVENTS} at {STEADY_RATE}/s", steady_ids)):
+        for label, ids in (
+            (f"{EVENTS} as fast as 4 publishers go", burst),
+            (f"{STEADY_EVENTS} at {STEADY_RATE}/s", steady_ids),
+        ):
             mine = [r for r in hits if r.headers["webhook-id"] in ids]
             figures = []
             for since in (published_at, answered_at):
                 lags = sorted(r.at - since[r.headers["webhook-id"]] for r in mine)
-                figures.append(f"p50 {statistics.median(lags) * 1000:.0f} ms, "
-                               f"p99 {lags[int(len(lags) * 0.99)] * 1000:.0f} ms")
-            print(f"\nrecipe: {label} through the API; publish sent -> request received: {figures[0]}; "
-                  f"API answered -> request received: {figures[1]}")
+                figures.append(
+                    f"p50 {statistics.median(lags) * 1000:.0f} ms, p99 {lags[int(len(lags) * 0.99)] * 1000:.0f} ms"
+                )
+            print(
+                f"\nrecipe: {label} through the API; publish sent -> request received: {figures[0]}; "
+                f"API answered -> request received: {figures[1]}"
+            )
     finally:
         if worker is not None and worker.poll() is None:
             worker.terminate()

@@ -25,13 +25,19 @@ import pytest
 import redis
 from playwright.sync_api import Page, expect, sync_playwright
 
-from kwik_console.team import audit
-from kwik_console.store import db
 from kwik_console.runtime import reflex_patches
+from kwik_console.store import db
+from kwik_console.team import audit
 from kwik_console.webhooks import service as webhooks
 from kwik_console.webhooks.rules import WebhookInput
-from tests.conftest import (KWIK_CONSOLE, POSTGRES_ADMIN_URL, TEST_SECRET_KEY, _drop_postgres_database,
-                            _postgres_database, configure)
+from tests.conftest import (
+    KWIK_CONSOLE,
+    POSTGRES_ADMIN_URL,
+    TEST_SECRET_KEY,
+    _drop_postgres_database,
+    _postgres_database,
+    configure,
+)
 from tests.e2e.server import CHROMIUM, CHROMIUM_ARGS, ConsoleServer, free_port
 
 pytestmark = pytest.mark.e2e
@@ -44,6 +50,7 @@ WORKERS = 2
 
 # --- helpers, as in test_signin.py -------------------------------------------------------------------
 
+
 def new_page(browser, frames: list[str]) -> Page:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
@@ -51,8 +58,11 @@ def new_page(browser, frames: list[str]) -> Page:
 
     def on_socket(ws):
         frames.append("<opened>")
-        ws.on("framereceived", lambda payload: frames.append(
-            payload if isinstance(payload, str) else payload.decode("utf-8", "replace")))
+        ws.on(
+            "framereceived",
+            lambda payload: frames.append(payload if isinstance(payload, str) else payload.decode("utf-8", "replace")),
+        )
+
     page.on("websocket", on_socket)
     return page
 
@@ -71,6 +81,7 @@ def webhook_rows(page: Page):
 
 
 # --- the console's processes -------------------------------------------------------------------------
+
 
 def children(pid: int) -> list[int]:
     found = []
@@ -145,8 +156,10 @@ def tcp_ports(pid: int) -> set[int]:
 def schedulers_listening(database: str) -> set[int]:
     """The client ports of the connections LISTENing for publishes: one per running delivery scheduler."""
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        rows = admin.execute("SELECT client_port FROM pg_stat_activity WHERE datname = %s AND query ILIKE 'LISTEN %%'",
-                             (database.rsplit("/", 1)[1],)).fetchall()
+        rows = admin.execute(
+            "SELECT client_port FROM pg_stat_activity WHERE datname = %s AND query ILIKE 'LISTEN %%'",
+            (database.rsplit("/", 1)[1],),
+        ).fetchall()
     return {port for (port,) in rows}
 
 
@@ -183,8 +196,13 @@ def test_a_tab_survives_the_death_of_its_worker(tmp_path, monkeypatch):
     client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
     client.flushdb()
     port = free_port()
-    env = {"KWIK_MODE": "hosted", "KWIK_SECRET_KEY": TEST_SECRET_KEY, "KWIK_DATABASE_URL": database,
-           "KWIK_REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}", "KWIK_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    env = {
+        "KWIK_MODE": "hosted",
+        "KWIK_SECRET_KEY": TEST_SECRET_KEY,
+        "KWIK_DATABASE_URL": database,
+        "KWIK_REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+        "KWIK_PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
     log = tmp_path / "console.log"
     console = ConsoleServer(database, log, args=("--workers", str(WORKERS)), **env)
     console.port, console.url = port, f"http://127.0.0.1:{port}"
@@ -195,15 +213,27 @@ def test_a_tab_survives_the_death_of_its_worker(tmp_path, monkeypatch):
         # The app's lifespan runs in each: its delivery scheduler LISTENs for publishes on PostgreSQL.
         wait_for(lambda: each_runs_a_scheduler(database, workers), 60, "a delivery scheduler in each worker")
 
-        made = subprocess.run([*KWIK_CONSOLE, "users", "create", "--email", EMAIL, "--role", "admin", "--json"],
-                              env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+        made = subprocess.run(
+            [*KWIK_CONSOLE, "users", "create", "--email", EMAIL, "--role", "admin", "--json"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert made.returncode == 0, made.stderr
         link = json.loads(made.stdout)["link"]
         configure(monkeypatch, **{**env, "KWIK_MODE": "local"})  # this test process, straight on the database
         with db.session_scope() as session:  # disabled, to a host that cannot exist: nothing is ever sent
-            webhooks.create_webhook(session=session, data=WebhookInput(
-                name=f"Ledger {tag}", url=f"https://ledger-{tag}.merchant.invalid/kwik",
-                events=["payment.created"], status="disabled"), actor=audit.CLI)
+            webhooks.create_webhook(
+                session=session,
+                data=WebhookInput(
+                    name=f"Ledger {tag}",
+                    url=f"https://ledger-{tag}.merchant.invalid/kwik",
+                    events=["payment.created"],
+                    status="disabled",
+                ),
+                actor=audit.CLI,
+            )
 
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -233,8 +263,12 @@ def test_a_tab_survives_the_death_of_its_worker(tmp_path, monkeypatch):
             # The tab reconnects (a new websocket), to the other worker, under the same token.
             wait_for(lambda: frames.count("<opened>") > sockets_before, 30, "the tab to reconnect", page)
             new_token = lambda: [f for f in frames if "new_token" in f]  # noqa: E731
-            wait_for(lambda: new_token() or socket_owner(client, token) not in (None, victim_instance), 30,
-                     "the tab's socket to be linked again", page)
+            wait_for(
+                lambda: new_token() or socket_owner(client, token) not in (None, victim_instance),
+                30,
+                "the tab's socket to be linked again",
+                page,
+            )
             assert not new_token(), "the reconnect was taken for a duplicated tab and given a new token"
             assert page.evaluate("window.sessionStorage.getItem('token')") == token
             assert socket_worker_pid(client, token) in console_workers(console)
@@ -244,8 +278,11 @@ def test_a_tab_survives_the_death_of_its_worker(tmp_path, monkeypatch):
             expect(dialog.get_by_label("Name")).to_have_value(f"Orders {tag}")
             expect(search).to_have_value(tag)
             # The list behind the modal dialog (hidden from the accessibility tree while it is open).
-            expect(page.get_by_role("table", name="Webhooks", exact=True, include_hidden=True)
-                   .get_by_role("row", include_hidden=True)).to_have_count(2)
+            expect(
+                page.get_by_role("table", name="Webhooks", exact=True, include_hidden=True).get_by_role(
+                    "row", include_hidden=True
+                )
+            ).to_have_count(2)
 
             # And the tab still works: the webhook is created (Disabled, to a `.invalid` host).
             dialog.get_by_label("Webhook URL").fill(f"https://orders-{tag}.merchant.invalid/kwik")
@@ -260,8 +297,11 @@ def test_a_tab_survives_the_death_of_its_worker(tmp_path, monkeypatch):
         assert not errors, errors
 
         # Granian started a worker in place of the killed one, and its lifespan ran: a third scheduler.
-        respawned = wait_for(lambda: (w := console_workers(console)) and len(w) == WORKERS and victim not in w and w,
-                             60, "a worker in place of the killed one")
+        respawned = wait_for(
+            lambda: (w := console_workers(console)) and len(w) == WORKERS and victim not in w and w,
+            60,
+            "a worker in place of the killed one",
+        )
         assert len(set(respawned) - set(workers)) == 1
         wait_for(lambda: each_runs_a_scheduler(database, respawned), 60, "a delivery scheduler in the new worker")
         assert console.process.poll() is None

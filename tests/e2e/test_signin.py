@@ -19,8 +19,8 @@ import urllib.parse
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from kwik_console.team import audit
 from kwik_console.store import db
+from kwik_console.team import audit
 from kwik_console.webhooks import service as webhooks
 from kwik_console.webhooks.rules import WebhookInput
 from tests.conftest import KWIK_CONSOLE, TEST_SECRET_KEY, configure
@@ -28,7 +28,11 @@ from tests.e2e.server import ConsoleServer
 
 pytestmark = pytest.mark.e2e
 
-PASSWORDS = {"admin": "orchid tractor 1987 lamp", "developer": "violet harbour 2211 moss", "viewer": "quiet pebble 4410 fern"}
+PASSWORDS = {
+    "admin": "orchid tractor 1987 lamp",
+    "developer": "violet harbour 2211 moss",
+    "viewer": "quiet pebble 4410 fern",
+}
 EMAILS = {role: f"{role}@merchant.example" for role in PASSWORDS}
 shared: dict = {}
 
@@ -40,8 +44,12 @@ def hosted_db(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def hosted(hosted_db, tmp_path_factory):
-    server = ConsoleServer(hosted_db, tmp_path_factory.mktemp("hosted-logs") / "console.log", KWIK_MODE="hosted",
-                           KWIK_SECRET_KEY=TEST_SECRET_KEY)
+    server = ConsoleServer(
+        hosted_db,
+        tmp_path_factory.mktemp("hosted-logs") / "console.log",
+        KWIK_MODE="hosted",
+        KWIK_SECRET_KEY=TEST_SECRET_KEY,
+    )
     # The address members use; http is allowed because it is loopback.
     server.env["KWIK_PUBLIC_URL"] = server.url
     server.start()
@@ -62,11 +70,21 @@ def new_page(browser: Browser, frames: list[str] | None = None) -> Page:
     page = context.new_page()
     page.set_default_timeout(15_000)
     if frames is not None:
+
         def on_socket(ws):
-            ws.on("framereceived", lambda payload: frames.append(
-                payload if isinstance(payload, str) else payload.decode("utf-8", "replace")))
-            ws.on("framesent", lambda payload: frames.append(
-                payload if isinstance(payload, str) else payload.decode("utf-8", "replace")))
+            ws.on(
+                "framereceived",
+                lambda payload: frames.append(
+                    payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
+                ),
+            )
+            ws.on(
+                "framesent",
+                lambda payload: frames.append(
+                    payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
+                ),
+            )
+
         page.on("websocket", on_socket)
     return page
 
@@ -104,8 +122,13 @@ def test_a_first_admin_signs_in_with_the_clis_one_time_link(browser, hosted):
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
 
     env = {**hosted.env}
-    made = subprocess.run([*KWIK_CONSOLE, "users", "create", "--email", EMAILS["admin"], "--role", "admin", "--json"],
-                          env=env, capture_output=True, text=True, timeout=60)
+    made = subprocess.run(
+        [*KWIK_CONSOLE, "users", "create", "--email", EMAILS["admin"], "--role", "admin", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert made.returncode == 0, made.stderr
     link = json.loads(made.stdout)["link"]
     assert link.startswith(hosted.url + "/accept?token=")
@@ -136,9 +159,16 @@ def test_a_wrong_password_gets_the_same_answer_as_an_unknown_email(browser, host
 
 def test_the_admin_invites_a_developer_and_a_viewer(hosted, local_db):
     with db.session_scope() as session:  # a webhook to work on; disabled, so nothing is ever sent anywhere
-        webhooks.create_webhook(session=session, data=WebhookInput(
-            name="Orders service", url="https://orders.merchant.example/kwik", events=["payment.created"],
-            status="disabled"), actor=audit.CLI)
+        webhooks.create_webhook(
+            session=session,
+            data=WebhookInput(
+                name="Orders service",
+                url="https://orders.merchant.example/kwik",
+                events=["payment.created"],
+                status="disabled",
+            ),
+            actor=audit.CLI,
+        )
     page: Page = shared["admin"]
     page.get_by_role("link", name="Members").click()
     expect(page.get_by_role("heading", name="Members")).to_be_visible()
@@ -266,11 +296,18 @@ def test_the_admin_reads_it_all_in_the_audit_trail(hosted):
 def _handshake(base: str, origin: str, cookie: str) -> int:
     parts = urllib.parse.urlsplit(base)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-    connection.request("GET", "/_event/?EIO=4&transport=websocket&token=e2e-origin-check", headers={
-        "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(), "Origin": origin,
-        "Cookie": f"kwik_session={cookie}",
-    })
+    connection.request(
+        "GET",
+        "/_event/?EIO=4&transport=websocket&token=e2e-origin-check",
+        headers={
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+            "Origin": origin,
+            "Cookie": f"kwik_session={cookie}",
+        },
+    )
     status = connection.getresponse().status
     connection.close()
     return status
@@ -287,8 +324,12 @@ def test_a_cross_site_sign_in_form_is_refused(hosted):
     parts = urllib.parse.urlsplit(hosted.url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     body = urllib.parse.urlencode({"email": EMAILS["admin"], "password": PASSWORDS["admin"]})
-    connection.request("POST", "/auth/sign-in", body=body, headers={
-        "Content-Type": "application/x-www-form-urlencoded", "Origin": "https://evil.example"})
+    connection.request(
+        "POST",
+        "/auth/sign-in",
+        body=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Origin": "https://evil.example"},
+    )
     response = connection.getresponse()
     assert response.status == 403 and "set-cookie" not in {k.lower() for k in response.headers}
     connection.close()
@@ -319,8 +360,12 @@ def test_axe_finds_nothing_serious_on_the_hosted_pages(browser, hosted, scheme, 
     from tests.e2e.axe import assert_clean
 
     phone = width == 390
-    context = browser.new_context(viewport={"width": width, "height": 844 if phone else 800}, color_scheme=scheme,
-                                  is_mobile=phone, has_touch=phone)
+    context = browser.new_context(
+        viewport={"width": width, "height": 844 if phone else 800},
+        color_scheme=scheme,
+        is_mobile=phone,
+        has_touch=phone,
+    )
     page = context.new_page()
     page.set_default_timeout(15_000)
     try:
@@ -329,8 +374,11 @@ def test_axe_finds_nothing_serious_on_the_hosted_pages(browser, hosted, scheme, 
         assert_clean(page, f"the sign-in page ({scheme}, {width} px)")
         sign_in(page, hosted.url, "admin")
         expect(page.get_by_role("heading", name="Webhooks")).to_be_visible()
-        for path, heading, shown in (("/members", "Members", EMAILS["viewer"]), ("/audit", "Audit trail", "Signed in"),
-                                     ("/tokens", "Access tokens", "New token")):
+        for path, heading, shown in (
+            ("/members", "Members", EMAILS["viewer"]),
+            ("/audit", "Audit trail", "Signed in"),
+            ("/tokens", "Access tokens", "New token"),
+        ):
             page.goto(hosted.url + path)
             expect(page.get_by_role("heading", name=heading)).to_be_visible()
             expect(page.get_by_text(shown).filter(visible=True).first).to_be_visible()  # loaded

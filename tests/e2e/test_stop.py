@@ -9,11 +9,11 @@ import socket
 import pytest
 from sqlmodel import Session, func, select
 
-from kwik_console.team import audit
-from kwik_console.store import db
-from kwik_console.webhooks import service as webhooks
 from kwik_console.events.publishing import publish
+from kwik_console.store import db
 from kwik_console.store.tables import Attempt, Delivery
+from kwik_console.team import audit
+from kwik_console.webhooks import service as webhooks
 from kwik_console.webhooks.rules import WebhookInput
 from tests.conftest import configure
 from tests.e2e.server import ConsoleServer
@@ -25,12 +25,16 @@ def test_sigterm_stops_the_whole_tree_and_hands_back_claims(tmp_path, receiver, 
     database = f"sqlite:///{tmp_path / 'kwik.db'}"
     configure(monkeypatch, KWIK_DATABASE_URL=database)
     with db.session_scope() as s:
-        webhooks.create_webhook(session=s, data=WebhookInput(name="Hangs", url=receiver.url("/hang"),
-                                                             events=["payment.created"]), actor=audit.CLI)
+        webhooks.create_webhook(
+            session=s,
+            data=WebhookInput(name="Hangs", url=receiver.url("/hang"), events=["payment.created"]),
+            actor=audit.CLI,
+        )
     ids = [i for n in range(40) for i in publish("payment.created", {"n": n}, wake=False).delivery_ids]
     receiver.release.clear()
-    console = ConsoleServer(database, tmp_path / "console.log", KWIK_ATTEMPT_TIMEOUT="10",
-                            KWIK_LEASE_SECONDS="60").start()
+    console = ConsoleServer(
+        database, tmp_path / "console.log", KWIK_ATTEMPT_TIMEOUT="10", KWIK_LEASE_SECONDS="60"
+    ).start()
     try:
         # 8 attempts on the wire (the per-webhook cap), 8 more claimed and waiting for a slot.
         assert receiver.wait_for(lambda reqs: len([r for r in reqs if r.path == "/hang"]) >= 8, timeout=30)

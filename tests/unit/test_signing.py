@@ -1,0 +1,75 @@
+import datetime as dt
+
+import pytest
+from standardwebhooks.webhooks import Webhook as Verifier
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from kwik_console.webhooks.service import new_secret
+from kwik_console.webhooks.signing import active_secrets, sign, signature_headers
+
+
+def test_standard_webhooks_published_test_vector():
+    # From the Standard Webhooks specification.
+    assert (
+        sign(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            b'{"test": 2432232314}',
+        )
+        == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    )
+
+
+def test_headers_verify_with_the_standardwebhooks_library():
+    secret = new_secret()
+    body = b'{"id":"evt_1","type":"payment.created"}'
+    now = int(dt.datetime.now(dt.UTC).timestamp())
+    headers = signature_headers([secret], "evt_1", now, body)
+    assert Verifier(secret).verify(body, headers) == {"id": "evt_1", "type": "payment.created"}
+    with pytest.raises(WebhookVerificationError):
+        Verifier(secret).verify(body + b" ", headers)
+    with pytest.raises(WebhookVerificationError):
+        Verifier(new_secret()).verify(body, headers)
+
+
+def test_during_rotation_both_secrets_sign():
+    old, new = new_secret(), new_secret()
+    now = dt.datetime.now(dt.UTC)
+    keys = active_secrets(new, [(old, now + dt.timedelta(hours=1))], now)
+    assert keys == [new, old]
+    body = b"{}"
+    headers = signature_headers(keys, "evt_2", int(now.timestamp()), body)
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    Verifier(old).verify(body, headers)  # a receiver still on the old secret
+    Verifier(new).verify(body, headers)  # and one that has switched
+
+
+def test_every_secret_whose_overlap_lasts_signs_newest_first():
+    first, second, current = new_secret(), new_secret(), new_secret()
+    now = dt.datetime.now(dt.UTC)
+    previous = [(first, now + dt.timedelta(hours=2)), (second, now + dt.timedelta(hours=23))]
+    keys = active_secrets(current, previous, now)
+    assert keys == [current, second, first]
+    body = b'{"id":"evt_3"}'
+    headers = signature_headers(keys, "evt_3", int(now.timestamp()), body)
+    for secret in (first, second, current):
+        assert Verifier(secret).verify(body, headers) == {"id": "evt_3"}
+
+
+def test_previous_secret_stops_signing_after_the_overlap():
+    now = dt.datetime.now(dt.UTC)
+    assert active_secrets("whsec_new", [("whsec_old", now - dt.timedelta(seconds=1))], now) == ["whsec_new"]
+    assert active_secrets("whsec_new", [("whsec_old", now)], now) == ["whsec_new"]  # the overlap ends at expires_at
+    assert active_secrets("whsec_new", [], now) == ["whsec_new"]
+    later = [("whsec_a", now - dt.timedelta(hours=1)), ("whsec_b", now + dt.timedelta(hours=1))]
+    assert active_secrets("whsec_new", later, now) == ["whsec_new", "whsec_b"]
+
+
+def test_new_secret_is_32_random_bytes():
+    import base64
+
+    secret = new_secret()
+    assert secret.startswith("whsec_")
+    assert len(base64.b64decode(secret.removeprefix("whsec_"))) == 32
+    assert secret != new_secret()
