@@ -11,7 +11,7 @@ import pytest
 
 from kwik_console.core import settings
 from kwik_console.runtime import wiring
-from kwik_console.store import db
+from kwik_console.store import db, schema
 from tests.receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +60,7 @@ def _migrate(url: str) -> None:
     """Bring an empty database to the code's head revision, as a process's first get_engine() does."""
     engine = db.make_engine(url)
     try:
-        db.upgrade(engine)
+        schema.upgrade(engine)
         if engine.dialect.name == "sqlite":
             with engine.connect() as conn:  # everything into the main file, which is what gets copied
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")

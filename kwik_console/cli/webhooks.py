@@ -103,14 +103,19 @@ def cmd_webhooks_show(args) -> None:
     show_webhook(args, webhook, events, secret=True)
 
 
-def cmd_webhooks_create(args) -> None:
-    data = rules.WebhookInput(
+def _webhook_input(args) -> rules.WebhookInput:
+    """The webhook fields given on the command line; an option left out is None (unchanged, on update)."""
+    return rules.WebhookInput(
         name=args.name,
         url=args.url,
         events=_split_events(args.events),
         status=args.status,
         max_per_second=_max_per_second(args.max_per_second),
     )
+
+
+def cmd_webhooks_create(args) -> None:
+    data = _webhook_input(args)
     with session_scope() as session:
         webhook = webhooks.create_webhook(session=session, data=data, actor=audit.CLI)
         events = webhooks.webhook_events(session=session, webhook_id=webhook.id)
@@ -125,13 +130,7 @@ def _max_per_second(text: str | None) -> str | None:
 
 
 def cmd_webhooks_update(args) -> None:
-    data = rules.WebhookInput(
-        name=args.name,
-        url=args.url,
-        events=_split_events(args.events),
-        status=args.status,
-        max_per_second=_max_per_second(args.max_per_second),
-    )
+    data = _webhook_input(args)
     if data == rules.WebhookInput():
         raise UsageError("nothing to change: give --name, --url, --events, --status or --max-per-second")
     with session_scope() as session:

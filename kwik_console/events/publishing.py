@@ -238,6 +238,20 @@ def publish_notice(conn, event_type: str, data: dict[str, Any], *, about_webhook
     return delivery_ids
 
 
+# The columns a fan-out fills, in the order of its SELECT.
+_FAN_OUT_COLUMNS = [
+    "webhook_id",
+    "event_id",
+    "event_type",
+    "test",
+    "status",
+    "attempt_count",
+    "next_attempt_at",
+    "created_at",
+    "updated_at",
+]
+
+
 def _fan_out(targets) -> sa.Insert:
     """INSERT ... SELECT: one statement makes a delivery for every target webhook, however many."""
     when = UTCDateTime()
@@ -253,18 +267,7 @@ def _fan_out(targets) -> sa.Insert:
         bindparam("now", type_=when),
         bindparam("now", type_=when),
     )
-    columns = [
-        "webhook_id",
-        "event_id",
-        "event_type",
-        "test",
-        "status",
-        "attempt_count",
-        "next_attempt_at",
-        "created_at",
-        "updated_at",
-    ]
-    return insert(Delivery).from_select(columns, values).returning(Delivery.id)
+    return insert(Delivery).from_select(_FAN_OUT_COLUMNS, values).returning(Delivery.id)
 
 
 _INSERT_EVENT = insert(Event)
@@ -296,18 +299,7 @@ def _fan_out_together() -> sa.Insert:
         .join(Webhook, col(Webhook.id) == Subscription.webhook_id)
         .where(col(Event.id).in_(bindparam("event_ids", expanding=True)), _SUBSCRIBED)
     )
-    columns = [
-        "webhook_id",
-        "event_id",
-        "event_type",
-        "test",
-        "status",
-        "attempt_count",
-        "next_attempt_at",
-        "created_at",
-        "updated_at",
-    ]
-    return insert(Delivery).from_select(columns, values).returning(Delivery.id, Delivery.event_id)
+    return insert(Delivery).from_select(_FAN_OUT_COLUMNS, values).returning(Delivery.id, Delivery.event_id)
 
 
 _FAN_OUT_TOGETHER = _fan_out_together()

@@ -366,6 +366,19 @@ def sign_in(*, session: Session, email: str, password: str, address: str, user_a
     session.exec(sa.delete(SignInThrottle).where(SignInThrottle.key == keys[0][0]))
     if _hasher.check_needs_rehash(member.password_hash):
         member.password_hash = hash_password(password)
+    return member, _open_session(session, member, now, address, user_agent)
+
+
+def sign_in_by_link(
+    *, session: Session, token: str, password: str, confirm: str, address: str, user_agent: str = ""
+) -> tuple[Member, str]:
+    """Accept an invitation or reset link and sign straight in."""
+    member = accept_link(session=session, token=token, password=password, confirm=confirm)
+    return member, _open_session(session, member, utcnow(), address, user_agent, detail={"through": "link"})
+
+
+def _open_session(session: Session, member: Member, now, address: str, user_agent: str, detail=None) -> str:
+    """A member signed in: the time noted, a session opened (its token returned) and the sign-in audited."""
     member.last_sign_in_at = now
     session.add(member)
     token = sessions.open_session(session=session, member=member, address=address, user_agent=user_agent)
@@ -375,24 +388,6 @@ def sign_in(*, session: Session, email: str, password: str, address: str, user_a
         action="sign_in.succeeded",
         target=member.email,
         client_address=address,
+        detail=detail,
     )
-    return member, token
-
-
-def sign_in_by_link(
-    *, session: Session, token: str, password: str, confirm: str, address: str, user_agent: str = ""
-) -> tuple[Member, str]:
-    """Accept an invitation or reset link and sign straight in."""
-    member = accept_link(session=session, token=token, password=password, confirm=confirm)
-    member.last_sign_in_at = utcnow()
-    session.add(member)
-    token = sessions.open_session(session=session, member=member, address=address, user_agent=user_agent)
-    audit.record(
-        session=session,
-        actor=audit.Actor(member.id, member.email),
-        action="sign_in.succeeded",
-        target=member.email,
-        client_address=address,
-        detail={"through": "link"},
-    )
-    return member, token
+    return token
