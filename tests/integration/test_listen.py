@@ -138,6 +138,8 @@ def test_listen_forwards_every_event_once_in_order_through_two_cuts(kwik, tmp_pa
             assert receiver.wait_for(
                 lambda requests: published[-1] in [r.headers["webhook-id"] for r in requests], timeout=60
             ), len(receiver.requests)
+            # listen prints a forward's line once its answer is in, a moment after the receiver has the request.
+            _wait(lambda: (tmp_path / "listen.out").read_text().count("-->") >= 101, 30, "every forward's line")
         finally:
             listener.terminate()
             listener.wait(timeout=10)
