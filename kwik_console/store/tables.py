@@ -87,6 +87,10 @@ class Webhook(SQLModel, table=True):
     disabled_at: dt.datetime | None = when_column(nullable=True)
     # The operational webhook: it receives the notices about the other webhooks.
     operational: bool = Field(default=False, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.false()))
+    # "All events": every type in the catalogue, including types added later; its subscriptions are then empty.
+    all_events: bool = Field(default=False, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.false()))
+    # Custom headers sent with each delivery: {name: value}, at most 10.
+    headers: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}"))
     created_at: dt.datetime = when_column()
     updated_at: dt.datetime = when_column()
 
@@ -259,3 +263,50 @@ class Recovery(SQLModel, table=True):
     created_at: dt.datetime = when_column()
     updated_at: dt.datetime = when_column()
     finished_at: dt.datetime | None = when_column(nullable=True)
+
+
+class AlertState(StrEnum):
+    PENDING = "pending"  # to be sent, at next_try_at
+    SENT = "sent"
+    FAILED = "failed"  # tries exhausted
+
+
+class Alert(SQLModel, table=True):
+    """An email about a webhook's change of state (failing, disabled, recovered), sent in the background."""
+
+    __table_args__ = (
+        # The sender's queue: alerts still to send, by due time.
+        sa.Index(
+            "ix_alert_due",
+            "next_try_at",
+            sqlite_where=sa.text("state = 'pending'"),
+            postgresql_where=sa.text("state = 'pending'"),
+        ),
+        # A webhook's latest alerts: at most one an hour while it flaps.
+        sa.Index("ix_alert_webhook", "webhook_id", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    # No foreign key: the record outlives the webhook it was about.
+    webhook_id: int
+    kind: str = Field(max_length=16)  # "failing", "disabled" or "recovered"
+    recipients: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    subject: str = Field(max_length=300)
+    body: str
+    state: str = Field(default=AlertState.PENDING, max_length=16)
+    tries: int = 0
+    next_try_at: dt.datetime = when_column()
+    last_error: str | None = Field(default=None, max_length=500)
+    created_at: dt.datetime = when_column()
+    sent_at: dt.datetime | None = when_column(nullable=True)
+
+
+class ConsoleSecret(SQLModel, table=True):
+    """A secret the console keeps for itself by name, such as the one `listen` signs with."""
+
+    __tablename__ = "console_secret"
+
+    name: str = Field(primary_key=True, max_length=64)
+    # Encrypted at rest when KWIK_SECRET_KEY is set, like a webhook's signing secret.
+    secret: str = Field(sa_column=Column(SealedSecret(), nullable=False))
+    created_at: dt.datetime = when_column()

@@ -34,6 +34,8 @@ class Member(SQLModel, table=True):
     password_hash: str | None = Field(default=None, max_length=255)
     created_at: dt.datetime = when_column()
     last_sign_in_at: dt.datetime | None = when_column(nullable=True)
+    # Emails when a webhook starts failing, is disabled or recovers; admins get them whatever this says.
+    email_alerts: bool = Field(default=False, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.false()))
 
 
 class LinkPurpose(StrEnum):

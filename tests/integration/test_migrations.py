@@ -362,6 +362,7 @@ def test_upgrade_keeps_every_row_and_moves_the_legacy_previous_secret(made_by, d
             disabled_at=None,
             operational=False,
         )
+        webhook.update(all_events=False, headers={})  # added by 0007: the chosen types, no custom headers
     for delivery in before["delivery"]:
         delivery.update(recovery_id=None)
     assert after == before
