@@ -152,7 +152,12 @@ def list_webhooks(
 @router.post("/webhooks", response_model=WebhookOut, status_code=201, tags=["webhooks"], summary="Create a webhook")
 def create_webhook(caller: CallerDep, body: WebhookCreate) -> WebhookOut:
     data = rules.WebhookInput(
-        name=body.name, url=body.url, events=body.events, status=body.status, max_per_second=body.max_per_second
+        name=body.name,
+        url=body.url,
+        events=body.events,
+        status=body.status,
+        max_per_second=body.max_per_second,
+        headers=body.headers,
     )
     with session_scope() as session:
         out = _out(
@@ -181,7 +186,11 @@ def update_webhook(caller: CallerDep, webhook_id: int, body: WebhookUpdate) -> W
         if body.max_per_second is not None
         else ("" if "max_per_second" in body.model_fields_set else None)
     )
-    data = rules.WebhookInput(name=body.name, url=body.url, events=body.events, status=body.status, max_per_second=rate)
+    # headers: null removes them all ({} to the service), absent leaves them (None).
+    headers = body.headers if body.headers is not None else ({} if "headers" in body.model_fields_set else None)
+    data = rules.WebhookInput(
+        name=body.name, url=body.url, events=body.events, status=body.status, max_per_second=rate, headers=headers
+    )
     with session_scope() as session:
         out = _out(
             session,

@@ -10,7 +10,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kwik_console.events.deliveries import DeliveryDetail
 from kwik_console.store.tables import Attempt, Delivery, Webhook, WebhookStatus
-from kwik_console.webhooks.rules import RATE_MAX, RATE_MIN
+from kwik_console.webhooks.rules import HEADER_VALUE_MAX, HEADERS_MAX, RATE_MAX, RATE_MIN
+
+EVENTS_DESCRIPTION = (
+    'Event types from GET /event-types, at least one; or ["*"] for all events, including types added later '
+    "(never the operational ones)."
+)
+HEADERS_DESCRIPTION = (
+    f"Custom headers sent with each delivery, at most {HEADERS_MAX}: names are HTTP tokens, unique ignoring "
+    "case, and not webhook-*, content-*, proxy-*, host, user-agent, accept-encoding, expect or a hop-by-hop "
+    f"header; values printable ASCII, at most {HEADER_VALUE_MAX:,} characters."
+)
 
 
 class _Request(BaseModel):
@@ -27,10 +37,7 @@ class WebhookCreate(_Request):
         description="An absolute https:// URL (http:// only to localhost, in local mode).",
         examples=["https://example.com/webhooks/kwik"],
     )
-    events: list[str] = Field(
-        description="Event types from GET /event-types; at least one.",
-        examples=[["payment.created", "payment.updated"]],
-    )
+    events: list[str] = Field(description=EVENTS_DESCRIPTION, examples=[["payment.created", "payment.updated"]])
     status: str | None = Field(
         default=None, description="`live` (the default), `paused` or `disabled`.", examples=["live"]
     )
@@ -41,18 +48,26 @@ class WebhookCreate(_Request):
         description=f"Max deliveries per second, {RATE_MIN:g} to {RATE_MAX:,.0f}; null or absent for no limit.",
         examples=[10],
     )
+    headers: dict[str, str] | None = Field(
+        default=None, description=HEADERS_DESCRIPTION + " Absent or null for none.", examples=[{"X-Team": "orders"}]
+    )
 
 
 class WebhookUpdate(_Request):
     name: str | None = None
     url: str | None = None
-    events: list[str] | None = None
+    events: list[str] | None = Field(default=None, description=EVENTS_DESCRIPTION)
     status: str | None = Field(default=None, description="`live`, `paused` or `disabled`.")
     max_per_second: float | None = Field(
         default=None,
         strict=True,
         description=f"Max deliveries per second, {RATE_MIN:g} to {RATE_MAX:,.0f}; "
         "null removes the limit; absent leaves it as it is.",
+    )
+    headers: dict[str, str] | None = Field(
+        default=None,
+        description=HEADERS_DESCRIPTION + " They replace the webhook's headers; {} or null removes them all; "
+        "absent leaves them as they are.",
     )
 
 
@@ -61,8 +76,9 @@ class WebhookOut(BaseModel):
     name: str
     url: str
     status: str = Field(description="`live`, `paused` (deliveries wait) or `disabled`.")
-    events: list[str]
+    events: list[str] = Field(description='The event types it receives; ["*"] for all events.')
     max_per_second: float | None = Field(description="Max deliveries per second; null for no limit.")
+    headers: dict[str, str] = Field(description="Custom headers sent with each delivery.")
     failing_since: dt.datetime | None = Field(
         description="When its attempts started failing (the first failure after a success); null while they succeed."
     )
@@ -83,6 +99,7 @@ class WebhookOut(BaseModel):
             status=webhook.status,
             events=events,
             max_per_second=webhook.max_per_second,
+            headers=dict(webhook.headers or {}),
             failing_since=webhook.failing_since,
             disabled_reason=webhook.disabled_reason if disabled else None,
             disabled_at=webhook.disabled_at if disabled else None,

@@ -18,6 +18,7 @@ def webhook_json(webhook: Webhook, events: list[str] | None = None, *, secret: b
         "url": webhook.url,
         "status": webhook.status,
         "max_per_second": webhook.max_per_second,
+        "headers": dict(webhook.headers or {}),
         "failing_since": iso(webhook.failing_since),
         "disabled_reason": webhook.disabled_reason,
         "disabled_at": iso(webhook.disabled_at),
@@ -33,6 +34,21 @@ def webhook_json(webhook: Webhook, events: list[str] | None = None, *, secret: b
 
 def _split_events(text: str | None) -> list[str] | None:
     return None if text is None else [e.strip() for e in text.split(",") if e.strip()]
+
+
+def _events_text(events: list[str]) -> str:
+    return "All events" if events == [rules.ALL_EVENTS] else ", ".join(events)
+
+
+def _headers(args) -> list[tuple[str, str]] | None:
+    """--header 'Name: value' (repeatable) as pairs, [] with --clear-headers, None when neither is given."""
+    if getattr(args, "clear_headers", False):
+        if args.header:
+            raise UsageError("give --header or --clear-headers, not both")
+        return []
+    if args.header is None:
+        return None
+    return [rules.parse_header_line(line) for line in args.header]
 
 
 def _rate(webhook: Webhook) -> str:
@@ -56,9 +72,10 @@ def show_webhook(args, webhook: Webhook, events: list[str], *, secret: bool) -> 
             f"  Webhook URL     {shown(webhook.url)}",
             f"  Status          {WebhookStatus(webhook.status).label}",
             f"  Max per second  {_rate(webhook)}",
-            f"  Events          {shown(', '.join(events))}",
+            f"  Events          {shown(_events_text(events))}",
             f"  Created         {when(webhook.created_at)}",
         ]
+        + [f"  Header          {shown(name)}: {shown(value)}" for name, value in (webhook.headers or {}).items()]
         + _health_lines(webhook)
         + ([f"  Signing secret  {webhook.secret}"] if secret else [])
     )
@@ -111,6 +128,7 @@ def _webhook_input(args) -> rules.WebhookInput:
         events=_split_events(args.events),
         status=args.status,
         max_per_second=_max_per_second(args.max_per_second),
+        headers=_headers(args),
     )
 
 
@@ -132,7 +150,9 @@ def _max_per_second(text: str | None) -> str | None:
 def cmd_webhooks_update(args) -> None:
     data = _webhook_input(args)
     if data == rules.WebhookInput():
-        raise UsageError("nothing to change: give --name, --url, --events, --status or --max-per-second")
+        raise UsageError(
+            "nothing to change: give --name, --url, --events, --status, --max-per-second, --header or --clear-headers"
+        )
     with session_scope() as session:
         webhook = webhooks.update_webhook(session=session, webhook_id=args.id, data=data, actor=audit.CLI)
         events = webhooks.webhook_events(session=session, webhook_id=webhook.id)
@@ -193,7 +213,12 @@ def register(commands, out):
         required = name == "create"
         p.add_argument("--name", required=required)
         p.add_argument("--url", required=required, help="https:// endpoint")
-        p.add_argument("--events", required=required, metavar="a,b,...", help="event types, comma-separated")
+        p.add_argument(
+            "--events",
+            required=required,
+            metavar="a,b,...",
+            help="event types, comma-separated; '*' for all events, including types added later",
+        )
         p.add_argument(
             "--status",
             choices=["live", "disabled"],
@@ -206,6 +231,15 @@ def register(commands, out):
             help=f"max deliveries per second, {rules.RATE_MIN:g} to {rules.RATE_MAX:,.0f}"
             + ('; "none" removes the limit' if name == "update" else " (default: no limit)"),
         )
+        p.add_argument(
+            "--header",
+            action="append",
+            metavar="'NAME: VALUE'",
+            help=f"a custom header sent with each delivery; repeat for more (at most {rules.HEADERS_MAX})"
+            + ("; replaces all the webhook's headers" if name == "update" else ""),
+        )
+        if name == "update":
+            p.add_argument("--clear-headers", action="store_true", help="remove all custom headers")
         p.set_defaults(func=func)
     p = wh.add_parser("delete", parents=[out], help="delete a webhook and its deliveries")
     p.add_argument("id", type=int)

@@ -103,7 +103,7 @@ def _lease_statement(postgres: bool):
 
 # What an attempt needs, for the deliveries just claimed.
 _CLAIMED = (
-    select(D.id, D.webhook_id, D.attempt_count, D.event_id, E.body, W.url, W.status, W.secret)
+    select(D.id, D.webhook_id, D.attempt_count, D.event_id, E.body, W.url, W.status, W.secret, W.headers)
     .join(Webhook, W.id == D.webhook_id)
     .join(Event, E.id == D.event_id)
     .where(D.id.in_(bindparam("kept", expanding=True)))
@@ -348,6 +348,7 @@ def claim_deliveries(
                     event_id=row.event_id,
                     body=row.body.encode(),
                     attempt_number=row.attempt_count + 1,
+                    headers=row.headers or {},
                 )
             )
         if stopped:  # the webhook was disabled after this delivery was scheduled

@@ -424,6 +424,8 @@ class Dispatcher:
     async def _send(self, claim: Claim) -> None:
         attempted_at = utcnow()
         headers = signature_headers(claim.secrets, claim.event_id, int(attempted_at.timestamp()), claim.body)
+        if claim.headers:  # the merchant's own first: their names never clash with these (webhooks/rules.py)
+            headers = {**claim.headers, **headers}
         self._on_wire[claim.delivery_id] = time.monotonic()
         try:
             result = await http.send(self._client, claim.url, claim.body, headers, self.settings)

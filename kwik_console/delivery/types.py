@@ -19,6 +19,8 @@ class Claim:
     event_id: str
     body: bytes
     attempt_number: int
+    # The webhook's custom headers, sent alongside the signature headers.
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
     # time.monotonic() by which the request must start, or the lease could end mid-attempt.
     send_by: float = float("inf")
     claimed_at: float = 0.0

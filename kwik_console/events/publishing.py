@@ -273,19 +273,24 @@ def _fan_out(targets) -> sa.Insert:
 _INSERT_EVENT = insert(Event)
 # Who gets a delivery of a real event. Paused webhooks get theirs too: they wait, and go out on resume.
 _SUBSCRIBED = Webhook.status.in_([WebhookStatus.LIVE.value, WebhookStatus.PAUSED.value])
+# "All events" webhooks have no subscription rows: they match every type published here, which is always a
+# merchant's type (`_check`); operational notices go out by _FAN_OUT_NOTICE alone, so never to them.
+_ALL_EVENTS = col(Webhook.all_events).is_(True)
 _FAN_OUT_TO_SUBSCRIBERS = _fan_out(
     select(Subscription.webhook_id)
     .join(Webhook, col(Webhook.id) == Subscription.webhook_id)
     .where(Subscription.event_type == bindparam("event_type"), _SUBSCRIBED)
+    .union_all(select(Webhook.id).where(_ALL_EVENTS, _SUBSCRIBED))
 )
 
 
 def _fan_out_together() -> sa.Insert:
     """_FAN_OUT_TO_SUBSCRIBERS for several events at once: a delivery for each event's subscribers."""
     when = UTCDateTime()
-    values = (
-        select(
-            Subscription.webhook_id,
+
+    def columns(webhook_id):
+        return (
+            webhook_id,
             Event.id,
             Event.type,
             Event.test,
@@ -295,10 +300,22 @@ def _fan_out_together() -> sa.Insert:
             bindparam("now", type_=when),
             bindparam("now", type_=when),
         )
+
+    published = col(Event.id).in_(bindparam("event_ids", expanding=True))
+    chosen = (
+        select(*columns(Subscription.webhook_id))
+        .select_from(Event)
         .join(Subscription, Subscription.event_type == Event.type)
         .join(Webhook, col(Webhook.id) == Subscription.webhook_id)
-        .where(col(Event.id).in_(bindparam("event_ids", expanding=True)), _SUBSCRIBED)
+        .where(published, _SUBSCRIBED)
     )
+    everything = (
+        select(*columns(Webhook.id))
+        .select_from(Event)
+        .join(Webhook, sa.true())
+        .where(published, _ALL_EVENTS, _SUBSCRIBED)
+    )
+    values = chosen.union_all(everything)
     return insert(Delivery).from_select(_FAN_OUT_COLUMNS, values).returning(Delivery.id, Delivery.event_id)
 
 
@@ -306,9 +323,9 @@ _FAN_OUT_TOGETHER = _fan_out_together()
 # A test goes to its one webhook, subscribed or not; a real event to one webhook needs the subscription.
 _FAN_OUT_TEST = _fan_out(select(bindparam("webhook_id", type_=sa.Integer())))
 _FAN_OUT_TO_ONE = _fan_out(
-    select(Subscription.webhook_id).where(
-        Subscription.webhook_id == bindparam("webhook_id"), Subscription.event_type == bindparam("event_type")
-    )
+    select(Subscription.webhook_id)
+    .where(Subscription.webhook_id == bindparam("webhook_id"), Subscription.event_type == bindparam("event_type"))
+    .union_all(select(Webhook.id).where(Webhook.id == bindparam("webhook_id"), _ALL_EVENTS))
 )
 _FAN_OUT_NOTICE = _fan_out(
     select(Subscription.webhook_id)

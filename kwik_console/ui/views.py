@@ -23,6 +23,7 @@ class WebhookRow:
     failing_since: str = ""
     disabled_reason: str = ""  # set when the console disabled it by itself (auto-disable)
     disabled_at: str = ""
+    all_events: bool = False  # "All events": a badge beside the name in the list
 
     @classmethod
     def of(cls, webhook: Webhook) -> WebhookRow:
@@ -38,6 +39,7 @@ class WebhookRow:
             (iso(health.failing_since) or ""),
             health.disabled_reason or "",
             (iso(health.disabled_at) or ""),
+            bool(webhook.all_events),
         )
 
 

@@ -6,7 +6,8 @@ Every face calls these through the service; each check raises InvalidInput namin
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
 import idna
@@ -21,6 +22,34 @@ from kwik_console.store.tables import WebhookStatus
 NAME_MAX = 100
 URL_MAX = 2048
 RATE_MIN, RATE_MAX = 0.1, 1000.0
+# "All events": every merchant type in the catalogue, including types added later (never the operational ones).
+ALL_EVENTS = "*"
+HEADERS_MAX = 10
+HEADER_NAME_MAX = 100
+HEADER_VALUE_MAX = 1024
+# An HTTP field name is a token (RFC 9110): letters, digits and these marks, nothing else.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# A value the client can send as it is: visible ASCII and spaces (httpx encodes header values as ASCII).
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
+# Names the console sets itself or that belong to the connection, not to the merchant: the signature
+# headers, the body's description, the host, hop-by-hop headers; `user-agent` because receivers and their
+# firewalls recognise Kwik's deliveries by it; `accept-encoding` and `expect` because they change how the
+# console reads the answer.
+_RESERVED_HEADERS = frozenset(
+    {
+        "host",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "user-agent",
+        "accept-encoding",
+        "expect",
+    }
+)
+_RESERVED_PREFIXES = ("webhook-", "content-", "proxy-")
 
 
 @dataclasses.dataclass
@@ -33,6 +62,8 @@ class WebhookInput:
     status: str | None = None
     # "Max deliveries per second": a number, or "" for no limit.
     max_per_second: str | float | None = None
+    # Custom headers sent with each delivery, {name: value} or (name, value) pairs; empty removes them all.
+    headers: Mapping[str, str] | list[tuple[str, str]] | None = None
 
 
 def _text(field: str, label: str, value) -> str:
@@ -117,6 +148,10 @@ def validate_events(events: Iterable[str] | None) -> list[str]:
     chosen = [e for e in chosen if e]
     if not chosen:
         raise InvalidInput({"events": "Select at least one event."})
+    if ALL_EVENTS in chosen:
+        if set(chosen) != {ALL_EVENTS}:
+            raise InvalidInput({"events": '"*" (all events) must be alone: it already includes every event type.'})
+        return [ALL_EVENTS]
     operational = sorted({e for e in chosen if catalog.is_operational_type(e)})
     if operational:
         raise InvalidInput(
@@ -158,6 +193,81 @@ def validate_max_per_second(value: str | float | None) -> float | None:
     return round(number, 2)
 
 
+def header_refusal(name: str) -> str | None:
+    """Why a custom header may not have this name, or None."""
+    lower = name.lower()
+    if lower in _RESERVED_HEADERS or lower.startswith(_RESERVED_PREFIXES):
+        if lower.startswith("webhook-"):
+            return f"{name}: webhook-* headers carry the signature; the console sets them."
+        if lower.startswith("content-"):
+            return f"{name}: content-* headers describe the body; the console sets them."
+        if lower == "user-agent":
+            return f"{name}: the console sends its own, by which receivers recognise Kwik's deliveries."
+        return f"{name}: this header belongs to the connection; the console sets it."
+    return None
+
+
+def validate_headers(headers: Mapping[str, str] | list[tuple[str, str]] | None) -> dict[str, str]:
+    """Custom headers: at most 10, names HTTP tokens, unique ignoring case and not reserved; values
+    printable ASCII of at most 1 KB. Names keep their case; values are trimmed, as HTTP does.
+
+    Pairs (the form's rows, the CLI's --header) are checked as given, so a name twice is refused, not merged.
+    """
+    if headers is None:
+        return {}
+    if isinstance(headers, Mapping):
+        pairs = list(headers.items())
+    elif isinstance(headers, list | tuple) and all(isinstance(p, list | tuple) and len(p) == 2 for p in headers):
+        pairs = [tuple(p) for p in headers]
+    else:
+        raise InvalidInput({"headers": "Custom headers must be an object of names and values."})
+    if len(pairs) > HEADERS_MAX:
+        raise InvalidInput({"headers": f"At most {HEADERS_MAX} custom headers (there are {len(pairs)})."})
+    clean: dict[str, str] = {}
+    seen: set[str] = set()
+    for name, value in pairs:
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise InvalidInput({"headers": "Custom header names and values must be text."})
+        name = name.strip()
+        shown = repr(name[:40]) if not name.isprintable() else name[:HEADER_NAME_MAX]
+        if not name:
+            raise InvalidInput({"headers": "Each custom header needs a name."})
+        if len(name) > HEADER_NAME_MAX:
+            raise InvalidInput({"headers": f"Custom header names must be at most {HEADER_NAME_MAX} characters."})
+        if not _TOKEN.fullmatch(name):
+            raise InvalidInput(
+                {
+                    "headers": f"{shown}: a header name has only letters, digits and ! # $ % & ' * + - . ^ _ ` | ~ "
+                    "(no spaces, colons or control characters)."
+                }
+            )
+        if refusal := header_refusal(name):
+            raise InvalidInput({"headers": refusal})
+        if name.lower() in seen:
+            raise InvalidInput({"headers": f"{name}: each header name only once (names ignore case)."})
+        seen.add(name.lower())
+        value = value.strip(" ")
+        if not _HEADER_VALUE.fullmatch(value):
+            raise InvalidInput({"headers": f"{name}: the value must be plain ASCII text, with no control characters."})
+        if len(value) > HEADER_VALUE_MAX:
+            raise InvalidInput(
+                {
+                    "headers": f"{name}: the value must be at most {HEADER_VALUE_MAX:,} characters "
+                    f"(it has {len(value):,})."
+                }
+            )
+        clean[name] = value
+    return clean
+
+
+def parse_header_line(line: str) -> tuple[str, str]:
+    """`Name: value` (as curl and the CLI write a header) split in two; the rules above check both parts."""
+    name, colon, value = line.partition(":")
+    if not colon:
+        raise InvalidInput({"headers": f"{line[:60]!r}: write a header as 'Name: value'."})
+    return name.strip(), value.strip()
+
+
 def validate(data: WebhookInput, *, partial: bool = False, local_mode: bool | None = None) -> WebhookInput:
     """Check every field at once; raise InvalidInput naming each bad field, or return clean values."""
     local_mode = get_settings().local_mode if local_mode is None else local_mode
@@ -167,6 +277,7 @@ def validate(data: WebhookInput, *, partial: bool = False, local_mode: bool | No
         "events": validate_events,
         "status": validate_status,
         "max_per_second": validate_max_per_second,
+        "headers": validate_headers,
     }
     status = data.status if data.status is not None or partial else WebhookStatus.LIVE.value
     given = {
@@ -175,8 +286,10 @@ def validate(data: WebhookInput, *, partial: bool = False, local_mode: bool | No
         "events": data.events,
         "status": status,
         "max_per_second": data.max_per_second,
+        "headers": data.headers,
     }
-    # On update None leaves a field as it is; a rate limit of None is "no change" on create too.
+    # On update None leaves a field as it is; a rate limit of None is "no change" on create too,
+    # and headers of None are none ({}).
     checks = [
         (field, rules[field], value)
         for field, value in given.items()

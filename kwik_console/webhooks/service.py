@@ -29,7 +29,7 @@ from kwik_console.store.tables import (
     WebhookStatus,
 )
 from kwik_console.team import audit
-from kwik_console.webhooks.rules import WebhookInput, validate
+from kwik_console.webhooks.rules import ALL_EVENTS, WebhookInput, validate
 from kwik_console.webhooks.signing import SECRET_PREFIX
 
 PAGE_SIZE = 25
@@ -64,14 +64,26 @@ def audit_target(webhook: Webhook) -> str:
 
 
 def _audited(session: Session, webhook: Webhook) -> dict:
-    """What the audit trail keeps of a webhook: everything a merchant can edit, never its secret."""
+    """What the audit trail keeps of a webhook: everything a merchant can edit, never its secret.
+
+    Of custom headers, only their names: a value is often a credential for the endpoint.
+    """
     return {
         "name": webhook.name,
         "url": webhook.url,
         "status": webhook.status,
         "events": webhook_events(session=session, webhook_id=webhook.id),
         "max_per_second": webhook.max_per_second,
+        "headers": sorted(webhook.headers or {}),
     }
+
+
+def _subscribe(session: Session, webhook: Webhook, events: list[str]) -> None:
+    """The Events field: the all-events flag with no rows, or one row per chosen type."""
+    webhook.all_events = events == [ALL_EVENTS]
+    session.add(webhook)
+    if not webhook.all_events:
+        session.add_all(Subscription(webhook_id=webhook.id, event_type=e) for e in events)
 
 
 # ---------------------------------------------------------------- service functions
@@ -85,6 +97,7 @@ def create_webhook(*, session: Session, data: WebhookInput, actor: audit.Actor, 
         url=clean.url,
         status=clean.status,
         max_per_second=clean.max_per_second,
+        headers=clean.headers,
         secret=new_secret(),
         search_text=_search_text(clean.name, clean.url),
         created_at=now,
@@ -92,7 +105,7 @@ def create_webhook(*, session: Session, data: WebhookInput, actor: audit.Actor, 
     )
     session.add(webhook)
     session.flush()
-    session.add_all(Subscription(webhook_id=webhook.id, event_type=e) for e in clean.events)
+    _subscribe(session, webhook, clean.events)
     session.flush()
     audit.record(
         session=session,
@@ -113,8 +126,10 @@ def get_webhook(*, session: Session, webhook_id: int) -> Webhook:
 
 
 def webhook_events(*, session: Session, webhook_id: int) -> list[str]:
-    """The event types a webhook receives, in catalogue order."""
-    check_id("Webhook", webhook_id)
+    """The event types a webhook receives, in catalogue order; ["*"] for "All events"."""
+    webhook = session.get(Webhook, check_id("Webhook", webhook_id))
+    if webhook is not None and webhook.all_events:
+        return [ALL_EVENTS]
     chosen = set(session.exec(select(Subscription.event_type).where(Subscription.webhook_id == webhook_id)))
     return [name for name in catalog.event_type_names() if name in chosen]
 
@@ -145,7 +160,9 @@ def update_webhook(
     webhook.search_text = _search_text(webhook.name, webhook.url)
     if clean.events is not None:
         session.exec(delete(Subscription).where(Subscription.webhook_id == webhook_id))
-        session.add_all(Subscription(webhook_id=webhook_id, event_type=e) for e in clean.events)
+        _subscribe(session, webhook, clean.events)
+    if data.headers is not None:
+        webhook.headers = clean.headers
     if data.max_per_second is not None:
         webhook.max_per_second = clean.max_per_second
     if clean.status is not None and clean.status != webhook.status:

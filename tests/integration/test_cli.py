@@ -85,6 +85,7 @@ def test_each_webhook_command_writes_one_audit_entry_with_real_values(kwik, caps
         "status": "live",
         "events": ["payment.created"],
         "max_per_second": None,
+        "headers": [],
     }
     assert edited["before"]["name"] == "Orders" and edited["after"]["name"] == "Orders v2"
     expires = dt.datetime.fromisoformat(rotated["previous_secret_expires_at"])

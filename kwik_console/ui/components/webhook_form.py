@@ -1,4 +1,5 @@
-"""The Create / Edit dialog: Name, Webhook URL, Events (grouped by resource), Status, and the signing secret."""
+"""The Create / Edit dialog: Name, Webhook URL, Events (all, or chosen by resource), rate limit, custom headers,
+Status, and the signing secret."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from kwik_console.events import catalog
 from kwik_console.ui.components.common import code_block, field_error
 from kwik_console.ui.state.session import SessionState
 from kwik_console.ui.state.webhooks import WebhookFormState as Form
+from kwik_console.webhooks import rules
 
 VERIFY_EXAMPLE = """from standardwebhooks.webhooks import Webhook
 
@@ -67,9 +69,8 @@ def _events_field() -> rx.Component:
         )
         for resource, types in catalog.grouped().items()
     ]
-    return rx.vstack(
+    chosen = rx.vstack(
         rx.hstack(
-            rx.text("Events", size="2", weight="medium"),
             rx.spacer(),
             rx.text(
                 Form.events.length().to_string() + f" of {len(catalog.EVENT_TYPES)} selected",
@@ -81,6 +82,7 @@ def _events_field() -> rx.Component:
             align="center",
             width="100%",
             spacing="3",
+            wrap="wrap",
         ),
         # The chosen events, always in view; the list below is part of the dialog's one scroll, not a second one.
         rx.cond(
@@ -98,7 +100,102 @@ def _events_field() -> rx.Component:
             style={"border": f"1px solid {rx.color('gray', 6)}", "border_radius": "8px"},
             width="100%",
         ),
+        spacing="2",
+        width="100%",
+    )
+
+    def mode(value: str, label: str) -> rx.Component:
+        return rx.el.label(
+            rx.hstack(rx.radio_group.item(value=value), rx.text(label, size="2"), spacing="2", align="center"),
+            cursor="pointer",
+        )
+
+    return rx.vstack(
+        rx.text("Events", size="2", weight="medium", id="webhook-events-label"),
+        rx.radio_group.root(
+            rx.flex(
+                mode("all", "All events (including types added later)"),
+                mode("selected", "Selected events"),
+                direction=rx.breakpoints(initial="column", sm="row"),
+                gap=rx.breakpoints(initial="6px", sm="16px"),
+            ),
+            value=Form.events_mode,
+            on_change=Form.set_events_mode,
+            aria_labelledby="webhook-events-label",
+        ),
+        rx.cond(
+            Form.all_events,
+            rx.text(
+                "Every event type in the catalogue, and any type added to it later, without an edit. "
+                "Operational events go only to the operational webhook.",
+                size="1",
+                color_scheme="gray",
+            ),
+            chosen,
+        ),
         field_error(Form.errors["events"]),
+        spacing="2",
+        width="100%",
+    )
+
+
+def _header_row(row: rx.Var, index: rx.Var) -> rx.Component:
+    number = (index + 1).to_string()
+    return rx.flex(
+        rx.input(
+            value=row[0],
+            on_change=lambda v: Form.set_header_name(index, v),
+            placeholder="X-Header-Name",
+            aria_label="Header name " + number,
+            auto_complete="off",
+            spell_check=False,
+            style={"flex": "1 1 140px", "min_width": "0"},
+        ),
+        rx.input(
+            value=row[1],
+            on_change=lambda v: Form.set_header_value(index, v),
+            placeholder="Value",
+            aria_label="Header value " + number,
+            auto_complete="off",
+            spell_check=False,
+            style={"flex": "2 1 160px", "min_width": "0"},
+        ),
+        rx.icon_button(
+            rx.icon("x", size=14),
+            size="2",
+            variant="soft",
+            color_scheme="gray",
+            type="button",
+            aria_label="Remove header " + number,
+            on_click=Form.remove_header(index),
+        ),
+        gap="8px",
+        width="100%",
+        wrap="wrap",
+        align="center",
+    )
+
+
+def _headers_field() -> rx.Component:
+    return rx.vstack(
+        rx.text("Custom headers", size="2", weight="medium"),
+        rx.text(
+            f"Optional: up to {rules.HEADERS_MAX} headers sent with every delivery, such as an API key your "
+            "endpoint expects. Kwik sets webhook-*, content-*, host and user-agent itself.",
+            size="1",
+            color_scheme="gray",
+        ),
+        rx.foreach(Form.headers, _header_row),
+        rx.button(
+            rx.icon("plus", size=14),
+            "Add header",
+            size="1",
+            variant="soft",
+            type="button",
+            on_click=Form.add_header,
+            disabled=~Form.can_add_header,
+        ),
+        field_error(Form.errors["headers"]),
         spacing="2",
         width="100%",
     )
@@ -294,6 +391,7 @@ def webhook_form_dialog() -> rx.Component:
                     ),
                     _events_field(),
                     _rate_field(),
+                    _headers_field(),
                     _status_field(),
                     rx.cond(
                         Form.errors["webhook"] != "",

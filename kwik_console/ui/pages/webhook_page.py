@@ -271,10 +271,32 @@ def _settings() -> rx.Component:
                 rx.data_list.item(
                     rx.data_list.label("Events"),
                     rx.data_list.value(
-                        rx.flex(
-                            rx.foreach(P.events, lambda e: rx.badge(e, variant="surface", high_contrast=True)),
-                            wrap="wrap",
-                            gap="4px",
+                        rx.cond(
+                            P.all_events,
+                            rx.text("All events (including types added later)", size="2"),
+                            rx.flex(
+                                rx.foreach(P.events, lambda e: rx.badge(e, variant="surface", high_contrast=True)),
+                                wrap="wrap",
+                                gap="4px",
+                            ),
+                        )
+                    ),
+                ),
+                rx.data_list.item(
+                    rx.data_list.label("Custom headers"),
+                    rx.data_list.value(
+                        rx.cond(
+                            P.headers.length() > 0,
+                            rx.vstack(
+                                rx.foreach(
+                                    P.headers,
+                                    lambda h: rx.code(
+                                        h[0] + ": " + h[1], variant="ghost", style={"word_break": "break-all"}
+                                    ),
+                                ),
+                                spacing="1",
+                            ),
+                            rx.text("None", size="2", color_scheme="gray"),
                         )
                     ),
                 ),

@@ -79,6 +79,7 @@ def _row(row: WebhookRow) -> rx.Component:
             rx.link(
                 row.name, href=webhook_href(row.id), weight="medium", high_contrast=True, on_click=rx.stop_propagation
             ),
+            rx.cond(row.all_events, rx.badge("All events", variant="soft", color_scheme="gray", margin_left="6px")),
             # On a phone the URL goes under the name instead of in a column of its own.
             rx.text(
                 row.url, color_scheme="gray", size="1", style={"word_break": "break-all"}, display=["block", "none"]

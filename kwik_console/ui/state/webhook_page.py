@@ -17,6 +17,7 @@ from kwik_console.store.tables import WebhookStatus
 from kwik_console.team import access
 from kwik_console.ui.state.common import read_secret, viewer_zone, webhook_id_from
 from kwik_console.ui.views import FiguresView
+from kwik_console.webhooks import rules
 from kwik_console.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ class WebhookPageState(rx.State):
     status: str = ""
     created_at: str = ""
     events: list[str] = []
+    all_events: bool = False  # "All events", including types added later
+    # Custom headers, [name, value]; a value reaches only members who may see signing secrets (it is often one).
+    headers: list[list[str]] = []
     day: FiguresView = FiguresView()
     week: FiguresView = FiguresView()
     range_key: str = "24h"
@@ -105,6 +109,9 @@ class WebhookPageState(rx.State):
             self.error, self.loading = "The webhook could not be loaded: the database is unavailable.", False
             return
         self.name, self.url, self.status = webhook.name, webhook.url, WebhookStatus(webhook.status).label
+        self.all_events = self.events == [rules.ALL_EVENTS]
+        shown = access.may(access.member().role, access.Action.REVEAL_SECRET)
+        self.headers = [[n, v if shown else "•" * 8] for n, v in (webhook.headers or {}).items()]
         self.max_per_second = "" if webhook.max_per_second is None else f"{webhook.max_per_second:g}"
         state = health_of(webhook)
         self.warn, self.failing_since = state.warn, (iso(state.failing_since) or "")

@@ -100,7 +100,7 @@ class WebhooksState(rx.State):
 
 
 def _blank_errors() -> dict[str, str]:
-    return {"name": "", "url": "", "events": "", "status": "", "max_per_second": "", "webhook": ""}
+    return {"name": "", "url": "", "events": "", "status": "", "max_per_second": "", "headers": "", "webhook": ""}
 
 
 def _rate(value: float | None) -> str:
@@ -115,8 +115,12 @@ class WebhookFormState(rx.State):
     name: str = ""
     url: str = ""
     events: list[str] = []
+    # "All events (including types added later)": the `events` ticked stay for a switch back to Selected.
+    all_events: bool = False
     status: str = "live"
     max_per_second: str = ""  # "Max deliveries per second"; empty for no limit
+    # Custom headers, a [name, value] row each; blank rows are dropped on save.
+    headers: list[list[str]] = []
     errors: dict[str, str] = _blank_errors()
     saving: bool = False
     # The signing secret reaches the browser only once a member allowed to see it reveals it;
@@ -128,9 +132,17 @@ class WebhookFormState(rx.State):
     def editing(self) -> bool:
         return self.webhook_id != 0
 
+    @rx.var
+    def events_mode(self) -> str:
+        return "all" if self.all_events else "selected"
+
+    @rx.var
+    def can_add_header(self) -> bool:
+        return len(self.headers) < rules.HEADERS_MAX
+
     @rx.event
     def open_create(self):
-        self._fill(0, "", "", [], "live", "")
+        self._fill(0, "", "", [], "live", "", {})
 
     @rx.event
     def open_edit(self, webhook_id: int):
@@ -140,11 +152,16 @@ class WebhookFormState(rx.State):
                 events = webhooks.webhook_events(session=session, webhook_id=webhook_id)
         except NotFound as exc:
             return [rx.toast.error(str(exc)), WebhooksState.load]
-        self._fill(webhook.id, webhook.name, webhook.url, events, webhook.status, _rate(webhook.max_per_second))
+        rate = _rate(webhook.max_per_second)
+        self._fill(webhook.id, webhook.name, webhook.url, events, webhook.status, rate, webhook.headers or {})
 
-    def _fill(self, webhook_id, name, url, events, status, max_per_second):
+    def _fill(self, webhook_id, name, url, events, status, max_per_second, headers):
+        self.all_events = events == [rules.ALL_EVENTS]
+        if self.all_events:
+            events = []
         self.webhook_id, self.name, self.url, self.events, self.status = webhook_id, name, url, events, status
         self.max_per_second = max_per_second
+        self.headers = [[n, v] for n, v in headers.items()]
         self.secret, self.secret_shown = "", False
         self.errors, self.saving, self.open = _blank_errors(), False, True
 
@@ -187,12 +204,48 @@ class WebhookFormState(rx.State):
         self.events = []
 
     @rx.event
+    def set_events_mode(self, value: str | list[str]):
+        self.all_events = (value if isinstance(value, str) else value[0]) == "all"
+        self.errors["events"] = ""
+
+    @rx.event
+    def add_header(self):
+        if len(self.headers) < rules.HEADERS_MAX:
+            self.headers = [*self.headers, ["", ""]]
+
+    @rx.event
+    def remove_header(self, index: int):
+        if isinstance(index, int) and 0 <= index < len(self.headers):
+            self.headers = self.headers[:index] + self.headers[index + 1 :]
+            self.errors["headers"] = ""
+
+    @rx.event
+    def set_header_name(self, index: int, value: str):
+        self._set_header(index, 0, value)
+
+    @rx.event
+    def set_header_value(self, index: int, value: str):
+        self._set_header(index, 1, value)
+
+    def _set_header(self, index: int, part: int, value: str) -> None:
+        if isinstance(index, int) and 0 <= index < len(self.headers) and isinstance(value, str):
+            row = list(self.headers[index])
+            row[part] = value[: rules.HEADER_VALUE_MAX + 100]
+            self.headers = self.headers[:index] + [row] + self.headers[index + 1 :]
+            self.errors["headers"] = ""
+
+    @rx.event
     def save(self):
         self.saving = True
         yield
         # "" is no limit: on Edit it removes one (None would leave it unchanged).
         data = rules.WebhookInput(
-            name=self.name, url=self.url, events=self.events, status=self.status, max_per_second=self.max_per_second
+            name=self.name,
+            url=self.url,
+            events=[rules.ALL_EVENTS] if self.all_events else self.events,
+            status=self.status,
+            max_per_second=self.max_per_second,
+            headers=[(n, v) for n, v in self.headers if n.strip() or v.strip()],
         )
         try:
             with session_scope() as session:
