@@ -141,24 +141,30 @@ def _events_field() -> rx.Component:
 
 def _header_row(row: rx.Var, index: rx.Var) -> rx.Component:
     number = (index + 1).to_string()
-    return rx.flex(
-        rx.input(
-            value=row[0],
-            on_change=lambda v: Form.set_header_name(index, v),
-            placeholder="X-Header-Name",
-            aria_label="Header name " + number,
-            auto_complete="off",
-            spell_check=False,
-            style={"flex": "1 1 140px", "min_width": "0"},
-        ),
-        rx.input(
-            value=row[1],
-            on_change=lambda v: Form.set_header_value(index, v),
-            placeholder="Value",
-            aria_label="Header value " + number,
-            auto_complete="off",
-            spell_check=False,
-            style={"flex": "2 1 160px", "min_width": "0"},
+    # Name and value side by side, one above the other on a phone; the remove button stays on the right.
+    return rx.hstack(
+        rx.flex(
+            rx.input(
+                value=row[0],
+                on_change=lambda v: Form.set_header_name(index, v),
+                placeholder="X-Header-Name",
+                aria_label="Header name " + number,
+                auto_complete="off",
+                spell_check=False,
+                style={"flex": "1 1 140px", "min_width": "0"},
+            ),
+            rx.input(
+                value=row[1],
+                on_change=lambda v: Form.set_header_value(index, v),
+                placeholder="Value",
+                aria_label="Header value " + number,
+                auto_complete="off",
+                spell_check=False,
+                style={"flex": "2 1 160px", "min_width": "0"},
+            ),
+            gap="8px",
+            wrap="wrap",
+            style={"flex": "1", "min_width": "0"},
         ),
         rx.icon_button(
             rx.icon("x", size=14),
@@ -169,9 +175,8 @@ def _header_row(row: rx.Var, index: rx.Var) -> rx.Component:
             aria_label="Remove header " + number,
             on_click=Form.remove_header(index),
         ),
-        gap="8px",
+        spacing="2",
         width="100%",
-        wrap="wrap",
         align="center",
     )
 
@@ -185,7 +190,8 @@ def _headers_field() -> rx.Component:
             size="1",
             color_scheme="gray",
         ),
-        rx.foreach(Form.headers, _header_row),
+        # Rows further apart on a phone, where each one's name and value stack.
+        rx.vstack(rx.foreach(Form.headers, _header_row), spacing=rx.breakpoints(initial="4", sm="2"), width="100%"),
         rx.button(
             rx.icon("plus", size=14),
             "Add header",
