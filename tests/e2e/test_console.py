@@ -98,7 +98,7 @@ def test_empty_state_then_create_with_the_services_errors_only(page: Page, conso
     dialog.get_by_role("checkbox", name="payment.created").click()
     dialog.get_by_text("payment.updated", exact=True).click()
     expect(dialog.get_by_text("2 of 19 selected")).to_be_visible()
-    expect(dialog.get_by_label("Selected events")).to_contain_text("payment.updated")
+    expect(dialog.get_by_label("Chosen events")).to_contain_text("payment.updated")
     dialog.get_by_role("button", name="Create", exact=True).click()
 
     expect(page.get_by_text("Webhook “Orders service” created.")).to_be_visible()
@@ -145,7 +145,7 @@ def test_edit_shows_the_selected_events(page: Page, console, make):
     action(page, name, "Edit")
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_label("Name")).to_have_value(name)
-    expect(dialog.get_by_label("Selected events")).to_be_in_viewport()  # not hidden in a box that scrolls
+    expect(dialog.get_by_label("Chosen events")).to_be_in_viewport()  # not hidden in a box that scrolls
     dialog.get_by_label("Name").fill(name + " sync")
     dialog.get_by_text("customer.created", exact=True).click()
     dialog.get_by_role("button", name="Save").click()
@@ -153,7 +153,7 @@ def test_edit_shows_the_selected_events(page: Page, console, make):
     search_for(page, name + " sync")
     action(page, name + " sync", "Edit")
     expect(page.get_by_role("dialog").get_by_text("2 of 19 selected")).to_be_visible()
-    expect(page.get_by_role("dialog").get_by_label("Selected events")).to_have_text(
+    expect(page.get_by_role("dialog").get_by_label("Chosen events")).to_have_text(
         re.compile("customer.created.*invoice.created")
     )
 

@@ -14,6 +14,7 @@ from sqlmodel import select
 from kwik_console.store import db
 from kwik_console.store.tables import Webhook
 from tests.conftest import configure
+from tests.e2e.axe import assert_clean
 from tests.e2e.test_console import deliver, row, search_for
 
 pytestmark = pytest.mark.e2e
@@ -84,6 +85,7 @@ def test_create_with_all_events_and_headers_and_a_forbidden_name_saves_nothing(
             dialog.get_by_role("alert").filter(has_text="Host: this header belongs to the connection")
         ).to_be_visible()
         assert saved(name) == []  # refused in the form: nothing saved
+        assert_clean(page, f"the Create dialog with All events and a refused header ({width} px)")
         dialog.get_by_label("Header name 1").fill("X-Team-With-A-Rather-Long-Name")
         dialog.get_by_label("Header value 1").fill("orders-" + "x" * 60)
         no_overflow_inside(page, width)

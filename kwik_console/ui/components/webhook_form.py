@@ -91,7 +91,7 @@ def _events_field() -> rx.Component:
                 rx.foreach(Form.events, lambda e: rx.badge(e, variant="surface", high_contrast=True)),
                 wrap="wrap",
                 gap="4px",
-                aria_label="Selected events",
+                aria_label="Chosen events",
             ),
             rx.text("No events selected.", size="1", color_scheme="gray"),
         ),
