@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]  # where rxconfig.py lives
 def toolchain_env(root: Path = ROOT) -> dict[str, str]:
     """The environment Reflex runs in: our bun, no telemetry, no version check.
 
-    The npm registry bun installs from is looked up only when the frontend is built
-    (reflex_patches.use_npm_registry).
+    The npm registry bun installs from is looked up only when Reflex sets up .web
+    (reflex_patches._patch_npm_registry).
     """
     env = dict(os.environ)
     bin_dir = root / ".tools" / "node_modules" / ".bin"

@@ -2,7 +2,8 @@
 
 Written for reflex 0.10.1 and granian 2.8.9 (both pinned in pyproject.toml); `apply()`
 refuses any other version with an error naming this file, so an upgrade has to come
-here first and re-run tests/test_reflex_patches.py and tests/e2e/test_reconnect.py.
+here first and re-run tests/integration/test_reflex_patches.py, tests/unit/test_starts.py,
+tests/e2e/test_reconnect.py and tests/e2e/test_starts.py.
 
 1. Respawn (granian). `reflex run --env prod` builds granian's `Server` itself and never
    passes `respawn_failed_workers`, so one dead worker stopped the whole console. When
@@ -36,6 +37,8 @@ here first and re-run tests/test_reflex_patches.py and tests/e2e/test_reconnect.
    that Node 20 is out of date, although it then builds with bun's runtime, which needs no
    Node (bun --bun: Reflex's own path for a Node older than 22.22); its compile progress
    counts one step more than its total ("31/30"). The first two are dropped, the total fixed.
+   When it sets up .web it probes npm mirrors ("Failed to connect to ..."): it gets the
+   registry npm is configured with instead, asked only then.
 """
 
 from __future__ import annotations
@@ -120,6 +123,7 @@ def apply_at_start() -> None:
     """Apply the patches of Reflex's own command, before it runs (reflex_cli.py calls this)."""
     check_versions()
     _patch_warm_start()
+    _patch_npm_registry()
     _quiet_start_output()
 
 
@@ -336,7 +340,6 @@ def _patch_warm_start() -> None:
     @functools.wraps(original_compile)
     def _compile_app(*, avoid_dirty_check: bool = True):
         if environment.REFLEX_ENV_MODE.get() != constants.Env.PROD:
-            use_npm_registry()
             return original_compile(avoid_dirty_check=avoid_dirty_check)
         web_dir = prerequisites.get_web_dir()
         parts = frontend_build.fingerprint(root=Path.cwd(), package_dir=Path(__file__).parents[1], config=get_config())
@@ -353,7 +356,6 @@ def _patch_warm_start() -> None:
             why = "; ".join(frontend_build.PART_CHANGED[part] for part in changed)
             _start_log.info(f"Building the frontend again: {why}.")
         this_start.update(reuse=False, parts=parts)
-        use_npm_registry()
         return original_compile(avoid_dirty_check=avoid_dirty_check)
 
     @functools.wraps(original_build)
@@ -370,14 +372,27 @@ def _patch_warm_start() -> None:
     build.setup_frontend_prod = setup_frontend_prod
 
 
-def use_npm_registry() -> None:
-    """Point bun at the registry npm is configured with: Reflex would otherwise probe mirrors it cannot reach."""
-    if os.environ.get("NPM_CONFIG_REGISTRY") or not shutil.which("npm"):
+def _patch_npm_registry() -> None:
+    # As above: only the process that runs the command
+    from reflex.utils import registry
+
+    if getattr(registry._get_best_registry, "_kwik_npm", False):
         return
-    # Asked only when the frontend is built: a start that reuses it spends nothing on it.
-    found = subprocess.run(["npm", "config", "get", "registry"], capture_output=True, text=True)
-    if found.returncode == 0 and found.stdout.strip():
-        os.environ["NPM_CONFIG_REGISTRY"] = found.stdout.strip()
+    original = registry._get_best_registry
+
+    def npm_registry() -> str:
+        """The registry npm is configured with, for bun; Reflex would probe mirrors, unreachable here.
+
+        Asked only when Reflex needs one (setting up .web): a start that reuses the build spends nothing on it.
+        """
+        if shutil.which("npm"):
+            found = subprocess.run(["npm", "config", "get", "registry"], capture_output=True, text=True)
+            if found.returncode == 0 and found.stdout.strip():
+                return found.stdout.strip()
+        return original()
+
+    npm_registry._kwik_npm = True
+    registry._get_best_registry = npm_registry
 
 
 # --- 5. reflex: no misleading line in the start's output ---------------------------------------------
