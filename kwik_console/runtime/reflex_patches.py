@@ -182,11 +182,11 @@ def _serve_loop_with_backoff(original):
                     continue
                 lived = now - self.wrks[idx].birth
                 quick_deaths[idx] = quick_deaths.get(idx, 0) + 1 if lived < RESPAWN_STABLE_AFTER else 0
-                due[idx] = now + respawn_wait(quick_deaths[idx])
-                if due[idx] > now:
+                pause = respawn_wait(quick_deaths[idx])
+                due[idx] = now + pause
+                if pause:
                     granian_log.warning(
-                        f"worker-{idx + 1} died {lived:.1f} s after it started; "
-                        f"starting it again in {due[idx] - now:.0f} s"
+                        f"worker-{idx + 1} died {lived:.1f} s after it started; starting it again in {pause:g} s"
                     )
             ready = sorted(idx for idx, at in due.items() if at <= now)
             if ready:

@@ -6,6 +6,10 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import re
+import threading
+import time
+import types
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -136,3 +140,86 @@ def test_apscheduler_keeps_a_skipped_look_out_of_the_log(caplog):
     with caplog.at_level(logging.DEBUG):
         asyncio.run(run())
     assert not [r for r in caplog.records if "maximum number of running instances" in r.getMessage()]
+
+
+class FakeWorker:
+    def __init__(self):
+        self.birth = time.monotonic()
+
+
+class FakeGranian:
+    """What the serve loop uses of granian's Server, with workers that are only records."""
+
+    respawn_failed_workers = True
+    workers_lifetime = None
+    workers_rss = None
+
+    def __init__(self):
+        self.main_loop_interrupt = threading.Event()
+        self.interrupt_children: list[int] = []
+        self.interrupt_signal = self.reload_signal = False
+        self.wrks = [FakeWorker()]
+        self.respawned = threading.Semaphore(0)
+        self.respawns = 0
+        self._metrics = types.SimpleNamespace(incr_respawn_err=lambda n: None)
+
+    def _respawn_workers(self, workers, spawn_target, target_loader):
+        for idx in workers:
+            self.wrks[idx] = FakeWorker()
+            self.respawns += 1
+            self.respawned.release()
+
+    def die(self, idx: int = 0) -> None:  # as granian's watcher thread reports a worker's exit
+        self.interrupt_children.append(idx)
+        self.main_loop_interrupt.set()
+
+    def stop(self) -> None:  # as granian's SIGTERM handler
+        self.interrupt_signal = True
+        self.main_loop_interrupt.set()
+
+
+def granian_loop(server: FakeGranian) -> threading.Thread:
+    def not_granians_own(*args):
+        raise AssertionError("granian's own loop ran")
+
+    loop = reflex_patches._serve_loop_with_backoff(not_granians_own)
+    thread = threading.Thread(target=loop, args=(server, None, None), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_worker_that_keeps_dying_is_started_again_each_time_after_a_longer_wait(monkeypatch, caplog):
+    monkeypatch.setattr(reflex_patches, "RESPAWN_FIRST_WAIT", 0.01)
+    server = FakeGranian()
+    thread = granian_loop(server)
+    with caplog.at_level(logging.WARNING, logger="_granian"):
+        for _ in range(3):  # granian alone stopped the server at the second
+            server.die()
+            assert server.respawned.acquire(timeout=30)
+        server.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive() and server.respawns == 3
+    waits = [re.search(r"starting it again in ([\d.]+) s", r.getMessage()) for r in caplog.records]
+    assert [float(w.group(1)) for w in waits if w] == [0.01, 0.02, 0.04]
+
+
+def test_a_stop_during_the_wait_ends_the_loop_without_starting_the_worker(monkeypatch):
+    monkeypatch.setattr(reflex_patches, "RESPAWN_FIRST_WAIT", 3600.0)
+    server = FakeGranian()
+    thread = granian_loop(server)
+    server.die()
+    server.stop()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and server.respawns == 0
+
+
+def test_a_worker_that_lived_a_minute_is_started_again_at_once(monkeypatch):
+    monkeypatch.setattr(reflex_patches, "RESPAWN_FIRST_WAIT", 3600.0)
+    server = FakeGranian()
+    server.wrks[0].birth -= reflex_patches.RESPAWN_STABLE_AFTER
+    thread = granian_loop(server)
+    server.die()
+    assert server.respawned.acquire(timeout=30)  # no hour's wait: it was not crash-looping
+    server.stop()
+    thread.join(timeout=30)
+    assert server.respawns == 1
