@@ -41,7 +41,7 @@ from kwik_console.delivery.types import Outcome
 from kwik_console.store.db import get_engine
 
 log = logging.getLogger(__name__)
-logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run at INFO
+logging.getLogger("apscheduler").setLevel(logging.ERROR)  # every run at INFO, a look skipped while one runs at WARNING
 
 POLL_JOB = "dispatch-due"
 RETRY_JOB = "next-retry"

@@ -24,18 +24,17 @@ ROOT = Path(__file__).resolve().parents[2]  # where rxconfig.py lives
 
 
 def toolchain_env(root: Path = ROOT) -> dict[str, str]:
-    """The environment Reflex runs in: our bun, no telemetry, no version check, the configured npm registry."""
+    """The environment Reflex runs in: our bun, no telemetry, no version check.
+
+    The npm registry bun installs from is looked up only when Reflex sets up .web
+    (reflex_patches._patch_npm_registry).
+    """
     env = dict(os.environ)
     bin_dir = root / ".tools" / "node_modules" / ".bin"
     env["PATH"] = f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["REFLEX_BUN_PATH"] = str(bin_dir / "bun")
     env.setdefault("REFLEX_TELEMETRY_ENABLED", "false")
     env.setdefault("REFLEX_CHECK_LATEST_VERSION", "false")
-    if not env.get("NPM_CONFIG_REGISTRY") and shutil.which("npm"):
-        # Reflex would otherwise probe mirror registries it cannot reach.
-        registry = subprocess.run(["npm", "config", "get", "registry"], capture_output=True, text=True)
-        if registry.returncode == 0 and registry.stdout.strip():
-            env["NPM_CONFIG_REGISTRY"] = registry.stdout.strip()
     return env
 
 
@@ -55,7 +54,8 @@ def ensure_bun(root: Path = ROOT, env: dict[str, str] | None = None) -> Path:
 
 
 def reflex_command(*, dev: bool, port: int, host: str) -> list[str]:
-    reflex = [str(Path(sys.executable).parent / "reflex"), "run", "--backend-host", host]
+    # Reflex's command line with Kwik's start patches (warm starts, a truthful output) applied first.
+    reflex = [sys.executable, "-m", "kwik_console.runtime.reflex_cli", "run", "--backend-host", host]
     if dev:
         return [*reflex, "--env", "dev", "--frontend-port", str(port), "--backend-port", str(port + 5000)]
     return [*reflex, "--env", "prod", "--single-port", "--frontend-port", str(port), "--backend-port", str(port)]
@@ -119,7 +119,7 @@ def run_console(*, dev: bool = False, port: int = 3000, host: str = "127.0.0.1",
     get_engine()  # create the schema, and fail fast on a bad database URL
     if hint := first_admin_hint():
         print(hint, flush=True)
-    where = "with hot reload" if dev else "in production mode; the first start builds the frontend"
+    where = "with hot reload" if dev else "in production mode"
     print(f"Starting Kwik Console on http://{host}:{port} {where}...", flush=True)
     # In-flight attempts get up to the attempt timeout to finish when we are stopped.
     return serve(reflex_command(dev=dev, port=port, host=host), env=env, grace=settings.attempt_timeout + 10)

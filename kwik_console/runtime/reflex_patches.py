@@ -2,7 +2,8 @@
 
 Written for reflex 0.10.1 and granian 2.8.9 (both pinned in pyproject.toml); `apply()`
 refuses any other version with an error naming this file, so an upgrade has to come
-here first and re-run tests/test_reflex_patches.py and tests/e2e/test_reconnect.py.
+here first and re-run tests/integration/test_reflex_patches.py, tests/unit/test_starts.py,
+tests/e2e/test_reconnect.py and tests/e2e/test_starts.py.
 
 1. Respawn (granian). `reflex run --env prod` builds granian's `Server` itself and never
    passes `respawn_failed_workers`, so one dead worker stopped the whole console. When
@@ -22,6 +23,22 @@ here first and re-run tests/test_reflex_patches.py and tests/e2e/test_reconnect.
    process dies. A record whose worker is not alive is released on reconnect, and
    the tab keeps its token and the state Redis holds for it. A real duplicate tab
    (its twin's worker is alive) still gets a new token, as before.
+
+3. Respawn with a backoff (granian). granian's own respawn stops the whole server when a
+   worker dies within 5.5 s of the last respawn ("crash loop"), which left deliveries
+   Pending with nothing running. Patched servers start a dead worker again at once if it
+   had lived a minute, else after 1 s, 2 s, 4 s ... (at most 30 s), and never give up.
+
+4. Warm starts (`reflex run --env prod`, through kwik_console/runtime/reflex_cli.py). The
+   app is compiled and the frontend built only when something it is built from changed
+   (frontend_build.py); otherwise the build in .web is served as it is.
+
+5. The start's output. Reflex's init tells to run `uv run reflex run`; its Node check warns
+   that Node 20 is out of date, although it then builds with bun's runtime, which needs no
+   Node (bun --bun: Reflex's own path for a Node older than 22.22); its compile progress
+   counts one step more than its total ("31/30"). The first two are dropped, the total fixed.
+   When it sets up .web it probes npm mirrors ("Failed to connect to ..."): it gets the
+   registry npm is configured with instead, asked only then.
 """
 
 from __future__ import annotations
@@ -33,10 +50,16 @@ import json
 import logging
 import os
 import pickle
+import shutil
 import socket
+import subprocess
+import time
 from importlib import metadata
+from pathlib import Path
 
 from reflex.utils.tasks import ensure_task
+
+from kwik_console.runtime import frontend_build
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +72,9 @@ ALIVE_REFRESH = 3.0  # seconds between refreshes of the key
 READY_WAIT = 5.0  # seconds a first connect waits for its worker to be advertised alive
 
 RESPAWN_ENV = "KWIK_RESPAWN_FAILED_WORKERS"
+RESPAWN_FIRST_WAIT = 1.0  # seconds before starting again a worker that died soon after it started; doubles
+RESPAWN_MAX_WAIT = 30.0
+RESPAWN_STABLE_AFTER = 60.0  # seconds: a worker that lived this long is started again at once when it dies
 
 # Delete the record only if it is still the stale one read (another worker may have claimed the token since).
 _DELETE_IF_UNCHANGED = """
@@ -82,7 +108,7 @@ def check_versions(installed: dict[str, str] | None = None) -> None:
 
 
 def apply() -> None:
-    """Apply both patches once per process (the app module calls this)."""
+    """Apply the patches the app's processes need, once per process (the app module calls this)."""
     global _applied
     if _applied:
         return
@@ -91,6 +117,14 @@ def apply() -> None:
     if os.environ.get(RESPAWN_ENV) == "1":
         _patch_granian_respawn()
     _applied = True
+
+
+def apply_at_start() -> None:
+    """Apply the patches of Reflex's own command, before it runs (reflex_cli.py calls this)."""
+    check_versions()
+    _patch_warm_start()
+    _patch_npm_registry()
+    _quiet_start_output()
 
 
 # --- 1. granian: respawn failed workers ---------------------------------------------------------------
@@ -113,6 +147,58 @@ def _patch_granian_respawn() -> None:
 
     __init__._kwik_respawn = True
     cls.__init__ = __init__
+    cls._serve_loop = _serve_loop_with_backoff(cls._serve_loop)
+
+
+def respawn_wait(quick_deaths: int) -> float:
+    """Seconds before starting a dead worker again, after `quick_deaths` deaths in a row soon after a start."""
+    if quick_deaths <= 0:
+        return 0.0
+    return min(RESPAWN_FIRST_WAIT * 2 ** (quick_deaths - 1), RESPAWN_MAX_WAIT)
+
+
+def _serve_loop_with_backoff(original):
+    from granian.log import logger as granian_log  # granian's own lines: same place, same format
+
+    @functools.wraps(original)
+    def _serve_loop(self, spawn_target, target_loader):
+        # granian 2.8.9's loop (server/common.py) for what Reflex's prod server uses, with its crash
+        # branch replaced. Worker lifetimes and memory limits, which Reflex never sets, stay granian's.
+        if not self.respawn_failed_workers or self.workers_lifetime is not None or self.workers_rss is not None:
+            return original(self, spawn_target, target_loader)
+        quick_deaths: dict[int, int] = {}
+        due: dict[int, float] = {}  # dead worker -> when to start it again
+        while True:
+            wait = max(min(due.values()) - time.monotonic(), 0.0) if due else None
+            self.main_loop_interrupt.wait(wait)
+            if self.interrupt_signal:
+                break
+            # Cleared before the list is read: a worker that dies meanwhile sets it again.
+            self.main_loop_interrupt.clear()
+            now = time.monotonic()
+            while self.interrupt_children:
+                idx = self.interrupt_children.pop(0)
+                if idx in due:
+                    continue
+                lived = now - self.wrks[idx].birth
+                quick_deaths[idx] = quick_deaths.get(idx, 0) + 1 if lived < RESPAWN_STABLE_AFTER else 0
+                pause = respawn_wait(quick_deaths[idx])
+                due[idx] = now + pause
+                if pause:
+                    granian_log.warning(
+                        f"worker-{idx + 1} died {lived:.1f} s after it started; starting it again in {pause:g} s"
+                    )
+            ready = sorted(idx for idx, at in due.items() if at <= now)
+            if ready:
+                for idx in ready:
+                    del due[idx]
+                self._respawn_workers(ready, spawn_target, target_loader)
+                self._metrics.incr_respawn_err(1)
+            if self.reload_signal:
+                self._reload(spawn_target, target_loader)
+
+    _serve_loop._kwik_backoff = True
+    return _serve_loop
 
 
 # --- 2. reflex: a tab whose worker died keeps its token -----------------------------------------------
@@ -230,3 +316,125 @@ def _patch_token_manager() -> None:
     link_token_to_sid._kwik_patched = True
     RedisTokenManager.link_token_to_sid = link_token_to_sid
     RedisTokenManager.close = close
+
+
+# --- 4. reflex: a start that changes nothing reuses the compiled app and the built frontend -----------
+
+_start_log = logging.getLogger("reflex.kwik")  # under Reflex's logger: printed as Reflex prints its own lines
+
+
+def _patch_warm_start() -> None:
+    # Reflex's command-line modules: loaded only in the process that runs `reflex run`, not in its workers
+    from reflex import reflex as reflex_command
+    from reflex.utils import build, prerequisites
+    from reflex_base import constants
+    from reflex_base.config import get_config
+    from reflex_base.environment import environment
+
+    if getattr(reflex_command._compile_app, "_kwik_warm", False):
+        return
+    original_compile = reflex_command._compile_app
+    original_build = build.setup_frontend_prod
+    this_start: dict = {}  # what the compile decided, for the build that follows it
+
+    @functools.wraps(original_compile)
+    def _compile_app(*, avoid_dirty_check: bool = True):
+        if environment.REFLEX_ENV_MODE.get() != constants.Env.PROD:
+            return original_compile(avoid_dirty_check=avoid_dirty_check)
+        web_dir = prerequisites.get_web_dir()
+        parts = frontend_build.fingerprint(root=Path.cwd(), package_dir=Path(__file__).parents[1], config=get_config())
+        changed = frontend_build.changed_parts(web_dir, parts)
+        if changed == []:
+            when = frontend_build.built_at(web_dir)
+            since = f" on {when.astimezone():%-d %b %Y at %H:%M}" if when else ""
+            _start_log.info(f"Serving the frontend built{since}: nothing it is built from has changed.")
+            this_start.update(reuse=True)
+            return None
+        if changed is None:
+            _start_log.info("Building the frontend, once: later starts reuse it until what it is built from changes.")
+        else:
+            why = "; ".join(frontend_build.PART_CHANGED[part] for part in changed)
+            _start_log.info(f"Building the frontend again: {why}.")
+        this_start.update(reuse=False, parts=parts)
+        return original_compile(avoid_dirty_check=avoid_dirty_check)
+
+    @functools.wraps(original_build)
+    def setup_frontend_prod(root):
+        if this_start.get("reuse"):
+            return None
+        original_build(root)
+        if parts := this_start.get("parts"):
+            frontend_build.record(prerequisites.get_web_dir(), parts)
+        return None
+
+    _compile_app._kwik_warm = True
+    reflex_command._compile_app = _compile_app
+    build.setup_frontend_prod = setup_frontend_prod
+
+
+def _patch_npm_registry() -> None:
+    # As above: only the process that runs the command
+    from reflex.utils import registry
+
+    if getattr(registry._get_best_registry, "_kwik_npm", False):
+        return
+    original = registry._get_best_registry
+
+    def npm_registry() -> str:
+        """The registry npm is configured with, for bun; Reflex would probe mirrors, unreachable here.
+
+        Asked only when Reflex needs one (setting up .web): a start that reuses the build spends nothing on it.
+        """
+        if shutil.which("npm"):
+            found = subprocess.run(["npm", "config", "get", "registry"], capture_output=True, text=True)
+            if found.returncode == 0 and found.stdout.strip():
+                return found.stdout.strip()
+        return original()
+
+    npm_registry._kwik_npm = True
+    registry._get_best_registry = npm_registry
+
+
+# --- 5. reflex: no misleading line in the start's output ---------------------------------------------
+
+
+class _DropLines(logging.Filter):
+    def __init__(self, *fragments: str):
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(fragment in message for fragment in self.fragments)
+
+
+COMPILE_TASK = "Compiling:"
+
+
+def _quiet_start_output() -> None:
+    from reflex.utils import console  # as above: only the process that runs the command
+
+    # `reflex init`'s advice: kwik-console run is what starts the console.
+    logging.getLogger("reflex.reflex").addFilter(_DropLines("reflex run`"))
+    # Below Node 22.22 Reflex builds with `bun --bun` (bun's runtime), so no Node is out of date for it.
+    logging.getLogger("reflex.utils.js_runtimes").addFilter(_DropLines("of Node.js is out of date"))
+
+    if getattr(console.progress, "_kwik_counted", False):
+        return
+    original_progress = console.progress
+
+    @functools.wraps(original_progress)
+    def progress(*args, **kwargs):
+        bar = original_progress(*args, **kwargs)
+        add_task = bar.add_task
+
+        def add_counted_task(description, *task_args, total=None, **task_kwargs):
+            if description == COMPILE_TASK and total is not None:
+                total += 1  # the compile advances eight fixed steps and counts seven (reflex/compiler/compiler.py)
+            return add_task(description, *task_args, total=total, **task_kwargs)
+
+        bar.add_task = add_counted_task
+        return bar
+
+    progress._kwik_counted = True
+    console.progress = progress

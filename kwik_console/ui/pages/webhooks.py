@@ -167,6 +167,37 @@ def _pagination() -> rx.Component:
     )
 
 
+# The README's five minutes, on this machine (local mode: loopback receivers are allowed).
+QUICKSTART_RECEIVER = "http://127.0.0.1:4242/hook"
+
+
+def _command(text: str) -> rx.Component:
+    return rx.code(text, variant="ghost", size="2", style={"overflow_wrap": "anywhere"})
+
+
+def _quickstart() -> rx.Component:
+    return rx.box(
+        rx.heading("Try it in five minutes", size="3", as_="h2"),
+        rx.el.ol(
+            rx.el.li("Run a receiver that prints what it gets: ", _command(".venv/bin/python examples/receiver.py")),
+            rx.el.li("Create a webhook to ", _command(QUICKSTART_RECEIVER), " for ", _command("payment.created"), "."),
+            rx.el.li("Send an event: ", _command(".venv/bin/kwik-console trigger payment.created")),
+            rx.el.li("Watch it arrive: the receiver prints it, and the webhook's View Events shows the delivery."),
+            style={
+                "list_style": "decimal",
+                "padding_left": "1.5em",
+                "margin": "8px 0 0",
+                "display": "grid",
+                "gap": "6px",
+            },
+        ),
+        font_size="var(--font-size-2)",
+        max_width="520px",
+        width="100%",
+        text_align="left",
+    )
+
+
 def _empty_state() -> rx.Component:
     return rx.card(
         rx.vstack(
@@ -185,6 +216,7 @@ def _empty_state() -> rx.Component:
                 color_scheme="gray",
                 max_width="520px",
             ),
+            rx.cond(SessionState.can_write & ~SessionState.hosted, _quickstart()),
             rx.cond(
                 SessionState.can_write,
                 rx.button(rx.icon("plus", size=16), "Create", size="3", on_click=WebhookFormState.open_create),
