@@ -23,6 +23,7 @@ from reflex.middleware import Middleware
 from reflex.state import State, StateUpdate
 from reflex_base.event import Event
 
+from kwik_console.core import client_address
 from kwik_console.core.settings import get_settings
 from kwik_console.store.db import session_scope
 from kwik_console.team import access, audit, sessions
@@ -173,7 +174,7 @@ class AccessMiddleware(Middleware):
                 action="access.refused",
                 target=handler.rsplit(".", 2)[-2] + "." + handler.rsplit(".", 1)[-1],
                 detail={"role": signed_in.role},
-                client_address=headers.get("asgi-scope-client", ""),
+                client_address=client_address.of_socket(headers),
             )
         return StateUpdate(
             events=Event.from_event_type(
