@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 
 from kwik_console.api import ratelimit
 from kwik_console.api.problems import ApiProblem
+from kwik_console.core import client_address
 from kwik_console.core.clock import utcnow
 from kwik_console.core.network import is_loopback
 from kwik_console.core.settings import get_settings
@@ -67,7 +68,7 @@ async def authorize(request: Request) -> Caller:
     # On the event loop: only a token's check goes to a thread, and not even that for a route that checks it
     # in its own transaction (one thread hop per request, not two).
     route, action = rule_for(request)
-    address = request.client.host if request.client else ""
+    address = client_address.of_request(request)  # behind a trusted proxy, the address it forwarded
     header = request.headers.get("authorization")
     settings = get_settings()
     if header is None:

@@ -246,6 +246,23 @@ def parse_allowed_networks(text: str) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+def parse_trusted_proxies(text: str) -> tuple[IPNetwork, ...]:
+    """Parse KWIK_TRUSTED_PROXIES: comma-separated addresses or networks of the reverse proxies in front of the
+    console, such as '127.0.0.1,10.0.0.0/8'. Raises ValueError naming the bad part."""
+    networks: list[IPNetwork] = []
+    for part in (p.strip() for p in (text or "").split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=True))
+        except ValueError as exc:
+            raise ValueError(
+                "KWIK_TRUSTED_PROXIES must be comma-separated addresses or networks of your reverse proxies, like "
+                f"'127.0.0.1' or '10.0.0.0/8,fd00::/8'; {part!r} is not one ({exc})"
+            ) from None
+    return tuple(networks)
+
+
 # One DNS label as RFC 1123 has it: letters, digits and inner hyphens, at most 63 (IDNA's xn-- form included).
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
@@ -302,4 +319,5 @@ __all__: list[str] = [
     "is_loopback",
     "parse_allowed_networks",
     "parse_ipv4_spelling",
+    "parse_trusted_proxies",
 ]

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from kwik_console.core.network import parse_allowed_networks
+from kwik_console.core.network import parse_allowed_networks, parse_trusted_proxies
 
 # The retry schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h -> 8 attempts in all.
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
@@ -56,6 +56,8 @@ class Settings:
     metrics_token: str = ""
     # Hosted mode: networks deliveries may reach although internal (KWIK_ALLOWED_NETWORKS).
     allowed_networks: tuple = ()
+    # Reverse proxies whose X-Forwarded-For names the client (KWIK_TRUSTED_PROXIES); none by default.
+    trusted_proxies: tuple = ()
     # The only proxy deliveries go through; proxy variables in the environment are ignored.
     http_proxy: str | None = None
     # Fernet keys for signing secrets at rest, the current one first (KWIK_SECRET_KEY).
@@ -171,6 +173,7 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         metrics_dir=env.get("KWIK_METRICS_DIR", "").strip(),
         metrics_token=env.get("KWIK_METRICS_TOKEN", "").strip(),
         allowed_networks=_allowed_networks(env.get("KWIK_ALLOWED_NETWORKS", "")),
+        trusted_proxies=_trusted_proxies(env.get("KWIK_TRUSTED_PROXIES", "")),
         http_proxy=_http_proxy(env.get("KWIK_HTTP_PROXY", "")),
         secret_keys=secret_keys,
         redis_url=env.get("KWIK_REDIS_URL", "").strip() or env.get("REFLEX_REDIS_URL", "").strip() or None,
@@ -203,6 +206,13 @@ def parse_duration(text: str, name: str, *, default: float) -> float:
 def _allowed_networks(text: str) -> tuple:
     try:
         return parse_allowed_networks(text)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def _trusted_proxies(text: str) -> tuple:
+    try:
+        return parse_trusted_proxies(text)
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from http.cookies import CookieError, SimpleCookie
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -42,14 +42,20 @@ def safe_next(value: str | None) -> str:
 
     Browsers drop tab, CR and LF from a URL and read a backslash as a slash, so `/\t/evil.example` would
     become `//evil.example`: any control character or backslash refuses the value, and so does anything
-    that parses as more than a path.
+    that parses as more than a path. The same holds once percent-decoded (`/%09/`, `/%2F/`, `/%5C`), in
+    case anything on the way decodes it once more.
     """
-    if not value or not value.startswith("/") or "\\" in value or CONTROL_CHARACTERS.search(value):
-        return "/"
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
+    if not value or not _only_a_path(value) or not _only_a_path(unquote(value)):
         return "/"
     return value
+
+
+def _only_a_path(value: str) -> bool:
+    # Browsers read any run of slashes after the first as "another host": ///evil.example too.
+    if not value.startswith("/") or value.startswith("//") or "\\" in value or CONTROL_CHARACTERS.search(value):
+        return False
+    parts = urlsplit(value)
+    return not (parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"))
 
 
 def open_session(*, session: Session, member: Member, address: str = "", user_agent: str = "") -> str:

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from kwik_console.core import client_address
 from kwik_console.core.errors import InvalidInput
 from kwik_console.core.settings import get_settings
 from kwik_console.store.db import session_scope
@@ -45,7 +46,7 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def _address(request: Request) -> str:
-    return request.client.host if request.client else ""
+    return client_address.of_request(request)  # behind a trusted proxy, the address it forwarded
 
 
 def _go(location: str, *, token: str | None = None, clear: bool = False) -> Response:

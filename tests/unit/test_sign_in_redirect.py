@@ -25,6 +25,19 @@ from kwik_console.team.sessions import safe_next
         "/\u2028/evil.example",
         "javascript:alert(1)",
         "/ /\t/evil.example",
+        "///evil.example",
+        "/\\/evil.example",
+        "http:/evil.example",
+        "https:evil.example",
+        # Percent-encoded, for anything that decodes the value once more on its way to the browser.
+        "/%09/evil.example/phish",
+        "/%0d%0a/evil.example",
+        "/%0A/evil.example",
+        "/%2F/evil.example",
+        "/%2f%2fevil.example",
+        "/%5Cevil.example",
+        "/%5c%5cevil.example",
+        "/%00",
     ],
 )
 def test_anything_but_a_path_here_goes_to_the_list(value):

@@ -229,7 +229,7 @@ def _secret_section() -> rx.Component:
                 size="1",
                 variant="soft",
                 type="button",
-                on_click=Form.toggle_secret,
+                on_click=Form.toggle_secret(Form.secret_shown),
             ),
             rx.button("Copy", size="1", variant="soft", type="button", on_click=Form.copy_secret),
             rx.alert_dialog.root(

@@ -292,7 +292,10 @@ def _operational() -> rx.Component:
                             style={"word_break": "break-all", "flex": "1", "padding": "6px 8px"},
                         ),
                         rx.button(
-                            rx.cond(O.shown, "Hide", "Reveal"), size="1", variant="soft", on_click=O.toggle_secret
+                            rx.cond(O.shown, "Hide", "Reveal"),
+                            size="1",
+                            variant="soft",
+                            on_click=O.toggle_secret(O.shown),
                         ),
                         rx.button("Copy", size="1", variant="soft", on_click=O.copy_secret),
                         width="100%",

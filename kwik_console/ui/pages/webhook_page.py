@@ -329,7 +329,7 @@ def _secret() -> rx.Component:
                             rx.cond(SecretState.shown, "Hide", "Reveal"),
                             size="1",
                             variant="soft",
-                            on_click=SecretState.toggle,
+                            on_click=SecretState.toggle(SecretState.shown),
                         ),
                         rx.button("Copy", size="1", variant="soft", on_click=SecretState.copy),
                         rx.alert_dialog.root(

@@ -1,4 +1,5 @@
-"""What several UI states share: which webhook a page is about, the viewer's time zone, reading a secret."""
+"""What several UI states share: which webhook a page is about, the viewer's time zone, reading a secret,
+and values shown once."""
 
 from __future__ import annotations
 
@@ -25,6 +26,22 @@ def viewer_zone(name: str) -> dt.tzinfo:
         return zoneinfo.ZoneInfo(name) if name else dt.UTC
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         return dt.UTC
+
+
+def forget(state, *names: str) -> None:
+    """Set the server's copy of shown-once vars back to their defaults, once a delta has taken them to the
+    browser (the handler sets them, yields, then calls this).
+
+    A revealed signing secret, a new access token and an invitation link must never rest on the server's
+    side of a tab: with KWIK_REDIS_URL, Reflex pickles each tab's whole state into Redis, backend-only `_`
+    vars included, for as long as the tab lives. So the value only passes through: it leaves in the
+    yield's delta, and the copy is then changed without being marked dirty, so no further delta clears the
+    browser's. What is saved, and sent again on a reload or a reconnect, is the default (hidden, closed).
+    """
+    fields = type(state).get_fields()
+    for name in names:
+        vars(state)[name] = fields[name].default_value()  # vars(): a plain assignment would be sent
+    state._was_touched = True  # saved even if nothing else in the state changed
 
 
 def read_secret(webhook_id: int, action: str, *, operational: bool = False) -> str:

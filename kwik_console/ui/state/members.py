@@ -8,6 +8,7 @@ from kwik_console.core.clock import iso
 from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.store.db import session_scope
 from kwik_console.team import access, members
+from kwik_console.ui.state.common import forget
 from kwik_console.ui.views import MemberRow
 
 
@@ -16,7 +17,8 @@ class MembersState(rx.State):
     loading: bool = True
     invite_open: bool = False
     invite_errors: dict[str, str] = {"email": "", "role": ""}
-    # The one-time link, shown once right after it is made; cleared when its dialog closes.
+    # The one-time link, shown once right after it is made: the server forgets it (and that its dialog is
+    # open) as soon as the browser has it.
     link_open: bool = False
     link_url: str = ""
     link_email: str = ""
@@ -70,7 +72,8 @@ class MembersState(rx.State):
             return
         self.invite_open = False
         self._show_link(link)
-        return MembersState.load
+        yield MembersState.load
+        forget(self, "link_url", "link_open")
 
     @rx.event
     def set_link_open(self, value: bool):
@@ -84,9 +87,11 @@ class MembersState(rx.State):
             with session_scope() as session:
                 link = members.reset_link(session=session, member_id=member_id, actor=access.actor())
         except NotFound as exc:
-            return [rx.toast.error(str(exc)), MembersState.load]
+            yield [rx.toast.error(str(exc)), MembersState.load]
+            return
         self._show_link(link)
-        return MembersState.load
+        yield MembersState.load
+        forget(self, "link_url", "link_open")
 
     @rx.event
     def set_role(self, member_id: int, role: str):

@@ -18,7 +18,7 @@ from kwik_console.operations import health, notices, recovery
 from kwik_console.store.db import session_scope
 from kwik_console.store.tables import WebhookStatus
 from kwik_console.team import access
-from kwik_console.ui.state.common import read_secret, viewer_zone
+from kwik_console.ui.state.common import forget, read_secret, viewer_zone
 from kwik_console.ui.state.webhook_page import WebhookPageState
 from kwik_console.ui.state.webhooks import WebhooksState
 from kwik_console.ui.views import RecoveryView
@@ -291,14 +291,18 @@ class OperationalState(rx.State):
             return rx.toast.success("Operational webhook removed: no notices are sent.")
 
     @rx.event
-    def toggle_secret(self):
-        if self.shown:
+    def toggle_secret(self, showing: bool = False):
+        """Reveal, or hide what the browser shows (`showing`: the server keeps no copy to tell)."""
+        if showing:
             self.secret, self.shown = "", False
             return
         try:
             self.secret, self.shown = read_secret(self.webhook_id, "secret.revealed", operational=True), True
         except NotFound as exc:
-            return rx.toast.error(str(exc))
+            yield rx.toast.error(str(exc))
+            return
+        yield
+        forget(self, "secret", "shown")
 
     @rx.event
     def copy_secret(self):

@@ -17,6 +17,8 @@ class SessionState(rx.State):
     email: str = ""
     role: str = ""
     hosted: bool = False
+    # Which session loaded this tab's state (ui/middleware.py `tab_owner`): a digest, compared on every event.
+    _tab_owner: str = ""
 
     @rx.var
     def can_write(self) -> bool:

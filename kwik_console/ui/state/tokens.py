@@ -10,6 +10,7 @@ from kwik_console.core.clock import iso, utcnow
 from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.store.db import session_scope
 from kwik_console.team import access, tokens
+from kwik_console.ui.state.common import forget
 
 
 @dataclasses.dataclass
@@ -49,7 +50,8 @@ class TokensState(rx.State):
     loading: bool = True
     create_open: bool = False
     errors: dict[str, str] = _blank_errors()
-    # The token itself, shown once right after it is made; cleared when its dialog closes.
+    # The token itself, shown once right after it is made: the server forgets it (and that its dialog is
+    # open) as soon as the browser has it.
     shown_open: bool = False
     shown_token: str = ""
     shown_name: str = ""
@@ -90,7 +92,8 @@ class TokensState(rx.State):
             return
         self.create_open = False
         self.shown_token, self.shown_name, self.shown_open = made.token, made.record.name, True
-        return TokensState.load
+        yield TokensState.load
+        forget(self, "shown_token", "shown_open")
 
     @rx.event
     def set_shown_open(self, value: bool):

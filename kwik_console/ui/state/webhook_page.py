@@ -15,7 +15,7 @@ from kwik_console.operations.health import health_of
 from kwik_console.store.db import get_engine, session_scope
 from kwik_console.store.tables import WebhookStatus
 from kwik_console.team import access
-from kwik_console.ui.state.common import read_secret, viewer_zone, webhook_id_from
+from kwik_console.ui.state.common import forget, read_secret, viewer_zone, webhook_id_from
 from kwik_console.ui.views import FiguresView
 from kwik_console.webhooks import rules
 from kwik_console.webhooks import service as webhooks
@@ -145,7 +145,10 @@ class WebhookPageState(rx.State):
 
 
 class SecretState(rx.State):
-    """The signing secret on the webhook page; only members whose role allows it reach these handlers."""
+    """The signing secret on the webhook page; only members whose role allows it reach these handlers.
+
+    Shown once: the server forgets the secret (and that it is shown) as soon as the browser has it.
+    """
 
     secret: str = ""
     shown: bool = False
@@ -155,14 +158,18 @@ class SecretState(rx.State):
         return page.webhook_id
 
     @rx.event
-    async def toggle(self):
-        if self.shown:
+    async def toggle(self, showing: bool = False):
+        """Reveal, or hide what the browser shows (`showing`: the server keeps no copy to tell)."""
+        if showing:
             self.secret, self.shown = "", False
             return
         try:
             self.secret, self.shown = read_secret(await self._webhook_id(), "secret.revealed"), True
         except NotFound as exc:
-            return rx.toast.error(str(exc))
+            yield rx.toast.error(str(exc))
+            return
+        yield
+        forget(self, "secret", "shown")
 
     @rx.event
     async def copy(self):
@@ -179,6 +186,8 @@ class SecretState(rx.State):
             with session_scope() as session:
                 webhook = webhooks.rotate_secret(session=session, webhook_id=webhook_id, actor=access.actor())
         except NotFound as exc:
-            return rx.toast.error(str(exc))
+            yield rx.toast.error(str(exc))
+            return
         self.secret, self.shown = webhook.secret, True
-        return rx.toast.success("New signing secret created. The previous one keeps signing for 24 hours.")
+        yield rx.toast.success("New signing secret created. The previous one keeps signing for 24 hours.")
+        forget(self, "secret", "shown")

@@ -14,7 +14,7 @@ from kwik_console.events import catalog, rollups
 from kwik_console.store.db import get_engine, session_scope
 from kwik_console.store.tables import Webhook, WebhookStatus
 from kwik_console.team import access
-from kwik_console.ui.state.common import webhook_id_from
+from kwik_console.ui.state.common import forget, webhook_id_from
 from kwik_console.ui.state.webhook_page import WebhookPageState
 from kwik_console.ui.views import FiguresView, OverviewRow, WebhookRow
 from kwik_console.webhooks import rules
@@ -124,7 +124,7 @@ class WebhookFormState(rx.State):
     errors: dict[str, str] = _blank_errors()
     saving: bool = False
     # The signing secret reaches the browser only once a member allowed to see it reveals it;
-    # until then it stays in the database, not even in backend state.
+    # until then it stays in the database, not even in backend state, and the server forgets it once sent.
     secret: str = ""
     secret_shown: bool = False
 
@@ -282,14 +282,18 @@ class WebhookFormState(rx.State):
             ).secret
 
     @rx.event
-    def toggle_secret(self):
-        if self.secret_shown:
+    def toggle_secret(self, showing: bool = False):
+        """Reveal, or hide what the browser shows (`showing`: the server keeps no copy to tell)."""
+        if showing:
             self.secret, self.secret_shown = "", False
             return
         try:
             self.secret, self.secret_shown = self._read_secret("secret.revealed"), True
         except NotFound as exc:
-            return rx.toast.error(str(exc))
+            yield rx.toast.error(str(exc))
+            return
+        yield
+        forget(self, "secret", "secret_shown")
 
     @rx.event
     def copy_secret(self):
@@ -305,9 +309,11 @@ class WebhookFormState(rx.State):
             with session_scope() as session:
                 webhook = webhooks.rotate_secret(session=session, webhook_id=self.webhook_id, actor=access.actor())
         except NotFound as exc:
-            return rx.toast.error(str(exc))
+            yield rx.toast.error(str(exc))
+            return
         self.secret, self.secret_shown = webhook.secret, True
-        return rx.toast.success("New signing secret created. The previous one keeps signing for 24 hours.")
+        yield rx.toast.success("New signing secret created. The previous one keeps signing for 24 hours.")
+        forget(self, "secret", "secret_shown")
 
 
 class DeleteState(rx.State):
