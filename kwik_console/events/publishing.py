@@ -275,7 +275,7 @@ _INSERT_EVENT = insert(Event)
 _SUBSCRIBED = Webhook.status.in_([WebhookStatus.LIVE.value, WebhookStatus.PAUSED.value])
 # "All events" webhooks have no subscription rows: they match every type published here, which is always a
 # merchant's type (`_check`); operational notices go out by _FAN_OUT_NOTICE alone, so never to them.
-_ALL_EVENTS = col(Webhook.all_events).is_(True)
+_ALL_EVENTS = col(Webhook.all_events) == sa.true()  # the form ix_webhook_all_events is made for
 _FAN_OUT_TO_SUBSCRIBERS = _fan_out(
     select(Subscription.webhook_id)
     .join(Webhook, col(Webhook.id) == Subscription.webhook_id)

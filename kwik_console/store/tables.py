@@ -66,6 +66,13 @@ class Webhook(SQLModel, table=True):
     __table_args__ = (
         # The list, newest first.
         sa.Index("ix_webhook_created", "created_at", "id"),
+        # Every publish looks for the "All events" webhooks: only those are indexed.
+        sa.Index(
+            "ix_webhook_all_events",
+            "id",
+            sqlite_where=sa.text("all_events = 1"),
+            postgresql_where=sa.text("all_events"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

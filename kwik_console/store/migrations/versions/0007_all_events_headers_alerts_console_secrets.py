@@ -20,6 +20,13 @@ def upgrade() -> None:
     with op.batch_alter_table("webhook", schema=None) as batch_op:
         batch_op.add_column(sa.Column("all_events", sa.Boolean(), server_default=sa.false(), nullable=False))
         batch_op.add_column(sa.Column("headers", sa.JSON(), server_default="{}", nullable=False))
+        batch_op.create_index(
+            "ix_webhook_all_events",
+            ["id"],
+            unique=False,
+            sqlite_where=sa.text("all_events = 1"),
+            postgresql_where=sa.text("all_events"),
+        )
 
     with op.batch_alter_table("member", schema=None) as batch_op:
         batch_op.add_column(sa.Column("email_alerts", sa.Boolean(), server_default=sa.false(), nullable=False))
@@ -68,5 +75,6 @@ def downgrade() -> None:
     with op.batch_alter_table("member", schema=None) as batch_op:
         batch_op.drop_column("email_alerts")
     with op.batch_alter_table("webhook", schema=None) as batch_op:
+        batch_op.drop_index("ix_webhook_all_events")
         batch_op.drop_column("headers")
         batch_op.drop_column("all_events")
