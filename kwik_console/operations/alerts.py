@@ -23,6 +23,7 @@ import datetime as dt
 import email.message
 import email.utils
 import logging
+import threading
 import time
 from urllib.parse import urlsplit
 
@@ -218,6 +219,35 @@ class _Claimed:
     body: str
     tries: int
     created_at: dt.datetime
+
+
+_sender: threading.Thread | None = None
+_sender_lock = threading.Lock()
+
+
+def start_sending(engine: Engine, settings: Settings) -> bool:
+    """The alerts job's run: `send_due` on a thread of its own, unless the last one is still at it.
+
+    The job returns at once, so the scheduler never finds it still running (a try may wait its whole
+    timeout on a mail server that never answers), and the thread is a daemon: stopping the process does
+    not wait for a mail server either (a try cut short is taken over when its lease ends).
+    """
+    global _sender
+    if settings.smtp is None:
+        return False
+    with _sender_lock:
+        if _sender is not None and _sender.is_alive():
+            return False
+        _sender = threading.Thread(target=_send_logged, args=(engine, settings), name="kwik-alerts", daemon=True)
+        _sender.start()
+    return True
+
+
+def _send_logged(engine: Engine, settings: Settings) -> None:
+    try:
+        send_due(engine, settings)
+    except Exception:  # noqa: BLE001  the job's next run tries again
+        log.exception("sending alerts failed")
 
 
 def send_due(engine: Engine, settings: Settings, *, now: dt.datetime | None = None, budget_seconds=None) -> Sent:

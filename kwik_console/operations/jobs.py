@@ -39,5 +39,5 @@ def purge(engine: Engine, owner: str, settings: Settings) -> retention.Purged:
     return retention.purge(engine, days=settings.retention_days, budget_seconds=RETENTION_BUDGET_SECONDS)
 
 
-def send_alerts(engine: Engine, owner: str, settings: Settings) -> alerts.Sent:
-    return alerts.send_due(engine, settings)
+def send_alerts(engine: Engine, owner: str, settings: Settings) -> bool:
+    return alerts.start_sending(engine, settings)

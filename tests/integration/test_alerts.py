@@ -12,16 +12,24 @@ import asyncio
 import datetime as dt
 import email
 import email.policy
+import ipaddress
 import socket
+import ssl
 import threading
 import time
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from sqlmodel import Session, select
 
 from kwik_console.core import clock
-from kwik_console.core.mail import parse_smtp_url
+from kwik_console.core.mail import MailError, parse_smtp_url
+from kwik_console.core.mail import send as send_mail
 from kwik_console.core.settings import SettingsError, from_env, get_settings
 from kwik_console.events.publishing import publish
 from kwik_console.operations import alerts, health
@@ -387,6 +395,71 @@ def test_a_mail_server_that_never_answers_holds_a_try_no_longer_than_its_timeout
     [row] = alert_rows()
     assert row.state == "pending" and "no answer in time" in row.last_error
     assert took < 10  # the try's timeout, not the operating system's (minutes)
+
+
+# ---------------------------------------------------------------- TLS and passwords
+
+
+def certificate_for_loopback(folder) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A self-signed certificate for 127.0.0.1: (the server's context, a client's that trusts only it)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kwik test mail server")])
+    now = clock.utcnow()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    (folder / "cert.pem").write_bytes(pem)
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+    return server, ssl.create_default_context(cadata=pem.decode())
+
+
+def a_message() -> email.message.EmailMessage:
+    message = email.message.EmailMessage()
+    message["From"], message["To"], message["Subject"] = "kwik@example.com", "oncall@example.com", "Hello"
+    message.set_content("Over TLS.")
+    return message
+
+
+@pytest.mark.parametrize("scheme", ["smtp", "smtps"])
+def test_starttls_and_implicit_tls_carry_the_password_encrypted(tmp_path, scheme):
+    server_tls, client_tls = certificate_for_loopback(tmp_path)
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append((mechanism, auth_data.login, auth_data.password, session.ssl is not None))
+        return AuthResult(success=True)
+
+    box = Mailbox()
+    if scheme == "smtp":  # the password only after STARTTLS
+        tls = {"tls_context": server_tls, "require_starttls": True, "auth_require_tls": True}
+    else:  # TLS from the first byte (aiosmtpd's session does not know it, so it must not insist on STARTTLS)
+        tls = {"ssl_context": server_tls, "auth_require_tls": False}
+    box._controller = Controller(box, hostname="127.0.0.1", port=box.port, authenticator=authenticator, **tls)
+    box._controller.start()
+    try:
+        server = parse_smtp_url(f"{scheme}://kwik:s%3Dcret@127.0.0.1:{box.port}")
+        assert send_mail(server, a_message(), timeout=5, tls=client_tls) == []
+        with pytest.raises(MailError, match="CERTIFICATE_VERIFY_FAILED"):  # a certificate nobody vouches for
+            send_mail(server, a_message(), timeout=5)
+    finally:
+        box.stop()
+    assert [m["Subject"] for m in box.messages] == ["Hello"]
+    assert [(login, password) for _, login, password, _ in logins] == [(b"kwik", b"s=cret")]
+    if scheme == "smtp":
+        assert logins[0][3], "the password went before STARTTLS"
 
 
 # ---------------------------------------------------------------- settings
