@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import email.message
+import functools
 import ipaddress
 import smtplib
 import ssl
@@ -79,6 +80,13 @@ def parse_smtp_url(text: str) -> MailServer:
     )
 
 
+@functools.cache
+def _system_tls() -> ssl.SSLContext:
+    """Made once, when first needed: reading the system's authorities holds the GIL for a long moment (0.4 s on a
+    loaded machine), which would stall the delivery thread's event loop at every try."""
+    return ssl.create_default_context()
+
+
 class _Deadline:
     """smtplib's client, with each read and write given what is left of the try's time."""
 
@@ -122,10 +130,9 @@ def send(
     Raises MailError when the server took none. `tls` verifies the server's certificate (the system's
     trusted authorities by default).
     """
-    tls = tls or ssl.create_default_context()
     # Given local_hostname, smtplib skips looking up this machine's name, which can take seconds.
     client = (
-        _SMTPS(local_hostname=local_hostname, timeout=timeout, context=tls)
+        _SMTPS(local_hostname=local_hostname, timeout=timeout, context=tls or _system_tls())
         if server.implicit_tls
         else _SMTP(local_hostname=local_hostname, timeout=timeout)
     )
@@ -138,7 +145,7 @@ def send(
         client.ehlo()
         if not server.implicit_tls:
             if client.has_extn("starttls"):
-                client.starttls(context=tls)
+                client.starttls(context=tls or _system_tls())
                 client.ehlo()
             elif server.starttls_required:
                 raise MailError(f"{server} does not offer STARTTLS, which port {SUBMISSION_PORT} needs")

@@ -32,7 +32,7 @@ from sqlalchemy import Engine, delete, func, insert, or_, select, update
 from kwik_console.core import mail
 from kwik_console.core.clock import utcnow
 from kwik_console.core.settings import Settings, get_settings
-from kwik_console.store.tables import Alert, AlertState, Attempt, Delivery, WebhookStatus
+from kwik_console.store.tables import Alert, AlertState, Attempt, Delivery, Webhook, WebhookStatus
 from kwik_console.store.team_tables import Member, Role
 from kwik_console.store.writes import short_write
 
@@ -42,6 +42,7 @@ A = Alert.__table__.c
 D = Delivery.__table__.c
 T = Attempt.__table__.c
 M = Member.__table__.c
+W = Webhook.__table__.c
 
 FAILING, DISABLED, RECOVERED = "failing", "disabled", "recovered"
 # At most one failing or recovered email an hour per webhook.
@@ -297,6 +298,9 @@ def _claim_next(engine: Engine, now: dt.datetime, done: Sent) -> _Claimed | None
                 return None
             for row in due:
                 mine = (A.id == row.id, A.state == AlertState.PENDING.value, A.tries == row.tries)
+                if row.tries == 0 and conn.execute(select(W.id).where(W.id == row.webhook_id)).first() is None:
+                    conn.execute(delete(Alert).where(*mine))  # deleted since: nobody needs to hear of it
+                    continue
                 wait = _wait_until(conn, row, now)
                 if wait is not None:
                     moved = conn.execute(

@@ -37,6 +37,7 @@ from kwik_console.store import db
 from kwik_console.store.tables import Alert
 from kwik_console.store.team_tables import Role
 from kwik_console.team import audit, members
+from kwik_console.webhooks import service as webhooks
 from tests.conftest import TEST_SECRET_KEY, configure
 from tests.factories import make_hook, send_test
 from tests.integration.test_engine import run_scheduler, until
@@ -252,6 +253,16 @@ def test_disabled_before_the_failing_email_went_sends_only_that_one(alerting, re
     alert_clock.advance(hours=2)
     assert send_alerts().sent == 1
     assert [m["Subject"] for m in mailbox.messages] == ['[Kwik] Webhook "Orders" was disabled']
+
+
+def test_a_webhook_deleted_before_its_alert_went_is_not_mentioned(alerting, receiver, mailbox, alert_clock):
+    webhook_id = make_hook(receiver.url("/fail"), name="Orders").id
+    attempt(webhook_id, receiver, "/fail")
+    with db.session_scope() as s:
+        webhooks.delete_webhook(session=s, webhook_id=webhook_id, actor=audit.CLI)
+    alert_clock.advance(minutes=61)
+    assert send_alerts().sent == 0
+    assert mailbox.received == [] and alert_rows() == []
 
 
 # ---------------------------------------------------------------- who gets them
