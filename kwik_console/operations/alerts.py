@@ -76,7 +76,7 @@ def webhook_recovered(conn, row, *, now: dt.datetime | None = None) -> None:
     """`row` succeeded after failing: an email if people were told it failed."""
     settings = get_settings()
     if settings.smtp is None or row.status == WebhookStatus.DISABLED:
-        return  # a Test Webhook that got through: it stays disabled until a person makes it Live
+        return  # an attempt in flight when it was disabled got through: it stays disabled until a person acts
     _drop_untried(conn, row.id)
     if _last_told(conn, row.id) not in (FAILING, DISABLED):
         return  # nobody heard it was failing
