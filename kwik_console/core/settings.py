@@ -11,9 +11,11 @@ import binascii
 import dataclasses
 import functools
 import os
+from email.utils import formataddr, parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from kwik_console.core.mail import MailServer, parse_smtp_url
 from kwik_console.core.network import parse_allowed_networks, parse_trusted_proxies
 
 # The retry schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h -> 8 attempts in all.
@@ -69,10 +71,19 @@ class Settings:
     auto_disable_after: float = 5 * 86400.0
     # Events, deliveries and attempts older than this many days are purged (KWIK_RETENTION_DAYS); 0 keeps all.
     retention_days: float = 30.0
+    # Alerts by email (KWIK_SMTP_URL, KWIK_ALERT_FROM; KWIK_ALERT_TO in local mode): none without a mail server.
+    smtp: MailServer | None = None
+    alert_from: str = ""
+    alert_to: tuple[str, ...] = ()
 
     @property
     def local_mode(self) -> bool:
         return self.mode == "local"
+
+    @property
+    def console_url(self) -> str:
+        """Where a person opens this console: KWIK_PUBLIC_URL, or the local console's own address."""
+        return self.public_url or "http://127.0.0.1:3000"
 
     @property
     def max_attempts(self) -> int:
@@ -149,6 +160,8 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         )
     schedule_text = env.get("KWIK_RETRY_SCHEDULE", "")
     secret_keys = parse_secret_keys(env.get("KWIK_SECRET_KEY", ""))
+    public_url = parse_public_url(env.get("KWIK_PUBLIC_URL", ""))
+    smtp, alert_from, alert_to = _alerts(env, mode, public_url)
     if mode == "hosted" and not secret_keys:
         raise SettingsError(
             "KWIK_SECRET_KEY is required in hosted mode: it encrypts signing secrets at rest. "
@@ -164,7 +177,7 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         max_in_flight=_number(env, "KWIK_MAX_IN_FLIGHT", 64, kind=int),
         max_in_flight_per_webhook=_number(env, "KWIK_MAX_IN_FLIGHT_PER_WEBHOOK", 8, kind=int),
         poll_seconds=_number(env, "KWIK_POLL_SECONDS", 1.0),
-        public_url=parse_public_url(env.get("KWIK_PUBLIC_URL", "")),
+        public_url=public_url,
         session_idle_minutes=_number(env, "KWIK_SESSION_IDLE_MINUTES", 30.0),
         session_max_hours=_number(env, "KWIK_SESSION_MAX_HOURS", 12.0),
         link_hours=_number(env, "KWIK_LINK_HOURS", 24.0),
@@ -182,7 +195,49 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         ),
         retention_days=parse_duration(env.get("KWIK_RETENTION_DAYS", ""), "KWIK_RETENTION_DAYS", default=30 * 86400.0)
         / 86400,
+        smtp=smtp,
+        alert_from=alert_from,
+        alert_to=alert_to,
     )
+
+
+def _address(text: str, name: str) -> str:
+    """One email address, optionally with a display name: `alerts@example.com`, `Kwik <alerts@example.com>`."""
+    display, address = parseaddr(text)
+    local, _, domain = address.rpartition("@")
+    bad = any(c.isspace() for c in address) or any(ord(c) < 32 or ord(c) == 127 for c in text)
+    if not local or "." not in domain.strip(".") or bad:
+        raise SettingsError(f"{name} must be an email address like alerts@example.com; got {text!r}")
+    return formataddr((display, address)) if display else address
+
+
+def _alerts(env: dict[str, str], mode: str, public_url: str) -> tuple[MailServer | None, str, tuple[str, ...]]:
+    """KWIK_SMTP_URL turns alerts on; then the sender, and in local mode the recipients, are needed too."""
+    url = env.get("KWIK_SMTP_URL", "").strip()
+    to_text = env.get("KWIK_ALERT_TO", "").strip()
+    if not url:
+        return None, "", ()
+    try:
+        smtp = parse_smtp_url(url)
+    except ValueError as exc:
+        raise SettingsError(f"KWIK_SMTP_URL {exc} (its value is not shown: it may hold a password)") from None
+    from_text = env.get("KWIK_ALERT_FROM", "").strip()
+    if not from_text:
+        raise SettingsError("KWIK_ALERT_FROM is required with KWIK_SMTP_URL: the address alert emails come from")
+    alert_from = _address(from_text, "KWIK_ALERT_FROM")
+    if mode == "hosted":
+        if to_text:
+            raise SettingsError(
+                "KWIK_ALERT_TO is for local mode: in hosted mode alerts go to the admins, and to the members "
+                "who turn them on in their account menu"
+            )
+        if not public_url:
+            raise SettingsError("KWIK_PUBLIC_URL is required with KWIK_SMTP_URL in hosted mode: alerts link to it")
+        return smtp, alert_from, ()
+    alert_to = tuple(_address(part.strip(), "KWIK_ALERT_TO") for part in to_text.split(",") if part.strip())
+    if not alert_to:
+        raise SettingsError("KWIK_ALERT_TO is required with KWIK_SMTP_URL in local mode: who gets the alerts")
+    return smtp, alert_from, alert_to
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -1,4 +1,5 @@
-"""What recording attempts also moves on, in the same transaction: recoveries' counts, webhooks' health, notices."""
+"""What recording attempts also moves on, in the same transaction: recoveries' counts, webhooks' health, notices
+and alert emails."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import datetime as dt
 
 from sqlalchemy import bindparam, update
 
-from kwik_console.operations import notices
+from kwik_console.core.settings import get_settings
+from kwik_console.operations import alerts, health, notices
 from kwik_console.store.tables import DeliveryStatus, Recovery, UTCDateTime, Webhook
 
 R = Recovery.__table__.c
@@ -61,10 +63,14 @@ def operations_after_record(conn, recorded: list[tuple], *, max_attempts: int) -
     if recovered:
         for row in conn.execute(_RECOVERED, {"ids": recovered}).all():
             notices.webhook_recovered(conn, row, last[row.id][1])
+            alerts.webhook_recovered(conn, row)
     for webhook_id, (success, outcome) in last.items():
         if success:
             continue
-        for row in conn.execute(_FAILING, {"_id": webhook_id, "_since": first_failure[webhook_id]}).all():
-            notices.webhook_failing(conn, row, outcome, first_failure[webhook_id])
+        since = first_failure[webhook_id]
+        for row in conn.execute(_FAILING, {"_id": webhook_id, "_since": since}).all():
+            notices.webhook_failing(conn, row, outcome, since)
+            due = since + health.failing_after(get_settings().auto_disable_after)
+            alerts.webhook_failing(conn, row, outcome, since, due=due)
     for webhook_id, outcome in exhausted:
         notices.delivery_exhausted(conn, webhook_id, outcome)

@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from kwik_console.core.clock import utcnow
 from kwik_console.core.errors import InvalidInput
-from kwik_console.operations import notices
+from kwik_console.operations import alerts, notices
 from kwik_console.store.db import session_scope
 from kwik_console.store.tables import Webhook, WebhookStatus
 from kwik_console.team.audit import CONSOLE, Actor, record
@@ -26,6 +26,20 @@ log = logging.getLogger(__name__)
 W = Webhook.__table__.c
 # A row's warning badge shows after this long of failures only.
 WARN_AFTER = dt.timedelta(hours=24)
+# A webhook counts as failing once its attempts have failed for this long, or for half the auto-disable time
+# when that is shorter (failing_after).
+FAILING_AFTER = dt.timedelta(hours=1)
+
+
+def failing_after(auto_disable_after: float) -> dt.timedelta:
+    """How long after its first failure a webhook counts as failing: for its badge, and its alert email.
+
+    Long enough that a blip which the retries absorb says nothing; short enough to come well before the
+    console disables it (`auto_disable_after`, in seconds; 0 when auto-disable is off).
+    """
+    if auto_disable_after > 0:
+        return min(FAILING_AFTER, dt.timedelta(seconds=auto_disable_after / 2))
+    return FAILING_AFTER
 
 
 def pause_webhook(*, session: Session, webhook_id: int, actor: Actor) -> Webhook:
@@ -136,6 +150,7 @@ def disable_failing(engine: Engine, *, after_seconds: float, now: dt.datetime | 
             notices.webhook_disabled(
                 session.connection(), webhook, reason=reason, failing_since=since, disabled_at=webhook.disabled_at
             )
+            alerts.webhook_disabled(session.connection(), webhook, reason=reason, disabled_at=webhook.disabled_at)
             disabled.append(webhook_id)
             log.warning("webhook %s disabled: %s", webhook_id, reason)
     return disabled

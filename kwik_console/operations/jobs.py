@@ -12,13 +12,14 @@ import logging
 from sqlalchemy import Engine
 
 from kwik_console.core.settings import Settings
-from kwik_console.operations import health, recovery, retention
+from kwik_console.operations import alerts, health, recovery, retention
 
 log = logging.getLogger(__name__)
 
 RECOVERY_SECONDS = 1.0
 AUTO_DISABLE_SECONDS = 60.0
 RETENTION_SECONDS = 3600.0
+ALERTS_SECONDS = 5.0
 # A retention run, at most: the next one carries on (each batch is short anyway).
 RETENTION_BUDGET_SECONDS = 300.0
 
@@ -36,3 +37,7 @@ def auto_disable(engine: Engine, owner: str, settings: Settings) -> list[int]:
 
 def purge(engine: Engine, owner: str, settings: Settings) -> retention.Purged:
     return retention.purge(engine, days=settings.retention_days, budget_seconds=RETENTION_BUDGET_SECONDS)
+
+
+def send_alerts(engine: Engine, owner: str, settings: Settings) -> bool:
+    return alerts.start_sending(engine, settings)

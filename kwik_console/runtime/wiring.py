@@ -12,8 +12,8 @@ from kwik_console.operations.after_record import operations_after_record
 
 
 def install() -> None:
-    """After attempts are recorded, operations moves on recoveries, health and notices in the same transaction;
-    beside the looks for due deliveries, the scheduler runs operations' background jobs."""
+    """After attempts are recorded, operations moves on recoveries, health, notices and alerts in the same
+    transaction; beside the looks for due deliveries, the scheduler runs operations' background jobs."""
     hooks.install(
         hooks.Hooks(
             after_record=operations_after_record,
@@ -21,6 +21,7 @@ def install() -> None:
                 hooks.Job("recoveries", jobs.run_recoveries, every_seconds=jobs.RECOVERY_SECONDS),
                 hooks.Job("auto-disable", jobs.auto_disable, every_seconds=jobs.AUTO_DISABLE_SECONDS),
                 hooks.Job("retention", jobs.purge, every_seconds=jobs.RETENTION_SECONDS, first_after_seconds=60),
+                hooks.Job("alerts", jobs.send_alerts, every_seconds=jobs.ALERTS_SECONDS),
             ),
         )
     )

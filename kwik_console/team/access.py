@@ -18,7 +18,7 @@ from kwik_console.team.sessions import SignedIn
 
 class Action(StrEnum):
     PUBLIC = "public"  # anyone, signed in or not: Reflex's own page loading, the sign-in pages
-    ACCOUNT = "account"  # any signed-in member: who am I, change my own password
+    ACCOUNT = "account"  # any signed-in member: who am I, change my own password, my alert emails
     READ = "webhooks.read"  # the webhook list and the event log
     WRITE = "webhooks.write"  # create, edit, delete
     TEST = "webhooks.test"  # Test Webhook
@@ -69,6 +69,7 @@ HANDLER_RULES: dict[str, Action] = {
     f"{_UI}.sign_in.AcceptState.open_page": Action.PUBLIC,
     # The signed-in member's own account.
     f"{_UI}.session.SessionState.load": Action.ACCOUNT,
+    f"{_UI}.session.SessionState.toggle_email_alerts": Action.ACCOUNT,
     f"{_UI}.session.PasswordState.start": Action.ACCOUNT,
     f"{_UI}.session.PasswordState.set_open": Action.ACCOUNT,
     f"{_UI}.session.PasswordState.change": Action.ACCOUNT,

@@ -37,6 +37,7 @@ ACTIONS: dict[str, str] = {
     "member.password_reset": "Password reset link made",
     "member.password_set": "Password set from a link",
     "member.password_changed": "Password changed",
+    "member.email_alerts": "Alert emails turned on or off",
     "sign_in.succeeded": "Signed in",
     "sign_in.failed": "Sign-in failed",
     "sign_out": "Signed out",

@@ -147,7 +147,7 @@ class Link:
     purpose: str
 
     def url(self, public_url: str | None = None) -> str:
-        base = (public_url if public_url is not None else get_settings().public_url) or "http://127.0.0.1:3000"
+        base = public_url or get_settings().console_url
         return f"{base}/accept?token={self.token}"
 
 
@@ -305,6 +305,22 @@ def change_password(
         detail={"other_sessions_ended": ended},
     )
     return ended
+
+
+def set_email_alerts(*, session: Session, member_id: int, on: bool) -> Member:
+    """A member's own choice to be emailed when a webhook starts failing, is disabled or recovers (admins are,
+    whatever they choose)."""
+    member = get_member(session=session, member_id=member_id)
+    member.email_alerts = bool(on)
+    session.add(member)
+    audit.record(
+        session=session,
+        actor=audit.Actor(member.id, member.email),
+        action="member.email_alerts",
+        target=member.email,
+        detail={"on": member.email_alerts},
+    )
+    return member
 
 
 # ---------------------------------------------------------------- sign-in and throttling

@@ -151,6 +151,22 @@ def navbar() -> rx.Component:
     )
 
 
+def _alerts_item() -> rx.Component:
+    """Email me when a webhook starts failing, is disabled or recovers: a member's choice; an admin always is."""
+    return rx.cond(
+        SessionState.alerts_offered,
+        rx.cond(
+            SessionState.is_admin,
+            rx.dropdown_menu.item(rx.icon("mail-check", size=14), "Alert emails: always, as an admin", disabled=True),
+            rx.dropdown_menu.item(
+                rx.cond(SessionState.email_alerts, rx.icon("square-check", size=14), rx.icon("square", size=14)),
+                "Email me alerts",
+                on_click=SessionState.toggle_email_alerts,
+            ),
+        ),
+    )
+
+
 def _sign_out_form(form_id: str, everywhere: bool) -> rx.Component:
     return native_form(
         rx.el.input(type="hidden", name="everywhere", value="1" if everywhere else "0"),
@@ -183,6 +199,7 @@ def user_menu() -> rx.Component:
                     padding="8px 12px",
                 ),
                 rx.dropdown_menu.separator(),
+                _alerts_item(),
                 rx.dropdown_menu.item("Change password", on_click=PasswordState.start),
                 rx.dropdown_menu.item(
                     "Sign out", on_click=rx.call_script("document.getElementById('sign-out-form').submit()")

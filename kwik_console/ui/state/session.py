@@ -19,6 +19,9 @@ class SessionState(rx.State):
     hosted: bool = False
     # Which session loaded this tab's state (ui/middleware.py `tab_owner`): a digest, compared on every event.
     _tab_owner: str = ""
+    # Alert emails: offered in hosted mode when the console has a mail server; admins get them anyway.
+    alerts_offered: bool = False
+    email_alerts: bool = False
 
     @rx.var
     def can_write(self) -> bool:
@@ -55,7 +58,22 @@ class SessionState(rx.State):
     @rx.event
     def load(self):
         signed_in = access.member()
-        self.email, self.role, self.hosted = signed_in.email, signed_in.role, not get_settings().local_mode
+        settings = get_settings()
+        self.email, self.role, self.hosted = signed_in.email, signed_in.role, not settings.local_mode
+        self.alerts_offered = self.hosted and settings.smtp is not None and signed_in.member_id is not None
+        if self.alerts_offered:
+            with session_scope() as session:
+                self.email_alerts = members.get_member(session=session, member_id=signed_in.member_id).email_alerts
+
+    @rx.event
+    def toggle_email_alerts(self):
+        signed_in = access.member()
+        if signed_in.member_id is None:
+            return
+        with session_scope() as session:
+            member = members.set_email_alerts(session=session, member_id=signed_in.member_id, on=not self.email_alerts)
+            self.email_alerts = member.email_alerts
+        return rx.toast.success("You will get alert emails." if self.email_alerts else "Alert emails turned off.")
 
 
 def _blank() -> dict[str, str]:
