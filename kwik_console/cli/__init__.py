@@ -16,8 +16,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from kwik_console.cli import api, deliveries, events, members, operations, schema, secrets, serve, webhooks
-from kwik_console.cli.output import UsageError, shown
+from kwik_console.cli.output import UsageError, database_refusal, shown
 from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.core.settings import SettingsError, get_settings
 from kwik_console.runtime import wiring
@@ -73,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), 2)
     except DatabaseUnavailable as exc:
         return _fail(str(exc), 1)
+    except SQLAlchemyError as exc:  # the database refused a statement (a full disk, say): trying later may work
+        return _fail(database_refusal(exc), 1)
     except SecretKeyError as exc:
         return _fail(str(exc), 2)
     except KeyboardInterrupt:

@@ -82,12 +82,13 @@ def check_versions(installed: dict[str, str] | None = None) -> None:
 
 
 def apply() -> None:
-    """Apply both patches once per process (the app module calls this)."""
+    """Apply the patches once per process (the app module calls this)."""
     global _applied
     if _applied:
         return
     check_versions()
     _patch_token_manager()
+    _patch_newline_paths()
     if os.environ.get(RESPAWN_ENV) == "1":
         _patch_granian_respawn()
     _applied = True
@@ -230,3 +231,36 @@ def _patch_token_manager() -> None:
     link_token_to_sid._kwik_patched = True
     RedisTokenManager.link_token_to_sid = link_token_to_sid
     RedisTokenManager.close = close
+
+
+# --- 3. reflex: a path with a newline reaches Kwik's apps -------------------------------------------------
+# Reflex mounts every app at "" on Starlette, whose pattern (".*") does not match a newline: a path with one
+# inside ("/api/v1/webhooks/1%0A/pause") got Starlette's plain-text 404 before any of Kwik's apps saw it, not
+# the API's problem. The top app now sees the newline percent-escaped, a path no route takes, and Kwik's apps
+# answer it as any other unknown path.
+
+
+def newline_safe(app):
+    """`app` (ASGI), seeing each newline of a request's path as %0A."""
+
+    async def safe(scope, receive, send):
+        if scope["type"] in ("http", "websocket") and "\n" in scope.get("path", ""):
+            scope = dict(scope, path=scope["path"].replace("\n", "%0A"))
+        await app(scope, receive, send)
+
+    return safe
+
+
+def _patch_newline_paths() -> None:
+    from reflex.app import App  # seconds to load: only the app module, which builds one, pays for it
+
+    if getattr(App.__call__, "_kwik_newline_safe", False):
+        return
+    original = App.__call__
+
+    @functools.wraps(original)
+    def __call__(self):
+        return newline_safe(original(self))
+
+    __call__._kwik_newline_safe = True
+    App.__call__ = __call__
