@@ -2,8 +2,9 @@
 
 Tables for people; `--json` for machines. Bad input, including a bad setting
 or a malformed KWIK_DATABASE_URL, prints one line to stderr and exits with
-status 2; a database that cannot be reached prints one line and exits with
-status 1, since trying again later may work. Text for people never carries raw
+status 2; a database that cannot be reached, or refuses a write (its disk is
+full, say), prints one line and exits with status 1, since trying again later
+may work. Text for people never carries raw
 control characters from stored data: they are shown escaped (`\x1b`, `\n`).
 
 Each command group lives in a module of its own, with a `register(...)` that adds it to the parser;
