@@ -53,11 +53,11 @@ class Purged:
 DAYS_MAX = 36_500
 
 
-def check_days(days) -> float:
+def check_days(days, *, label: str = "Days") -> float:
     """The retention window in days, from 0 (keep everything) to DAYS_MAX; InvalidInput for anything else
-    (NaN, infinity, text)."""
+    (NaN, infinity, text), naming the field as `label` (the CLI's `--days`)."""
     if isinstance(days, bool) or not isinstance(days, int | float) or not 0 <= days <= DAYS_MAX:
-        raise InvalidInput({"days": f"Days must be a number from 0 (keep everything) to {DAYS_MAX:,}."})
+        raise InvalidInput({"days": f"{label} must be 0 (keep everything) to {DAYS_MAX:,} days."})
     return float(days)
 
 

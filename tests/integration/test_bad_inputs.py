@@ -97,7 +97,7 @@ def test_a_delivery_page_size_out_of_range_or_type_is_invalid_input(session, lim
 def test_a_retention_window_that_is_no_number_of_days_is_invalid_input(days):
     with pytest.raises(InvalidInput) as refused:
         retention.check_days(days)
-    assert refused.value.errors == {"days": "Days must be a number from 0 (keep everything) to 36,500."}
+    assert refused.value.errors == {"days": "Days must be 0 (keep everything) to 36,500 days."}
 
 
 @pytest.mark.parametrize("days", [0, 0.5, 30, 36_500])
@@ -209,10 +209,10 @@ def test_malformed_hosts_are_refused_by_update_and_for_the_operational_webhook(s
         (["webhooks", "list", "--page", "100000000000000000000"], "Page must be at most 2,147,483,647."),
         (["webhooks", "list", "--page", "0"], "Page must be 1 or more."),
         (["deliveries", "list", "--limit", "100000000000000000000"], "Page size must be between 1 and 500."),
-        (["retention", "purge", "--days", "nan"], "Days must be a number from 0 (keep everything) to 36,500."),
-        (["retention", "purge", "--days", "inf"], "Days must be a number from 0 (keep everything) to 36,500."),
-        (["retention", "purge", "--days", "1e10"], "Days must be a number from 0 (keep everything) to 36,500."),
-        (["retention", "purge", "--days", "-1"], "Days must be a number from 0 (keep everything) to 36,500."),
+        (["retention", "purge", "--days", "nan"], "--days must be 0 (keep everything) to 36,500 days."),
+        (["retention", "purge", "--days", "inf"], "--days must be 0 (keep everything) to 36,500 days."),
+        (["retention", "purge", "--days", "1e10"], "--days must be 0 (keep everything) to 36,500 days."),
+        (["retention", "purge", "--days", "-1"], "--days must be 0 (keep everything) to 36,500 days."),
         (["events", "publish", "payment.created", "--data", '{"x": ' + DIGITS + "}"], DATA_NUMBER_MESSAGE),
         (["events", "publish", "payment.created", "--data", '{"x": [-' + DIGITS + "]}"], DATA_NUMBER_MESSAGE),
         (["events", "publish", "payment.created", "--data", nested_text(50_000, "[", "]", "")], DATA_MAX_DEPTH_MESSAGE),
