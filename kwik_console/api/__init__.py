@@ -71,8 +71,8 @@ class _Gate:
                 await refusal(scope, receive, send)
                 return
             if body and (unreadable := problems.unreadable_body(body, event=path == routes.PUBLISH_PATH)):
-                # Parsers recurse: this body never reaches one. The route sees none, and the validation handler
-                # answers with these errors after the token's check, as for any other bad body.
+                # Parsing and what walks its result recurse: the route never sees this body. It sees none, and the
+                # validation handler answers with these errors after the token's check, as for any other bad body.
                 scope.setdefault("state", {})[problems.UNREADABLE_BODY] = unreadable
                 body = b""
             receive = _replay(body, receive)

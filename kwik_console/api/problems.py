@@ -90,9 +90,9 @@ def problem_response(
 
 
 def unreadable_body(body: bytes, *, event: bool) -> dict[str, str] | None:
-    """Field errors for a JSON body too deep, or with a number too long, to be parsed cleanly (json_scan),
-    found without parsing it; None for any other body. `event`: the body of POST /events, whose `data` is
-    the only field that nests, and which the event's own rules name."""
+    """Field errors for a JSON body nested too deep, or with a number too long, for the routes' parsing and
+    what walks its result (json_scan); None for any other body. `event`: the body of POST /events, whose
+    `data` is the only field that nests, and which the event's own rules name."""
     try:
         json_scan.check(body, max_depth=MAX_BODY_DEPTH)
     except json_scan.TooDeep:
