@@ -16,6 +16,7 @@ from kwik_console import __version__
 from kwik_console.api import docs, handlers, operations, problems, routes, stream
 from kwik_console.api.auth import authorize
 from kwik_console.core import process
+from kwik_console.core.settings import get_settings
 from kwik_console.runtime import wiring
 from kwik_console.team import access
 
@@ -42,9 +43,10 @@ TAGS = [
 
 
 class _Gate:
-    """Before any route: bodies over the limit (413) or not JSON (415) are refused, unread past the limit;
-    the rate-limit headers the guard worked out go on every answer, errors included. POST /events, the
-    busiest route, is answered here when its parameters parse (`routes.publish_directly`)."""
+    """Before any route: bodies over the limit (413) or not JSON (415) are refused, unread past the limit, and
+    bodies too deep to parse (or with a number too long to read) are kept from the parser; the rate-limit
+    headers the guard worked out go on every answer, errors included. POST /events, the busiest route, is
+    answered here when its parameters parse (`routes.publish_directly`)."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -68,6 +70,11 @@ class _Gate:
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
+            if body and (unreadable := problems.unreadable_body(body, event=path == routes.PUBLISH_PATH)):
+                # Parsing and what walks its result recurse: the route never sees this body. It sees none, and the
+                # validation handler answers with these errors after the token's check, as for any other bad body.
+                scope.setdefault("state", {})[problems.UNREADABLE_BODY] = unreadable
+                body = b""
             receive = _replay(body, receive)
         else:
             body = None
@@ -163,7 +170,7 @@ def create_app() -> FastAPI:
                 title=app.title, version=app.version, description=app.description, routes=app.routes, tags=TAGS
             )
             components = schema.setdefault("components", {})
-            components.setdefault("schemas", {}).update(problems.openapi_components())
+            components.setdefault("schemas", {}).update(problems.openapi_components() | stream.openapi_components())
             components["securitySchemes"] = {
                 "bearer": {
                     "type": "http",
@@ -172,7 +179,9 @@ def create_app() -> FastAPI:
                     "description": "An access token, kwik_…; optional for calls from this machine in local mode.",
                 }
             }
-            schema["security"] = [{"bearer": []}]
+            # Local mode takes calls from this machine without a token (auth.authorize): the token is one choice,
+            # the empty requirement the other. Hosted mode always needs one.
+            schema["security"] = [{}, {"bearer": []}] if get_settings().local_mode else [{"bearer": []}]
             app.openapi_schema = schema
         return app.openapi_schema
 

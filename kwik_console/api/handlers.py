@@ -15,6 +15,8 @@ from kwik_console.core.errors import InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
 
+# What FastAPI says of a JSON body it could not decode for a reason other than its syntax (not UTF-8, say).
+_UNPARSED = "There was an error parsing the body"
 _HTTP_CODES = {404: ("not_found", "Not found"), 405: ("method_not_allowed", "Method not allowed")}
 
 
@@ -45,6 +47,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400 and exc.detail == _UNPARSED:  # FastAPI's word for a body it could not decode
+            return problem_response(
+                request.url.path,
+                400,
+                "malformed_json",
+                "Malformed JSON",
+                "The request body is not valid JSON in UTF-8.",
+            )
         code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "Error"))
         detail = {
             404: f"There is no API route {request.url.path}; see /api/v1/docs.",

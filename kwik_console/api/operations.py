@@ -137,8 +137,10 @@ def start_recovery(caller: CallerDep, webhook_id: int, body: RecoveryStart) -> R
                 statuses=body.statuses,
                 actor=caller.actor,
             )
-        except InvalidInput as exc:
+        except recovery.AlreadyRunning as exc:
             raise _conflict(exc, "webhook", "recovery_running", "A recovery is already running") from None
+        except recovery.WebhookDisabled as exc:
+            raise _conflict(exc, "webhook", "webhook_disabled", "The webhook is Disabled") from None
     return RecoveryOut.of(progress)
 
 

@@ -18,12 +18,22 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from kwik_console.events.publishing import BODY_MAX_BYTES
+from kwik_console.core import json_scan
+from kwik_console.events.publishing import (
+    BODY_MAX_BYTES,
+    DATA_MAX_DEPTH,
+    DATA_MAX_DEPTH_MESSAGE,
+    DATA_NUMBER_MESSAGE,
+)
 
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
 # A request body larger than the largest event the console can send is a mistake, refused before it is parsed.
 MAX_BODY_BYTES = BODY_MAX_BYTES
+# The deepest body a route takes: an event, whose data nests up to DATA_MAX_DEPTH levels inside it.
+MAX_BODY_DEPTH = DATA_MAX_DEPTH + 1
+# Where the gate leaves the field errors of a body it kept from the parser, for the validation handler.
+UNREADABLE_BODY = "kwik.unreadable_body"
 
 
 class FieldError(BaseModel):
@@ -79,6 +89,25 @@ def problem_response(
     return Response(json.dumps(body, ensure_ascii=False), status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
+def unreadable_body(body: bytes, *, event: bool) -> dict[str, str] | None:
+    """Field errors for a JSON body nested too deep, or with a number too long, for the routes' parsing and
+    what walks its result (json_scan); None for any other body. `event`: the body of POST /events, whose
+    `data` is the only field that nests, and which the event's own rules name."""
+    try:
+        json_scan.check(body, max_depth=MAX_BODY_DEPTH)
+    except json_scan.TooDeep:
+        if event:
+            return {"data": DATA_MAX_DEPTH_MESSAGE}
+        return {"body": f"The request body must be nested at most {MAX_BODY_DEPTH} levels deep."}
+    except json_scan.NumberTooLong:
+        if event:
+            return {"data": DATA_NUMBER_MESSAGE}
+        return {
+            "body": f"The request body must not hold a whole number of more than {json_scan.INT_DIGITS_MAX:,} digits."
+        }
+    return None
+
+
 def invalid_input(errors: dict[str, str]) -> ApiProblem:
     return ApiProblem(422, "invalid_input", "Invalid input", " ".join(errors.values()), errors=errors)
 
@@ -122,6 +151,10 @@ def _message(error: dict) -> str:
 
 
 def from_validation(request: Request, exc: RequestValidationError) -> Response:
+    if unreadable := request.scope.get("state", {}).get(UNREADABLE_BODY):
+        return problem_response(
+            request.url.path, 422, "invalid_input", "Invalid input", " ".join(unreadable.values()), errors=unreadable
+        )
     errors = exc.errors()
     for error in errors:
         if error["type"] == "json_invalid":
@@ -162,8 +195,8 @@ PROBLEM_STATUSES = {
     401: "No access token, or one that is unknown, revoked or expired.",
     403: "The token's scopes do not allow this.",
     404: "The webhook, delivery or recovery does not exist.",
-    409: "A request with the same Idempotency-Key is still in progress; or a recovery is already running "
-    "(or no longer running, to cancel).",
+    409: "A request with the same Idempotency-Key is still in progress; or a recovery is already running, or "
+    "its webhook is Disabled (or, to cancel, the recovery is no longer running). The title says which.",
     413: f"The body is larger than {MAX_BODY_BYTES // 1024} KB.",
     415: "The body is not application/json.",
     422: "Invalid input: wrong types, unknown fields or values that break a rule; `errors` names each field.",

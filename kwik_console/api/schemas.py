@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from kwik_console.events.deliveries import DeliveryDetail
 from kwik_console.store.tables import Attempt, Delivery, Webhook, WebhookStatus
@@ -257,8 +259,25 @@ class ResendOutcome(BaseModel):
     retry_at: dt.datetime | None = Field(description="When the next retry runs, if one is scheduled.")
 
 
+# A date or a date-time, as text only: pydantic would also read a number, or digits, as seconds since 1970.
+_DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?)?")
+
+
+def _date_text(value: Any) -> Any:
+    if not isinstance(value, str) or not _DATE_TEXT.fullmatch(value):
+        raise PydanticCustomError("datetime_type", "Input should be a date or date-time")
+    return value
+
+
+DateText = Annotated[
+    dt.datetime,
+    BeforeValidator(_date_text),
+    WithJsonSchema({"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}]}),
+]
+
+
 class RecoveryStart(_Request):
-    since: dt.datetime = Field(
+    since: DateText = Field(
         description="Recover deliveries created since: a date (midnight UTC) or a "
         "date-time (UTC unless it has an offset); in the past.",
         examples=["2025-06-01T00:00:00Z"],

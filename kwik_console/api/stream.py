@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
 from starlette.responses import StreamingResponse
 
 from kwik_console.api.auth import CallerDep
@@ -35,6 +36,30 @@ HEARTBEAT_SECONDS = 15.0
 BATCH = 200
 _EVENT_ID = re.compile(r"^evt_[0-9a-z]{26}$")
 EMPTY_START = "evt_" + "0" * 26  # below every event id: where a stream over an empty event table starts
+
+
+class EventEnvelope(BaseModel):
+    """The JSON body every attempt of an event sends, as webhooks receive it."""
+
+    id: str = Field(description="The event id, evt_…; the webhook-id header of its deliveries.")
+    type: str
+    created_at: dt.datetime
+    test: bool
+    data: dict[str, Any] = Field(description="The event's data; see its type's schema in GET /event-types.")
+
+
+class StreamEvent(BaseModel):
+    """One Server-Sent Event of the stream, as its fields: `id:`, `event:` and `data:` lines."""
+
+    id: str = Field(description="The event id: send it as Last-Event-ID to resume after it.")
+    event: str = Field(description="The event type.")
+    data: EventEnvelope
+
+
+def openapi_components() -> dict[str, Any]:
+    """The StreamEvent schema and what it refers to, for the stream's response to refer to."""
+    schema = StreamEvent.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {"StreamEvent": schema, **schema.pop("$defs", {})}
 
 
 def _types(text: str | None) -> list[str] | None:
@@ -76,9 +101,9 @@ def _batch(after: str, types: list[str] | None) -> list[tuple[str, str, str]]:
     response_class=StreamingResponse,
     responses={
         200: {
-            "description": "`text/event-stream`: `id` is the event id, `event` its type, "
-            "`data` the JSON envelope webhooks receive.",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "`text/event-stream`: each event of the stream is a StreamEvent: `id` the event id, "
+            "`event` its type, `data` the JSON envelope webhooks receive (an object, on one line).",
+            "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/StreamEvent"}}},
         }
     },
 )

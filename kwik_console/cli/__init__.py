@@ -2,8 +2,9 @@
 
 Tables for people; `--json` for machines. Bad input, including a bad setting
 or a malformed KWIK_DATABASE_URL, prints one line to stderr and exits with
-status 2; a database that cannot be reached prints one line and exits with
-status 1, since trying again later may work. Text for people never carries raw
+status 2; a database that cannot be reached, or refuses a write (its disk is
+full, say), prints one line and exits with status 1, since trying again later
+may work. Text for people never carries raw
 control characters from stored data: they are shown escaped (`\x1b`, `\n`).
 
 Each command group lives in a module of its own, with a `register(...)` that adds it to the parser;
@@ -16,8 +17,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from kwik_console.cli import api, deliveries, events, members, operations, schema, secrets, serve, webhooks
-from kwik_console.cli.output import UsageError, shown
+from kwik_console.cli.output import UsageError, database_refusal, shown
 from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.core.settings import SettingsError, get_settings
 from kwik_console.runtime import wiring
@@ -73,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), 2)
     except DatabaseUnavailable as exc:
         return _fail(str(exc), 1)
+    except SQLAlchemyError as exc:  # the database refused a statement (a full disk, say): trying later may work
+        return _fail(database_refusal(exc), 1)
     except SecretKeyError as exc:
         return _fail(str(exc), 2)
     except KeyboardInterrupt:

@@ -6,10 +6,11 @@ import asyncio
 import json
 
 from kwik_console.cli.output import UsageError, emit, table
+from kwik_console.core import json_scan
 from kwik_console.core.clock import iso
 from kwik_console.core.errors import InvalidInput
 from kwik_console.events import catalog
-from kwik_console.events.publishing import DATA_MAX_DEPTH_MESSAGE, publish
+from kwik_console.events.publishing import DATA_MAX_DEPTH, DATA_MAX_DEPTH_MESSAGE, DATA_NUMBER_MESSAGE, publish
 from kwik_console.store.tables import DeliveryStatus
 
 
@@ -25,11 +26,13 @@ def cmd_events_publish(args) -> None:
         raise UsageError("give --data or --sample, not both")
     if args.data is not None:
         try:
-            data = json.loads(args.data)
+            data = json_scan.loads(args.data, max_depth=DATA_MAX_DEPTH)
         except json.JSONDecodeError as exc:
             raise InvalidInput({"data": f"--data is not valid JSON: {exc.msg} at column {exc.colno}"}) from None
-        except RecursionError:  # the parser gives up long before memory does
+        except json_scan.TooDeep:
             raise InvalidInput({"data": DATA_MAX_DEPTH_MESSAGE}) from None
+        except json_scan.NumberTooLong:
+            raise InvalidInput({"data": DATA_NUMBER_MESSAGE}) from None
     elif catalog.is_event_type(args.type):
         data = catalog.sample_data(args.type)
     else:

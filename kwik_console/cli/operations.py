@@ -281,9 +281,7 @@ def cmd_operational_remove(args) -> None:
 
 
 def cmd_retention_purge(args) -> None:
-    days = get_settings().retention_days if args.days is None else args.days
-    if days < 0:
-        raise InvalidInput({"days": "--days must be 0 (keep everything) or more."})
+    days = get_settings().retention_days if args.days is None else retention.check_days(args.days, label="--days")
     purged = retention.purge(get_engine(), days=days)
     data = {
         "days": days,

@@ -12,10 +12,23 @@ from collections.abc import Sequence
 from typing import Any
 
 from kwik_console.core.text import escape_controls
+from kwik_console.store.engines import first_line
 
 
 class UsageError(Exception):
     """Bad command-line input."""
+
+
+# How each database says its disk is full: SQLite's SQLITE_FULL, PostgreSQL's SQLSTATE 53100.
+_DISK_FULL = ("SQLITE_FULL", "53100")
+
+
+def database_refusal(exc: Exception) -> str:
+    """One line for a statement the database refused: the disk is full, or the database's own first line."""
+    driver_error = getattr(exc, "orig", None) or exc
+    if {getattr(driver_error, "sqlite_errorname", None), getattr(driver_error, "sqlstate", None)} & set(_DISK_FULL):
+        return f"the disk is full: the database cannot write ({first_line(driver_error)})."
+    return f"the database refused the command: {first_line(driver_error)}"
 
 
 def shown(value: Any) -> str:

@@ -241,6 +241,8 @@ def _alerts(env: dict[str, str], mode: str, public_url: str) -> tuple[MailServer
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# A hundred years: a longer window is a typo, and its cutoff would fall before the calendar's first day.
+_DURATION_MAX = 36_500 * 86400.0
 
 
 def parse_duration(text: str, name: str, *, default: float) -> float:
@@ -253,7 +255,7 @@ def parse_duration(text: str, name: str, *, default: float) -> float:
         value = float(number) * _UNITS[unit]
     except ValueError:
         value = -1.0
-    if not value >= 0 or value == float("inf"):
+    if not 0 <= value <= _DURATION_MAX:  # also NaN and infinity
         raise SettingsError(f"{name} must be a duration like 5d, 12h, 30m or 90s (0 turns it off); got {text!r}")
     return value
 

@@ -55,7 +55,7 @@ def list_deliveries(
 
     A `webhook_id` that names no webhook raises NotFound.
     """
-    if not 1 <= limit <= 500:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 500:
         raise InvalidInput({"limit": "Page size must be between 1 and 500."})
     status = parse_status(status)
     if event_type and not catalog.is_known_type(event_type):

@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 from kwik_console.core import doorbell
 from kwik_console.core.clock import iso_millis, utcnow
 from kwik_console.core.errors import InvalidInput, NotFound, check_id
+from kwik_console.core.json_scan import INT_DIGITS_MAX
 from kwik_console.events import catalog
 from kwik_console.store.db import get_engine, session_scope
 from kwik_console.store.tables import (
@@ -36,6 +37,9 @@ _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32
 DATA_MAX_DEPTH = 32
 BODY_MAX_BYTES = 256 * 1024
 DATA_MAX_DEPTH_MESSAGE = f"Event data must be nested at most {DATA_MAX_DEPTH} levels deep."
+# JSON has no limit, but Python reads and writes whole numbers of at most this many digits, as do many receivers.
+DATA_NUMBER_MESSAGE = f"Event data must not hold a whole number of more than {INT_DIGITS_MAX:,} digits."
+_TOO_LONG = 10**INT_DIGITS_MAX
 
 
 def new_event_id() -> str:
@@ -91,6 +95,8 @@ def _data_error(data: Any) -> str | None:
                 stack.append((child, depth + 1))
             elif isinstance(child, float) and not math.isfinite(child):
                 return "Event data must not contain NaN or Infinity: JSON has no such numbers."
+            elif isinstance(child, int) and abs(child) >= _TOO_LONG:
+                return DATA_NUMBER_MESSAGE
     return None
 
 

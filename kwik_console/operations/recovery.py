@@ -117,6 +117,14 @@ def _matching(webhook_id: int, since: dt.datetime, event_types: list[str], statu
     return where
 
 
+class WebhookDisabled(InvalidInput):
+    """The webhook is Disabled: it sends nothing, so there is nothing to recover to."""
+
+
+class AlreadyRunning(InvalidInput):
+    """A recovery of the webhook is already running (one at a time)."""
+
+
 def start_recovery(
     *,
     session: Session,
@@ -131,7 +139,9 @@ def start_recovery(
     if webhook is None:
         raise NotFound(f"Webhook {webhook_id} does not exist.")
     if webhook.status == WebhookStatus.DISABLED:
-        raise InvalidInput({"webhook": f"{webhook.name!r} is Disabled and sends nothing: re-enable it, then recover."})
+        raise WebhookDisabled(
+            {"webhook": f"{webhook.name!r} is Disabled and sends nothing: re-enable it, then recover."}
+        )
     errors = {}
     now = utcnow()
     if not isinstance(since, dt.datetime) or since.tzinfo is None:
@@ -151,7 +161,7 @@ def start_recovery(
         sa.select(Recovery.id).where(Recovery.webhook_id == webhook_id, Recovery.state == RecoveryState.RUNNING)
     ).first()
     if running:
-        raise InvalidInput(
+        raise AlreadyRunning(
             {
                 "webhook": f"A recovery of {webhook.name!r} is already running: wait for it to finish, "
                 "or cancel it first."
@@ -177,7 +187,7 @@ def start_recovery(
     try:
         session.flush()
     except sa.exc.IntegrityError:  # another member started one a moment ago
-        raise InvalidInput({"webhook": f"A recovery of {webhook.name!r} is already running."}) from None
+        raise AlreadyRunning({"webhook": f"A recovery of {webhook.name!r} is already running."}) from None
     record(
         session=session,
         actor=actor,

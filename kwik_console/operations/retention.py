@@ -22,6 +22,7 @@ import time
 from sqlalchemy import Engine, delete, exists, select, tuple_
 
 from kwik_console.core.clock import utcnow
+from kwik_console.core.errors import InvalidInput
 from kwik_console.events import rollups
 from kwik_console.store.tables import Attempt, Delivery, Event
 
@@ -46,6 +47,18 @@ class Purged:
     @property
     def rows(self) -> int:
         return self.events + self.deliveries + self.attempts + self.rollups
+
+
+# A hundred years: past it, a cutoff falls before the calendar's first day.
+DAYS_MAX = 36_500
+
+
+def check_days(days, *, label: str = "Days") -> float:
+    """The retention window in days, from 0 (keep everything) to DAYS_MAX; InvalidInput for anything else
+    (NaN, infinity, text), naming the field as `label` (the CLI's `--days`)."""
+    if isinstance(days, bool) or not isinstance(days, int | float) or not 0 <= days <= DAYS_MAX:
+        raise InvalidInput({"days": f"{label} must be 0 (keep everything) to {DAYS_MAX:,} days."})
+    return float(days)
 
 
 def cutoff_for(days: float, now: dt.datetime | None = None) -> dt.datetime:

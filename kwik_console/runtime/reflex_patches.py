@@ -114,6 +114,7 @@ def apply() -> None:
         return
     check_versions()
     _patch_token_manager()
+    _patch_newline_paths()
     if os.environ.get(RESPAWN_ENV) == "1":
         _patch_granian_respawn()
     _applied = True
@@ -318,7 +319,7 @@ def _patch_token_manager() -> None:
     RedisTokenManager.close = close
 
 
-# --- 4. reflex: a start that changes nothing reuses the compiled app and the built frontend -----------
+# --- 3. reflex: a start that changes nothing reuses the compiled app and the built frontend -----------
 
 _start_log = logging.getLogger("reflex.kwik")  # under Reflex's logger: printed as Reflex prints its own lines
 
@@ -395,7 +396,7 @@ def _patch_npm_registry() -> None:
     registry._get_best_registry = npm_registry
 
 
-# --- 5. reflex: no misleading line in the start's output ---------------------------------------------
+# --- 4. reflex: no misleading line in the start's output ---------------------------------------------
 
 
 class _DropLines(logging.Filter):
@@ -438,3 +439,36 @@ def _quiet_start_output() -> None:
 
     progress._kwik_counted = True
     console.progress = progress
+
+
+# --- 5. reflex: a path with a newline reaches Kwik's apps -------------------------------------------------
+# Reflex mounts every app at "" on Starlette, whose pattern (".*") does not match a newline: a path with one
+# inside ("/api/v1/webhooks/1%0A/pause") got Starlette's plain-text 404 before any of Kwik's apps saw it, not
+# the API's problem. The top app now sees the newline percent-escaped, a path no route takes, and Kwik's apps
+# answer it as any other unknown path.
+
+
+def newline_safe(app):
+    """`app` (ASGI), seeing each newline of a request's path as %0A."""
+
+    async def safe(scope, receive, send):
+        if scope["type"] in ("http", "websocket") and "\n" in scope.get("path", ""):
+            scope = dict(scope, path=scope["path"].replace("\n", "%0A"))
+        await app(scope, receive, send)
+
+    return safe
+
+
+def _patch_newline_paths() -> None:
+    from reflex.app import App  # seconds to load: only the app module, which builds one, pays for it
+
+    if getattr(App.__call__, "_kwik_newline_safe", False):
+        return
+    original = App.__call__
+
+    @functools.wraps(original)
+    def __call__(self):
+        return newline_safe(original(self))
+
+    __call__._kwik_newline_safe = True
+    App.__call__ = __call__

@@ -15,7 +15,7 @@ from sqlmodel import Session, and_, col, delete, func, or_, select, update
 
 from kwik_console.core import doorbell
 from kwik_console.core.clock import iso, utcnow
-from kwik_console.core.errors import InvalidInput, NotFound, check_id
+from kwik_console.core.errors import ID_MAX, InvalidInput, NotFound, check_id
 from kwik_console.core.text import LONE_SURROGATE
 from kwik_console.events import catalog
 from kwik_console.store.tables import (
@@ -260,9 +260,11 @@ def list_webhooks(
     after it, by keyset instead of `page`: webhooks created meanwhile never
     shift a caller's pages, so none is skipped or seen twice.
     """
-    if page < 1:
+    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
         raise InvalidInput({"page": "Page must be 1 or more."})
-    if not 1 <= per_page <= 100:
+    if page > ID_MAX:  # past every row there can be, and an offset the database could not take
+        raise InvalidInput({"page": f"Page must be at most {ID_MAX:,}."})
+    if isinstance(per_page, bool) or not isinstance(per_page, int) or not 1 <= per_page <= 100:
         raise InvalidInput({"per_page": "Page size must be between 1 and 100."})
     # The operational webhook is an admin's, shown on the Developers page.
     query = select(Webhook).where(col(Webhook.operational).is_(False))
