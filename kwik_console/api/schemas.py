@@ -37,7 +37,7 @@ class WebhookCreate(_Request):
     name: str = Field(description="1–100 characters.", examples=["Orders service"])
     url: str = Field(
         description="An absolute https:// URL (http:// only to localhost, in local mode).",
-        examples=["https://example.com/webhooks/kwik"],
+        examples=["https://shop.example.invalid/webhooks/kwik"],
     )
     events: list[str] = Field(description=EVENTS_DESCRIPTION, examples=[["payment.created", "payment.updated"]])
     status: str | None = Field(
@@ -323,7 +323,7 @@ class OperationalWebhookSet(_Request):
     url: str = Field(
         description="Where the console sends its notices: an absolute https:// URL (http:// only "
         "to localhost, in local mode).",
-        examples=["https://ops.example.com/kwik"],
+        examples=["https://ops.example.invalid/kwik"],
     )
 
 
