@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kwik_console.events import catalog
 from kwik_console.events.deliveries import DeliveryDetail
 from kwik_console.store.tables import Attempt, Delivery, Webhook, WebhookStatus
 from kwik_console.webhooks.rules import RATE_MAX, RATE_MIN
@@ -106,6 +107,12 @@ class SecretOut(BaseModel):
 
 class TestRequest(_Request):
     event_type: str = Field(examples=["payment.created"])
+    data: dict[str, Any] | None = Field(
+        default=None,
+        description="The event's `data` (not the envelope): it must fit the type's schema from GET /event-types. "
+        "Absent or null: the type's sample.",
+        examples=[{**catalog.sample_data("payment.created"), "amount": 5000}],
+    )
 
 
 class TestOutcome(BaseModel):

@@ -1,4 +1,5 @@
-"""GET /api/v1/stream: published events as Server-Sent Events, for `kwik-console listen`.
+"""GET /api/v1/stream: published events as Server-Sent Events, for `kwik-console listen`; and the secret
+listen signs its forwards with (/listen/secret), the same across its restarts.
 
 The stream reads the event table in id order (event ids are time-ordered), so a
 client that reconnects with `Last-Event-ID` resumes exactly after the last event
@@ -18,15 +19,17 @@ from typing import Annotated
 import sqlalchemy as sa
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
 from starlette.responses import StreamingResponse
 
 from kwik_console.api.auth import CallerDep
 from kwik_console.api.problems import invalid_input
 from kwik_console.core.clock import utcnow
 from kwik_console.events import catalog
-from kwik_console.store.db import get_engine
+from kwik_console.store.db import get_engine, session_scope
 from kwik_console.store.tables import Event
 from kwik_console.team import access
+from kwik_console.webhooks import console_secrets
 
 router = APIRouter(prefix=access.API_PREFIX)
 SETTLE = dt.timedelta(seconds=1)
@@ -119,3 +122,37 @@ async def stream(
     return StreamingResponse(
         events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
+
+
+# ---------------------------------------------------------------- listen's signing secret
+
+
+class ListenSecretOut(BaseModel):
+    secret: str = Field(
+        description="whsec_ + base64 of 32 bytes: what `kwik-console listen` signs each forward with, "
+        "the same across its restarts until rotated."
+    )
+
+
+@router.get(
+    "/listen/secret",
+    response_model=ListenSecretOut,
+    tags=["events"],
+    summary="The signing secret of `kwik-console listen` (made on first use)",
+)
+def get_listen_secret(caller: CallerDep) -> ListenSecretOut:
+    with session_scope() as session:
+        secret = console_secrets.reveal(session=session, actor=caller.actor, client_address=caller.address)
+    return ListenSecretOut(secret=secret)
+
+
+@router.post(
+    "/listen/secret/rotate",
+    response_model=ListenSecretOut,
+    tags=["events"],
+    summary="A new signing secret for `kwik-console listen`; the old one stops at once",
+)
+def rotate_listen_secret(caller: CallerDep) -> ListenSecretOut:
+    with session_scope() as session:
+        secret = console_secrets.rotate(session=session, actor=caller.actor, client_address=caller.address)
+    return ListenSecretOut(secret=secret)
