@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kwik_console.core.errors import InvalidInput
 from kwik_console.events import catalog, payloads, schemas
@@ -104,3 +106,32 @@ def test_a_bad_override_is_refused_with_its_reason(item, message):
     with pytest.raises(InvalidInput) as refused:
         payloads.override({"email": "a@example.com", "tags": ["x"]}, [item])
     assert message in refused.value.errors["override"]
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=50, deadline=None, database=None)
+@given(data=JSON | st.dictionaries(st.sampled_from(sorted(catalog.sample_data("payment.created"))), JSON))
+def test_any_data_is_either_fit_or_refused_cleanly(data):
+    try:
+        schemas.check_data("payment.created", data)
+    except InvalidInput as refused:
+        assert list(refused.errors) == ["data"]
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(items=st.lists(st.text(max_size=30), max_size=4), text=st.text(max_size=60))
+def test_any_override_or_text_is_either_applied_or_refused_cleanly(items, text):
+    try:
+        assert isinstance(payloads.override(catalog.sample_data("customer.created"), items), dict)
+    except InvalidInput as refused:
+        assert list(refused.errors) == ["override"]
+    try:
+        assert isinstance(payloads.parse_data(text), dict)
+    except InvalidInput as refused:
+        assert list(refused.errors) == ["data"]
