@@ -99,7 +99,6 @@ def _payload_field() -> rx.Component:
             rows="12",
             width="100%",
             spell_check=False,
-            auto_complete="off",
             aria_invalid=rx.cond(invalid, "true", "false"),
             aria_describedby="test-payload-help test-payload-error",
             color_scheme=rx.cond(invalid, "red", "gray"),
