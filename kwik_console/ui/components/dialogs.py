@@ -102,6 +102,8 @@ def _payload_field() -> rx.Component:
             aria_invalid=rx.cond(invalid, "true", "false"),
             aria_describedby="test-payload-help test-payload-error",
             color_scheme=rx.cond(invalid, "red", "gray"),
+            # Outlined in red while refused, as the webhook form's fields are.
+            box_shadow=rx.cond(invalid, "inset 0 0 0 1px var(--red-8)", "inset 0 0 0 1px var(--gray-a7)"),
             # Long ids wrap rather than push the dialog wider than a phone.
             style={
                 "font_family": "var(--code-font-family)",
