@@ -15,7 +15,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
-from kwik_console.api import auth, batches, event_schemas, idempotency
+from kwik_console.api import auth, batches, idempotency
 from kwik_console.api.auth import CallerDep
 from kwik_console.api.problems import invalid_input
 from kwik_console.api.schemas import (
@@ -39,6 +39,7 @@ from kwik_console.delivery import scheduler
 from kwik_console.delivery.test_webhook import send_test
 from kwik_console.events import catalog, deliveries
 from kwik_console.events import publishing as events
+from kwik_console.events import schemas as event_schemas
 from kwik_console.store.db import session_scope
 from kwik_console.store.writes import run_short_write
 from kwik_console.team import access
@@ -253,7 +254,11 @@ async def test_webhook(caller: CallerDep, webhook_id: int, body: TestRequest) ->
     if not catalog.is_event_type(body.event_type):
         raise invalid_input({"event_type": f"Unknown event type {body.event_type!r}; see GET /api/v1/event-types."})
     published, outcome = await send_test(
-        webhook_id=webhook_id, event_type=body.event_type, actor=caller.actor, client_address=caller.address
+        webhook_id=webhook_id,
+        event_type=body.event_type,
+        data=body.data,
+        actor=caller.actor,
+        client_address=caller.address,
     )
     return TestOutcome(
         event_id=published.event.id,

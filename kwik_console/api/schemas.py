@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from kwik_console.events import catalog
 from kwik_console.events.deliveries import DeliveryDetail
 from kwik_console.store.tables import Attempt, Delivery, Webhook, WebhookStatus
 from kwik_console.webhooks.rules import HEADER_VALUE_MAX, HEADERS_MAX, RATE_MAX, RATE_MIN
@@ -125,6 +126,12 @@ class SecretOut(BaseModel):
 
 class TestRequest(_Request):
     event_type: str = Field(examples=["payment.created"])
+    data: dict[str, Any] | None = Field(
+        default=None,
+        description="The event's `data` (not the envelope): it must fit the type's schema from GET /event-types. "
+        "Absent or null: the type's sample.",
+        examples=[{**catalog.sample_data("payment.created"), "amount": 5000}],
+    )
 
 
 class TestOutcome(BaseModel):

@@ -1,4 +1,5 @@
-"""GET /api/v1/stream: published events as Server-Sent Events, for `kwik-console listen`.
+"""GET /api/v1/stream: published events as Server-Sent Events, for `kwik-console listen`; and the secret
+listen signs its forwards with (/listen/secret), the same across its restarts.
 
 The stream reads the event table in id order (event ids are time-ordered), so a
 client that reconnects with `Last-Event-ID` resumes exactly after the last event
@@ -16,7 +17,7 @@ import re
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from starlette.responses import StreamingResponse
@@ -25,9 +26,10 @@ from kwik_console.api.auth import CallerDep
 from kwik_console.api.problems import invalid_input
 from kwik_console.core.clock import utcnow
 from kwik_console.events import catalog
-from kwik_console.store.db import get_engine
+from kwik_console.store.db import get_engine, session_scope
 from kwik_console.store.tables import Event
 from kwik_console.team import access
+from kwik_console.webhooks import console_secrets
 
 router = APIRouter(prefix=access.API_PREFIX)
 SETTLE = dt.timedelta(seconds=1)
@@ -109,7 +111,6 @@ def _batch(after: str, types: list[str] | None) -> list[tuple[str, str, str]]:
 )
 async def stream(
     caller: CallerDep,
-    request: Request,
     types: Annotated[
         str | None, Query(max_length=2000, description="Event types, comma-separated; all if omitted.")
     ] = None,
@@ -127,7 +128,7 @@ async def stream(
         # The start position as an id: a client cut off before the first event resumes from here, not from "now".
         yield f"id: {after}\n: kwik stream\n\n"
         quiet = 0.0
-        while not await request.is_disconnected():
+        while True:  # Starlette ends the response, and this, when the client goes: a second reader would race it
             rows = await run_in_threadpool(_batch, after, chosen)
             for event_id, event_type, body in rows:
                 yield f"id: {event_id}\nevent: {event_type}\ndata: {body}\n\n"
@@ -144,3 +145,37 @@ async def stream(
     return StreamingResponse(
         events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
+
+
+# ---------------------------------------------------------------- listen's signing secret
+
+
+class ListenSecretOut(BaseModel):
+    secret: str = Field(
+        description="whsec_ + base64 of 32 bytes: what `kwik-console listen` signs each forward with, "
+        "the same across its restarts until rotated."
+    )
+
+
+@router.get(
+    "/listen/secret",
+    response_model=ListenSecretOut,
+    tags=["events"],
+    summary="The signing secret of `kwik-console listen` (made on first use)",
+)
+def get_listen_secret(caller: CallerDep) -> ListenSecretOut:
+    with session_scope() as session:
+        secret = console_secrets.reveal(session=session, actor=caller.actor, client_address=caller.address)
+    return ListenSecretOut(secret=secret)
+
+
+@router.post(
+    "/listen/secret/rotate",
+    response_model=ListenSecretOut,
+    tags=["events"],
+    summary="A new signing secret for `kwik-console listen`; the old one stops at once",
+)
+def rotate_listen_secret(caller: CallerDep) -> ListenSecretOut:
+    with session_scope() as session:
+        secret = console_secrets.rotate(session=session, actor=caller.actor, client_address=caller.address)
+    return ListenSecretOut(secret=secret)

@@ -4,7 +4,8 @@
 console over HTTP, like the Stripe CLI's commands of the same names:
 
     kwik-console listen --forward-to http://localhost:4242/hook --events payment.created,payment.updated
-    kwik-console trigger payment.created
+    kwik-console listen --print-secret
+    kwik-console trigger payment.created --override amount=5000
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import sys
 import time
 import uuid
 
+from kwik_console.cli.events import add_payload_arguments, event_data
 from kwik_console.cli.output import UsageError, emit, table, when
 from kwik_console.core.clock import iso
 from kwik_console.core.errors import InvalidInput
-from kwik_console.events import catalog
+from kwik_console.events import catalog, schemas
 from kwik_console.store.db import session_scope
 from kwik_console.team import audit, tokens
+from kwik_console.webhooks import rules
 from kwik_console.webhooks.rules import validate_events
-from kwik_console.webhooks.service import new_secret
 from kwik_console.webhooks.signing import signature_headers
 
 DEFAULT_CONSOLE = "http://127.0.0.1:3000"
@@ -129,15 +131,14 @@ def cmd_trigger(args) -> None:
 
     if not catalog.is_event_type(args.type):
         raise InvalidInput({"type": f"Unknown event type {args.type!r}; see `kwik-console events types`."})
+    data = event_data(args)
+    schemas.check_data(args.type, data)  # the sample as changed, checked as Test Webhook checks its payload
     console, headers = _client_settings(args)
     # A key per run: if the answer is lost and this is sent again by hand, that is a new event, as intended.
     headers["idempotency-key"] = str(uuid.uuid4())
     try:
         response = httpx.post(
-            f"{console}/api/v1/events",
-            headers=headers,
-            timeout=30,
-            json={"type": args.type, "data": catalog.sample_data(args.type)},
+            f"{console}/api/v1/events", headers=headers, timeout=30, json={"type": args.type, "data": data}
         )
     except httpx.HTTPError as exc:
         raise _unreachable(f"cannot reach the console at {console}: {exc}") from None
@@ -177,19 +178,26 @@ class _Stream:
 def listen(
     console: str,
     headers: dict[str, str],
-    forward_to: str,
+    forward_to: str | None,
     secret: str,
     types: list[str] | None,
-    out=sys.stdout,
+    *,
+    forward_headers: dict[str, str] | None = None,
+    print_json: bool = False,
+    out=None,
+    say=None,
     stop=None,
 ) -> None:
     """Stream events from the console and POST each, signed with `secret`, to `forward_to`; reconnect on drops.
 
     Resumes after the last event it saw (Last-Event-ID), so a drop loses nothing and repeats nothing.
+    `print_json` writes each event to `out` as one JSON line; the lines for people go to `say`.
     `stop` (a threading.Event) ends it between events.
     """
     import httpx  # slow to import: only the commands that talk to a console pay for it
 
+    out = out or sys.stdout
+    say = say or sys.stdout
     params = {"types": ",".join(types)} if types else {}
     last_id: str | None = None
     backoff = FIRST_BACKOFF
@@ -222,7 +230,19 @@ def listen(
                             continue
                         backoff = FIRST_BACKOFF  # events flow again: the next drop starts a fresh backoff
                         event_id, event_type, data = event
-                        _forward(forward_client, forward_to, secret, event_id, event_type, data, out)
+                        if print_json:
+                            print(data, file=out, flush=True)  # the envelope: one line of JSON already
+                        if forward_to:
+                            _forward(
+                                forward_client,
+                                forward_to,
+                                secret,
+                                forward_headers or {},
+                                event_id,
+                                event_type,
+                                data,
+                                say,
+                            )
                         last_id = event_id
                         if stop is not None and stop.is_set():
                             return
@@ -230,7 +250,7 @@ def listen(
                 print(
                     f"Stream dropped ({type(exc).__name__}: {exc or 'closed'}); reconnecting in {backoff:g} s, "
                     f"after {last_id or 'the start'}.",
-                    file=out,
+                    file=say,
                     flush=True,
                 )
                 if stop is not None and stop.wait(backoff):
@@ -242,38 +262,96 @@ def listen(
             # The server ended the stream cleanly (a restart): reconnect at once.
 
 
-def _forward(client, url: str, secret: str, event_id: str, event_type: str, data: str, out) -> None:
+def _failure(exc) -> str:
+    """Why a forward got no answer, in a few words."""
+    import httpx  # loaded by listen() already: this only names it here
+
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused" if "refused" in str(exc).lower() else f"cannot connect ({exc})"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer within {FORWARD_TIMEOUT:g} s"
+    return f"{type(exc).__name__}: {exc or 'no answer'}"
+
+
+def _forward(client, url: str, secret: str, extra: dict[str, str], event_id: str, event_type: str, data: str, say):
+    """POST one event, signed; its line says how it went, and a failure never stops listen."""
     import httpx  # loaded by listen() already: this only names it here
 
     body = data.encode()
     headers = {
         "content-type": "application/json",
         "user-agent": USER_AGENT,
+        **extra,
         **signature_headers([secret], event_id, int(time.time()), body),
     }
     started = time.perf_counter()
     try:
-        status = str(client.post(url, content=body, headers=headers).status_code)
+        code = client.post(url, content=body, headers=headers).status_code
+        status = f"{code}" if code < 300 else f"{code}, failed"
     except httpx.HTTPError as exc:
-        status = f"error: {type(exc).__name__}"
+        status = f"failed: {_failure(exc)}"
     took = (time.perf_counter() - started) * 1000
     now = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-    print(f"{now}  --> {event_type:<22} {event_id}  [{status}]  {took:.0f} ms", file=out, flush=True)
+    print(f"{now}  --> {event_type:<22} {event_id}  [{status}]  {took:.0f} ms", file=say, flush=True)
+
+
+def forward_headers(items: list[str] | None) -> dict[str, str]:
+    """`--headers 'Name: value'` (repeatable) as a dict, by the custom headers' rules; a refusal is a usage error."""
+    try:
+        return rules.validate_headers([rules.parse_header_line(item) for item in items or []])
+    except InvalidInput as exc:
+        raise UsageError(f"--headers {exc.errors['headers']}") from None
+
+
+def _listen_secret(console: str, headers: dict[str, str], *, rotate: bool) -> str:
+    """The console's secret for listen (GET /listen/secret), or a new one (POST .../rotate)."""
+    import httpx  # slow to import: only the commands that talk to a console pay for it
+
+    path = "/api/v1/listen/secret" + ("/rotate" if rotate else "")
+    try:
+        response = httpx.request("POST" if rotate else "GET", console + path, headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        raise _unreachable(f"cannot reach the console at {console}: {exc}") from None
+    if response.status_code != 200:
+        raise ApiRefused(f"the console refused listen's signing secret ({_problem_text(response)})")
+    return response.json()["secret"]
 
 
 def cmd_listen(args) -> None:
-    types = None
-    if args.events:
-        types = validate_events(args.events.split(","))
+    if not (args.forward_to or args.print_json or args.print_secret or args.rotate_secret):
+        raise UsageError("give --forward-to URL, --print-json or both (or --print-secret)")
+    types = validate_events(args.events.split(",")) if args.events else None
+    types = None if types == [rules.ALL_EVENTS] else types  # '*' is every event, as without --events
+    extra = forward_headers(args.headers)
     console, headers = _client_settings(args)
-    secret = new_secret()
+    secret = _listen_secret(console, headers, rotate=args.rotate_secret)
+    if args.print_secret:
+        print(secret, flush=True)
+        return
+    say = sys.stderr if args.print_json else sys.stdout
+    if args.rotate_secret:
+        print(f"Rotated listen's signing secret: {secret} (the old one no longer verifies).", file=say, flush=True)
+        if not (args.forward_to or args.print_json):
+            return
+    where = f" to {args.forward_to}" if args.forward_to else ""
     print(
-        f"Ready! Forwarding {', '.join(types) if types else 'every event'} from {console} to {args.forward_to}.\n"
-        f"Session signing secret (verify with it; it lasts until you stop): {secret}\n"
+        f"Ready! Forwarding {', '.join(types) if types else 'every event'} from {console}{where}.\n"
+        f"Signing secret (the same each time; --rotate-secret for a new one): {secret}\n"
         "Ctrl+C to stop.",
+        file=say,
         flush=True,
     )
-    listen(console, headers, args.forward_to, secret, types)
+    listen(
+        console,
+        headers,
+        args.forward_to,
+        secret,
+        types,
+        forward_headers=extra,
+        print_json=args.print_json,
+        out=sys.stdout,
+        say=say,
+    )
 
 
 # ---------------------------------------------------------------- parser
@@ -307,11 +385,25 @@ def register(commands, out) -> None:
         parser.set_defaults(settings_free=True)
 
     p = commands.add_parser("listen", help="forward the console's events to a local URL, signed (like `stripe listen`)")
-    p.add_argument("--forward-to", required=True, metavar="URL", help="e.g. http://localhost:4242/hook")
+    p.add_argument("--forward-to", metavar="URL", help="e.g. http://localhost:4242/hook")
     p.add_argument("--events", metavar="a,b,...", help="event types, comma-separated (default: all)")
+    p.add_argument(
+        "--print-json", action="store_true", help="print each event as one JSON line on stdout (other lines: stderr)"
+    )
+    p.add_argument(
+        "--headers",
+        action="append",
+        metavar="'NAME: VALUE'",
+        help="a header to add to each forward; repeatable",
+    )
+    p.add_argument("--print-secret", action="store_true", help="print the signing secret and exit")
+    p.add_argument("--rotate-secret", action="store_true", help="replace the signing secret with a new one first")
     remote(p)
     p.set_defaults(func=cmd_listen)
-    p = commands.add_parser("trigger", parents=[out], help="publish an event type's sample through the API")
+    p = commands.add_parser(
+        "trigger", parents=[out], help="publish an event type's sample (as changed) through the API"
+    )
     p.add_argument("type", help="event type, e.g. payment.created")
+    add_payload_arguments(p)
     remote(p)
     p.set_defaults(func=cmd_trigger)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 from kwik_console.cli.output import UsageError, emit, table
-from kwik_console.core import json_scan
 from kwik_console.core.clock import iso
-from kwik_console.core.errors import InvalidInput
-from kwik_console.events import catalog
-from kwik_console.events.publishing import DATA_MAX_DEPTH, DATA_MAX_DEPTH_MESSAGE, DATA_NUMBER_MESSAGE, publish
+from kwik_console.events import catalog, payloads
+from kwik_console.events.publishing import publish
 from kwik_console.store.tables import DeliveryStatus
+from kwik_console.team import audit
 
 
 def cmd_events_types(args) -> None:
@@ -19,26 +17,45 @@ def cmd_events_types(args) -> None:
     emit(args, [{"type": n, "description": d} for n, d in rows], table(["Event", "Description"], rows))
 
 
-def cmd_events_publish(args) -> None:
-    from kwik_console.delivery import scheduler  # the delivery engine (apscheduler, httpx): only this command pays
-
-    if args.data is not None and args.sample:
+def event_data(args) -> dict:
+    """The event's `data` from `--data` (the whole object) or the type's sample, with each `--override` set."""
+    if args.data is not None and getattr(args, "sample", False):
         raise UsageError("give --data or --sample, not both")
     if args.data is not None:
-        try:
-            data = json_scan.loads(args.data, max_depth=DATA_MAX_DEPTH)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput({"data": f"--data is not valid JSON: {exc.msg} at column {exc.colno}"}) from None
-        except json_scan.TooDeep:
-            raise InvalidInput({"data": DATA_MAX_DEPTH_MESSAGE}) from None
-        except json_scan.NumberTooLong:
-            raise InvalidInput({"data": DATA_NUMBER_MESSAGE}) from None
+        data = payloads.parse_data(args.data, what="--data")
     elif catalog.is_event_type(args.type):
         data = catalog.sample_data(args.type)
     else:
         data = {}
-    published = publish(args.type, data, test=args.test, webhook_id=args.webhook, wake=False)
-    outcomes = asyncio.run(scheduler.deliver_now(published.delivery_ids)) if published.delivery_ids else []
+    return payloads.override(data, args.override or [])
+
+
+def add_payload_arguments(parser) -> None:
+    """`--data` and `--override`, for `events publish` and `trigger`."""
+    parser.add_argument("--data", metavar="JSON", help="the event's whole data object (default: the type's sample)")
+    parser.add_argument(
+        "--override",
+        action="append",
+        metavar="PATH=VALUE",
+        help="set one field of the data, e.g. amount=5000 or metadata.crm_id=abc (dotted path; "
+        "VALUE read as JSON when it parses, else as text); repeatable",
+    )
+
+
+def cmd_events_publish(args) -> None:
+    from kwik_console.delivery import scheduler  # the delivery engine (apscheduler, httpx): only this command pays
+    from kwik_console.delivery.test_webhook import send_test  # likewise
+
+    data = event_data(args)
+    if args.test and args.webhook is not None:
+        # A test, as Test Webhook sends it: its data checked against the type's schema, the send audited.
+        published, outcome = asyncio.run(
+            send_test(webhook_id=args.webhook, event_type=args.type, data=data, actor=audit.CLI)
+        )
+        outcomes = [outcome] if outcome else []
+    else:
+        published = publish(args.type, data, test=args.test, webhook_id=args.webhook, wake=False)
+        outcomes = asyncio.run(scheduler.deliver_now(published.delivery_ids)) if published.delivery_ids else []
     rows = [
         (
             o.delivery_id,
@@ -82,7 +99,7 @@ def register(commands, out) -> None:
     ev.add_parser("types", parents=[out], help="list the event types").set_defaults(func=cmd_events_types)
     p = ev.add_parser("publish", parents=[out], help="publish an event and attempt its deliveries at once")
     p.add_argument("type", help="event type, e.g. payment.created")
-    p.add_argument("--data", help="the event's data, a JSON object")
+    add_payload_arguments(p)
     p.add_argument("--sample", action="store_true", help="use the catalogue's sample data (the default)")
     p.add_argument("--test", action="store_true", help="send as a test event (needs --webhook)")
     p.add_argument("--webhook", type=int, help="only this webhook")

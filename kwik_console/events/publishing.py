@@ -77,7 +77,7 @@ def envelope(*, event_id: str, event_type: str, created_at, test: bool, data: di
     )
 
 
-def _data_error(data: Any) -> str | None:
+def shape_error(data: Any) -> str | None:
     """Why `data` cannot be an event's data, or None: the depth limit and JSON's own number rules.
 
     Walks without recursion, so any depth is answered cleanly.
@@ -101,7 +101,7 @@ def _data_error(data: Any) -> str | None:
 
 
 def _body(*, event_id: str, event_type: str, created_at, test: bool, data: dict[str, Any]) -> str:
-    """The envelope, or InvalidInput naming what in `data` (checked by _data_error) still cannot be sent."""
+    """The envelope, or InvalidInput naming what in `data` (checked by shape_error) still cannot be sent."""
     try:
         body = envelope(event_id=event_id, event_type=event_type, created_at=created_at, test=test, data=data)
         size = len(body.encode("utf-8"))
@@ -145,7 +145,7 @@ def _check(event_type: str, data, *, test: bool, webhook_id: int | None) -> None
     errors = {}
     if not catalog.is_event_type(event_type):
         errors["type"] = f"Unknown event type {event_type!r}; see `kwik-console events types`."
-    if data_error := _data_error(data):
+    if data_error := shape_error(data):
         errors["data"] = data_error
     if test and webhook_id is None:
         errors["webhook"] = "A test event needs the webhook to send it to."

@@ -106,6 +106,8 @@ HANDLER_RULES: dict[str, Action] = {
     f"{_UI}.webhook_tester.TestWebhookState.start": Action.TEST,
     f"{_UI}.webhook_tester.TestWebhookState.set_open": Action.TEST,
     f"{_UI}.webhook_tester.TestWebhookState.set_event_type": Action.TEST,
+    f"{_UI}.webhook_tester.TestWebhookState.set_payload": Action.TEST,
+    f"{_UI}.webhook_tester.TestWebhookState.reset_payload": Action.TEST,
     f"{_UI}.webhook_tester.TestWebhookState.send": Action.TEST,
     # A webhook's own page; its signing secret; the Developers page.
     f"{_UI}.webhook_page.WebhookPageState.open_page": Action.READ,
@@ -217,6 +219,8 @@ API_RULES: dict[str, Action] = {
     f"GET {API_PREFIX}/deliveries/{{delivery_id}}": Action.READ,
     f"POST {API_PREFIX}/events": Action.PUBLISH,
     f"GET {API_PREFIX}/stream": Action.READ,
+    f"GET {API_PREFIX}/listen/secret": Action.REVEAL_SECRET,  # as a webhook's signing secret
+    f"POST {API_PREFIX}/listen/secret/rotate": Action.ROTATE_SECRET,
     f"POST {API_PREFIX}/webhooks/{{webhook_id}}/pause": Action.PAUSE,
     f"POST {API_PREFIX}/webhooks/{{webhook_id}}/resume": Action.PAUSE,
     f"POST {API_PREFIX}/deliveries/{{delivery_id}}/resend": Action.RESEND,

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from kwik_console.core.settings import get_settings
 from kwik_console.store.secret_box import SecretKeyError
-from kwik_console.store.tables import PreviousSecret, Webhook
+from kwik_console.store.tables import ConsoleSecret, PreviousSecret, Webhook
 
 
 def rekey(engine: sa.Engine, *, batch: int = 500) -> int:
@@ -36,4 +36,9 @@ def rekey(engine: sa.Engine, *, batch: int = 500) -> int:
                 break
             last = rows[-1].id
             done += len(rows)
+    table = ConsoleSecret.__table__  # a handful, by name: the console's own (console_secrets.py)
+    with engine.begin() as conn:
+        for row in conn.execute(sa.select(table.c.name, table.c.secret)).all():
+            conn.execute(sa.update(table).where(table.c.name == row.name).values(secret=row.secret))
+            done += 1
     return done

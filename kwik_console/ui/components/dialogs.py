@@ -80,15 +80,65 @@ def _outcome() -> rx.Component:
     )
 
 
+def _payload_field() -> rx.Component:
+    """The event's `data`, editable; checked against the type's schema on Send, the reason shown under it."""
+    invalid = Test.payload_error != ""
+    return rx.vstack(
+        rx.hstack(
+            rx.el.label(rx.text("Payload (data)", size="2", weight="medium"), html_for="test-payload"),
+            rx.spacer(),
+            rx.button("Reset to sample", variant="ghost", size="1", on_click=Test.reset_payload),
+            align="center",
+            width="100%",
+        ),
+        rx.text_area(
+            id="test-payload",
+            value=Test.payload,
+            on_change=Test.set_payload,
+            debounce_timeout=250,
+            rows="12",
+            width="100%",
+            spell_check=False,
+            aria_invalid=rx.cond(invalid, "true", "false"),
+            aria_describedby="test-payload-help test-payload-error",
+            color_scheme=rx.cond(invalid, "red", "gray"),
+            # Outlined in red while refused, as the webhook form's fields are.
+            box_shadow=rx.cond(invalid, "inset 0 0 0 1px var(--red-8)", "inset 0 0 0 1px var(--gray-a7)"),
+            # Long ids wrap rather than push the dialog wider than a phone.
+            style={
+                "font_family": "var(--code-font-family)",
+                "font_size": "12.5px",
+                "white_space": "pre-wrap",
+                "overflow_wrap": "anywhere",
+                "resize": "vertical",
+            },
+        ),
+        rx.text(
+            'Sent as the event\'s data; Kwik adds id, type, created_at and "test": true around it.',
+            id="test-payload-help",
+            size="1",
+            color_scheme="gray",
+        ),
+        rx.cond(
+            invalid,
+            rx.text(Test.payload_error, id="test-payload-error", size="2", color_scheme="red", role="alert"),
+        ),
+        spacing="1",
+        width="100%",
+        padding_top="4px",
+    )
+
+
 def test_dialog() -> rx.Component:
     return rx.dialog.root(
         rx.dialog.content(
             rx.dialog.title("Test webhook"),
             rx.dialog.description(
                 rx.text(
-                    "Send a sample event to “",
+                    "Send a test event to “",
                     rx.text.strong(Test.webhook_name),
-                    "” now. It is marked as a test event and retried like any other delivery if it fails.",
+                    "” now, with the payload below. It is marked as a test event and retried like any other "
+                    "delivery if it fails.",
                 ),
                 size="2",
                 color_scheme="gray",
@@ -104,8 +154,7 @@ def test_dialog() -> rx.Component:
                     width="100%",
                 ),
                 rx.text(Test.description, size="1", color_scheme="gray"),
-                rx.text("Sample payload", size="2", weight="medium", padding_top="4px"),
-                code_block(Test.preview, max_height="220px"),
+                _payload_field(),
                 rx.cond(Test.sent, _outcome()),
                 rx.hstack(
                     rx.dialog.close(rx.button("Close", variant="soft", color_scheme="gray")),

@@ -1,4 +1,5 @@
-"""JSON Schemas of each event type's `data`, derived from the catalogue's samples (pure).
+"""JSON Schemas of each event type's `data`, derived from the catalogue's samples, and the one check of a
+payload against them (pure). The API serves the schemas; Test Webhook (every face) and `trigger` check with them.
 
 The samples of one resource (payment.created, payment.updated) share a schema, so a
 field that is null in one sample and text in another (a checkout's `payment_id`) is
@@ -11,7 +12,11 @@ import functools
 import re
 from typing import Any
 
+import jsonschema_rs
+
+from kwik_console.core.errors import InvalidInput
 from kwik_console.events import catalog
+from kwik_console.events.publishing import shape_error
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -95,3 +100,33 @@ def data_schema(event_type: str) -> dict[str, Any]:
         "required": sorted(event.sample),
         "additionalProperties": True,
     }
+
+
+@functools.cache
+def _validator(event_type: str):
+    # Formats too: a `created_at` of "yesterday" is refused, as a receiver parsing it would.
+    return jsonschema_rs.validator_for(data_schema(event_type), validate_formats=True)
+
+
+def _where(path) -> str:
+    return "data" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+
+
+def data_error(event_type: str, data: Any) -> str | None:
+    """Why `data` does not fit its type's schema, in one line, or None (KeyError if the type is unknown)."""
+    if (error := shape_error(data)) is not None:  # what no event may carry, which the validator cannot walk
+        return error
+    errors = list(_validator(event_type).iter_errors(data))
+    if not errors:
+        return None
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{_where(first.instance_path)}: {first.message}{more}"
+
+
+def check_data(event_type: str, data: Any) -> None:
+    """InvalidInput naming the first way `data` does not fit the type's schema; nothing if it fits."""
+    if (error := shape_error(data)) is not None:
+        raise InvalidInput({"data": error})
+    if (error := data_error(event_type, data)) is not None:
+        raise InvalidInput({"data": f"The payload does not fit the {event_type} schema: {error}"})
