@@ -23,7 +23,7 @@ from kwik_console.core.errors import InvalidInput
 from kwik_console.delivery import resend
 from kwik_console.events import rollups
 from kwik_console.events.publishing import publish, publish_together
-from kwik_console.operations import health, notices, recovery, retention
+from kwik_console.operations import health, jobs, notices, recovery, retention
 from kwik_console.store import db
 from kwik_console.store.tables import Attempt, Delivery, Event, Recovery, Webhook
 from kwik_console.store.team_tables import AuditEntry
@@ -361,6 +361,30 @@ def test_auto_disable_notifies_the_operational_webhook_signed(kwik, receiver):
     assert unfinished == 0
     assert health.health_of(hook).disabled_reason == hook.disabled_reason
     assert operational_id not in [w.id for w in webhooks.list_webhooks(session=Session(db.get_engine())).items]
+
+
+def test_auto_disable_waits_for_its_whole_window(kwik):
+    """Failing for less than KWIK_AUTO_DISABLE_AFTER, however little less, a webhook stays Live; a minute
+    past it, it is disabled."""
+    window = kwik.auto_disable_after
+    assert window == 5 * 86400  # the default
+    failing_for = {"half the window": window / 2, "a minute short": window - 60, "a minute past": window + 60}
+    now = utcnow()
+    ids = {name: make_hook("https://127.0.0.1:9/kwik", name=name).id for name in [*failing_for, "healthy"]}
+    with db.session_scope() as s:
+        for name, seconds in failing_for.items():
+            s.exec(
+                update(Webhook).where(Webhook.id == ids[name]).values(failing_since=now - dt.timedelta(seconds=seconds))
+            )
+    assert jobs.auto_disable(db.get_engine(), "test", kwik) == [ids["a minute past"]]  # the scheduler's job
+    with Session(db.get_engine()) as s:
+        status = {name: s.get(Webhook, webhook_id).status for name, webhook_id in ids.items()}
+    assert status == {
+        "half the window": "live",
+        "a minute short": "live",
+        "a minute past": "disabled",
+        "healthy": "live",
+    }
 
 
 def test_failing_then_recovered_notices_and_the_warning(kwik, receiver):
