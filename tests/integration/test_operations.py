@@ -462,18 +462,18 @@ def test_rate_limit_holds_across_two_worker_processes(kwik, receiver, cli_env):
         publish("payment.created", {"n": n}, wake=False)
     workers = [start_worker(cli_env), start_worker(cli_env)]
     try:
-        assert receiver.wait_for(lambda reqs: len(reqs) >= 1, timeout=20)
-        first = receiver.hits("/ok")[0].at
-        # Requests are recorded in the order they come: once one is past the window, the window is complete.
-        receiver.wait_for(lambda reqs: reqs[-1].at - first >= 20.0, timeout=60)
+        # A hundred requests, however long a loaded machine takes to make them (at 5 a second, 20 s).
+        assert receiver.wait_for(lambda reqs: len(reqs) >= 100, timeout=120), len(receiver.requests)
     finally:
         for worker in workers:
             stop(worker)
-    in_window = [r for r in receiver.hits("/ok") if r.at - first < 20.0]
-    print(f"\nrate limit 5/s: {len(in_window)} in 20 s")
-    # 5 a second: never more than 10 % over. Under: a loaded machine's late looks lose a little time
-    # for good (the rate clock catches up 0.2 s); a limit each worker kept alone would give about 200.
-    assert 75 <= len(in_window) <= 110, len(in_window)
+    hits = receiver.hits("/ok")
+    span = hits[99].at - hits[0].at
+    print(f"\nrate limit 5/s: 100 requests in {span:.1f} s")
+    # 5 a second between both workers, never more than 10 % over: the hundred took at least 99 / 5.5 s. A
+    # limit each worker kept alone would have let them through twice as fast. (A loaded machine only slows
+    # them.)
+    assert span >= 99 / 5.5, span
     with Session(db.get_engine()) as s:
         over = s.exec(
             select(Delivery.status, Delivery.attempt_count)
