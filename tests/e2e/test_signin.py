@@ -1,14 +1,17 @@
 """Hosted mode in a real browser: the first admin, invitations, roles, the guard, the audit trail and signing out.
 
-One hosted console (production build) and one database for the module; the tests run in order, like a team's
-first day: the admin signs in with the CLI's one-time link, invites a developer and a viewer, who accept
-their links; the viewer can change nothing and never receives a signing secret; the developer rotates a
-secret; the admin reads it all in the audit trail, then signs out.
+One hosted console (production build) and one database for the module. The team every test starts from (an
+admin, a developer and a viewer with their passwords, and a webhook to work on) is made through the services
+once; each test makes its own members and records beyond that, so each runs alone or in any order: an admin
+signs in with the CLI's one-time link; an admin invites a developer and a viewer, who accept their links; the
+viewer can change nothing and never receives a signing secret; the developer rotates a secret; the admin reads
+the audit trail, then signs out.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -19,8 +22,10 @@ import urllib.parse
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from kwik_console.core import settings
+from kwik_console.core.errors import InvalidInput
 from kwik_console.store import db
-from kwik_console.team import audit
+from kwik_console.team import audit, members, sessions
 from kwik_console.webhooks import service as webhooks
 from kwik_console.webhooks.rules import WebhookInput
 from tests.conftest import KWIK_CONSOLE, TEST_SECRET_KEY, configure
@@ -34,7 +39,15 @@ PASSWORDS = {
     "viewer": "quiet pebble 4410 fern",
 }
 EMAILS = {role: f"{role}@merchant.example" for role in PASSWORDS}
-shared: dict = {}
+WEBHOOK = "Orders service"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def patient_expectations():
+    """A state's first load can take seconds on a loaded machine: expectations wait as long as actions do."""
+    expect.set_options(timeout=15_000)
+    yield
+    expect.set_options(timeout=5_000)  # Playwright's own
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +70,52 @@ def hosted(hosted_db, tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture
-def local_db(monkeypatch, hosted_db):
+@contextlib.contextmanager
+def on_the_consoles_database(hosted_db: str, monkeypatch: pytest.MonkeyPatch):
     """This test process on the console's database, to set up and check data directly."""
     configure(monkeypatch, KWIK_DATABASE_URL=hosted_db, KWIK_MODE="local", KWIK_SECRET_KEY=TEST_SECRET_KEY)
-    yield
-    db._engine_for.cache_clear()
+    try:
+        yield
+    finally:
+        db._engine_for.cache_clear()
+        settings.get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def team(hosted, hosted_db) -> dict[str, int]:
+    """An admin, a developer and a viewer with their passwords, and a webhook to work on (disabled, so nothing
+    is ever sent anywhere): member ids by role, and the webhook's as "webhook"."""
+    with pytest.MonkeyPatch.context() as monkeypatch, on_the_consoles_database(hosted_db, monkeypatch):
+        made = {}
+        with db.session_scope() as session:
+            for role, password in PASSWORDS.items():
+                link = members.invite(session=session, email=EMAILS[role], role=role, actor=audit.CLI)
+                made[role] = members.accept_link(
+                    session=session, token=link.token, password=password, confirm=password
+                ).id
+            made["webhook"] = webhooks.create_webhook(
+                session=session,
+                data=WebhookInput(
+                    name=WEBHOOK,
+                    url="https://orders.merchant.example/kwik",
+                    events=["payment.created"],
+                    status="disabled",
+                ),
+                actor=audit.CLI,
+            ).id
+    return made
+
+
+@pytest.fixture
+def local_db(monkeypatch, hosted_db):
+    with on_the_consoles_database(hosted_db, monkeypatch):
+        yield
+
+
+def trail(email: str, action: str) -> int:
+    """How many entries of the audit trail `email` has for `action`."""
+    with db.session_scope() as session:
+        return len(audit.list_entries(session=session, actor_email=email, action=action, limit=500).items)
 
 
 def new_page(browser: Browser, frames: list[str] | None = None) -> Page:
@@ -89,12 +142,12 @@ def new_page(browser: Browser, frames: list[str] | None = None) -> Page:
     return page
 
 
-def accept_link(page: Page, link: str, role: str) -> None:
+def accept_link(page: Page, link: str, email: str, password: str) -> None:
     page.goto(link)
     expect(page.get_by_role("heading", name="Choose your password")).to_be_visible()
-    expect(page.get_by_text(EMAILS[role])).to_be_visible()
-    page.get_by_label("New password").fill(PASSWORDS[role])
-    page.get_by_label("Repeat the password").fill(PASSWORDS[role])
+    expect(page.get_by_text(email)).to_be_visible()
+    page.get_by_label("New password").fill(password)
+    page.get_by_label("Repeat the password").fill(password)
     page.get_by_role("button", name="Set password and sign in").click()
     expect(page.get_by_role("heading", name="Webhooks")).to_be_visible()
 
@@ -104,6 +157,14 @@ def sign_in(page: Page, base: str, role: str, password: str | None = None) -> No
     page.get_by_label("Email").fill(EMAILS[role])
     page.get_by_label("Password").fill(password or PASSWORDS[role])
     page.get_by_role("button", name="Sign in").click()
+
+
+def signed_in(browser: Browser, base: str, role: str, frames: list[str] | None = None) -> Page:
+    """A new page with `role`'s member of the team signed in, on the webhook list."""
+    page = new_page(browser, frames)
+    sign_in(page, base, role)
+    expect(page.get_by_role("heading", name="Webhooks")).to_be_visible()
+    return page
 
 
 def session_cookie(page: Page) -> str:
@@ -116,6 +177,7 @@ def action(page: Page, name: str, item: str) -> None:
 
 
 def test_a_first_admin_signs_in_with_the_clis_one_time_link(browser, hosted):
+    owner, password = "owner@merchant.example", "saffron kettle 5521 dune"
     page = new_page(browser)
     page.goto(hosted.url + "/members")
     expect(page).to_have_url(re.compile(r"/sign-in/?\?next=%2Fmembers$"))  # nobody may claim the console by arriving
@@ -123,7 +185,7 @@ def test_a_first_admin_signs_in_with_the_clis_one_time_link(browser, hosted):
 
     env = {**hosted.env}
     made = subprocess.run(
-        [*KWIK_CONSOLE, "users", "create", "--email", EMAILS["admin"], "--role", "admin", "--json"],
+        [*KWIK_CONSOLE, "users", "create", "--email", owner, "--role", "admin", "--json"],
         env=env,
         capture_output=True,
         text=True,
@@ -133,11 +195,11 @@ def test_a_first_admin_signs_in_with_the_clis_one_time_link(browser, hosted):
     link = json.loads(made.stdout)["link"]
     assert link.startswith(hosted.url + "/accept?token=")
 
-    accept_link(page, link, "admin")
+    accept_link(page, link, owner, password)
     page.get_by_role("button", name="Account menu").click()
-    expect(page.get_by_role("menu")).to_contain_text(EMAILS["admin"])
+    expect(page.get_by_role("menu")).to_contain_text(owner)
     page.keyboard.press("Escape")
-    shared["admin"] = page
+    page.context.close()
 
     again = new_page(browser)
     again.goto(link)  # works once
@@ -145,7 +207,7 @@ def test_a_first_admin_signs_in_with_the_clis_one_time_link(browser, hosted):
     again.context.close()
 
 
-def test_a_wrong_password_gets_the_same_answer_as_an_unknown_email(browser, hosted):
+def test_a_wrong_password_gets_the_same_answer_as_an_unknown_email(browser, hosted, team):
     page = new_page(browser)
     sign_in(page, hosted.url, "admin", password="not the password at all")
     message = "That email and password don't match a member of this console."
@@ -157,53 +219,52 @@ def test_a_wrong_password_gets_the_same_answer_as_an_unknown_email(browser, host
     page.context.close()
 
 
-def test_the_admin_invites_a_developer_and_a_viewer(hosted, local_db):
-    with db.session_scope() as session:  # a webhook to work on; disabled, so nothing is ever sent anywhere
-        webhooks.create_webhook(
-            session=session,
-            data=WebhookInput(
-                name="Orders service",
-                url="https://orders.merchant.example/kwik",
-                events=["payment.created"],
-                status="disabled",
-            ),
-            actor=audit.CLI,
-        )
-    page: Page = shared["admin"]
+def test_the_admin_invites_a_developer_and_a_viewer_who_accept_their_links(browser, hosted, team):
+    page = signed_in(browser, hosted.url, "admin")
     page.get_by_role("link", name="Members").click()
     expect(page.get_by_role("heading", name="Members")).to_be_visible()
-    for role in ("developer", "viewer"):
-        page.get_by_role("button", name="Invite").click()
+    invited = {role: f"{role}-joining@merchant.example" for role in ("developer", "viewer")}  # no other's name in it
+    links = {}
+    for role, email in invited.items():
+        page.get_by_role("button", name="Invite", exact=True).click()
         dialog = page.get_by_role("dialog")
-        dialog.get_by_label("Email").fill(EMAILS[role])
+        dialog.get_by_label("Email").fill(email)
         dialog.get_by_text(role.capitalize(), exact=True).click()
         dialog.get_by_role("button", name="Make invitation link").click()
         link_box = page.get_by_label("One-time link", exact=True)
         expect(link_box).to_contain_text("/accept?token=")
-        shared[f"{role}_link"] = link_box.inner_text()
+        links[role] = link_box.inner_text()
         page.get_by_role("button", name="Done").click()
-        row = page.get_by_role("row").filter(has_text=EMAILS[role])
+        row = page.get_by_role("row").filter(has_text=email)
         expect(row).to_contain_text("Invited")
         expect(row.get_by_role("combobox")).to_have_text(role.capitalize())
+    page.context.close()
+
+    for role, email in invited.items():
+        joining = new_page(browser)
+        accept_link(joining, links[role], email, PASSWORDS[role])
+        # Signed in with the role they were given: only a developer may create a webhook.
+        expect(joining.get_by_role("button", name="Create")).to_have_count(1 if role == "developer" else 0)
+        joining.context.close()
 
 
-def test_the_viewer_sees_and_receives_no_secret_and_a_crafted_event_is_refused(browser, hosted, local_db):
+def test_the_viewer_sees_and_receives_no_secret_and_a_crafted_event_is_refused(browser, hosted, team, local_db):
+    refused_before = trail(EMAILS["viewer"], "access.refused")
     frames: list[str] = []
-    page = new_page(browser, frames)
-    accept_link(page, shared["viewer_link"], "viewer")
-    row = page.get_by_role("row").filter(has_text="Orders service")
+    page = signed_in(browser, hosted.url, "viewer", frames)
+    row = page.get_by_role("row").filter(has_text=WEBHOOK)
     expect(row).to_be_visible()
     expect(page.get_by_role("button", name="Create")).to_have_count(0)
     expect(page.get_by_role("link", name="Members")).to_have_count(0)
-    page.get_by_role("button", name="Actions for Orders service").click()
+    page.get_by_role("button", name=f"Actions for {WEBHOOK}").click()
     expect(page.get_by_role("menuitem", name="View Events")).to_be_visible()
     for hidden in ("Edit", "Delete", "Test Webhook"):
         expect(page.get_by_role("menuitem", name=hidden)).to_have_count(0)
     page.get_by_role("menuitem", name="View Events").click()
-    expect(page.get_by_role("heading", name="Events · Orders service")).to_be_visible()
+    expect(page.get_by_role("heading", name=f"Events · {WEBHOOK}")).to_be_visible()
 
     with db.session_scope() as session:
-        webhook = webhooks.list_webhooks(session=session).items[0]
+        webhook = webhooks.get_webhook(session=session, webhook_id=team["webhook"])
         secret_before = webhook.secret
 
     # Crafted from the viewer's own page: their cookie, their origin, their Reflex token, straight onto the socket.
@@ -247,50 +308,79 @@ def test_the_viewer_sees_and_receives_no_secret_and_a_crafted_event_is_refused(b
     with db.session_scope() as session:
         still = webhooks.get_webhook(session=session, webhook_id=webhook.id)
         assert still.secret == secret_before  # not rotated, not deleted
+    assert trail(EMAILS["viewer"], "access.refused") > refused_before  # in the audit trail
 
     page.goto(hosted.url + "/")
-    expect(page.get_by_role("row").filter(has_text="Orders service")).to_be_visible()
-    assert frames and any("Orders service" in f for f in frames)  # the capture works...
+    expect(page.get_by_role("row").filter(has_text=WEBHOOK)).to_be_visible()
+    assert frames and any(WEBHOOK in f for f in frames)  # the capture works...
     assert not [f for f in frames + answers if "whsec_" in f]  # ...and never carried a signing secret
-    shared["viewer_cookie"] = session_cookie(page)
     page.context.close()
 
 
-def test_the_developer_reveals_and_rotates_a_secret(browser, hosted):
-    page = new_page(browser)
-    accept_link(page, shared["developer_link"], "developer")
+def test_the_developer_reveals_and_rotates_a_secret(browser, hosted, team, local_db):
+    before = {action: trail(EMAILS["developer"], action) for action in ("secret.revealed", "secret.rotated")}
+    page = signed_in(browser, hosted.url, "developer")
     expect(page.get_by_role("link", name="Members")).to_have_count(0)
-    action(page, "Orders service", "Edit")
+    action(page, WEBHOOK, "Edit")
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_text(re.compile(r"whsec_•+"))).to_be_visible()
     dialog.get_by_role("button", name="Reveal").click()
-    before = dialog.get_by_text(re.compile(r"^whsec_[A-Za-z0-9+/=]{44}$")).inner_text()
+    revealed = dialog.get_by_text(re.compile(r"^whsec_[A-Za-z0-9+/=]{44}$")).inner_text()
     dialog.get_by_role("button", name="Rotate").click()
     page.get_by_role("alertdialog").get_by_role("button", name="Rotate secret").click()
     expect(page.get_by_text("New signing secret created.", exact=False)).to_be_visible()
     after = page.get_by_role("dialog").get_by_text(re.compile(r"^whsec_")).inner_text()
-    assert after != before
+    assert after != revealed
     page.context.close()
+    # Each in the audit trail, once, in the developer's name.
+    assert {action: trail(EMAILS["developer"], action) - n for action, n in before.items()} == {
+        "secret.revealed": 1,
+        "secret.rotated": 1,
+    }
 
 
-def test_the_admin_reads_it_all_in_the_audit_trail(hosted):
-    page: Page = shared["admin"]
+INVITEE = "audited-newcomer@merchant.example"
+
+
+def test_the_admin_reads_the_audit_trail_and_filters_it(browser, hosted, team, local_db):
+    # What the trail is to show, done here through the services as the members would.
+    developer = audit.Actor(team["developer"], EMAILS["developer"])
+    with db.session_scope() as session:
+        webhooks.reveal_secret(session=session, webhook_id=team["webhook"], actor=developer)
+        webhooks.rotate_secret(session=session, webhook_id=team["webhook"], actor=developer)
+        members.sign_in(session=session, email=EMAILS["developer"], password=PASSWORDS["developer"], address="::1")
+        members.invite(session=session, email=INVITEE, role="viewer", actor=audit.Actor(team["admin"], EMAILS["admin"]))
+        audit.record(
+            session=session,
+            actor=audit.Actor(team["viewer"], EMAILS["viewer"]),
+            action="access.refused",
+            target="WebhookFormState.rotate_secret",
+        )
+    with pytest.raises(InvalidInput), db.session_scope() as session:
+        members.sign_in(session=session, email="nobody@merchant.example", password="not a password", address="::1")
+    rotated, signed_in_count = (
+        trail(EMAILS["developer"], "secret.rotated"),
+        trail(EMAILS["developer"], "sign_in.succeeded"),
+    )
+
+    page = signed_in(browser, hosted.url, "admin")
     page.get_by_role("link", name="Audit trail").click()
     expect(page.get_by_role("heading", name="Audit trail")).to_be_visible()
     rows = page.get_by_role("row")
-    expect(rows.filter(has_text="Secret rotated").filter(has_text=EMAILS["developer"])).to_have_count(1)
-    expect(rows.filter(has_text="Secret revealed").filter(has_text=EMAILS["developer"])).to_have_count(1)
-    expect(rows.filter(has_text="Member invited").filter(has_text=EMAILS["viewer"])).to_have_count(1)
+    expect(rows.filter(has_text="Secret rotated").filter(has_text=EMAILS["developer"]).first).to_be_visible()
+    expect(rows.filter(has_text="Secret revealed").filter(has_text=EMAILS["developer"]).first).to_be_visible()
+    expect(rows.filter(has_text="Member invited").filter(has_text=INVITEE).first).to_be_visible()
     expect(rows.filter(has_text="Access refused").filter(has_text=EMAILS["viewer"]).first).to_be_visible()
     expect(rows.filter(has_text="Sign-in failed").first).to_be_visible()
 
     page.get_by_role("combobox", name="Member").click()
-    page.get_by_role("option", name=EMAILS["developer"]).click()
+    page.get_by_role("option", name=EMAILS["developer"], exact=True).click()
     expect(rows.filter(has_text=EMAILS["admin"])).to_have_count(0)
-    expect(rows.filter(has_text="Secret rotated")).to_have_count(1)
+    expect(rows.filter(has_text="Secret rotated")).to_have_count(rotated)
     page.get_by_role("combobox", name="Action").click()
     page.get_by_role("option", name="Signed in").click()
-    expect(rows).to_have_count(2)  # header + the developer's one sign-in (through the link)
+    expect(rows).to_have_count(1 + signed_in_count)  # the header, and each of the developer's sign-ins
+    page.context.close()
 
 
 def _handshake(base: str, origin: str, cookie: str) -> int:
@@ -313,8 +403,11 @@ def _handshake(base: str, origin: str, cookie: str) -> int:
     return status
 
 
-def test_a_session_cookie_on_another_origins_websocket_is_refused(hosted):
-    cookie = shared["viewer_cookie"]
+def test_a_session_cookie_on_another_origins_websocket_is_refused(hosted, team, local_db):
+    with db.session_scope() as session:
+        cookie = sessions.open_session(
+            session=session, member=members.get_member(session=session, member_id=team["viewer"])
+        )
     assert _handshake(hosted.url, "https://evil.example", cookie) == 403
     assert _handshake(hosted.url, hosted.url.replace("127.0.0.1", "localhost"), cookie) == 403
     assert _handshake(hosted.url, hosted.url, cookie) == 101  # the console's own origin still connects
@@ -335,13 +428,11 @@ def test_a_cross_site_sign_in_form_is_refused(hosted):
     connection.close()
 
 
-def test_an_export_downloads_with_the_session_cookie_only(browser, hosted):
-    page = new_page(browser)
-    sign_in(page, hosted.url, "viewer")  # reading the event log is enough to export it
-    expect(page.get_by_role("heading", name="Webhooks")).to_be_visible()
-    page.get_by_role("button", name="Actions for Orders service").click()
+def test_an_export_downloads_with_the_session_cookie_only(browser, hosted, team):
+    page = signed_in(browser, hosted.url, "viewer")  # reading the event log is enough to export it
+    page.get_by_role("button", name=f"Actions for {WEBHOOK}").click()
     page.get_by_role("menuitem", name="View Events").click()
-    expect(page.get_by_role("heading", name="Events · Orders service")).to_be_visible()
+    expect(page.get_by_role("heading", name=f"Events · {WEBHOOK}")).to_be_visible()
     with page.expect_download() as got:
         page.get_by_role("link", name="CSV").click()
     assert open(got.value.path()).readline().startswith("time,event_id,event,status")
@@ -356,7 +447,7 @@ def test_an_export_downloads_with_the_session_cookie_only(browser, hosted):
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("width", [1280, 390])
-def test_axe_finds_nothing_serious_on_the_hosted_pages(browser, hosted, scheme, width):
+def test_axe_finds_nothing_serious_on_the_hosted_pages(browser, hosted, team, scheme, width):
     from tests.e2e.axe import assert_clean
 
     phone = width == 390
@@ -385,7 +476,7 @@ def test_axe_finds_nothing_serious_on_the_hosted_pages(browser, hosted, scheme, 
             assert page.evaluate("document.documentElement.scrollWidth") <= width, path
             assert_clean(page, f"{path} ({scheme}, {width} px)")
         page.goto(hosted.url + "/members")
-        page.get_by_role("button", name="Invite").click()
+        page.get_by_role("button", name="Invite", exact=True).click()
         expect(page.get_by_role("dialog")).to_be_visible()
         assert_clean(page, "the Invite dialog")
         page.keyboard.press("Escape")
@@ -397,8 +488,8 @@ def test_axe_finds_nothing_serious_on_the_hosted_pages(browser, hosted, scheme, 
         context.close()
 
 
-def test_sign_out_ends_the_session(browser, hosted):
-    page: Page = shared["admin"]
+def test_sign_out_ends_the_session(browser, hosted, team):
+    page = signed_in(browser, hosted.url, "admin")
     cookie = session_cookie(page)
     page.get_by_role("button", name="Account menu").click()
     page.get_by_role("menuitem", name="Sign out", exact=True).click()

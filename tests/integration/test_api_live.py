@@ -8,6 +8,7 @@ import concurrent.futures
 import datetime as dt
 import json
 import re
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -256,6 +257,25 @@ def test_a_short_write_runs_on_the_loop_when_sqlites_writer_is_free_and_on_a_thr
     asyncio.run(scenario())
 
 
+def _read_by_the_server(server_port: int, client: socket.socket) -> bool:
+    """Whether the server has read all that `client` sent it: its end's receive queue (Linux) is empty."""
+    client_port = client.getsockname()[1]
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, _state, queues = line.split()[1:5]
+        if int(local.rsplit(":", 1)[1], 16) == server_port and int(remote.rsplit(":", 1)[1], 16) == client_port:
+            return int(queues.split(":")[1], 16) == 0
+    return False
+
+
+def _wait(condition, timeout: float = 20) -> bool:
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def test_the_api_answers_while_another_process_holds_sqlites_writer_and_publishes_once_it_lets_go(
     sqlite_kwik, tmp_path
 ):
@@ -265,22 +285,35 @@ def test_the_api_answers_while_another_process_holds_sqlites_writer_and_publishe
             data=rules.WebhookInput(name="Orders", url="https://127.0.0.1:9/hooks", events=["payment.created"]),
             actor=audit.CLI,
         )
-    headers = {"Authorization": f"Bearer {_token('publish')}"}
-    with ApiServer(tmp_path / "api.log") as api, concurrent.futures.ThreadPoolExecutor(1) as pool:
-        assert httpx.post(api.url + "/api/v1/events", json=PUBLISH, headers=headers).status_code == 202
+    token = _token("publish")
+    body = json.dumps(PUBLISH).encode()
+    request = (
+        f"POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+    with ApiServer(tmp_path / "api.log") as api:
+        first = httpx.post(api.url + "/api/v1/events", json=PUBLISH, headers={"Authorization": f"Bearer {token}"})
+        assert first.status_code == 202, first.text
         other = sqlite3.connect(tmp_path / "kwik.db", isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
+        publishing = socket.create_connection(("127.0.0.1", api.port), timeout=30)
         try:
-            waiting = pool.submit(httpx.post, api.url + "/api/v1/events", json=PUBLISH, headers=headers, timeout=30)
-            time.sleep(1)
+            publishing.sendall(request)
+            # The server has the whole publish, which must wait for the writer; only then another request.
+            assert _wait(lambda: _read_by_the_server(api.port, publishing))
             # The publish waits for the writer on a thread; the API's event loop answers meanwhile. Had the
             # loop waited in SQLite's busy handler (10 s), this would time out.
             assert httpx.get(api.url + "/api/v1/openapi.json", timeout=5).status_code == 200
-            assert not waiting.done()
+            publishing.setblocking(False)
+            with pytest.raises(BlockingIOError):  # no answer to the publish yet
+                publishing.recv(1)
+            publishing.setblocking(True)
         finally:
             other.execute("COMMIT")
             other.close()
-        assert waiting.result().status_code == 202, waiting.result().text
+        answer = publishing.makefile("rb").read()
+        publishing.close()
+    assert answer.startswith(b"HTTP/1.1 202"), answer[:500]
     with get_engine().connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(Event)).scalar() == 2
         assert conn.execute(sa.select(sa.func.count()).select_from(Delivery)).scalar() == 2

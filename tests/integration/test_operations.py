@@ -23,7 +23,7 @@ from kwik_console.core.errors import InvalidInput
 from kwik_console.delivery import resend
 from kwik_console.events import rollups
 from kwik_console.events.publishing import publish, publish_together
-from kwik_console.operations import health, notices, recovery, retention
+from kwik_console.operations import health, jobs, notices, recovery, retention
 from kwik_console.store import db
 from kwik_console.store.tables import Attempt, Delivery, Event, Recovery, Webhook
 from kwik_console.store.team_tables import AuditEntry
@@ -363,6 +363,30 @@ def test_auto_disable_notifies_the_operational_webhook_signed(kwik, receiver):
     assert operational_id not in [w.id for w in webhooks.list_webhooks(session=Session(db.get_engine())).items]
 
 
+def test_auto_disable_waits_for_its_whole_window(kwik):
+    """Failing for less than KWIK_AUTO_DISABLE_AFTER, however little less, a webhook stays Live; a minute
+    past it, it is disabled."""
+    window = kwik.auto_disable_after
+    assert window == 5 * 86400  # the default
+    failing_for = {"half the window": window / 2, "a minute short": window - 60, "a minute past": window + 60}
+    now = utcnow()
+    ids = {name: make_hook("https://127.0.0.1:9/kwik", name=name).id for name in [*failing_for, "healthy"]}
+    with db.session_scope() as s:
+        for name, seconds in failing_for.items():
+            s.exec(
+                update(Webhook).where(Webhook.id == ids[name]).values(failing_since=now - dt.timedelta(seconds=seconds))
+            )
+    assert jobs.auto_disable(db.get_engine(), "test", kwik) == [ids["a minute past"]]  # the scheduler's job
+    with Session(db.get_engine()) as s:
+        status = {name: s.get(Webhook, webhook_id).status for name, webhook_id in ids.items()}
+    assert status == {
+        "half the window": "live",
+        "a minute short": "live",
+        "a minute past": "disabled",
+        "healthy": "live",
+    }
+
+
 def test_failing_then_recovered_notices_and_the_warning(kwik, receiver):
     with db.session_scope() as s:
         notices.set_operational_webhook(session=s, url=receiver.url("/steady"), actor=ACTOR)
@@ -438,18 +462,18 @@ def test_rate_limit_holds_across_two_worker_processes(kwik, receiver, cli_env):
         publish("payment.created", {"n": n}, wake=False)
     workers = [start_worker(cli_env), start_worker(cli_env)]
     try:
-        assert receiver.wait_for(lambda reqs: len(reqs) >= 1, timeout=20)
-        first = receiver.hits("/ok")[0].at
-        # Requests are recorded in the order they come: once one is past the window, the window is complete.
-        receiver.wait_for(lambda reqs: reqs[-1].at - first >= 20.0, timeout=60)
+        # A hundred requests, however long a loaded machine takes to make them (at 5 a second, 20 s).
+        assert receiver.wait_for(lambda reqs: len(reqs) >= 100, timeout=120), len(receiver.requests)
     finally:
         for worker in workers:
             stop(worker)
-    in_window = [r for r in receiver.hits("/ok") if r.at - first < 20.0]
-    print(f"\nrate limit 5/s: {len(in_window)} in 20 s")
-    # 5 a second: never more than 10 % over. Under: a loaded machine's late looks lose a little time
-    # for good (the rate clock catches up 0.2 s); a limit each worker kept alone would give about 200.
-    assert 75 <= len(in_window) <= 110, len(in_window)
+    hits = receiver.hits("/ok")
+    span = hits[99].at - hits[0].at
+    print(f"\nrate limit 5/s: 100 requests in {span:.1f} s")
+    # 5 a second between both workers, never more than 10 % over: the hundred took at least 99 / 5.5 s. A
+    # limit each worker kept alone would have let them through twice as fast. (A loaded machine only slows
+    # them.)
+    assert span >= 99 / 5.5, span
     with Session(db.get_engine()) as s:
         over = s.exec(
             select(Delivery.status, Delivery.attempt_count)
