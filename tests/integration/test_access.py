@@ -52,7 +52,7 @@ LEAST_ROLE: dict[str, str] = {
     **_each(UI + "sign_in.SignInState", open_page=ANYONE),
     **_each(UI + "sign_in.AcceptState", open_page=ANYONE),
     # Any member's own account.
-    **_each(UI + "session.SessionState", load=VIEWER),
+    **_each(UI + "session.SessionState", load=VIEWER, toggle_email_alerts=VIEWER),
     **_each(UI + "session.PasswordState", start=VIEWER, set_open=VIEWER, change=VIEWER),
     # Reading: the webhook list, a webhook's page, the event log, the Developers page, a recovery's progress.
     **_each(
@@ -98,6 +98,11 @@ LEAST_ROLE: dict[str, str] = {
         set_status=DEVELOPER,
         set_max_per_second=DEVELOPER,
         toggle_event=DEVELOPER,
+        set_events_mode=DEVELOPER,
+        add_header=DEVELOPER,
+        remove_header=DEVELOPER,
+        set_header_name=DEVELOPER,
+        set_header_value=DEVELOPER,
         select_all=DEVELOPER,
         select_none=DEVELOPER,
         save=DEVELOPER,
@@ -112,6 +117,8 @@ LEAST_ROLE: dict[str, str] = {
         start=DEVELOPER,
         set_open=DEVELOPER,
         set_event_type=DEVELOPER,
+        set_payload=DEVELOPER,
+        reset_payload=DEVELOPER,
         send=DEVELOPER,
     ),
     **_each(UI + "event_log.ResendState", resend=DEVELOPER),
