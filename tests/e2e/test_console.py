@@ -511,7 +511,7 @@ def test_axe_finds_nothing_serious_on_any_page_or_dialog(browser, console, recei
         assert_clean(page, "the Create dialog, with its errors")
         page.keyboard.press("Escape")
         action(page, name, "Test Webhook")
-        expect(page.get_by_role("dialog").get_by_text("Sample payload")).to_be_visible()
+        expect(page.get_by_role("dialog").get_by_role("textbox", name="Payload (data)")).to_be_visible()
         assert_clean(page, "the Test Webhook dialog")
         page.keyboard.press("Escape")
         action(page, name, "Delete")
