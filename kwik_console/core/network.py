@@ -227,40 +227,37 @@ def host_refusal(host: str, allowed: Sequence[IPNetwork] = ()) -> str | None:
     return "Webhook URL host is not a valid IP address or host name."
 
 
+def _parse_networks(text: str, wrong: str) -> tuple[IPNetwork, ...]:
+    """Comma-separated networks (a bare address is just that address); ValueError `wrong` + the bad part."""
+    networks: list[IPNetwork] = []
+    for part in (p.strip() for p in (text or "").split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=True))
+        except ValueError as exc:
+            raise ValueError(f"{wrong}; {part!r} is not one ({exc})") from None
+    return tuple(networks)
+
+
 def parse_allowed_networks(text: str) -> tuple[IPNetwork, ...]:
     """Parse KWIK_ALLOWED_NETWORKS: comma-separated networks such as '10.20.0.0/16,fd00:1::/64'.
 
     A bare address means just that address. Raises ValueError naming the bad part.
     """
-    networks: list[IPNetwork] = []
-    for part in (p.strip() for p in (text or "").split(",")):
-        if not part:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(part, strict=True))
-        except ValueError as exc:
-            raise ValueError(
-                "KWIK_ALLOWED_NETWORKS must be comma-separated networks like "
-                f"'10.20.0.0/16,fd00:1::/64'; {part!r} is not one ({exc})"
-            ) from None
-    return tuple(networks)
+    return _parse_networks(
+        text, "KWIK_ALLOWED_NETWORKS must be comma-separated networks like '10.20.0.0/16,fd00:1::/64'"
+    )
 
 
 def parse_trusted_proxies(text: str) -> tuple[IPNetwork, ...]:
     """Parse KWIK_TRUSTED_PROXIES: comma-separated addresses or networks of the reverse proxies in front of the
     console, such as '127.0.0.1,10.0.0.0/8'. Raises ValueError naming the bad part."""
-    networks: list[IPNetwork] = []
-    for part in (p.strip() for p in (text or "").split(",")):
-        if not part:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(part, strict=True))
-        except ValueError as exc:
-            raise ValueError(
-                "KWIK_TRUSTED_PROXIES must be comma-separated addresses or networks of your reverse proxies, like "
-                f"'127.0.0.1' or '10.0.0.0/8,fd00::/8'; {part!r} is not one ({exc})"
-            ) from None
-    return tuple(networks)
+    return _parse_networks(
+        text,
+        "KWIK_TRUSTED_PROXIES must be comma-separated addresses or networks of your reverse proxies, like "
+        "'127.0.0.1' or '10.0.0.0/8,fd00::/8'",
+    )
 
 
 # One DNS label as RFC 1123 has it: letters, digits and inner hyphens, at most 63 (IDNA's xn-- form included).
