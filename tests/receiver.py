@@ -141,6 +141,7 @@ class Receiver:
                     "/moved": lambda: self._reply(301, b"", {"Location": receiver.url("/ok")}),
                     "/slow": self._slow,
                     "/reset": self._reset,
+                    "/cut": self._cut,
                     "/big": self._big,
                     "/flaky": lambda: self._reply(500 if flaky_count <= receiver.flaky_failures else 200, b"flaky"),
                     "/steady": lambda: (time.sleep(0.05), self._reply(200, b"ok")),
@@ -180,6 +181,15 @@ class Receiver:
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 self.connection.close()
                 self.close_connection = True
+
+            def _cut(self):
+                # A 200 whose body breaks off: headers promise 100 bytes, 8 arrive, then a TCP RST.
+                self.send_response(200)
+                self.send_header("Content-Length", "100")
+                self.end_headers()
+                self.wfile.write(b"accepted")
+                self.wfile.flush()
+                self._reset()
 
             def _big(self):
                 size, piece = 1024 * 1024, 16 * 1024

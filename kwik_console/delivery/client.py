@@ -174,7 +174,10 @@ async def send(
             finally:
                 await response.aclose()
     except Exception as exc:  # noqa: BLE001  every failure becomes a recorded attempt
-        result.error = describe_error(exc, settings)
+        if result.http_code is None:
+            result.error = describe_error(exc, settings)
+        else:  # the endpoint answered: its status decides, and what broke is told with the body
+            result.response_body = f"(the response body broke off: {describe_error(exc, settings)})"
     result.duration_ms = round((time.perf_counter() - started) * 1000)
     return result
 

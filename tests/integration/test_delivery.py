@@ -96,6 +96,15 @@ def test_failed_attempts(kwik, receiver, path, status, code, error):
     assert len(attempts_of(delivery.id)) == 1
 
 
+def test_a_2xx_whose_body_breaks_off_is_a_success_and_says_so_in_the_body(kwik, receiver):
+    webhook = make_hook(receiver.url("/cut"))
+    _, outcome = send_test(webhook.id)
+    assert (outcome.status, outcome.http_code, outcome.error) == ("success", 200, None)
+    (attempt,) = attempts_of(outcome.delivery_id)
+    assert attempt.error is None
+    assert attempt.response_body.startswith("(the response body broke off: connection")
+
+
 def test_redirect_is_not_followed(kwik, receiver):
     webhook = make_hook(receiver.url("/moved"))
     _, outcome = send_test(webhook.id)
