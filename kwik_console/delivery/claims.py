@@ -17,8 +17,8 @@ from collections.abc import Iterable
 
 from sqlalchemy import Engine, bindparam, func, select, text, update
 
-from kwik_console.core.clock import utcnow
 from kwik_console.delivery.types import Claim, Taken
+from kwik_console.store.db_clock import database_now
 from kwik_console.store.tables import (
     Delivery,
     DeliveryStatus,
@@ -271,16 +271,6 @@ def _due_candidates(conn, *, now, limit: int, room: dict[int, int], per_webhook:
     return [i for *_, i, _ in chosen], set(pending), saturated, len(ranked) > limit, next_rate_at
 
 
-def database_now(conn) -> dt.datetime:
-    """The time by the database's clock: every replica's leases are measured by the same one.
-
-    SQLite lives on this machine, so its clock is ours.
-    """
-    if conn.dialect.name == "postgresql":
-        return conn.execute(select(func.clock_timestamp())).scalar_one().astimezone(dt.UTC)
-    return utcnow()
-
-
 def claim_deliveries(
     engine: Engine,
     *,
@@ -395,14 +385,19 @@ def still_sendable(engine: Engine, *, owner: str, ids: list[int]) -> set[int]:
 
 
 def next_due_at(engine: Engine, after: dt.datetime, now: dt.datetime) -> dt.datetime | None:
-    """When the earliest unclaimed attempt falls due, of those due after `after`.
+    """When the earliest unclaimed attempt falls due, of those due after `after`, by this process's clock.
 
     `after` is when the asking look began: a delivery that fell due while it
     claimed, too late for its claim, is in the answer (a time already past).
+    Due times are by the database's clock (db_clock.py); `after`, `now` and the
+    answer are by this process's, for its timers.
     """
     with engine.connect() as conn:
-        return conn.execute(
+        ours_ahead_by = now - database_now(conn)
+        due = conn.execute(
             select(func.min(D.next_attempt_at)).where(
-                D.next_attempt_at > after, D.lease_until.is_(None) | (D.lease_until < now)
+                D.next_attempt_at > after - ours_ahead_by,
+                D.lease_until.is_(None) | (D.lease_until < now - ours_ahead_by),
             )
         ).scalar()
+    return None if due is None else due + ours_ahead_by

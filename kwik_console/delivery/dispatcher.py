@@ -52,6 +52,7 @@ from kwik_console.delivery.claims import (
 )
 from kwik_console.delivery.records import read_outcome, record_attempts
 from kwik_console.delivery.types import Claim, Finished, Outcome, Taken
+from kwik_console.store import deadline
 from kwik_console.webhooks.signing import signature_headers
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,12 @@ SLOW_ATTEMPT_SECONDS = 1.0
 # claim takes what the reach leaves, so a longer reach means fewer, larger claims
 # (bench/delivery.py (a), 20,000 events: 625 claims of 32 where 4 made 1,251 of 16).
 CLAIM_AHEAD = 8
+# A claim, record or check that has not ended in this long has met a database gone silent: its connection
+# is cut (store/deadline.py) and the step fails, to be tried again on a fresh one. Each takes milliseconds.
+STEP_SECONDS = 10.0
+# While stopping, the database gets this long per step, and one failed step ends the hand-backs: the leases
+# expire instead. A stop then takes the attempt timeout and a few seconds, whatever the database does.
+CLOSING_STEP_SECONDS = 3.0
 
 
 class Dispatcher:
@@ -133,6 +140,8 @@ class Dispatcher:
         self._deciding: dict[int, asyncio.Future[None]] = {}
         self._waiters: dict[int, asyncio.Future[Outcome]] = {}
         self._closing = False
+        # Why the last database step failed, until one succeeds (the readiness probe reports it).
+        self.database_trouble: str | None = None
         self.attempts_recorded = 0
         # When the last claim looked for due deliveries: whatever was due then has been seen.
         self.last_claim_at: dt.datetime | None = None
@@ -158,19 +167,20 @@ class Dispatcher:
         self._closing = True
         if self._claiming is not None and self._claiming is not asyncio.current_task():
             # A claim is a bounded database step: let it finish, so what it took is handed back below.
-            await asyncio.wait({self._claiming}, timeout=self.settings.lease_seconds)
+            await asyncio.wait({self._claiming}, timeout=STEP_SECONDS + 1)
         # Claims still waiting for a slot go back at once, not when their lease expires.
         waiting = [c.delivery_id for queue in [*self._ready.values(), self._urgent] for c in queue]
         self._ready.clear()
         self._urgent.clear()
-        if waiting:
-            await self._db(release_claims, owner=self.owner, ids=waiting)
+        reachable = not waiting or await self._closing_step(release_claims, owner=self.owner, ids=waiting)
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout or self.settings.attempt_timeout + 1)
-        await self._flush()
-        # Whatever else this dispatcher still holds was never sent (a claim that raced the
-        # stop): hand it back too. Attempts abandoned on the wire keep theirs until it expires.
-        await self._db(release_unsent, owner=self.owner, on_wire=list(self._on_wire))
+        if reachable:
+            reachable = await self._flush(tries=1)
+        if reachable:
+            # Whatever else this dispatcher still holds was never sent (a claim that raced the
+            # stop): hand it back too. Attempts abandoned on the wire keep theirs until it expires.
+            await self._closing_step(release_unsent, owner=self.owner, on_wire=list(self._on_wire))
         if self._recorder:
             self._recorder.cancel()
         if self._rate_timer is not None:
@@ -184,7 +194,32 @@ class Dispatcher:
     async def _db(self, fn, /, *, thread: concurrent.futures.Executor | None = None, **kwargs):
         """Run a database step on a database thread; the HTTP loop goes on meanwhile."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(thread or self._database, functools.partial(fn, self.engine, **kwargs))
+        seconds = CLOSING_STEP_SECONDS if self._closing else STEP_SECONDS
+        step = functools.partial(_within, seconds, fn, self.engine, **kwargs)
+        try:
+            result = await loop.run_in_executor(thread or self._database, step)
+        except Exception as exc:
+            self._database_failed(exc)
+            raise
+        if self.database_trouble is not None:
+            log.warning("the database answers again")
+            self.database_trouble = None
+        return result
+
+    def _database_failed(self, exc: Exception) -> None:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        trouble = reason[0] if reason else type(exc).__name__
+        if self.database_trouble is None:
+            log.error("the database cannot be reached: %s", trouble)
+        self.database_trouble = trouble
+
+    async def _closing_step(self, fn, /, **kwargs) -> bool:
+        """A hand-back while stopping; False if the database did not take it (the leases expire instead)."""
+        try:
+            await self._db(fn, **kwargs)
+        except Exception:  # noqa: BLE001  logged once by _db; stopping goes on
+            return False
+        return True
 
     async def next_due_at(self, after: dt.datetime) -> dt.datetime | None:
         return await self._db(next_due_at, after=after, now=utcnow())
@@ -499,12 +534,14 @@ class Dispatcher:
             self._record_wakeup.clear()
             await self._flush()
 
-    async def _flush(self) -> None:
+    async def _flush(self, tries: int = 3) -> bool:
+        """Record the finished attempts; False if the database did not take them."""
         batch, self._finished = self._finished, []
         if not batch:
-            return
+            return True
         outcomes: list[Outcome] = []
-        for attempt in range(3):
+        recorded = False
+        for attempt in range(tries):
             try:
                 started = time.monotonic()
                 outcomes = await self._db(
@@ -518,10 +555,12 @@ class Dispatcher:
                     after_record=self.hooks.after_record,
                 )
                 metrics.observe_record(time.monotonic() - started)
+                recorded = True
                 break
             except Exception:  # noqa: BLE001  the database is away: the leases expire and the attempts are made again
-                log.exception("recording %d attempts failed (try %d of 3)", len(batch), attempt + 1)
-                await asyncio.sleep(0.5 * (attempt + 1))
+                log.exception("recording %d attempts failed (try %d of %d)", len(batch), attempt + 1, tries)
+                if attempt + 1 < tries:
+                    await asyncio.sleep(0.5 * (attempt + 1))
         self.attempts_recorded += len(outcomes)
         metrics.observe_attempts(
             [
@@ -533,3 +572,10 @@ class Dispatcher:
             self._resolve_waiter(outcome.delivery_id, outcome)
         if self.on_recorded is not None:
             self.on_recorded(outcomes)
+        return recorded
+
+
+def _within(seconds: float, fn, /, *args, **kwargs):
+    """`fn(*args, **kwargs)` on a database thread, as a step that must end within `seconds`."""
+    with deadline.within(seconds):
+        return fn(*args, **kwargs)

@@ -7,13 +7,15 @@ import datetime as dt
 import logging
 import random
 
-from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy import Engine, Float, bindparam, insert, select, update
+from sqlalchemy.exc import OperationalError
 
 from kwik_console.delivery import client as http
 from kwik_console.delivery import retry
 from kwik_console.delivery.hooks import AfterRecord
 from kwik_console.delivery.types import Finished, Outcome
 from kwik_console.events import rollups
+from kwik_console.store.db_clock import due_at
 from kwik_console.store.tables import Attempt, Delivery, DeliveryStatus, UTCDateTime, Webhook, WebhookStatus
 from kwik_console.store.writes import short_write
 
@@ -37,7 +39,8 @@ _RECORD = (
         status=bindparam("_status"),
         attempt_count=bindparam("_number"),
         last_http_code=bindparam("_code"),
-        next_attempt_at=bindparam("_next", type_=_WHEN),
+        # By the database's clock: the claims that take it are.
+        next_attempt_at=due_at(bindparam("_next", type_=_WHEN), bindparam("_delay", type_=Float())),
         lease_until=None,
         leased_by=None,
         recovery_id=None,  # counted in its recovery below: a recovery counts each delivery's next attempt once
@@ -79,9 +82,9 @@ def record_attempts(
         return _record(
             engine, owner=owner, finished=finished, schedule=schedule, now=now, rng=rng, after_record=after_record
         )
-    except Exception:  # noqa: BLE001  retried row by row below
-        if len(finished) == 1:
-            raise
+    except Exception as exc:  # noqa: BLE001  retried row by row below
+        if len(finished) == 1 or _unreachable(exc):
+            raise  # a database that is away would fail each row the same way
         log.exception("recording %d attempts together failed; recording them one by one", len(finished))
     outcomes = []
     for f in finished:
@@ -155,6 +158,7 @@ def _record(engine, *, owner, finished, schedule, now, rng, after_record) -> lis
                     "_number": c.attempt_number,
                     "_code": r.http_code,
                     "_next": next_at,
+                    "_delay": None if next_at is None else (next_at - now).total_seconds(),
                     "_now": now,
                 }
             )
@@ -177,6 +181,10 @@ def _record(engine, *, owner, finished, schedule, now, rng, after_record) -> lis
                     max_attempts=len(schedule) + 1,
                 )
     return outcomes
+
+
+def _unreachable(exc: Exception) -> bool:
+    return isinstance(exc, OperationalError) or getattr(exc, "connection_invalidated", False)
 
 
 def read_outcome(engine: Engine, delivery_id: int) -> Outcome | None:

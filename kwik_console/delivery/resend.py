@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, update
 
-from kwik_console.core.clock import utcnow
 from kwik_console.core.errors import InvalidInput, NotFound, check_id
 from kwik_console.delivery.scheduler import deliver_now
 from kwik_console.store.db import session_scope
+from kwik_console.store.db_clock import database_now
 from kwik_console.store.tables import Delivery, Webhook, WebhookStatus
 from kwik_console.team.audit import Actor, record
 
@@ -27,7 +27,7 @@ def prepare_resend(*, session: Session, delivery_id: int, actor: Actor) -> Deliv
     if webhook.status != WebhookStatus.LIVE:
         label = WebhookStatus(webhook.status).label
         raise InvalidInput({"delivery": f"Webhook {webhook.name!r} is {label}: set its Status to Live to resend."})
-    now = utcnow()
+    now = database_now(session.connection())  # leases and due times are by the database's clock
     moved = session.exec(
         update(Delivery)
         .where(col(Delivery.id) == delivery.id, col(Delivery.lease_until).is_(None) | (col(Delivery.lease_until) < now))

@@ -38,7 +38,9 @@ from kwik_console.core.settings import Settings, get_settings
 from kwik_console.delivery import hooks
 from kwik_console.delivery.dispatcher import Dispatcher
 from kwik_console.delivery.types import Outcome
+from kwik_console.store import deadline
 from kwik_console.store.db import get_engine
+from kwik_console.store.engines import POSTGRES_CONNECT_ARGS
 
 log = logging.getLogger(__name__)
 logging.getLogger("apscheduler").setLevel(logging.ERROR)  # every run at INFO, a look skipped while one runs at WARNING
@@ -137,6 +139,8 @@ class DeliveryScheduler:
         await self.dispatcher.close()
         for task in self._tasks:
             task.cancel()
+        # A job still waiting on a silent database would hold the process's exit: its connection goes.
+        deadline.cut_all()
 
     def _add_jobs(self) -> None:
         """The app's background jobs (hooks.py: recoveries, auto-disable, retention), each on a thread of its own."""
@@ -145,7 +149,7 @@ class DeliveryScheduler:
         def on_thread(fn, *args):
             async def run():
                 try:
-                    await asyncio.to_thread(fn, *args)
+                    await asyncio.to_thread(_within_job, fn, *args)
                 except Exception:  # noqa: BLE001  the next run tries again
                     log.exception("%s failed", fn.__name__)
 
@@ -164,7 +168,13 @@ class DeliveryScheduler:
         if self._aps is None or not self._aps.running:
             return
         # dispatch_due runs one claim at a time and folds wake-ups that come meanwhile.
-        self._spawn(self.dispatcher.dispatch_due())
+        self._spawn(self._claim_logged())
+
+    async def _claim_logged(self) -> None:
+        try:
+            await self.dispatcher.dispatch_due()
+        except Exception:  # noqa: BLE001  a wake-up's claim that failed is the poll's to make again
+            log.warning("claiming after a wake-up failed; the next look tries again", exc_info=True)
 
     def _spawn(self, coroutine) -> None:
         # Hold a reference: the event loop keeps only weak ones to its tasks.
@@ -199,7 +209,7 @@ class DeliveryScheduler:
         url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         while not self._stop.is_set():
             try:
-                with psycopg.connect(url, autocommit=True) as conn:
+                with psycopg.connect(url, autocommit=True, **POSTGRES_CONNECT_ARGS) as conn:
                     conn.execute(f"LISTEN {doorbell.CHANNEL}")
                     while not self._stop.is_set():
                         for _ in conn.notifies(timeout=0.5, stop_after=1):
@@ -240,6 +250,16 @@ class DeliveryScheduler:
 
     def _after_record(self, outcomes: list[Outcome]) -> None:
         self._arm_retry(min((o.next_attempt_at for o in outcomes if o.next_attempt_at), default=None))
+
+
+# No wait of a background job (recoveries, auto-disable, retention, alerts) for the database lasts longer than
+# this, whatever the database does: longer than any statement the server allows.
+JOB_STEP_SECONDS = 90.0
+
+
+def _within_job(fn, *args):
+    with deadline.within(JOB_STEP_SECONDS):
+        return fn(*args)
 
 
 def current() -> DeliveryScheduler | None:

@@ -19,6 +19,7 @@ from kwik_console.core.errors import InvalidInput, NotFound, check_id
 from kwik_console.core.json_scan import INT_DIGITS_MAX
 from kwik_console.events import catalog
 from kwik_console.store.db import get_engine, session_scope
+from kwik_console.store.db_clock import due_at
 from kwik_console.store.tables import (
     Delivery,
     DeliveryStatus,
@@ -269,7 +270,7 @@ def _fan_out(targets) -> sa.Insert:
         bindparam("test", type_=sa.Boolean()),
         literal(DeliveryStatus.PENDING.value),
         literal(0),
-        bindparam("now", type_=when),
+        due_at(bindparam("now", type_=when)),
         bindparam("now", type_=when),
         bindparam("now", type_=when),
     )
@@ -302,7 +303,7 @@ def _fan_out_together() -> sa.Insert:
             Event.test,
             literal(DeliveryStatus.PENDING.value),
             literal(0),
-            bindparam("now", type_=when),
+            due_at(bindparam("now", type_=when)),  # due at once, by the clock the claims read
             bindparam("now", type_=when),
             bindparam("now", type_=when),
         )

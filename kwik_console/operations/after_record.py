@@ -8,8 +8,10 @@ import datetime as dt
 
 from sqlalchemy import bindparam, update
 
+from kwik_console.core.clock import utcnow
 from kwik_console.core.settings import get_settings
 from kwik_console.operations import alerts, health, notices
+from kwik_console.store.db_clock import database_now
 from kwik_console.store.tables import DeliveryStatus, Recovery, UTCDateTime, Webhook
 
 R = Recovery.__table__.c
@@ -64,10 +66,13 @@ def operations_after_record(conn, recorded: list[tuple], *, max_attempts: int) -
         for row in conn.execute(_RECOVERED, {"ids": recovered}).all():
             notices.webhook_recovered(conn, row, last[row.id][1])
             alerts.webhook_recovered(conn, row)
+    database_ahead_by = None
     for webhook_id, (success, outcome) in last.items():
         if success:
             continue
-        since = first_failure[webhook_id]
+        if database_ahead_by is None:  # failing since, by the database's clock, which auto-disable reads
+            database_ahead_by = database_now(conn) - utcnow()
+        since = first_failure[webhook_id] + database_ahead_by
         for row in conn.execute(_FAILING, {"_id": webhook_id, "_since": since}).all():
             notices.webhook_failing(conn, row, outcome, since)
             due = since + health.failing_after(get_settings().auto_disable_after)

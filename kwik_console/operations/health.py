@@ -15,8 +15,10 @@ from sqlmodel import Session
 
 from kwik_console.core.clock import utcnow
 from kwik_console.core.errors import InvalidInput
+from kwik_console.core.settings import get_settings
 from kwik_console.operations import alerts, notices
 from kwik_console.store.db import session_scope
+from kwik_console.store.db_clock import database_now
 from kwik_console.store.tables import Webhook, WebhookStatus
 from kwik_console.team.audit import CONSOLE, Actor, record
 from kwik_console.webhooks import service as webhooks
@@ -24,8 +26,6 @@ from kwik_console.webhooks import service as webhooks
 log = logging.getLogger(__name__)
 
 W = Webhook.__table__.c
-# A row's warning badge shows after this long of failures only.
-WARN_AFTER = dt.timedelta(hours=24)
 # A webhook counts as failing once its attempts have failed for this long, or for half the auto-disable time
 # when that is shorter (failing_after).
 FAILING_AFTER = dt.timedelta(hours=1)
@@ -72,7 +72,7 @@ class Health:
     """What the list's badge and the webhook page's banner say."""
 
     failing_since: dt.datetime | None
-    warn: bool  # failing for 24 h or more
+    warn: bool  # failing for `failing_after` or more: the failing badge shows
     disabled_reason: str | None
     disabled_at: dt.datetime | None
 
@@ -82,7 +82,7 @@ def health_of(webhook: Webhook, now: dt.datetime | None = None) -> Health:
     since = webhook.failing_since
     return Health(
         since,
-        since is not None and now - since >= WARN_AFTER,
+        since is not None and now - since >= failing_after(get_settings().auto_disable_after),
         webhook.disabled_reason,
         webhook.disabled_at if webhook.status == WebhookStatus.DISABLED else None,
     )
@@ -106,9 +106,9 @@ def disable_failing(engine: Engine, *, after_seconds: float, now: dt.datetime | 
     """
     if after_seconds <= 0:
         return []
-    now = now or utcnow()
-    cutoff = now - dt.timedelta(seconds=after_seconds)
     with engine.connect() as conn:
+        # By the database's clock, as failing_since is written (after_record.py).
+        cutoff = (now or database_now(conn)) - dt.timedelta(seconds=after_seconds)
         due = list(
             conn.execute(
                 select(W.id).where(

@@ -28,6 +28,7 @@ from kwik_console.core import doorbell
 from kwik_console.core.clock import utcnow
 from kwik_console.core.errors import InvalidInput, NotFound, check_id
 from kwik_console.events import catalog
+from kwik_console.store.db_clock import database_now
 from kwik_console.store.tables import (
     Delivery,
     DeliveryStatus,
@@ -304,7 +305,7 @@ def run_recoveries(engine: Engine, *, owner: str, budget_seconds: float = 0.5, b
 def _queue_batch(engine: Engine, job_id: int, *, owner: str, batch: int) -> tuple[int, bool]:
     """One transaction: take the job's lease, queue the next batch, move the cursor. (-1, True) if not ours."""
     with engine.begin() as conn:
-        now = utcnow()
+        now = database_now(conn)  # the deliveries' leases and due times are by the database's clock
         until = now + dt.timedelta(seconds=LEASE_SECONDS)
         if not conn.execute(_TAKE, {"job": job_id, "now": now, "until": until, "owner": owner}).rowcount:
             return -1, True  # cancelled, finished, or another process runs it
@@ -363,7 +364,7 @@ def take_back_cancelled(engine: Engine, *, batch: int = BATCH) -> int:
     cancelled = select(R.id).where(R.state == RecoveryState.CANCELLED.value).scalar_subquery()
     while True:
         with engine.begin() as conn:
-            now = utcnow()
+            now = database_now(conn)  # leases are by the database's clock
             ids = list(
                 conn.execute(
                     select(D.id)

@@ -17,6 +17,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import create_engine
 
+from kwik_console.store import deadline
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
@@ -52,9 +54,26 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         # psycopg 3 is the driver we ship; a bare postgresql:// would look for psycopg2.
         url = parsed.set(drivername="postgresql+psycopg")
-    engine = create_engine(url, pool_size=10, max_overflow=10)
+    engine = create_engine(url, pool_size=10, max_overflow=10, connect_args=POSTGRES_CONNECT_ARGS)
+    deadline.watch(engine)  # first: a ping at checkout is a step's wait too
     _ping_when_idle(engine)
     return engine
+
+
+# How long a session waits on PostgreSQL before it gives up, rather than waiting for ever on a database or
+# path gone quiet: to connect (libpq's connect_timeout covers the whole start-up); a dead peer found by TCP
+# keepalives and unacknowledged writes (tcp_user_timeout); a statement, or a lock, that takes too long on
+# the server. A migration lifts the last two for its own transaction (schema.py). The path that stays open
+# and answers nothing is store/deadline.py's.
+POSTGRES_CONNECT_ARGS = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+    "options": "-c statement_timeout=60s -c lock_timeout=15s",
+}
 
 
 # A pooled connection used this recently is taken as alive; one idle longer is pinged before use (a database

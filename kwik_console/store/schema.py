@@ -202,6 +202,9 @@ def _migration_lock(conn: Connection) -> Iterator[None]:
     """One transaction for the whole migration, held by one process at a time."""
     if conn.dialect.name == "postgresql":
         conn.begin()
+        # A migration may rewrite big tables and wait for another process's: the sessions' limits are not its.
+        conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+        conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
         # Released when the transaction ends, however it ends.
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_ID)))
         try:

@@ -3,7 +3,8 @@
 - /healthz: liveness. The process answers; nothing else is looked at, so a
   database outage never gets a healthy process restarted.
 - /readyz: readiness. 200 when the database answers, its schema is at the
-  code's revision, and this process's delivery scheduler runs; otherwise 503,
+  code's revision, this process's delivery scheduler runs and reaches the
+  database, and Redis answers when the console keeps state in it; otherwise 503,
   the body naming each check that failed. Public: the body says which check
   failed, never why (no address, no error text); the reason goes to the log.
 - /metrics: Prometheus text (see web/metrics.py). Local mode: loopback only.
@@ -62,7 +63,26 @@ def _database_checks() -> dict[str, str]:
 
 
 def _scheduler_check() -> str:
-    return "ok" if scheduler.current() is not None else "not running in this process"
+    running = scheduler.current()
+    if running is None:
+        return "not running in this process"
+    # The scheduler's own database steps fail while a probe's may pass (another connection, another path).
+    return "ok" if running.dispatcher.database_trouble is None else "cannot reach the database"
+
+
+async def _redis_check(url: str) -> str:
+    """Whether the Redis the console keeps its tabs' state in answers a PING."""
+    import redis.asyncio as redis  # only a console with KWIK_REDIS_URL loads it
+
+    client = redis.from_url(url, socket_connect_timeout=CHECK_TIMEOUT_SECONDS, socket_timeout=CHECK_TIMEOUT_SECONDS)
+    try:
+        await asyncio.wait_for(client.ping(), CHECK_TIMEOUT_SECONDS)
+    except Exception:  # noqa: BLE001  any failure to reach it means not ready
+        log.warning("readiness: Redis cannot be reached", exc_info=True)
+        return "unreachable"
+    finally:
+        await client.aclose()
+    return "ok"
 
 
 async def readyz(request: Request) -> Response:
@@ -72,6 +92,8 @@ async def readyz(request: Request) -> Response:
         log.warning("readiness: the database did not answer within %g s", CHECK_TIMEOUT_SECONDS)
         checks = {"database": "timed out", "schema": "unknown"}
     checks["scheduler"] = _scheduler_check()
+    if redis_url := get_settings().redis_url:
+        checks["redis"] = await _redis_check(redis_url)
     ready = all(v == "ok" for v in checks.values())
     failed = [name for name, v in checks.items() if v != "ok"]
     return JSONResponse(

@@ -22,12 +22,12 @@ from standardwebhooks.webhooks import Webhook as Verifier
 
 from kwik_console.core import doorbell, settings
 from kwik_console.core.clock import utcnow
-from kwik_console.delivery import claims, dispatcher, scheduler
 from kwik_console.delivery import client as http
+from kwik_console.delivery import dispatcher, scheduler
 from kwik_console.delivery.claims import TURNS_LEAD, Turns, claim_deliveries, release_claims
 from kwik_console.delivery.dispatcher import RECHECK_AFTER_SECONDS
 from kwik_console.events.publishing import publish
-from kwik_console.store import db
+from kwik_console.store import db, db_clock
 from kwik_console.store.tables import Attempt, Delivery, Webhook
 from kwik_console.team import audit
 from kwik_console.webhooks import service as webhooks
@@ -485,7 +485,7 @@ def test_leases_are_measured_by_the_database_clock(kwik, receiver, monkeypatch, 
     assert [c.delivery_id for c in first.claims] == [delivery_id]
     # Another replica whose clock runs two minutes fast: by its own clock a's lease has expired.
     fast = utcnow() + dt.timedelta(minutes=2)
-    monkeypatch.setattr(claims, "utcnow", lambda: fast)
+    monkeypatch.setattr(db_clock, "utcnow", lambda: fast)
     second = claim_deliveries(engine, owner="replica-b", lease_seconds=60, limit=10, per_webhook=8)
     assert second.claims == []
     assert delivery(delivery_id).leased_by == "replica-a"

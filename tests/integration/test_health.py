@@ -139,6 +139,32 @@ def test_not_ready_when_the_schema_is_behind(kwik):
     assert response.json()["failed"] == ["schema"]
 
 
+def test_ready_reports_redis_when_the_console_keeps_state_in_it(kwik, monkeypatch):
+    configure(monkeypatch, KWIK_REDIS_URL="redis://127.0.0.1:6379/0")  # the Redis this machine runs
+    ready = with_scheduler(lambda _: get("/readyz"))
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"]["redis"] == "ok"
+
+    configure(monkeypatch, KWIK_REDIS_URL="redis://:s3cret@127.0.0.1:1/0")  # nothing listens on port 1
+    gone = with_scheduler(lambda _: get("/readyz"))
+    assert gone.status_code == 503
+    assert gone.json()["failed"] == ["redis"]
+    assert "s3cret" not in gone.text and "127.0.0.1:1" not in gone.text
+
+
+def test_not_ready_while_the_schedulers_own_database_steps_fail(kwik):
+    async def body(running):
+        running.dispatcher._database_failed(RuntimeError("server closed the connection unexpectedly"))
+        failing = await get("/readyz")
+        await running.dispatcher.next_due_at(after=utcnow())  # a step that succeeds clears it
+        return failing, await get("/readyz")
+
+    failing, ready = with_scheduler(body)
+    assert failing.status_code == 503 and failing.json()["checks"]["scheduler"] == "cannot reach the database"
+    assert "closed" not in failing.text
+    assert ready.status_code == 200, ready.text
+
+
 # ---------------------------------------------------------------- who may read /metrics
 
 
