@@ -30,7 +30,8 @@ from kwik_console.web import export, probes, sign_in
 reflex_patches.apply()
 
 app = rx.App(
-    toaster=rx.toast.provider(position="bottom-right", close_button=True),
+    # At the top, below the bar: at the bottom right they covered the event log's Resend buttons.
+    toaster=rx.toast.provider(position="top-center", offset="72px", close_button=True),
     # POST /auth/* set and clear the HttpOnly session cookie; they come before Reflex's own routes.
     # Each app wraps the ones before it: /healthz, /readyz and /metrics answer ahead of the sign-in gate.
     api_transformer=[sign_in.app(), probes.app(), api.mount, export.app()],  # api.mount: /api/v1, ahead of the rest

@@ -25,7 +25,7 @@ _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 DESCRIPTION = """Webhooks, the event catalogue, the event log and publishing, as the console offers them.
 
-**Access tokens.** Send `Authorization: Bearer kwik_…`. Admins make tokens on the console's Tokens page
+**Access tokens.** Send `Authorization: Bearer kwik_…`. Admins make tokens on the console's Access tokens page
 or with `kwik-console tokens create`; each has scopes: `read`, `write` (webhooks, tests, signing secrets,
 pause, resend and recover) and `publish` (`POST /events`). The operational webhook is an admin's: no scope
 reaches it. In local mode, calls from this machine need no token.

@@ -78,7 +78,7 @@ async def authorize(request: Request) -> Caller:
             return Caller(actor=audit.LOCAL, owner="local", address=address)
         raise _unauthorized(
             "Send an access token: Authorization: Bearer kwik_…. An admin makes one on the "
-            "Tokens page or with `kwik-console tokens create`."
+            "Access tokens page or with `kwik-console tokens create`."
         )
     scheme, _, text = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not text.strip():

@@ -27,24 +27,57 @@ def _bundle():
     return swagger_ui_path
 
 
-_SWAGGER_PAGE = """<!doctype html>
+# The console's theme (kept by its switch under "theme" in localStorage, else the system's), and a way back.
+_THEME_AND_BAR = """<meta name="viewport" content="width=device-width, initial-scale=1">
+<script>
+(() => {
+  const chosen = localStorage.getItem("theme");
+  const system = matchMedia("(prefers-color-scheme: dark)").matches;
+  const dark = chosen === "dark" || ((!chosen || chosen === "system") && system);
+  document.documentElement.classList.toggle("dark", dark);
+})();
+</script>
+<style>
+.kwik-bar{display:flex;align-items:center;gap:12px;padding:12px 20px;border-bottom:1px solid #ddd;
+  font:500 14px/1.4 system-ui,sans-serif;background:#fff}
+.kwik-bar a{color:#3e63dd;text-decoration:none}.kwik-bar a:hover{text-decoration:underline}
+html.dark,html.dark body{background:#111113;color:#eee}
+html.dark .kwik-bar{background:#18191b;border-color:#2e3135}html.dark .kwik-bar a{color:#9eb1ff}
+/* Swagger UI has no dark theme: its light one, inverted, with pictures turned back. */
+html.dark .swagger-ui{filter:invert(88%) hue-rotate(180deg)}
+html.dark .swagger-ui img,html.dark .swagger-ui .microlight{filter:invert(100%) hue-rotate(180deg)}
+</style>"""
+
+_BAR = """<nav class="kwik-bar" aria-label="Console"><a href="/">&larr; Back to the console</a>
+<span aria-hidden="true">&middot;</span><span>Kwik Console API</span></nav>"""
+
+_SWAGGER_PAGE = (
+    """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Kwik Console API</title>
 <link rel="stylesheet" href="/api/v1/docs/swagger-ui.css">
-<link rel="icon" type="image/png" href="/api/v1/docs/favicon-32x32.png"></head>
-<body><div id="swagger-ui"></div>
+<link rel="icon" type="image/png" href="/api/v1/docs/favicon-32x32.png">"""
+    + _THEME_AND_BAR.replace("%", "%%")
+    + "</head>\n<body>"
+    + _BAR
+    + """<main><div id="swagger-ui"></div></main>
 <script src="/api/v1/docs/swagger-ui-bundle.js"></script>
 <script>
 window.ui = SwaggerUIBundle({url: "%(spec)s", dom_id: "#swagger-ui", deepLinking: true,
   persistAuthorization: false, presets: [SwaggerUIBundle.presets.apis], layout: "BaseLayout"});
 </script></body></html>
 """
+)
 
 # A plain list of operations, for a console installed without the Swagger UI package.
-_PLAIN_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Kwik Console API</title>
-<style>body{font:15px/1.5 system-ui,sans-serif;max-width:900px;margin:2em auto;padding:0 1em}
-code{background:#f3f3f3;padding:0 .3em}h3{margin-bottom:.2em}</style></head>
-<body><h1>Kwik Console API</h1><p>The OpenAPI 3.1 description: <a href="%(spec)s">%(spec)s</a></p>
+_PLAIN_PAGE = (
+    """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Kwik Console API</title>"""
+    + _THEME_AND_BAR.replace("%", "%%")
+    + """<style>main{font:15px/1.5 system-ui,sans-serif;max-width:900px;margin:2em auto;padding:0 1em}
+h3{margin-bottom:.2em}</style></head>
+<body>"""
+    + _BAR
+    + """<main><h1>Kwik Console API</h1><p>The OpenAPI 3.1 description: <a href="%(spec)s">%(spec)s</a></p>
 <div id="ops">Loading…</div>
 <script>
 fetch("%(spec)s").then(r => r.json()).then(spec => {
@@ -54,8 +87,9 @@ fetch("%(spec)s").then(r => r.json()).then(spec => {
     const p = document.createElement("p"); p.textContent = op.summary || ""; out.append(p);
   }
 });
-</script></body></html>
+</script></main></body></html>
 """
+)
 
 
 @router.get("/docs", include_in_schema=False)

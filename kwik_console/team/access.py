@@ -115,12 +115,14 @@ HANDLER_RULES: dict[str, Action] = {
     f"{_UI}.webhook_page.WebhookPageState.load": Action.READ,
     f"{_UI}.webhook_page.WebhookPageState.load_charts": Action.READ,
     f"{_UI}.webhook_page.WebhookPageState.set_range": Action.READ,
+    f"{_UI}.webhook_page.WebhookPageState.refresh_recent": Action.READ,
     f"{_UI}.webhook_page.SecretState.toggle": Action.REVEAL_SECRET,
     f"{_UI}.webhook_page.SecretState.copy": Action.REVEAL_SECRET,
     f"{_UI}.webhook_page.SecretState.rotate": Action.ROTATE_SECRET,
     f"{_UI}.developers.SignatureCheckState.open_page": Action.READ,
     f"{_UI}.developers.SignatureCheckState.set_language": Action.READ,
     f"{_UI}.developers.SignatureCheckState.check": Action.READ,
+    f"{_UI}.developers.SignatureCheckState.fill_secret": Action.REVEAL_SECRET,
     # The event log.
     f"{_UI}.event_log.EventLogState.open_page": Action.READ,
     f"{_UI}.event_log.EventLogState.refresh": Action.READ,
@@ -139,6 +141,7 @@ HANDLER_RULES: dict[str, Action] = {
     f"{_UI}.operations.RecoveryProgressState.load": Action.READ,
     f"{_UI}.operations.RecoveryProgressState.open_recover_when_asked": Action.READ,  # checks RECOVER itself
     f"{_UI}.operations.RecoveryProgressState.refresh": Action.READ,
+    f"{_UI}.operations.RecoveryProgressState.dismiss": Action.READ,  # this browser's view only
     f"{_UI}.operations.RecoverState.open_dialog": Action.RECOVER,
     f"{_UI}.operations.RecoverState.set_open": Action.RECOVER,
     f"{_UI}.operations.RecoverState.set_since": Action.RECOVER,

@@ -19,7 +19,7 @@ class WebhookRow:
     url: str = ""
     status: str = ""  # Live | Paused | Disabled
     created_at: str = ""
-    warn: bool = False  # every attempt has failed for 24 h or more: the row's warning badge
+    warn: bool = False  # every attempt has failed for health.failing_after: the row's failing badge
     failing_since: str = ""
     disabled_reason: str = ""  # set when the console disabled it by itself (auto-disable)
     disabled_at: str = ""
@@ -270,3 +270,5 @@ class OverviewRow:
     name: str = ""
     status: str = ""
     figures: FiguresView = dataclasses.field(default_factory=FiguresView)
+    warn: bool = False  # the failing badge, as in the list
+    failing_since: str = ""

@@ -100,11 +100,18 @@ async def sign_in(request: Request) -> Response:
             )
     except members.Throttled as exc:
         back |= {"error": "throttled", "wait": str(exc.seconds)}
-        return RedirectResponse("/sign-in?" + urllib.parse.urlencode(back), status_code=303)
+        return _try_again(back, form.get("email", ""))
     except InvalidInput:
         back |= {"error": "invalid"}
-        return RedirectResponse("/sign-in?" + urllib.parse.urlencode(back), status_code=303)
+        return _try_again(back, form.get("email", ""))
     return _go(next_path, token=token)
+
+
+def _try_again(query: dict[str, str], email: str) -> Response:
+    """Back to the form with its error. The email comes back in the fragment, which no server or proxy log
+    sees; the page fills it in (SignInState), so only the password is typed again."""
+    fragment = "#" + urllib.parse.urlencode({"email": email[:320]}) if email else ""
+    return RedirectResponse("/sign-in?" + urllib.parse.urlencode(query) + fragment, status_code=303)
 
 
 @_hosted_only

@@ -222,11 +222,15 @@ def check(
     return Verdict(False, findings, diff)
 
 
+# The environment variable every code sample reads the signing secret from.
+SECRET_ENV = "KWIK_WEBHOOK_SECRET"
+
+
 def code_samples(*, webhook_name: str, url: str) -> dict[str, str]:
     """Verification code for each language, with its Standard Webhooks library, filled with the webhook's details."""
 
     path = urlsplit(url).path or "/"
-    env = "KWIK_WEBHOOK_SECRET"
+    env = SECRET_ENV
     return {
         "Python": f'''# pip install standardwebhooks
 import os

@@ -53,11 +53,36 @@ def violations(page) -> list[dict]:
     return [v for v in found if v["impact"] in FAILING]
 
 
+def overflowing(page) -> list[str]:
+    """Every element drawn past the viewport's left or right edge, however it is clipped: a dialog wider
+    than a phone is cut off by its own scroll container, which axe never sees. Code blocks scroll inside
+    their own box, so what is inside a <pre> is not counted; the <pre> itself is."""
+    return page.evaluate("""() => {
+        const width = document.documentElement.clientWidth;
+        const out = [];
+        for (const el of document.querySelectorAll('body *')) {
+            const box = el.getBoundingClientRect();
+            if (box.width === 0 || box.height === 0 || el.parentElement.closest('pre')) continue;
+            const style = getComputedStyle(el);
+            if (style.visibility === 'hidden' || style.position === 'fixed' && box.width <= 1) continue;
+            if (box.right > width + 1 || box.left < -1) {
+                const what = (el.getAttribute('aria-label') || el.innerText || '').trim().slice(0, 40);
+                out.push(`<${el.tagName.toLowerCase()}> ${Math.round(box.left)}..${Math.round(box.right)} px: ${what}`);
+            }
+        }
+        if (document.documentElement.scrollWidth > width) out.unshift(`the page scrolls sideways`);
+        return out;
+    }""")
+
+
 def assert_clean(page, where: str) -> None:
+    """No serious axe finding, and nothing wider than the viewport."""
     found = violations(page)
     assert not found, f"axe on {where}: " + "; ".join(
         f"{v['impact']} {v['id']} ({v['help']}): {v['nodes']}" for v in found
     )
+    wide = overflowing(page)
+    assert not wide, f"past the viewport's edge on {where}: " + "; ".join(wide[:8])
 
 
 if __name__ == "__main__":

@@ -87,6 +87,7 @@ def test_empty_state_then_create_with_the_services_errors_only(page: Page, conso
     dialog.get_by_role("button", name="Create", exact=True).click()
     expect(dialog.get_by_role("alert").filter(has_text="Webhook URL")).to_be_visible()
     expect(url).to_have_attribute("aria-invalid", "true")
+    expect(url).to_be_focused()  # the first field in error, not the last message at the bottom
     assert page.evaluate("document.getElementById('webhook-url').validity.valid")  # the browser found nothing
     expect(dialog.get_by_text("Select at least one event.")).to_be_visible()
     url.fill("http://orders.example.com/kwik")  # not https
@@ -102,7 +103,13 @@ def test_empty_state_then_create_with_the_services_errors_only(page: Page, conso
     dialog.get_by_role("button", name="Create", exact=True).click()
 
     expect(page.get_by_text("Webhook “Orders service” created.")).to_be_visible()
-    expect(dialog).to_be_hidden()
+    # The new webhook's page, with the next step at hand.
+    expect(page).to_have_url(re.compile(r"/webhooks/\d+\?created=1$"))
+    expect(page.get_by_role("heading", name="Orders service")).to_be_visible()
+    page.get_by_role("button", name="Send a test").click()
+    expect(page.get_by_role("dialog").get_by_role("button", name="Send", exact=True)).to_be_visible()
+    page.keyboard.press("Escape")
+    page.goto(console.url)
     expect(row(page, "Orders service")).to_contain_text(receiver.url("/ok"))
     expect(row(page, "Orders service")).to_contain_text("Live")
     for header in ("Created", "Name", "Webhook URL", "Status"):

@@ -153,6 +153,27 @@ def test_recover_failed_since_with_its_progress_bar(page: Page, console, receive
     assert_clean(page, "the webhook page with its recovery panel")
     page.reload()  # the panel comes back from the database
     expect(page.get_by_role("region", name="Recovery")).to_contain_text(f"{count} of {count} sent")
+    # Done with it: dismissed, it stays closed in this browser.
+    page.get_by_role("button", name="Dismiss the recovery").click()
+    expect(page.get_by_role("region", name="Recovery")).to_have_count(0)
+    page.reload()
+    expect(page.get_by_role("heading", name=name)).to_be_visible()
+    expect(page.get_by_role("region", name="Recovery")).to_have_count(0)
+
+
+def test_a_recovery_that_fails_again_says_so_in_amber(page: Page, console, receiver, make):
+    hook_id, name = make("Recover again", receiver.url("/gone"))
+    deliver(hook_id, 4)  # 410 Gone: Failure at once, and the endpoint is still gone
+    page.goto(console.url + f"/webhooks/{hook_id}")
+    page.get_by_role("button", name="Recover failed since…").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Failed since").fill((dt.datetime.now() - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"))
+    dialog.get_by_role("button", name="Start").click()
+    panel = page.get_by_role("region", name="Recovery")
+    expect(panel.get_by_text("Finished with failures")).to_be_visible(timeout=60_000)
+    expect(panel).to_contain_text("4 of 4 sent failed again (0 succeeded)")
+    expect(panel.get_by_text("Finished", exact=True)).to_have_count(0)  # never the green word alone
+    shot(page, "recovery-finished-with-failures")
 
 
 def test_auto_disable_banner_then_re_enable(page: Page, console, receiver, make):

@@ -290,7 +290,8 @@ def test_a_tab_survives_the_death_of_its_worker(tmp_path, monkeypatch):
             dialog.get_by_role("radio", name="Disabled").click()
             dialog.get_by_role("button", name="Create", exact=True).click()
             expect(page.get_by_text(f"Webhook “Orders {tag}” created.")).to_be_visible()
-            expect(dialog).to_be_hidden()
+            expect(page.get_by_role("heading", name=f"Orders {tag}")).to_be_visible()  # its page, next
+            page.go_back()
             expect(webhook_rows(page)).to_have_count(3)  # header, Ledger, Orders: the search still applies
             expect(webhook_rows(page).filter(has_text=f"Orders {tag}")).to_contain_text("Disabled")
             browser.close()

@@ -212,6 +212,10 @@ def test_a_wrong_password_gets_the_same_answer_as_an_unknown_email(browser, host
     sign_in(page, hosted.url, "admin", password="not the password at all")
     message = "That email and password don't match a member of this console."
     expect(page.get_by_role("alert")).to_have_text(message)
+    # The email is kept, and never in the address the server sees; only the password is typed again.
+    expect(page.get_by_label("Email")).to_have_value(EMAILS["admin"])
+    expect(page.get_by_label("Password")).to_be_focused()
+    assert EMAILS["admin"] not in page.url and "merchant.example" not in page.url
     page.get_by_label("Email").fill("nobody@merchant.example")
     page.get_by_label("Password").fill("not the password at all")
     page.get_by_role("button", name="Sign in").click()

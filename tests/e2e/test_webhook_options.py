@@ -4,6 +4,7 @@ phone's; the list and the webhook page say what was saved. Screenshots go to /tm
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -106,6 +107,8 @@ def test_create_with_all_events_and_headers_and_a_forbidden_name_saves_nothing(
             "X-Team-With-A-Rather-Long-Name": "orders-" + "x" * 60,
             "Authorization": "Bearer tok_123",
         }
+        expect(page).to_have_url(re.compile(rf"/webhooks/{hook.id}\?created=1$"))  # its page, next
+        page.goto(console.url)
         search_for(page, name)
         expect(row(page, name)).to_contain_text("All events")
 

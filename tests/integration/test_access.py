@@ -70,8 +70,15 @@ LEAST_ROLE: dict[str, str] = {
         load=VIEWER,
         load_charts=VIEWER,
         set_range=VIEWER,
+        refresh_recent=VIEWER,
     ),
-    **_each(UI + "developers.SignatureCheckState", open_page=VIEWER, set_language=VIEWER, check=VIEWER),
+    **_each(
+        UI + "developers.SignatureCheckState",
+        open_page=VIEWER,
+        set_language=VIEWER,
+        check=VIEWER,
+        fill_secret=DEVELOPER,
+    ),
     **_each(
         UI + "event_log.EventLogState",
         open_page=VIEWER,
@@ -86,7 +93,13 @@ LEAST_ROLE: dict[str, str] = {
         set_detail_open=VIEWER,
     ),
     # Opening "Recover failed since…" from a link checks the right to recover itself.
-    **_each(UI + "operations.RecoveryProgressState", load=VIEWER, open_recover_when_asked=VIEWER, refresh=VIEWER),
+    **_each(
+        UI + "operations.RecoveryProgressState",
+        load=VIEWER,
+        open_recover_when_asked=VIEWER,
+        refresh=VIEWER,
+        dismiss=VIEWER,
+    ),
     # Changing webhooks, their secrets and their deliveries: developers.
     **_each(
         UI + "webhooks.WebhookFormState",

@@ -387,7 +387,7 @@ def test_auto_disable_waits_for_its_whole_window(kwik):
     }
 
 
-def test_failing_then_recovered_notices_and_the_warning(kwik, receiver):
+def test_failing_then_recovered_notices_and_the_warning(kwik, receiver, monkeypatch):
     with db.session_scope() as s:
         notices.set_operational_webhook(session=s, url=receiver.url("/steady"), actor=ACTOR)
     webhook_id = make_hook(receiver.url("/flaky")).id  # 500 once, then 200
@@ -403,9 +403,16 @@ def test_failing_then_recovered_notices_and_the_warning(kwik, receiver):
     with Session(db.get_engine()) as s:
         hook = s.get(Webhook, webhook_id)
         assert hook.failing_since is None and not health.health_of(hook).warn
-        hook.failing_since = utcnow() - dt.timedelta(hours=25)
+        # The badge comes after an hour of failures (auto-disable is 5 days here)...
+        hook.failing_since = utcnow() - dt.timedelta(minutes=61)
         assert health.health_of(hook).warn
-        hook.failing_since = utcnow() - dt.timedelta(hours=23)
+        hook.failing_since = utcnow() - dt.timedelta(minutes=59)
+        assert not health.health_of(hook).warn
+        # ...or at half the auto-disable time, when that is shorter.
+        configure(monkeypatch, KWIK_AUTO_DISABLE_AFTER="10m")
+        hook.failing_since = utcnow() - dt.timedelta(minutes=6)
+        assert health.health_of(hook).warn
+        hook.failing_since = utcnow() - dt.timedelta(minutes=4)
         assert not health.health_of(hook).warn
 
 

@@ -58,7 +58,13 @@ def local_time(iso: rx.Var, fmt: str = "D MMM YYYY, HH:mm:ss") -> rx.Component:
     return rx.cond(iso != "", rx.moment(iso, format=fmt, local=True), rx.text("—", color_scheme="gray"))
 
 
-_NAV = (("Webhooks", "/"), ("Developers", "/developers"), ("Members", "/members"), ("Audit trail", "/audit"))
+_NAV = (
+    ("Webhooks", "/"),
+    ("Developers", "/developers"),
+    ("Members", "/members"),
+    ("Access tokens", "/tokens"),
+    ("Audit trail", "/audit"),
+)
 
 
 def _nav_menu() -> rx.Component:
@@ -81,7 +87,7 @@ def _nav_menu() -> rx.Component:
                 align="end",
             ),
         ),
-        display=["block", "none"],
+        display=["block", "block", "none"],
     )
 
 
@@ -108,7 +114,7 @@ def navbar() -> rx.Component:
             ),
             rx.spacer(),
             rx.hstack(
-                # The links in a row from 480 px up; on a phone they would push the bar wider than the screen.
+                # The links in a row from 768 px up; narrower, they would push the bar wider than the screen.
                 rx.box(
                     rx.hstack(
                         *[
@@ -127,7 +133,7 @@ def navbar() -> rx.Component:
                         align="center",
                         spacing="4",
                     ),
-                    display=["none", "block"],
+                    display=["none", "none", "block"],
                 ),
                 _nav_menu(),
                 rx.color_mode.button(size="2", variant="ghost", aria_label="Switch light or dark theme"),
@@ -303,6 +309,19 @@ def error_callout(message: rx.Var, on_retry) -> rx.Component:
     )
 
 
+def copy_button(label: str, text: rx.Var) -> rx.Component:
+    """Copies `text` (already in the page: never a secret) to the clipboard, and says so."""
+    return rx.button(
+        rx.icon("copy", size=14),
+        label,
+        size="1",
+        variant="soft",
+        color_scheme="gray",
+        type="button",
+        on_click=[rx.set_clipboard(text), rx.toast.success("Copied.")],
+    )
+
+
 def code_block(text: rx.Var, max_height: str = "320px") -> rx.Component:
     return rx.el.pre(
         text,
@@ -318,8 +337,12 @@ def code_block(text: rx.Var, max_height: str = "320px") -> rx.Component:
             "margin": "0",
             "overflow": "auto",
             "max_height": max_height,
-            "white_space": "pre",
+            # Long lines wrap, indentation kept: nothing is cut off at any width.
+            "white_space": "pre-wrap",
+            "overflow_wrap": "anywhere",
             "width": "100%",
+            # Its longest word must not widen what holds it either (a dialog sized to its content, on a phone).
+            "contain": "inline-size",
             # In a column of cards (the drawer) a flex item may shrink to a line: never below its own height.
             "flex_shrink": "0",
             "min_height": "3em",

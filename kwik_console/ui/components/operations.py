@@ -16,7 +16,7 @@ RECOVER_LABEL = "Recover failed since…"
 
 
 def failing_badge(since: rx.Var) -> rx.Component:
-    """Every attempt has failed for 24 h or more: shown before the console disables the webhook."""
+    """Every attempt has failed for a while (health.failing_after): shown well before the console disables it."""
     return rx.badge(
         rx.icon("triangle-alert", size=12),
         "Failing since ",
@@ -226,13 +226,18 @@ def _count(label: str, value: rx.Var, tone: rx.Var | str = "gray") -> rx.Compone
 def recovery_panel() -> rx.Component:
     """The webhook's running (else latest) recovery; it refreshes every second while it runs."""
     p = Shown.progress
+    with_failures = (p.state == "Finished") & (p.failed > 0)
     return rx.card(
         # The timer exists only while the job runs: once it is done, nothing polls.
         rx.cond(p.running, rx.moment(interval=1000, on_change=Shown.refresh, display="none")),
         rx.vstack(
             rx.hstack(
                 rx.heading("Recovery", size="3", as_="h2"),
-                status_badge(p.state),
+                rx.cond(
+                    with_failures,
+                    rx.badge("Finished with failures", color_scheme="amber", variant="soft", high_contrast=True),
+                    status_badge(p.state),
+                ),
                 rx.spacer(),
                 rx.cond(
                     p.running & SessionState.can_recover,
@@ -243,6 +248,17 @@ def recovery_panel() -> rx.Component:
                         color_scheme="red",
                         high_contrast=True,
                         on_click=R.cancel,
+                    ),
+                ),
+                rx.cond(
+                    ~p.running,
+                    rx.icon_button(
+                        rx.icon("x", size=16),
+                        size="1",
+                        variant="ghost",
+                        color_scheme="gray",
+                        aria_label="Dismiss the recovery",
+                        on_click=Shown.dismiss,
                     ),
                 ),
                 width="100%",
@@ -279,6 +295,23 @@ def recovery_panel() -> rx.Component:
                 _count("Failed", p.failed, rx.cond(p.failed > 0, "red", "gray")),
                 wrap="wrap",
                 gap="16px",
+            ),
+            rx.cond(
+                with_failures,
+                rx.callout.root(
+                    rx.callout.icon(rx.icon("triangle-alert")),
+                    rx.callout.text(
+                        p.failed.to_string()
+                        + " of "
+                        + p.sent.to_string()
+                        + " sent failed again ("
+                        + p.succeeded.to_string()
+                        + " succeeded). Check the endpoint, then recover again."
+                    ),
+                    color_scheme="amber",
+                    size="1",
+                    width="100%",
+                ),
             ),
             rx.cond(
                 ~p.running & (p.finished_at != ""),

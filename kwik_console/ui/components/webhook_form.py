@@ -11,11 +11,13 @@ from kwik_console.ui.components.common import code_block, field_error
 from kwik_console.ui.state.session import SessionState
 from kwik_console.ui.state.webhooks import WebhookFormState as Form
 from kwik_console.webhooks import rules
+from kwik_console.webhooks.signature_check import SECRET_ENV
 
-VERIFY_EXAMPLE = """from standardwebhooks.webhooks import Webhook
+VERIFY_EXAMPLE = f"""import os
+from standardwebhooks.webhooks import Webhook
 
 # raises WebhookVerificationError unless Kwik signed it
-event = Webhook(KWIK_SIGNING_SECRET).verify(request.body, request.headers)"""
+event = Webhook(os.environ["{SECRET_ENV}"]).verify(request.body, request.headers)"""
 
 
 def _label(text: str, html_for: str) -> rx.Component:

@@ -10,7 +10,7 @@ from kwik_console.ui.state.developers import Finding
 from kwik_console.ui.state.developers import SignatureCheckState as S
 from kwik_console.ui.state.operations import OperationalState as O
 from kwik_console.ui.state.session import SessionState
-from kwik_console.webhooks.signature_check import TOLERANCE_S
+from kwik_console.webhooks.signature_check import SECRET_ENV, TOLERANCE_S
 
 LANGUAGES = ("Python", "Node", "Go", "PHP")
 KIND_LABELS = {"secret": "Secret", "header": "Headers", "timestamp": "Timestamp", "body": "Body"}
@@ -126,6 +126,32 @@ def _checker() -> rx.Component:
                 size="2",
                 color_scheme="gray",
             ),
+            rx.cond(
+                S.from_delivery != 0,
+                rx.callout.root(
+                    rx.callout.icon(rx.icon("info")),
+                    rx.flex(
+                        rx.callout.text(
+                            "Filled in from delivery ",
+                            S.from_delivery.to_string(),
+                            " to “",
+                            S.webhook_name,
+                            "”, as its latest attempt was sent. The signing secret is yours to paste",
+                            rx.cond(SessionState.can_see_secrets, ", or to reveal here.", "."),
+                            flex="1",
+                        ),
+                        rx.cond(
+                            SessionState.can_see_secrets,
+                            rx.button("Reveal the secret", size="1", variant="soft", on_click=S.fill_secret),
+                        ),
+                        gap="12px",
+                        align="center",
+                        wrap="wrap",
+                        width="100%",
+                    ),
+                    width="100%",
+                ),
+            ),
             rx.form(
                 rx.vstack(
                     _field("Signing secret", "secret", "whsec_…"),
@@ -162,7 +188,7 @@ def _code() -> rx.Component:
                 "Each uses its language's Standard Webhooks library, for “",
                 S.webhook_name,
                 "”. Keep the secret "
-                "in the KWIK_WEBHOOK_SECRET environment variable, and verify the raw body before parsing it.",
+                f"in the {SECRET_ENV} environment variable, and verify the raw body before parsing it.",
                 size="2",
                 color_scheme="gray",
             ),

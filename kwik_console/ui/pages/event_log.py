@@ -9,6 +9,7 @@ from kwik_console.events.search import SEARCHED
 from kwik_console.ui.components.common import (
     SR_ONLY,
     code_block,
+    copy_button,
     error_callout,
     loading_rows,
     local_time,
@@ -131,9 +132,47 @@ def _resend_button(delivery_id, size: str) -> rx.Component:
     )
 
 
+# On a phone the event log is one stacked column: the Event cell carries the others' values.
+WIDE = ["none", "table-cell"]
+PHONE_ONLY = ["flex", "none"]
+
+
+def _test_mark(row: DeliveryRow) -> rx.Component:
+    return rx.cond(
+        row.test,
+        rx.badge("Test", color_scheme="violet", variant="soft"),
+        rx.text("—", color_scheme="gray", size="2", aria_label="No"),
+    )
+
+
+def _retry(row: DeliveryRow) -> rx.Component:
+    return rx.cond(row.retry_at != "", local_time(row.retry_at), rx.text(""))
+
+
+def _stacked(row: DeliveryRow) -> rx.Component:
+    """What the other columns say, under the event, on a phone."""
+    return rx.flex(
+        rx.text(local_time(row.created_at, "D MMM, HH:mm:ss"), size="2", color_scheme="gray"),
+        status_badge(row.status),
+        rx.cond(row.http_code != "", rx.text(row.http_code, font_family="var(--code-font-family)", size="2")),
+        rx.cond(row.test, rx.badge("Test", color_scheme="violet", variant="soft")),
+        rx.cond(
+            row.retry_at != "",
+            rx.text(
+                "Next retry ", _retry(row), " · retries so far: ", row.retry_counter, size="1", color_scheme="gray"
+            ),
+        ),
+        display=PHONE_ONLY,
+        wrap="wrap",
+        gap="2",
+        align="center",
+        padding_top="4px",
+    )
+
+
 def _row(row: DeliveryRow) -> rx.Component:
     return rx.table.row(
-        rx.table.cell(local_time(row.created_at, "D MMM, HH:mm:ss"), white_space="nowrap"),
+        rx.table.cell(local_time(row.created_at, "D MMM, HH:mm:ss"), white_space="nowrap", display=WIDE),
         rx.table.cell(
             rx.vstack(
                 # The row opens the details on a click; this button does it for keyboards and readers too
@@ -146,21 +185,22 @@ def _row(row: DeliveryRow) -> rx.Component:
                     aria_haspopup="dialog",
                     style=_ROW_BUTTON,
                 ),
-                rx.text(row.event_id, size="1", color_scheme="gray", font_family="var(--code-font-family)"),
+                rx.text(
+                    row.event_id,
+                    size="1",
+                    color_scheme="gray",
+                    font_family="var(--code-font-family)",
+                    style={"word_break": "break-all"},
+                ),
+                _stacked(row),
                 spacing="0",
             )
         ),
-        rx.table.cell(status_badge(row.status)),
-        rx.table.cell(rx.text(row.http_code, font_family="var(--code-font-family)")),
-        rx.table.cell(
-            rx.cond(
-                row.test,
-                rx.badge("Test", color_scheme="violet", variant="soft"),
-                rx.text("No", color_scheme="gray", size="2"),
-            )
-        ),
-        rx.table.cell(rx.cond(row.retry_at != "", local_time(row.retry_at), rx.text(""))),
-        rx.table.cell(row.retry_counter),
+        rx.table.cell(status_badge(row.status), display=WIDE),
+        rx.table.cell(rx.text(row.http_code, font_family="var(--code-font-family)"), display=WIDE),
+        rx.table.cell(_test_mark(row), display=WIDE),
+        rx.table.cell(_retry(row), display=WIDE),
+        rx.table.cell(row.retry_counter, display=WIDE),
         rx.table.cell(
             rx.cond(
                 SessionState.can_resend & ((row.status == "Failure") | (row.status == "Retrying")),
@@ -168,12 +208,19 @@ def _row(row: DeliveryRow) -> rx.Component:
             ),
             on_click=rx.stop_propagation,
         ),
-        on_click=Log.show(row.id),
-        cursor="pointer",
-        style={"_hover": {"background": rx.color("accent", 2)}},
-        aria_label="Delivery " + row.id.to_string() + ": " + row.event_type,
-        align="center",
+        **opens_details(row),
     )
+
+
+def opens_details(row: DeliveryRow) -> dict:
+    """A delivery's table row that opens its details drawer, here and on the webhook's page."""
+    return {
+        "on_click": Log.show(row.id),
+        "cursor": "pointer",
+        "style": {"_hover": {"background": rx.color("accent", 2)}},
+        "aria_label": "Delivery " + row.id.to_string() + ": " + row.event_type,
+        "align": "center",
+    }
 
 
 def _table() -> rx.Component:
@@ -181,7 +228,10 @@ def _table() -> rx.Component:
         rx.table.root(
             rx.table.header(
                 rx.table.row(
-                    *[rx.table.column_header_cell(c, white_space="nowrap") for c in COLUMNS],
+                    *[
+                        rx.table.column_header_cell(c, white_space="nowrap", display=None if c == "Event" else WIDE)
+                        for c in COLUMNS
+                    ],
                     rx.table.column_header_cell(rx.el.span("Actions", style=SR_ONLY)),
                 )
             ),
@@ -291,7 +341,8 @@ def _attempt(a: AttemptView) -> rx.Component:
     )
 
 
-def _drawer() -> rx.Component:
+def delivery_drawer() -> rx.Component:
+    """A delivery's details, from the event log or the webhook's page: payload, headers, every attempt."""
     d = Log.detail
     return rx.drawer.root(
         rx.drawer.overlay(z_index="50"),
@@ -323,6 +374,16 @@ def _drawer() -> rx.Component:
                         ),
                         spacing="3",
                         align="center",
+                        wrap="wrap",
+                    ),
+                    rx.flex(
+                        rx.link(
+                            rx.button(rx.icon("shield-check", size=14), "Check signature", size="1", variant="soft"),
+                            href="/developers?delivery=" + d.row.id.to_string(),
+                        ),
+                        copy_button("Copy event id", d.row.event_id),
+                        copy_button("Copy payload", d.payload),
+                        gap="8px",
                         wrap="wrap",
                     ),
                     rx.text("Payload", size="2", weight="bold", padding_top="8px"),
@@ -393,5 +454,5 @@ def event_log_page() -> rx.Component:
             spacing="4",
             width="100%",
         ),
-        _drawer(),
+        delivery_drawer(),
     )

@@ -26,18 +26,30 @@ def _role_select(row: MemberRow) -> rx.Component:
     )
 
 
+# On a phone the list is one stacked column: the Email cell carries the role and the status.
+WIDE = ["none", "table-cell"]
+
+
+def _status(row: MemberRow) -> rx.Component:
+    return status_badge(rx.cond(row.status == "Active", "Active", "Invited"))
+
+
 def _row(row: MemberRow) -> rx.Component:
     return rx.table.row(
         rx.table.cell(
-            rx.hstack(
-                rx.text(row.email, weight="medium"),
-                rx.cond(row.is_me, rx.badge("you", variant="outline", radius="full")),
+            rx.vstack(
+                rx.hstack(
+                    rx.text(row.email, weight="medium", style={"word_break": "break-all"}),
+                    rx.cond(row.is_me, rx.badge("you", variant="outline", radius="full")),
+                    spacing="2",
+                    align="center",
+                ),
+                rx.flex(_role_select(row), _status(row), display=["flex", "none"], gap="2", align="center"),
                 spacing="2",
-                align="center",
             )
         ),
-        rx.table.cell(_role_select(row)),
-        rx.table.cell(status_badge(rx.cond(row.status == "Active", "Active", "Invited"))),
+        rx.table.cell(_role_select(row), display=WIDE),
+        rx.table.cell(_status(row), display=WIDE),
         rx.table.cell(
             local_time(row.last_sign_in_at, "D MMM YYYY, HH:mm"), display=["none", "table-cell"], white_space="nowrap"
         ),
@@ -73,8 +85,8 @@ def _table() -> rx.Component:
             rx.table.header(
                 rx.table.row(
                     rx.table.column_header_cell("Email"),
-                    rx.table.column_header_cell("Role"),
-                    rx.table.column_header_cell("Status"),
+                    rx.table.column_header_cell("Role", display=WIDE),
+                    rx.table.column_header_cell("Status", display=WIDE),
                     rx.table.column_header_cell("Last sign-in", display=["none", "table-cell"]),
                     rx.table.column_header_cell("", width="56px"),
                 )

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import reflex as rx
 
-from kwik_console.ui.components.common import code_block, error_callout, local_time, page, status_badge
+from kwik_console.ui.components.common import (
+    code_block,
+    copy_button,
+    error_callout,
+    local_time,
+    page,
+    status_badge,
+)
 from kwik_console.ui.components.dialogs import delete_dialog, test_dialog
 from kwik_console.ui.components.operations import (
     RECOVER_LABEL,
@@ -14,6 +21,8 @@ from kwik_console.ui.components.operations import (
     recovery_panel,
 )
 from kwik_console.ui.components.webhook_form import VERIFY_EXAMPLE, webhook_form_dialog
+from kwik_console.ui.pages.event_log import delivery_drawer, opens_details
+from kwik_console.ui.state.event_log import EventLogState as Log
 from kwik_console.ui.state.operations import HealthState, RecoverState
 from kwik_console.ui.state.operations import RecoveryProgressState as Shown
 from kwik_console.ui.state.session import SessionState
@@ -21,7 +30,7 @@ from kwik_console.ui.state.webhook_page import RANGE_LABELS, SecretState
 from kwik_console.ui.state.webhook_page import WebhookPageState as P
 from kwik_console.ui.state.webhook_tester import TestWebhookState
 from kwik_console.ui.state.webhooks import DeleteState, WebhookFormState
-from kwik_console.ui.views import FiguresView
+from kwik_console.ui.views import DeliveryRow, FiguresView
 
 SUCCESS_COLOR, FAILURE_COLOR = "var(--green-9)", "var(--red-9)"
 
@@ -385,6 +394,99 @@ def _secret() -> rx.Component:
     )
 
 
+# How often the page's last deliveries are read again while it is open.
+RECENT_REFRESH_MS = 2500
+
+
+def _recent_row(row: DeliveryRow) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(
+            rx.el.button(
+                rx.text(row.event_type, weight="medium", size="2"),
+                type="button",
+                on_click=Log.show(row.id).stop_propagation,
+                class_name="rt-reset",
+                aria_haspopup="dialog",
+                style={"cursor": "pointer", "text_align": "left"},
+            ),
+            rx.text(
+                local_time(row.created_at, "D MMM, HH:mm:ss"),
+                size="1",
+                color_scheme="gray",
+                display=["block", "none"],
+            ),
+        ),
+        rx.table.cell(
+            local_time(row.created_at, "D MMM, HH:mm:ss"), white_space="nowrap", display=["none", "table-cell"]
+        ),
+        rx.table.cell(status_badge(row.status)),
+        rx.table.cell(rx.text(row.http_code, font_family="var(--code-font-family)"), display=["none", "table-cell"]),
+        **opens_details(row),
+    )
+
+
+def _recent() -> rx.Component:
+    """Its last deliveries, live: a row opens the same details as the event log."""
+    return rx.card(
+        rx.vstack(
+            rx.hstack(
+                rx.heading("Recent deliveries", size="3", as_="h2"),
+                rx.spacer(),
+                rx.link("All in the event log", href=events_href(), size="2"),
+                width="100%",
+                align="center",
+            ),
+            rx.cond(
+                P.recent.length() > 0,
+                rx.table.root(
+                    rx.table.header(
+                        rx.table.row(
+                            rx.table.column_header_cell("Event"),
+                            rx.table.column_header_cell("Time", display=["none", "table-cell"]),
+                            rx.table.column_header_cell("Status"),
+                            rx.table.column_header_cell("HTTP Code", display=["none", "table-cell"]),
+                        )
+                    ),
+                    rx.table.body(rx.foreach(P.recent, _recent_row)),
+                    variant="ghost",
+                    size="1",
+                    width="100%",
+                    aria_label="Recent deliveries",
+                ),
+                rx.text("No deliveries yet. Send a test to see one here.", size="2", color_scheme="gray"),
+            ),
+            spacing="3",
+            width="100%",
+        ),
+        width="100%",
+    )
+
+
+def _next_step() -> rx.Component:
+    """Right after Create: the next step is a test event."""
+    return rx.callout.root(
+        rx.callout.icon(rx.icon("circle-check")),
+        rx.flex(
+            rx.callout.text(
+                "Webhook created. Send a test event to check that your endpoint answers with a 2xx.", flex="1"
+            ),
+            rx.button(
+                rx.icon("send", size=14),
+                "Send a test",
+                size="2",
+                on_click=TestWebhookState.start(P.webhook_id, P.name),
+            ),
+            gap="12px",
+            align="center",
+            wrap="wrap",
+            width="100%",
+        ),
+        color_scheme="green",
+        width="100%",
+        aria_label="Webhook created",
+    )
+
+
 def webhook_page() -> rx.Component:
     return page(
         rx.vstack(
@@ -409,7 +511,13 @@ def webhook_page() -> rx.Component:
                                 spacing="3",
                                 wrap="wrap",
                             ),
-                            rx.text(P.url, size="2", color_scheme="gray", style={"word_break": "break-all"}),
+                            rx.flex(
+                                rx.text(P.url, size="2", color_scheme="gray", style={"word_break": "break-all"}),
+                                copy_button("Copy URL", P.url),
+                                gap="8px",
+                                align="center",
+                                wrap="wrap",
+                            ),
                             spacing="1",
                         ),
                         rx.spacer(),
@@ -420,6 +528,7 @@ def webhook_page() -> rx.Component:
                         gap="12px",
                     ),
                     rx.cond(P.error != "", error_callout(P.error, P.load)),
+                    rx.cond(P.just_created & SessionState.can_test & (P.status == "Live"), _next_step()),
                     rx.cond(
                         P.disabled_reason != "",
                         disabled_banner(P.webhook_id, None, P.disabled_at, P.disabled_reason, RecoverState.open_dialog),
@@ -438,8 +547,9 @@ def webhook_page() -> rx.Component:
                             width="100%",
                         ),
                     ),
-                    rx.cond(Shown.has_progress & (Shown.webhook_id == P.webhook_id), recovery_panel()),
+                    rx.cond(Shown.panel_open & (Shown.webhook_id == P.webhook_id), recovery_panel()),
                     _summary(),
+                    _recent(),
                     _charts(),
                     rx.grid(
                         _settings(), _secret(), columns=rx.breakpoints(initial="1", md="2"), spacing="4", width="100%"
@@ -452,4 +562,6 @@ def webhook_page() -> rx.Component:
         rx.cond(SessionState.can_write, rx.fragment(webhook_form_dialog(), delete_dialog())),
         rx.cond(SessionState.can_test, test_dialog()),
         rx.cond(SessionState.can_recover, recover_dialog()),
+        delivery_drawer(),
+        rx.moment(interval=RECENT_REFRESH_MS, on_change=P.refresh_recent, display="none"),
     )

@@ -234,7 +234,15 @@ def _empty_state() -> rx.Component:
 def _overview_row(row: OverviewRow) -> rx.Component:
     f = row.figures
     return rx.table.row(
-        rx.table.cell(rx.link(row.name, href=webhook_href(row.webhook_id), weight="medium", high_contrast=True)),
+        rx.table.cell(
+            rx.flex(
+                rx.link(row.name, href=webhook_href(row.webhook_id), weight="medium", high_contrast=True),
+                rx.cond(row.warn, failing_badge(row.failing_since)),
+                gap="2",
+                align="center",
+                wrap="wrap",
+            )
+        ),
         rx.table.cell(f.attempts),
         rx.table.cell(
             rx.text(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 
 import reflex as rx
@@ -10,9 +11,11 @@ from sqlmodel import select
 
 from kwik_console.core.clock import utcnow
 from kwik_console.core.errors import NotFound
+from kwik_console.events import deliveries
 from kwik_console.store.db import session_scope
 from kwik_console.store.tables import Delivery, Event
 from kwik_console.team import access
+from kwik_console.ui.state.common import read_secret
 from kwik_console.ui.state.operations import OperationalState
 from kwik_console.webhooks import service as webhooks
 from kwik_console.webhooks import signature_check
@@ -45,6 +48,27 @@ def _known_secrets(session, webhook) -> list[tuple[str, str]]:
     return known
 
 
+def _as_sent(detail) -> dict[str, str]:
+    """What the checker's fields want, as the latest attempt sent it: the three headers and the raw body."""
+    sent = detail.attempts[-1].request_headers if detail.attempts else {}
+    return {
+        "check-webhook_id": sent.get("webhook-id", detail.event.id),
+        "check-webhook_timestamp": sent.get("webhook-timestamp", ""),
+        "check-webhook_signature": sent.get("webhook-signature", ""),
+        "check-body": detail.event.body,
+    }
+
+
+def fill_fields(values: dict[str, str]) -> str:
+    """A script that sets form fields by id, once they are drawn (they are not bound to the state)."""
+    return f"""requestAnimationFrame(() => {{
+  for (const [id, value] of Object.entries({json.dumps(values)})) {{
+    const field = document.getElementById(id);
+    if (field) field.value = value;
+  }}
+}});"""
+
+
 class SignatureCheckState(rx.State):
     checked: bool = False
     valid: bool = False
@@ -55,6 +79,9 @@ class SignatureCheckState(rx.State):
     webhook_name: str = PLACEHOLDER[0]
     webhook_url: str = PLACEHOLDER[1]
     language: str = "Python"
+    # Filled in from a delivery ("Check signature" in its details): its webhook, whose secret may be revealed.
+    from_delivery: int = 0
+    from_webhook: int = 0
 
     @rx.var
     def samples(self) -> dict[str, str]:
@@ -67,7 +94,10 @@ class SignatureCheckState(rx.State):
     @rx.event
     def open_page(self):
         self.checked, self.findings, self.has_diff, self.found = False, [], False, ""
-        raw = self.router.url.query_parameters.get("webhook", "")
+        self.from_delivery, self.from_webhook = 0, 0
+        query = self.router.url.query_parameters
+        then = []
+        raw = query.get("webhook", "")
         if raw.isdigit():
             try:
                 with session_scope() as session:
@@ -75,9 +105,33 @@ class SignatureCheckState(rx.State):
                 self.webhook_name, self.webhook_url = webhook.name, webhook.url
             except NotFound:
                 pass
+        raw = query.get("delivery", "")
+        if raw.isdigit() and len(raw) < 19:
+            try:
+                with session_scope() as session:
+                    detail = deliveries.get_delivery(session=session, delivery_id=int(raw))
+            except NotFound as exc:
+                then.append(rx.toast.error(str(exc)))
+            else:
+                self.from_delivery, self.from_webhook = detail.delivery.id, detail.webhook.id
+                self.webhook_name, self.webhook_url = detail.webhook.name, detail.webhook.url
+                then.append(rx.call_script(fill_fields(_as_sent(detail))))
         # The operational webhook's card, for admins only (for anyone else the guard would refuse it, with a toast).
         if access.may(access.member().role, access.Action.OPERATIONAL):
-            return OperationalState.load
+            then.append(OperationalState.load)
+        return then
+
+    @rx.event
+    def fill_secret(self):
+        """The secret of the delivery's webhook, into its field: a reveal, by the same rule and with the same
+        audit entry as on the webhook's page. The browser gets it in a script; the state never holds it."""
+        if not self.from_webhook:
+            return None
+        try:
+            secret = read_secret(self.from_webhook, "secret.revealed")
+        except NotFound as exc:
+            return rx.toast.error(str(exc))
+        return rx.call_script(fill_fields({"check-secret": secret}))
 
     @rx.event
     def set_language(self, value: str):

@@ -98,6 +98,19 @@ class RecoveryProgressState(rx.State):
     has_progress: bool = False
     progress: RecoveryView = RecoveryView()
     webhook_id: int = 0  # whose progress is shown
+    # Finished recoveries this browser dismissed, " 12 15 ": their panels stay closed on every visit.
+    dismissed: str = rx.LocalStorage("", name="kwik_dismissed_recoveries")
+
+    @rx.var
+    def panel_open(self) -> bool:
+        return self.has_progress and (self.progress.running or f" {self.progress.id} " not in self.dismissed)
+
+    @rx.event
+    def dismiss(self):
+        """Close a finished recovery's panel (a running one cannot be dismissed: it is cancelled instead)."""
+        if self.has_progress and not self.progress.running:
+            kept = self.dismissed.split()[-49:]  # the last fifty: the browser's storage stays small
+            self.dismissed = " " + " ".join([*kept, str(self.progress.id)]) + " "
 
     def _show(self, webhook_id: int, progress) -> None:
         self.webhook_id, self.has_progress = webhook_id, progress is not None

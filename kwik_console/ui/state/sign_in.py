@@ -28,6 +28,21 @@ class SignInState(rx.State):
             self.notice = "You are signed out on every device."
         elif query.get("signed_out"):
             self.notice = "You are signed out."
+        if error:
+            return rx.call_script(_EMAIL_FROM_FRAGMENT)
+        return None
+
+
+# After a failed sign-in the email comes back in the URL's fragment (web/sign_in.py): into its field, then
+# out of the address bar, with the password field focused.
+_EMAIL_FROM_FRAGMENT = """
+const email = new URLSearchParams(location.hash.slice(1)).get('email');
+if (email) {
+  document.getElementById('field-email').value = email;
+  history.replaceState(null, '', location.pathname + location.search);
+  document.getElementById('field-password').focus();
+}
+"""
 
 
 class AcceptState(rx.State):

@@ -10,17 +10,19 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from kwik_console.core.clock import iso, utcnow
 from kwik_console.core.errors import NotFound
-from kwik_console.events import rollups
+from kwik_console.events import deliveries, rollups
 from kwik_console.operations.health import health_of
 from kwik_console.store.db import get_engine, session_scope
 from kwik_console.store.tables import WebhookStatus
 from kwik_console.team import access
 from kwik_console.ui.state.common import forget, read_secret, viewer_zone, webhook_id_from
-from kwik_console.ui.views import FiguresView
+from kwik_console.ui.views import DeliveryRow, FiguresView
 from kwik_console.webhooks import rules
 from kwik_console.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
+# The webhook's page shows this many of its latest deliveries.
+RECENT = 10
 RANGE_LABELS = {"1h": "1 h", "24h": "24 h", "7d": "7 d", "30d": "30 d"}
 # How a chart point is labelled, by range, in the viewer's time zone.
 _LABEL_FORMATS = {"1h": "%H:%M", "24h": "%H:%M", "7d": "%a %H:%M", "30d": "%d %b"}
@@ -60,7 +62,7 @@ class WebhookPageState(rx.State):
     chart_attempts: int = 0
     time_zone: str = ""  # the viewer's, from the browser; chart labels use it
     max_per_second: str = ""  # "" for no limit
-    warn: bool = False  # every attempt failed for 24 h or more
+    warn: bool = False  # every attempt failed for health.failing_after: the failing badge
     failing_since: str = ""
     disabled_reason: str = ""  # why the console disabled it by itself
     disabled_at: str = ""
@@ -68,6 +70,8 @@ class WebhookPageState(rx.State):
     loading: bool = True
     missing: bool = False
     error: str = ""
+    just_created: bool = False  # opened right after Create: the next step, a test, is offered at the top
+    recent: list[DeliveryRow] = []  # its last deliveries, newest first, kept up to date while the page is open
 
     @rx.event
     async def open_page(self):
@@ -78,10 +82,26 @@ class WebhookPageState(rx.State):
         secret = await self.get_state(SecretState)
         secret.secret, secret.shown = "", False
         self.webhook_id, self.loading, self.missing = webhook_id, True, False
+        self.just_created = self.router.url.query_parameters.get("created") == "1"
         return [
             rx.call_script("Intl.DateTimeFormat().resolvedOptions().timeZone", callback=WebhookPageState.set_time_zone),
             WebhookPageState.load,
         ]
+
+    def _read_recent(self, session) -> None:
+        page = deliveries.list_deliveries(session=session, webhook_id=self.webhook_id, limit=RECENT)
+        self.recent = [DeliveryRow.of(d) for d in page.items]
+
+    @rx.event
+    def refresh_recent(self):
+        """The page's timer: its last deliveries, as they are now."""
+        if not self.webhook_id or self.missing:
+            return
+        try:
+            with session_scope() as session:
+                self._read_recent(session)
+        except (NotFound, SQLAlchemyError):
+            return  # the next full load says what is wrong
 
     @rx.event
     def set_time_zone(self, name: str):
@@ -99,6 +119,7 @@ class WebhookPageState(rx.State):
             with session_scope() as session:
                 webhook = webhooks.get_webhook(session=session, webhook_id=self.webhook_id)
                 self.events = webhooks.webhook_events(session=session, webhook_id=self.webhook_id)
+                self._read_recent(session)
             with get_engine().connect() as conn:
                 figures = rollups.summary(conn, self.webhook_id, now=now)
         except NotFound:

@@ -63,6 +63,10 @@ class WebhooksState(rx.State):
                     .limit(20)
                 ).all()
                 self.auto_disabled = [WebhookRow.of(w) for w in auto_disabled]
+                worst_hooks = {
+                    w.id: WebhookRow.of(w)
+                    for w in session.exec(select(Webhook).where(col(Webhook.id).in_([w.webhook_id for w in worst])))
+                }
         except SQLAlchemyError:
             log.exception("listing webhooks failed")
             self.error, self.loading = UNAVAILABLE, False
@@ -72,7 +76,15 @@ class WebhooksState(rx.State):
         self.any_webhooks = any_webhooks
         self.overview = FiguresView.of(overall)
         self.worst = [
-            OverviewRow(w.webhook_id, w.name, WebhookStatus(w.status).label, FiguresView.of(w.figures)) for w in worst
+            OverviewRow(
+                w.webhook_id,
+                w.name,
+                WebhookStatus(w.status).label,
+                FiguresView.of(w.figures),
+                (row := worst_hooks.get(w.webhook_id, WebhookRow())).warn,
+                row.failing_since,
+            )
+            for w in worst
         ]
         self.loading, self.error = False, ""
 
@@ -105,6 +117,21 @@ def _blank_errors() -> dict[str, str]:
 
 def _rate(value: float | None) -> str:
     return "" if value is None else f"{value:g}"
+
+
+# Once the errors are drawn: the first field they name in focus and in view (not the last, at the bottom).
+FOCUS_FIRST_INVALID = """
+requestAnimationFrame(() => requestAnimationFrame(() => {
+  const dialog = document.querySelector('[role=dialog]');
+  const field = dialog && dialog.querySelector('[aria-invalid=true], [role=alert]');
+  if (!field) return;
+  field.scrollIntoView({block: 'center'});
+  // A message without a field of its own (the events): the first control of its group.
+  const control = field.matches('[role=alert]')
+    ? field.parentElement.querySelector('input, button, textarea, [tabindex]') : field;
+  if (control) control.focus({preventScroll: true});
+}));
+"""
 
 
 class WebhookFormState(rx.State):
@@ -257,6 +284,7 @@ class WebhookFormState(rx.State):
                     webhook = webhooks.create_webhook(session=session, data=data, actor=access.actor())
         except InvalidInput as exc:
             self.errors = _blank_errors() | exc.errors
+            yield rx.call_script(FOCUS_FIRST_INVALID)
             return
         except NotFound as exc:
             self.saving, self.open = False, False
@@ -271,8 +299,11 @@ class WebhookFormState(rx.State):
             # Whatever went wrong, even an error not caught above, the dialog must not stay "Saving…".
             self.saving = False
         self.open = False
-        verb = "saved" if self.editing else "created"
-        yield [rx.toast.success(f"Webhook “{webhook.name}” {verb}."), WebhooksState.load, WebhookPageState.load]
+        if self.editing:
+            yield [rx.toast.success(f"Webhook “{webhook.name}” saved."), WebhooksState.load, WebhookPageState.load]
+            return
+        # Its page is the next step: a test event is offered at the top.
+        yield [rx.toast.success(f"Webhook “{webhook.name}” created."), rx.redirect(f"/webhooks/{webhook.id}?created=1")]
 
     def _read_secret(self, action: str) -> str:
         """The secret, read from the database for a member who asked for it, and recorded in the trail."""
