@@ -24,6 +24,7 @@ from sqlalchemy import Engine, delete, exists, select, tuple_
 from kwik_console.core.clock import utcnow
 from kwik_console.core.errors import InvalidInput
 from kwik_console.events import rollups
+from kwik_console.store.db_clock import database_now
 from kwik_console.store.tables import Attempt, Delivery, Event
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,9 @@ def purge(
     report = Purged()
     if days <= 0:
         return report
-    now = now or utcnow()
+    if now is None:  # by the database's clock, as every process shares it
+        with engine.connect() as conn:
+            now = database_now(conn)
     cutoff = cutoff_for(days, now)
     started = time.monotonic()
 
