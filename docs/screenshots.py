@@ -305,7 +305,7 @@ def hosted_shots(browser, url: str, tmp: Path) -> None:
         snap(page, "sign-in.png")
         page.get_by_label("Password").fill(ADMIN[1])
         page.get_by_role("button", name="Sign in").click()
-        page.get_by_role("heading", name="Webhooks").wait_for()
+        page.get_by_role("heading", name="Webhooks", exact=True).wait_for()
         open_page(page, server.url + "/members", "sam@hartandco.invalid")
         snap(page, "members.png")
         context.close()

@@ -129,7 +129,8 @@ def disable_failing(engine: Engine, *, after_seconds: float, now: dt.datetime | 
             ):
                 continue
             since = webhook.failing_since
-            reason = f"Every attempt failed for {_span(after_seconds)} (since {since.strftime('%Y-%m-%d %H:%M')} UTC)."
+            # The times go with the reason (disabled_at, failing_since): each page shows them in its viewer's zone.
+            reason = f"Every attempt failed for {_span(after_seconds)}."
             moved = session.exec(
                 update(Webhook)
                 .where(W.id == webhook_id, W.status == WebhookStatus.LIVE.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 
 from kwik_console.core.clock import iso
@@ -224,8 +225,27 @@ def audit_detail(detail: dict) -> str:
 
 
 def _short(value) -> str:
-    text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+    """A value as a person reads it: none as a dash, a stored time as a date."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, list):
+        text = ", ".join(map(_short, value))
+    elif isinstance(value, str) and (when := _stored_time(value)) is not None:
+        text = f"{when:%-d %b %Y, %H:%M} UTC"
+    else:
+        text = str(value)
     return text if len(text) <= 120 else text[:117] + "…"
+
+
+def _stored_time(text: str) -> dt.datetime | None:
+    """An ISO 8601 time as the audit trail stores them (`2026-12-06T10:00:00+00:00`), else None."""
+    if len(text) < 19 or text[4] != "-" or text[10] != "T":
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when.astimezone(dt.UTC) if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def _ms(value: float | None) -> str:

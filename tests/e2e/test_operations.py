@@ -195,7 +195,7 @@ def test_auto_disable_banner_then_re_enable(page: Page, console, receiver, make)
     banner = page.get_by_role("alert", name="Disabled automatically").filter(has_text=name)
     expect(banner).to_contain_text(
         re.compile(
-            r"Disabled automatically on \d+ \w+ \d{4}, \d\d:\d\d: "
+            r"Disabled automatically on \d+ \w+ \d{4}, \d\d:\d\d:\d\d: "
             r"Every attempt failed for 5 days"
         )
     )

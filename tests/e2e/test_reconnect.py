@@ -73,7 +73,7 @@ def accept_link(page: Page, link: str) -> None:
     page.get_by_label("New password").fill(PASSWORD)
     page.get_by_label("Repeat the password").fill(PASSWORD)
     page.get_by_role("button", name="Set password and sign in").click()
-    expect(page.get_by_role("heading", name="Webhooks")).to_be_visible()
+    expect(page.get_by_role("heading", name="Webhooks", exact=True)).to_be_visible()
 
 
 def webhook_rows(page: Page):

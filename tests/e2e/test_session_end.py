@@ -103,7 +103,7 @@ def signed_in(browser: Browser, hosted, frames: list[str] | None = None) -> Page
         page.get_by_label("Email").fill(EMAIL)
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Webhooks")).to_be_visible()
+    expect(page.get_by_role("heading", name="Webhooks", exact=True)).to_be_visible()
     return page
 
 
@@ -208,6 +208,6 @@ def test_a_crafted_next_keeps_the_browser_on_the_console(browser, hosted, crafte
     page.get_by_label("Email").fill(EMAIL)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Webhooks")).to_be_visible()
+    expect(page.get_by_role("heading", name="Webhooks", exact=True)).to_be_visible()
     assert page.url.startswith(hosted.url + "/"), page.url
     page.context.close()

@@ -149,7 +149,7 @@ def accept_link(page: Page, link: str, email: str, password: str) -> None:
     page.get_by_label("New password").fill(password)
     page.get_by_label("Repeat the password").fill(password)
     page.get_by_role("button", name="Set password and sign in").click()
-    expect(page.get_by_role("heading", name="Webhooks")).to_be_visible()
+    expect(page.get_by_role("heading", name="Webhooks", exact=True)).to_be_visible()
 
 
 def sign_in(page: Page, base: str, role: str, password: str | None = None) -> None:
@@ -163,7 +163,7 @@ def signed_in(browser: Browser, base: str, role: str, frames: list[str] | None =
     """A new page with `role`'s member of the team signed in, on the webhook list."""
     page = new_page(browser, frames)
     sign_in(page, base, role)
-    expect(page.get_by_role("heading", name="Webhooks")).to_be_visible()
+    expect(page.get_by_role("heading", name="Webhooks", exact=True)).to_be_visible()
     return page
 
 
@@ -468,7 +468,7 @@ def test_axe_finds_nothing_serious_on_the_hosted_pages(browser, hosted, team, sc
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
         assert_clean(page, f"the sign-in page ({scheme}, {width} px)")
         sign_in(page, hosted.url, "admin")
-        expect(page.get_by_role("heading", name="Webhooks")).to_be_visible()
+        expect(page.get_by_role("heading", name="Webhooks", exact=True)).to_be_visible()
         for path, heading, shown in (
             ("/members", "Members", EMAILS["viewer"]),
             ("/audit", "Audit trail", "Signed in"),
@@ -509,5 +509,5 @@ def test_sign_out_ends_the_session(browser, hosted, team):
     stale.context.close()
 
     sign_in(page, hosted.url, "admin")
-    expect(page.get_by_role("heading", name="Webhooks")).to_be_visible()
+    expect(page.get_by_role("heading", name="Webhooks", exact=True)).to_be_visible()
     page.context.close()

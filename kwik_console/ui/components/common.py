@@ -53,9 +53,13 @@ def status_badge(label: rx.Var) -> rx.Component:
     )
 
 
-def local_time(iso: rx.Var, fmt: str = "D MMM YYYY, HH:mm:ss") -> rx.Component:
-    """A UTC timestamp shown in the viewer's own time zone."""
-    return rx.cond(iso != "", rx.moment(iso, format=fmt, local=True), rx.text("—", color_scheme="gray"))
+# Every time the console shows, in one form.
+DATE_TIME = "D MMM YYYY, HH:mm:ss"
+
+
+def local_time(iso: rx.Var) -> rx.Component:
+    """A UTC timestamp (ISO 8601), shown in the viewer's own time zone, in the console's one form."""
+    return rx.cond(iso != "", rx.moment(iso, format=DATE_TIME, local=True), rx.text("—", color_scheme="gray"))
 
 
 _NAV = (

@@ -20,7 +20,7 @@ def failing_badge(since: rx.Var) -> rx.Component:
     return rx.badge(
         rx.icon("triangle-alert", size=12),
         "Failing since ",
-        local_time(since, "D MMM, HH:mm"),
+        local_time(since),
         color_scheme="amber",
         variant="soft",
         high_contrast=True,
@@ -39,7 +39,7 @@ def disabled_banner(
                 rx.text(
                     *([rx.text.strong(name), ": "] if name is not None else []),
                     "Disabled automatically on ",
-                    local_time(disabled_at, "D MMM YYYY, HH:mm"),
+                    local_time(disabled_at),
                     ": ",
                     reason,
                     size="2",
@@ -268,7 +268,7 @@ def recovery_panel() -> rx.Component:
             rx.text(
                 p.filters,
                 ", created since ",
-                local_time(p.since, "D MMM YYYY, HH:mm"),
+                local_time(p.since),
                 " · started by ",
                 p.created_by,
                 size="1",
@@ -315,7 +315,7 @@ def recovery_panel() -> rx.Component:
             ),
             rx.cond(
                 ~p.running & (p.finished_at != ""),
-                rx.text(p.state, " ", local_time(p.finished_at, "D MMM YYYY, HH:mm:ss"), size="1", color_scheme="gray"),
+                rx.text(p.state, " ", local_time(p.finished_at), size="1", color_scheme="gray"),
             ),
             spacing="2",
             width="100%",

@@ -23,7 +23,7 @@ def _row(row: AuditRow) -> rx.Component:
             rx.vstack(
                 rx.text(row.action, size="2", weight="medium"),
                 rx.cond(row.target != "", rx.text(row.target, size="2", style={"word_break": "break-word"})),
-                rx.text(row.actor, " · ", local_time(row.at, "D MMM YYYY, HH:mm:ss"), size="1", color_scheme="gray"),
+                rx.text(row.actor, " · ", local_time(row.at), size="1", color_scheme="gray"),
                 rx.cond(
                     row.detail != "",
                     rx.text(row.detail, size="1", color_scheme="gray", style={"word_break": "break-word"}),
@@ -32,7 +32,7 @@ def _row(row: AuditRow) -> rx.Component:
             ),
             display=PHONE_ONLY,
         ),
-        rx.table.cell(local_time(row.at, "D MMM YYYY, HH:mm:ss"), white_space="nowrap", display=WIDE_ONLY),
+        rx.table.cell(local_time(row.at), white_space="nowrap", display=WIDE_ONLY),
         rx.table.cell(rx.text(row.actor, size="2"), display=WIDE_ONLY),
         rx.table.cell(rx.text(row.action, size="2", weight="medium"), white_space="nowrap", display=WIDE_ONLY),
         rx.table.cell(rx.text(row.target, size="2", style={"word_break": "break-word"}), display=WIDE_ONLY),

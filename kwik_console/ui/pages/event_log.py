@@ -152,7 +152,7 @@ def _retry(row: DeliveryRow) -> rx.Component:
 def _stacked(row: DeliveryRow) -> rx.Component:
     """What the other columns say, under the event, on a phone."""
     return rx.flex(
-        rx.text(local_time(row.created_at, "D MMM, HH:mm:ss"), size="2", color_scheme="gray"),
+        rx.text(local_time(row.created_at), size="2", color_scheme="gray"),
         status_badge(row.status),
         rx.cond(row.http_code != "", rx.text(row.http_code, font_family="var(--code-font-family)", size="2")),
         rx.cond(row.test, rx.badge("Test", color_scheme="violet", variant="soft")),
@@ -172,7 +172,7 @@ def _stacked(row: DeliveryRow) -> rx.Component:
 
 def _row(row: DeliveryRow) -> rx.Component:
     return rx.table.row(
-        rx.table.cell(local_time(row.created_at, "D MMM, HH:mm:ss"), white_space="nowrap", display=WIDE),
+        rx.table.cell(local_time(row.created_at), white_space="nowrap", display=WIDE),
         rx.table.cell(
             rx.vstack(
                 # The row opens the details on a click; this button does it for keyboards and readers too

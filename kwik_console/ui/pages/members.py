@@ -50,9 +50,7 @@ def _row(row: MemberRow) -> rx.Component:
         ),
         rx.table.cell(_role_select(row), display=WIDE),
         rx.table.cell(_status(row), display=WIDE),
-        rx.table.cell(
-            local_time(row.last_sign_in_at, "D MMM YYYY, HH:mm"), display=["none", "table-cell"], white_space="nowrap"
-        ),
+        rx.table.cell(local_time(row.last_sign_in_at), display=["none", "table-cell"], white_space="nowrap"),
         rx.table.cell(
             rx.dropdown_menu.root(
                 rx.dropdown_menu.trigger(
@@ -175,7 +173,7 @@ def _link_dialog() -> rx.Component:
             rx.dialog.title("One-time link for " + M.link_email),
             rx.dialog.description(
                 "Send this link to them privately. It is shown only now, works once, and expires ",
-                local_time(M.link_expires_at, "D MMM YYYY, HH:mm"),
+                local_time(M.link_expires_at),
                 ".",
                 size="2",
                 color_scheme="gray",

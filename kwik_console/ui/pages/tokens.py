@@ -20,7 +20,7 @@ def _row(row: TokenRow) -> rx.Component:
         rx.table.cell(
             rx.cond(
                 row.last_used_at != "",
-                local_time(row.last_used_at, "D MMM YYYY, HH:mm"),
+                local_time(row.last_used_at),
                 rx.text("Never", size="2", color_scheme="gray"),
             ),
             white_space="nowrap",
@@ -28,7 +28,7 @@ def _row(row: TokenRow) -> rx.Component:
         rx.table.cell(
             rx.cond(
                 row.expires_at != "",
-                local_time(row.expires_at, "D MMM YYYY"),
+                local_time(row.expires_at),
                 rx.text("Never", size="2", color_scheme="gray"),
             ),
             white_space="nowrap",

@@ -11,6 +11,7 @@ from kwik_console.ui.components.common import (
     local_time,
     page,
     status_badge,
+    table_name,
 )
 from kwik_console.ui.components.dialogs import delete_dialog, test_dialog
 from kwik_console.ui.components.operations import (
@@ -121,19 +122,21 @@ def _stat(label: str, value: rx.Var, tone: rx.Var | str = "gray") -> rx.Componen
         rx.text(label, size="1", color_scheme="gray", weight="medium"),
         rx.text(value, size="5", weight="bold", color_scheme=tone, high_contrast=True),
         spacing="0",
-        min_width="110px",
+        min_width="0",
     )
 
 
 def figures_row(f: FiguresView) -> rx.Component:
-    return rx.flex(
+    return rx.grid(
         _stat("Attempts", f.attempts),
         _stat("Success rate", f.success_rate, rx.cond(f.healthy, "green", "red")),
         _stat("p50 duration", f.p50),
         _stat("p95 duration", f.p95),
         _stat("Retrying now", f.retrying, rx.cond(f.retrying == "0", "gray", "amber")),
-        wrap="wrap",
-        gap="16px",
+        # One row of five from 1024 px (two cards side by side at 1280), in rows of two or three below.
+        columns=rx.breakpoints(initial="2", xs="3", md="5"),
+        gap="12px",
+        width="100%",
     )
 
 
@@ -410,15 +413,13 @@ def _recent_row(row: DeliveryRow) -> rx.Component:
                 style={"cursor": "pointer", "text_align": "left"},
             ),
             rx.text(
-                local_time(row.created_at, "D MMM, HH:mm:ss"),
+                local_time(row.created_at),
                 size="1",
                 color_scheme="gray",
                 display=["block", "none"],
             ),
         ),
-        rx.table.cell(
-            local_time(row.created_at, "D MMM, HH:mm:ss"), white_space="nowrap", display=["none", "table-cell"]
-        ),
+        rx.table.cell(local_time(row.created_at), white_space="nowrap", display=["none", "table-cell"]),
         rx.table.cell(status_badge(row.status)),
         rx.table.cell(rx.text(row.http_code, font_family="var(--code-font-family)"), display=["none", "table-cell"]),
         **opens_details(row),
@@ -439,6 +440,7 @@ def _recent() -> rx.Component:
             rx.cond(
                 P.recent.length() > 0,
                 rx.table.root(
+                    table_name("Recent deliveries"),
                     rx.table.header(
                         rx.table.row(
                             rx.table.column_header_cell("Event"),
@@ -451,7 +453,6 @@ def _recent() -> rx.Component:
                     variant="ghost",
                     size="1",
                     width="100%",
-                    aria_label="Recent deliveries",
                 ),
                 rx.text("No deliveries yet. Send a test to see one here.", size="2", color_scheme="gray"),
             ),

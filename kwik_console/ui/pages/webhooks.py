@@ -71,7 +71,7 @@ def _row(row: WebhookRow) -> rx.Component:
     # The whole row opens the webhook (as Stripe and Svix do); its name is the link keyboards and readers use.
     return rx.table.row(
         rx.table.cell(
-            local_time(row.created_at, "D MMM YYYY, HH:mm"),
+            local_time(row.created_at),
             white_space="nowrap",
             display=["none", "none", "table-cell"],
         ),
