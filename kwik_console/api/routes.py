@@ -275,6 +275,10 @@ async def test_webhook(caller: CallerDep, webhook_id: int, body: TestRequest) ->
 # ---------------------------------------------------------------- deliveries
 
 
+SINCE_HELP = "Only deliveries created at or after this time (ISO 8601; without an offset, UTC)."
+UNTIL_HELP = "Only deliveries created at or before this time (ISO 8601; without an offset, UTC); not before `since`."
+
+
 @router.get(
     "/webhooks/{webhook_id}/deliveries",
     response_model=DeliveryPage,
@@ -289,6 +293,8 @@ def list_deliveries(
     test: Annotated[bool | None, Query(description="Only test events (true) or only real ones (false).")] = None,
     limit: Annotated[int, Query(ge=1, le=DELIVERIES_MAX_LIMIT)] = deliveries.PAGE_SIZE,
     cursor: Annotated[str | None, Query(max_length=100)] = None,
+    since: Annotated[dt.datetime | None, Query(description=SINCE_HELP)] = None,
+    until: Annotated[dt.datetime | None, Query(description=UNTIL_HELP)] = None,
 ) -> DeliveryPage:
     with session_scope() as session:
         page = deliveries.list_deliveries(
@@ -299,6 +305,8 @@ def list_deliveries(
             test=test,
             before_id=_delivery_before(cursor),
             limit=limit,
+            since=since,
+            until=until,
         )
     return DeliveryPage(
         items=[DeliveryOut.of(d) for d in page.items],

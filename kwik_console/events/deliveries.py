@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 from sqlmodel import Session, col, select
 
@@ -38,6 +39,16 @@ def parse_status(status: str | None) -> str | None:
     return value
 
 
+def check_window(since: dt.datetime | None, until: dt.datetime | None) -> None:
+    """A date range reads both ends as instants (a time without an offset is UTC); `until` may not precede `since`."""
+    if since is not None and until is not None and _utc(until) < _utc(since):
+        raise InvalidInput({"until": "The end of the date range is before its start."})
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
 def list_deliveries(
     *,
     session: Session,
@@ -48,16 +59,20 @@ def list_deliveries(
     before_id: int | None = None,
     limit: int = PAGE_SIZE,
     search: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
 ) -> DeliveryPage:
     """Deliveries newest first, paged by keyset (`before_id`) so every page costs the same.
 
     `search` finds deliveries by event id or a value in the payload (kwik_console/search.py).
+    `since` and `until` keep deliveries created in [since, until] (check_window).
 
     A `webhook_id` that names no webhook raises NotFound.
     """
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 500:
         raise InvalidInput({"limit": "Page size must be between 1 and 500."})
     status = parse_status(status)
+    check_window(since, until)
     if event_type and not catalog.is_known_type(event_type):
         raise InvalidInput({"event_type": f"Unknown event type {event_type!r}."})
     if webhook_id is not None and session.get(Webhook, check_id("Webhook", webhook_id)) is None:
@@ -77,6 +92,10 @@ def list_deliveries(
         query = query.where(Delivery.test == test)
     if before_id is not None:
         query = query.where(col(Delivery.id) < before_id)
+    if since is not None:
+        query = query.where(col(Delivery.created_at) >= _utc(since))
+    if until is not None:
+        query = query.where(col(Delivery.created_at) <= _utc(until))
     if search:
         query = restrict_to_search(query, session.connection(), search)
     rows = list(session.exec(query.order_by(col(Delivery.id).desc()).limit(limit + 1)))

@@ -1,6 +1,6 @@
 """Export a webhook's event log, filtered as on screen, as CSV or JSON Lines: streamed, a page at a time.
 
-GET /export/webhooks/{id}/events.csv?status=…&event_type=…&test=yes|no|all&q=…
+GET /export/webhooks/{id}/events.csv?status=…&event_type=…&test=yes|no|all&q=…&since=…&until=…
 GET /export/webhooks/{id}/events.jsonl?…  (each line also carries the event's payload)
 
 The rows are read in keyset pages of EXPORT_PAGE deliveries, each in its own
@@ -12,6 +12,7 @@ EventLogState.refresh), for the member the session cookie names.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import logging
@@ -65,7 +66,20 @@ def filters_from(params) -> dict:
         "event_type": None if event_type in (ALL, "") else event_type,
         "test": None if test == ALL else test == "yes",
         "search": params.get("q", "") or None,
+        "since": _instant(params, "since"),
+        "until": _instant(params, "until"),
     }
+
+
+def _instant(params, name: str) -> dt.datetime | None:
+    """An ISO 8601 time (the console sends UTC with an offset); empty means no bound."""
+    value = params.get(name, "")
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput({name: f"{name} must be an ISO 8601 date and time."}) from None
 
 
 def _record(d) -> dict:

@@ -251,7 +251,10 @@ def test_test_webhook_against_a_500_endpoint_shows_retrying(page: Page, console,
     expect(delivery).to_contain_text("Test")
     # The log refreshes itself: the 1 s retries land without a reload.
     expect(delivery.get_by_role("cell").nth(6)).to_have_text("2", timeout=20_000)
-    expect(delivery.get_by_role("cell").nth(5)).to_have_text(re.compile(r"\d{4}, \d\d:\d\d:\d\d"))
+    # The next retry, relative (600 s away), with the absolute time on hover.
+    retry = delivery.get_by_role("cell").nth(5)
+    expect(retry).to_have_text(re.compile(r"^in \d+ minutes$"))
+    expect(retry.locator("span[title]")).to_have_attribute("title", re.compile(r"\d\d:\d\d:\d\d"))
 
 
 def deliver(webhook_id: int, count: int, event_type="payment.created", data=None, test=False) -> list[int]:
@@ -307,7 +310,7 @@ def test_view_events_columns_filters_details_and_the_viewers_time_zone(browser, 
         expect(page.get_by_role("row").nth(1)).to_contain_text("Test")
         page.get_by_role("combobox", name="Status").click()
         page.get_by_role("option", name="Failure").click()
-        expect(page.get_by_text("No deliveries match these filters.")).to_be_visible()
+        expect(page.get_by_text("No deliveries match these filters")).to_be_visible()
         page.get_by_role("combobox", name="Status").click()
         page.get_by_role("option", name="Success").click()
         row_ = page.get_by_role("row").filter(has_text="invoice.created")
@@ -318,6 +321,68 @@ def test_view_events_columns_filters_details_and_the_viewers_time_zone(browser, 
         expect(drawer.get_by_text("Attempt 1")).to_be_visible()
         page.keyboard.press("Escape")
         expect(page.get_by_role("combobox", name="Status")).to_have_text("Success")
+    finally:
+        context.close()
+
+
+def test_the_date_range_reads_the_viewers_time_zone_and_clear_filters_resets_it(browser, console, receiver, make):
+    from sqlmodel import update
+
+    from kwik_console.store.tables import Delivery
+
+    hook_id, _ = make("Range", receiver.url("/ok"))
+    old, new = deliver(hook_id, 2)
+    with db.session_scope() as session:  # the older one at noon UTC on 2 November
+        session.exec(
+            update(Delivery).where(Delivery.id == old).values(created_at=dt.datetime(2026, 11, 2, 12, tzinfo=dt.UTC))
+        )
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, timezone_id="Asia/Kolkata")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        page.goto(console.url + f"/webhooks/{hook_id}/events")
+        rows = page.get_by_role("row").filter(has_text="payment.created")
+        expect(rows).to_have_count(2)
+        # 17:00 to 18:00 in Kolkata (UTC+05:30) is 11:30 to 12:30 UTC: only the older delivery.
+        page.get_by_label("From").fill("2026-11-02T17:00")
+        page.get_by_label("To").fill("2026-11-02T18:00")
+        expect(rows).to_have_count(1)
+        expect(page.get_by_role("button", name=f"Delivery {old}: payment.created")).to_have_count(0)
+        expect(page.get_by_role("row", name=f"Delivery {old}: payment.created")).to_be_visible()
+        href = page.get_by_role("link", name="CSV").get_attribute("href")
+        assert "since=2026-11-02T11%3A30%3A00%2B00%3A00" in href and "until=2026-11-02T12%3A30%3A00%2B00%3A00" in href
+        # Ending before noon UTC (17:20 in Kolkata): nothing, told apart from an empty log.
+        page.get_by_label("To").fill("2026-11-02T17:20")
+        expect(page.get_by_text("No deliveries match these filters")).to_be_visible()
+        expect(page.get_by_text("No deliveries yet")).to_have_count(0)
+        # An end before the start is refused, said beside the inputs.
+        page.get_by_label("To").fill("2026-11-01T10:00")
+        expect(page.get_by_role("alert").filter(has_text="before its start")).to_be_visible()
+        page.get_by_role("button", name="Clear filters").first.click()
+        expect(rows).to_have_count(2)
+        expect(page.get_by_label("From")).to_have_value("")
+        expect(page.get_by_role("button", name="Clear filters")).to_have_count(0)
+        # The Test Event column: one value, a dash for a live event.
+        expect(rows.first.get_by_role("cell").nth(4)).to_have_text("—")
+    finally:
+        context.close()
+
+
+def test_the_event_log_stacks_on_a_phone(browser, console, receiver, make):
+    hook_id, _ = make("Phone", receiver.url("/fail"))
+    deliver(hook_id, 1)
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        page.goto(console.url + f"/webhooks/{hook_id}/events")
+        row = page.get_by_role("row").filter(has_text="payment.created")
+        for shown in ("Retrying", "500", re.compile(r"Next retry in \d+ minutes · retries so far: \d")):
+            seen = row.get_by_text(shown).locator("visible=true")
+            expect(seen).to_be_visible()
+            box = seen.bounding_box()
+            assert box["x"] + box["width"] <= 390, (shown, box)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
     finally:
         context.close()
 

@@ -60,8 +60,32 @@ def _filters() -> rx.Component:
             Log.set_test,
             [(ALL, "Test and live events"), ("yes", "Test events only"), ("no", "Live events only")],
         ),
+        _date("From", "event-since", Log.since_local, Log.set_since),
+        _date("To", "event-until", Log.until_local, Log.set_until),
+        rx.cond(
+            Log.filtered,
+            rx.button(rx.icon("x", size=14), "Clear filters", variant="ghost", size="2", on_click=Log.clear_filters),
+        ),
         spacing="3",
         wrap="wrap",
+        align="end",
+    )
+
+
+def _date(label: str, id_: str, value, on_change) -> rx.Component:
+    """One end of the date range: wall time in the viewer's own time zone, as the browser's picker shows it."""
+    return rx.vstack(
+        rx.el.label(label, html_for=id_, class_name="rt-Text rt-r-size-1"),
+        rx.input(
+            id=id_,
+            type="datetime-local",
+            value=value,
+            on_change=on_change.debounce(400),
+            size="2",
+            aria_invalid=rx.cond((id_ == "event-until") & (Log.range_error != ""), "true", "false"),
+            aria_describedby="event-range-error",
+        ),
+        spacing="1",
     )
 
 
@@ -145,8 +169,23 @@ def _test_mark(row: DeliveryRow) -> rx.Component:
     )
 
 
+# The absolute time on hover, as the console writes times elsewhere: day, month, year, 24-hour clock.
+ABSOLUTE = (
+    "{day: 'numeric', month: 'short', year: 'numeric',"
+    " hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23'}"
+)
+
+
 def _retry(row: DeliveryRow) -> rx.Component:
-    return rx.cond(row.retry_at != "", local_time(row.retry_at), rx.text(""))
+    """When the next retry goes: relative ("in 2 minutes"), with the absolute time, in the viewer's zone, on hover."""
+    absolute = rx.Var(
+        _js_expr=f"new Date({row.retry_at._js_expr}).toLocaleString(undefined, {ABSOLUTE})", _var_type=str
+    )
+    return rx.cond(
+        row.retry_at != "",
+        rx.el.span(rx.moment(row.retry_at, from_now=True, interval=1000), title=absolute),
+        rx.text(""),
+    )
 
 
 def _stacked(row: DeliveryRow) -> rx.Component:
@@ -199,7 +238,7 @@ def _row(row: DeliveryRow) -> rx.Component:
         rx.table.cell(status_badge(row.status), display=WIDE),
         rx.table.cell(rx.text(row.http_code, font_family="var(--code-font-family)"), display=WIDE),
         rx.table.cell(_test_mark(row), display=WIDE),
-        rx.table.cell(_retry(row), display=WIDE),
+        rx.table.cell(_retry(row), white_space="nowrap", display=WIDE),
         rx.table.cell(row.retry_counter, display=WIDE),
         rx.table.cell(
             rx.cond(
@@ -249,16 +288,21 @@ def _empty() -> rx.Component:
     return rx.card(
         rx.vstack(
             rx.icon("inbox", size=28, color=rx.color("gray", 9)),
-            rx.text("No deliveries yet", weight="medium"),
-            rx.text(
-                rx.cond(
-                    ~Log.filtered,
-                    "Deliveries appear here as events occur. Use Test Webhook to send one now.",
-                    "No deliveries match these filters.",
+            rx.cond(
+                Log.filtered,
+                rx.fragment(
+                    rx.text("No deliveries match these filters", weight="medium"),
+                    rx.button("Clear filters", variant="soft", size="2", on_click=Log.clear_filters),
                 ),
-                size="2",
-                color_scheme="gray",
-                align="center",
+                rx.fragment(
+                    rx.text("No deliveries yet", weight="medium"),
+                    rx.text(
+                        "Deliveries appear here as events occur. Use Test Webhook to send one now.",
+                        size="2",
+                        color_scheme="gray",
+                        align="center",
+                    ),
+                ),
             ),
             align="center",
             spacing="2",
@@ -446,7 +490,11 @@ def event_log_page() -> rx.Component:
                     ),
                     rx.cond(Log.error != "", error_callout(Log.error, Log.refresh)),
                     _search(),
-                    rx.hstack(_filters(), rx.spacer(), _export(), width="100%", align="center", wrap="wrap", gap="8px"),
+                    rx.hstack(_filters(), rx.spacer(), _export(), width="100%", align="end", wrap="wrap", gap="8px"),
+                    rx.cond(
+                        Log.range_error != "",
+                        rx.text(Log.range_error, id="event-range-error", color_scheme="red", size="2", role="alert"),
+                    ),
                     rx.cond(~Log.loading & (Log.rows.length() == 0), _empty(), _table()),
                     _pager(),
                 ),

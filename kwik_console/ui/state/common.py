@@ -28,6 +28,15 @@ def viewer_zone(name: str) -> dt.tzinfo:
         return dt.UTC
 
 
+def parse_local(value: str, zone: dt.tzinfo) -> dt.datetime | None:
+    """ "2026-05-01T09:30" (a datetime-local input), in the viewer's zone -> an aware datetime; None if not one."""
+    try:
+        naive = dt.datetime.fromisoformat((value or "").strip())
+    except ValueError:
+        return None
+    return naive if naive.tzinfo else naive.replace(tzinfo=zone)
+
+
 def forget(state, *names: str) -> None:
     """Set the server's copy of shown-once vars back to their defaults, once a delta has taken them to the
     browser (the handler sets them, yields, then calls this).

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import urllib.parse
 
 import reflex as rx
 from sqlalchemy.exc import SQLAlchemyError
 
+from kwik_console.core.clock import iso
 from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.core.settings import get_settings
 from kwik_console.delivery import resend as resending
@@ -15,6 +17,7 @@ from kwik_console.events import deliveries, search
 from kwik_console.store.db import session_scope
 from kwik_console.store.tables import DeliveryStatus
 from kwik_console.team import access
+from kwik_console.ui.state.common import parse_local, viewer_zone
 from kwik_console.ui.views import DeliveryDetailView, DeliveryRow
 from kwik_console.webhooks import service as webhooks
 
@@ -32,6 +35,11 @@ class EventLogState(rx.State):
     event_type: str = ALL
     test: str = ALL  # all | yes | no
     search: str = ""  # an event id or a value in the payload (kwik_console/search.py)
+    # The date range: datetime-local values, wall time in the viewer's zone (`time_zone`, from the browser).
+    since_local: str = ""
+    until_local: str = ""
+    time_zone: str = ""
+    range_error: str = ""
     # Keyset pages: the `before_id` of each page visited, newest first.
     cursors: list[int] = []
     next_before: int = 0
@@ -57,16 +65,36 @@ class EventLogState(rx.State):
         """On arrival: fresh filters for a different webhook, then load."""
         webhook_id = self._webhook_id()
         if webhook_id != self.webhook_id_shown:
-            self.status, self.event_type, self.test, self.search = ALL, ALL, ALL, ""
+            self._clear()
             self.rows, self.detail_open = [], False
         self.webhook_id_shown, self.cursors, self.loading = webhook_id, [], True
         self.retention = retention_text(get_settings().retention_days)
-        return EventLogState.refresh
+        return [
+            rx.call_script("Intl.DateTimeFormat().resolvedOptions().timeZone", callback=EventLogState.set_time_zone),
+            EventLogState.refresh,
+        ]
+
+    @rx.event
+    def set_time_zone(self, name: str):
+        if isinstance(name, str) and name[:64] != self.time_zone:
+            self.time_zone = name[:64]
+            if self.since_local or self.until_local:
+                return self._filter()
+
+    def _clear(self):
+        self.status, self.event_type, self.test, self.search = ALL, ALL, ALL, ""
+        self.since_local, self.until_local, self.range_error = "", "", ""
+
+    def _window(self) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """The date range as instants: each end read in the viewer's zone; a blank or unreadable end is no bound."""
+        zone = viewer_zone(self.time_zone)
+        return parse_local(self.since_local, zone), parse_local(self.until_local, zone)
 
     @rx.event
     def refresh(self):
         """Reload the current page; the 2.5 s timer calls this too, keeping filters and page."""
         webhook_id = self.webhook_id_shown
+        since, until = self._window()
         try:
             with session_scope() as session:
                 webhook = webhooks.get_webhook(session=session, webhook_id=webhook_id)
@@ -79,6 +107,8 @@ class EventLogState(rx.State):
                     before_id=self.cursors[-1] if self.cursors else None,
                     limit=PAGE_SIZE,
                     search=self.search,
+                    since=since,
+                    until=until,
                 )
                 if self.detail_open:
                     self.detail = DeliveryDetailView.of(
@@ -87,14 +117,21 @@ class EventLogState(rx.State):
         except NotFound:
             self.missing, self.loading, self.rows = True, False, []
             return
-        except (InvalidInput, SQLAlchemyError) as exc:
+        except InvalidInput as exc:
+            if set(exc.errors) != {"until"}:
+                log.exception("loading the event log failed")
+                self.error, self.loading = f"The event log could not be loaded: {exc}", False
+                return
+            self.range_error, self.rows, self.next_before, self.loading = exc.errors["until"], [], 0, False
+            return
+        except SQLAlchemyError as exc:
             log.exception("loading the event log failed")
             self.error, self.loading = f"The event log could not be loaded: {exc}", False
             return
         self.webhook_name, self.webhook_url = webhook.name, webhook.url
         self.rows = [DeliveryRow.of(d) for d in page.items]
         self.next_before = page.next_before_id or 0
-        self.loading, self.error, self.missing = False, "", False
+        self.loading, self.error, self.missing, self.range_error = False, "", False, ""
 
     def _filter(self, **changes):
         for key, value in changes.items():
@@ -118,16 +155,38 @@ class EventLogState(rx.State):
     def set_search(self, value: str):
         return self._filter(search=value[: search.MAX_QUERY])
 
+    @rx.event
+    def set_since(self, value: str):
+        return self._filter(since_local=str(value or "")[:32])
+
+    @rx.event
+    def set_until(self, value: str):
+        return self._filter(until_local=str(value or "")[:32])
+
+    @rx.event
+    def clear_filters(self):
+        self._clear()
+        return self._filter()
+
     @rx.var
     def export_query(self) -> str:
-        """The filters as the export route reads them."""
+        """The filters as the export route reads them; the date range as UTC instants."""
+        since, until = self._window()
         return urllib.parse.urlencode(
-            {"status": self.status, "event_type": self.event_type, "test": self.test, "q": self.search}
+            {
+                "status": self.status,
+                "event_type": self.event_type,
+                "test": self.test,
+                "q": self.search,
+                "since": iso(since) or "",
+                "until": iso(until) or "",
+            }
         )
 
     @rx.var
     def filtered(self) -> bool:
-        return (self.status, self.event_type, self.test, self.search) != (ALL, ALL, ALL, "")
+        chosen = (self.status, self.event_type, self.test, self.search, self.since_local, self.until_local)
+        return chosen != (ALL, ALL, ALL, "", "", "")
 
     @rx.event
     def older(self):

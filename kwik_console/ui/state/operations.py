@@ -6,7 +6,6 @@ The services (kwik_console/operations) check the rules and record the audit trai
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 import reflex as rx
@@ -18,7 +17,7 @@ from kwik_console.operations import health, notices, recovery
 from kwik_console.store.db import session_scope
 from kwik_console.store.tables import WebhookStatus
 from kwik_console.team import access
-from kwik_console.ui.state.common import forget, read_secret, viewer_zone
+from kwik_console.ui.state.common import forget, parse_local, read_secret, viewer_zone
 from kwik_console.ui.state.webhook_page import WebhookPageState
 from kwik_console.ui.state.webhooks import WebhooksState
 from kwik_console.ui.views import RecoveryView
@@ -81,15 +80,6 @@ class HealthState(rx.State):
 
 def _blank_errors() -> dict[str, str]:
     return {"since": "", "event_types": "", "statuses": "", "webhook": ""}
-
-
-def parse_local(value: str, zone: dt.tzinfo) -> dt.datetime | None:
-    """ "2026-05-01T09:30" (a datetime-local input), in the viewer's zone -> an aware datetime; None if not one."""
-    try:
-        naive = dt.datetime.fromisoformat((value or "").strip())
-    except ValueError:
-        return None
-    return naive if naive.tzinfo else naive.replace(tzinfo=zone)
 
 
 class RecoveryProgressState(rx.State):
