@@ -18,6 +18,7 @@ import time
 
 import httpx
 import pytest
+import sqlmodel
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import Session, func, select, update
 
@@ -152,16 +153,37 @@ def test_ready_reports_redis_when_the_console_keeps_state_in_it(kwik, monkeypatc
     assert "s3cret" not in gone.text and "127.0.0.1:1" not in gone.text
 
 
+# A database no step of the scheduler can open: a folder that does not exist, a port nothing listens on.
+UNREACHABLE = {
+    "sqlite": "sqlite:////nonexistent-kwik-folder/kwik.db",
+    "postgresql": "postgresql+psycopg://127.0.0.1:1/x",
+}
+
+
+async def readyz_until(predicate, timeout: float = 30) -> httpx.Response:
+    """/readyz, read until its answer meets `predicate` (the last answer if it never does)."""
+    end = time.monotonic() + timeout
+    while not predicate(answer := await get("/readyz")) and time.monotonic() < end:
+        await asyncio.sleep(0.05)
+    return answer
+
+
 def test_not_ready_while_the_schedulers_own_database_steps_fail(kwik):
+    """The console's own probe of the database still answers; the scheduler's steps, on their own engine, fail."""
+
     async def body(running):
-        running.dispatcher._database_failed(RuntimeError("server closed the connection unexpectedly"))
-        failing = await get("/readyz")
-        await running.dispatcher.next_due_at(after=utcnow())  # a step that succeeds clears it
-        return failing, await get("/readyz")
+        dispatcher, engine = running.dispatcher, running.dispatcher.engine
+        dispatcher.engine = sqlmodel.create_engine(UNREACHABLE[engine.dialect.name])
+        try:
+            failing = await readyz_until(lambda answer: answer.status_code == 503)
+        finally:
+            dispatcher.engine = engine
+        return failing, await readyz_until(lambda answer: answer.status_code == 200)  # its next step clears it
 
     failing, ready = with_scheduler(body)
     assert failing.status_code == 503 and failing.json()["checks"]["scheduler"] == "cannot reach the database"
-    assert "closed" not in failing.text
+    assert failing.json()["checks"]["database"] == "ok", failing.text
+    assert "nonexistent" not in failing.text and "127.0.0.1:1" not in failing.text
     assert ready.status_code == 200, ready.text
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from kwik_console.core import clock
 from kwik_console.delivery import scheduler
 from kwik_console.events.publishing import publish
-from kwik_console.operations import health
+from kwik_console.operations import health, retention
 from kwik_console.store import db
 from tests.conftest import configure
 from tests.factories import PAYMENT, make_hook
@@ -102,3 +102,16 @@ def test_failing_since_is_by_the_databases_clock_whoever_records_it(postgres, re
         ).scalar_one()
     assert 0 <= float(failing_for) <= 60
     assert health.disable_failing(db.get_engine(), after_seconds=1800) == []
+
+
+def test_retention_cuts_off_by_the_databases_clock(postgres):
+    """A worker two days ahead runs a one-day retention: yesterday by its clock is tomorrow by the database's,
+    and an event published a moment ago would go; by the database's clock it stays."""
+    published = publish("payment.created", PAYMENT, wake=False)  # no webhook: an event with no deliveries
+    with pytest.MonkeyPatch.context() as skewed:
+        skew_this_process(skewed, 2 * 24 * HOUR)
+        purged = retention.purge(db.get_engine(), days=1)
+    assert purged.events == 0
+    with db.get_engine().connect() as conn:
+        kept = conn.execute(text("SELECT count(*) FROM event WHERE id = :id"), {"id": published.event.id}).scalar_one()
+    assert kept == 1
