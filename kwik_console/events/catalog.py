@@ -221,7 +221,7 @@ _OPERATIONAL_TYPES = (
             **_WEBHOOK_NOTICE,
             "status": "disabled",
             "disabled_at": "2026-11-28T15:04:05.123Z",
-            "reason": "Every attempt failed for 5 days (since 2026-11-23 15:04 UTC).",
+            "reason": "Every attempt failed for 5 days.",
         },
         operational=True,
     ),

@@ -152,6 +152,10 @@ class Figures:
     p50_ms: float | None = None
     p95_ms: float | None = None
     retrying: int = 0
+    # Deliveries created in the span that have finished, and those of them that ended in Success: a delivery
+    # whose third attempt succeeds counts once, as delivered, where the attempts count two failures.
+    finished: int = 0
+    delivered: int = 0
 
     @property
     def failures(self) -> int:
@@ -160,6 +164,10 @@ class Figures:
     @property
     def success_rate(self) -> float | None:
         return None if self.attempts == 0 else self.successes / self.attempts
+
+    @property
+    def delivery_rate(self) -> float | None:
+        return None if self.finished == 0 else self.delivered / self.finished
 
 
 def _figures(row, retrying: int = 0) -> Figures:
@@ -181,6 +189,18 @@ def retrying_now(conn, webhook_id: int) -> int:
     ).scalar_one()
 
 
+def delivery_outcomes(conn, webhook_id: int | None, *, since: dt.datetime) -> tuple[int, int]:
+    """(finished, delivered): the deliveries created since `since` (of one webhook, or all) that have finished,
+    and those that succeeded."""
+    ended = (DeliveryStatus.SUCCESS.value, DeliveryStatus.FAILURE.value)
+    query = sa.select(Delivery.status, sa.func.count()).where(Delivery.status.in_(ended), Delivery.created_at >= since)
+    if webhook_id is not None:
+        query = query.where(Delivery.webhook_id == webhook_id)
+    counts = dict(conn.execute(query.group_by(Delivery.status)).all())
+    delivered = counts.get(DeliveryStatus.SUCCESS.value, 0)
+    return delivered + counts.get(DeliveryStatus.FAILURE.value, 0), delivered
+
+
 def summary(conn, webhook_id: int, *, now: dt.datetime) -> dict[str, Figures]:
     """The last 24 h (minute rows) and the last 7 days (hour rows) of one webhook."""
     t = _epoch(now)
@@ -190,7 +210,8 @@ def summary(conn, webhook_id: int, *, now: dt.datetime) -> dict[str, Figures]:
         row = conn.execute(
             sa.select(*_sums(table)).where(table.c.webhook_id == webhook_id, table.c.bucket >= since)
         ).one()
-        out[label] = _figures(row, retrying)
+        finished, delivered = delivery_outcomes(conn, webhook_id, since=dt.datetime.fromtimestamp(since, dt.UTC))
+        out[label] = dataclasses.replace(_figures(row, retrying), finished=finished, delivered=delivered)
     return out
 
 
@@ -266,7 +287,10 @@ def overview(conn, *, now: dt.datetime, limit: int = 8) -> tuple[Figures, list[W
         .select_from(Delivery)
         .where(Delivery.status == DeliveryStatus.RETRYING.value, Delivery.next_attempt_at.is_not(None))
     ).scalar_one()
-    overall = _figures(types.SimpleNamespace(**total), retrying_total)
+    finished, delivered = delivery_outcomes(conn, None, since=dt.datetime.fromtimestamp(since, dt.UTC))
+    overall = dataclasses.replace(
+        _figures(types.SimpleNamespace(**total), retrying_total), finished=finished, delivered=delivered
+    )
     worst = sorted(per_webhook, key=lambda r: (-(r.attempts - r.successes), -r.attempts))[:limit]
     names = (
         {}
