@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import re
 
 from sqlalchemy import Engine, select, update
 from sqlmodel import Session
@@ -83,9 +84,18 @@ def health_of(webhook: Webhook, now: dt.datetime | None = None) -> Health:
     return Health(
         since,
         since is not None and now - since >= failing_after(get_settings().auto_disable_after),
-        webhook.disabled_reason,
+        shown_reason(webhook.disabled_reason),
         webhook.disabled_at if webhook.status == WebhookStatus.DISABLED else None,
     )
+
+
+# Reasons recorded before the banner told the failing time itself ended with a server-formatted UTC time.
+_OLD_SINCE = re.compile(r" \(since \d{4}-\d\d-\d\d \d\d:\d\d UTC\)(?=\.$)")
+
+
+def shown_reason(reason: str | None) -> str | None:
+    """The reason as a person reads it: the time it started is shown in the viewer's zone beside it, not in it."""
+    return _OLD_SINCE.sub("", reason) if reason else reason
 
 
 def _span(seconds: float) -> str:
@@ -129,7 +139,6 @@ def disable_failing(engine: Engine, *, after_seconds: float, now: dt.datetime | 
             ):
                 continue
             since = webhook.failing_since
-            # The times go with the reason (disabled_at, failing_since): each page shows them in its viewer's zone.
             reason = f"Every attempt failed for {_span(after_seconds)}."
             moved = session.exec(
                 update(Webhook)

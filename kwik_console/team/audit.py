@@ -7,6 +7,8 @@ a change that rolls back leaves no entry, and an entry never lacks its change.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import re
 from typing import Any
 
 from sqlmodel import Session, select
@@ -48,6 +50,83 @@ ACTIONS: dict[str, str] = {
     "token.used": "Access token used",
 }
 PAGE_SIZE = 50
+
+# ------------------------------------------------------------------ details as a person reads them
+
+_ISO = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d")
+_SHORT = 120
+# Words for the keys details use; any other key reads with its underscores as spaces.
+_LABELS = {
+    "expires_at": "expires",
+    "link_expires_at": "link expires",
+    "previous_secret_expires_at": "previous secret signs until",
+    "failing_since": "failing since",
+    "max_per_second": "max per second",
+    "other_sessions_ended": "other sessions ended",
+    "event_id": "event",
+    "webhook_id": "webhook",
+    "on": "alert emails",
+}
+# What an empty value means, by key: an expiry that is not set never comes.
+_EMPTY = {"expires_at": "never", "max_per_second": "no limit"}
+
+Value = str | dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class DetailLine:
+    """One line of an entry's details: `label: value`, or `label: was → value` for a change.
+
+    A time stays a datetime, for the page to show in the viewer's time zone.
+    """
+
+    label: str
+    value: Value
+    was: Value | None = None  # set for a change only
+
+
+def _readable(key: str, value: Any) -> Value:
+    if value is None or value == [] or value == "":
+        return _EMPTY.get(key, "none")
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    if isinstance(value, str) and _ISO.match(value):
+        try:
+            when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    if isinstance(value, list):
+        text = ", ".join(str(_readable(key, v)) for v in value)
+    elif isinstance(value, dict):
+        text = ", ".join(f"{_label(k)} {_readable(k, v)}" for k, v in value.items())
+    else:
+        text = str(value)
+    return text if len(text) <= _SHORT else text[: _SHORT - 1] + "…"
+
+
+def _label(key: str) -> str:
+    return _LABELS.get(key, key.replace("_", " "))
+
+
+def describe(detail: dict[str, Any]) -> list[DetailLine]:
+    """An entry's details as lines a person reads: no `None`, no raw ISO text; only what changed of a change."""
+    lines = []
+    before, after = detail.get("before"), detail.get("after")
+    if isinstance(before, dict) and isinstance(after, dict):
+        for key in sorted(set(before) | set(after)):
+            if before.get(key) != after.get(key):
+                lines.append(DetailLine(_label(key), _readable(key, after.get(key)), _readable(key, before.get(key))))
+    elif isinstance(after, dict) or isinstance(before, dict):
+        # Created (after only) or deleted (before only): what it was.
+        lines += [DetailLine(_label(k), _readable(k, v)) for k, v in (after or before).items()]
+    elif before is not None or after is not None:
+        lines.append(DetailLine("changed", _readable("", after), _readable("", before)))
+    lines += [DetailLine(_label(k), _readable(k, v)) for k, v in detail.items() if k not in ("before", "after")]
+    return lines
 
 
 @dataclasses.dataclass(frozen=True)

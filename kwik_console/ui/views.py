@@ -11,6 +11,7 @@ from kwik_console.delivery.types import Outcome
 from kwik_console.events.deliveries import DeliveryDetail
 from kwik_console.operations.health import health_of
 from kwik_console.store.tables import Attempt, Delivery, DeliveryStatus, RecoveryState, Webhook, WebhookStatus
+from kwik_console.team.audit import describe
 
 
 @dataclasses.dataclass
@@ -206,46 +207,31 @@ class AuditRow:
     actor: str = ""
     action: str = ""  # the words the page shows
     target: str = ""
-    detail: str = ""
+    detail: list[AuditDetailLine] = dataclasses.field(default_factory=list)
     client_address: str = ""
 
 
-def audit_detail(detail: dict) -> str:
-    """One line: `key: value` pairs, with before -> after for a change."""
-    parts = []
-    before, after = detail.get("before"), detail.get("after")
-    if isinstance(before, dict) and isinstance(after, dict):
-        for key in sorted(set(before) | set(after)):
-            if before.get(key) != after.get(key):
-                parts.append(f"{key}: {_short(before.get(key))} → {_short(after.get(key))}")
-    elif before is not None or after is not None:
-        parts.append(f"{_short(before)} → {_short(after)}")
-    parts += [f"{k}: {_short(v)}" for k, v in detail.items() if k not in ("before", "after")]
-    return "; ".join(parts)
+@dataclasses.dataclass
+class AuditDetailLine:
+    """team.audit.DetailLine for the page: a time goes as ISO text (`*_at`), shown in the viewer's zone."""
+
+    label: str = ""
+    value: str = ""
+    value_at: str = ""
+    change: bool = False
+    was: str = ""
+    was_at: str = ""
 
 
-def _short(value) -> str:
-    """A value as a person reads it: none as a dash, a stored time as a date."""
-    if value is None or value == "":
-        return "—"
-    if isinstance(value, list):
-        text = ", ".join(map(_short, value))
-    elif isinstance(value, str) and (when := _stored_time(value)) is not None:
-        text = f"{when:%-d %b %Y, %H:%M} UTC"
-    else:
-        text = str(value)
-    return text if len(text) <= 120 else text[:117] + "…"
+def audit_detail(detail: dict) -> list[AuditDetailLine]:
+    def split(value) -> tuple[str, str]:
+        return ("", iso(value) or "") if isinstance(value, dt.datetime) else (str(value), "")
 
-
-def _stored_time(text: str) -> dt.datetime | None:
-    """An ISO 8601 time as the audit trail stores them (`2026-12-06T10:00:00+00:00`), else None."""
-    if len(text) < 19 or text[4] != "-" or text[10] != "T":
-        return None
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return when.astimezone(dt.UTC) if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    out = []
+    for line in describe(detail):
+        change = line.was is not None
+        out.append(AuditDetailLine(line.label, *split(line.value), change, *split(line.was if change else "")))
+    return out
 
 
 def _ms(value: float | None) -> str:
@@ -269,19 +255,27 @@ class FiguresView:
     p95: str = "—"
     retrying: str = "0"
     healthy: bool = True  # success rate at or above HEALTHY_RATE (or nothing attempted): shown green, else red
+    delivery_rate: str = "—"  # deliveries that ended in Success, of those finished
+    delivered_healthy: bool = True
 
     @classmethod
     def of(cls, f) -> FiguresView:
-        rate = f.success_rate
+        rate, delivered = f.success_rate, f.delivery_rate
         return cls(
             f"{f.attempts:,}",
-            "—" if rate is None else f"{rate * 100:.1f} %",
+            _percent(rate),
             f"{f.failures:,}",
             _ms(f.p50_ms),
             _ms(f.p95_ms),
             f"{f.retrying:,}",
             rate is None or rate >= HEALTHY_RATE,
+            _percent(delivered),
+            delivered is None or delivered >= HEALTHY_RATE,
         )
+
+
+def _percent(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate * 100:.1f} %"
 
 
 @dataclasses.dataclass

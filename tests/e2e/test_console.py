@@ -491,8 +491,14 @@ def test_a_row_opens_the_webhook_page_with_its_charts(page: Page, console, recei
     expect(page).to_have_url(re.compile(rf"/webhooks/{hook_id}$"))
     expect(page.get_by_role("heading", name=name)).to_be_visible()
     day = page.get_by_label("Last 24 hours")
-    expect(day).to_contain_text("Attempts4")
+    expect(day).to_contain_text("4 attempts")  # beside the attempt success rate; "Delivered" counts deliveries
     expect(day).to_contain_text("100.0 %")
+    expect(day).to_contain_text("Delivered100.0 %of finished deliveries")  # deliveries, not attempts
+    # At 1280 px the five figures sit in one row in each half of the page.
+    tops = day.evaluate(
+        "el => [...el.querySelectorAll('.rt-Grid > .rt-Flex')].map(c => Math.round(c.getBoundingClientRect().top))"
+    )
+    assert len(tops) == 5 and len(set(tops)) == 1, tops
     bars = page.locator(".kwik-chart-outcomes .recharts-bar-rectangle path")
     expect(bars.first).to_be_visible()
     # A dot for each time bucket with attempts: these four fell in one bucket, which a line alone cannot show.

@@ -376,6 +376,14 @@ def test_the_admin_reads_the_audit_trail_and_filters_it(browser, hosted, team, l
     expect(rows.filter(has_text="Member invited").filter(has_text=INVITEE).first).to_be_visible()
     expect(rows.filter(has_text="Access refused").filter(has_text=EMAILS["viewer"]).first).to_be_visible()
     expect(rows.filter(has_text="Sign-in failed").first).to_be_visible()
+    # Details a person reads: times in the viewer's zone, in the console's one form; no None, no raw ISO text.
+    invited = rows.filter(has_text="Member invited").filter(has_text=INVITEE).first
+    expect(invited).to_contain_text(re.compile(r"link expires: \d+ \w+ \d{4}, \d\d:\d\d:\d\d"))
+    rotated_row = rows.filter(has_text="Secret rotated").filter(has_text=EMAILS["developer"]).first
+    expect(rotated_row).to_contain_text(re.compile(r"previous secret signs until: \d+ \w+ \d{4}"))
+    for entry in (invited, rotated_row):
+        expect(entry).not_to_contain_text("None")
+        expect(entry).not_to_contain_text(re.compile(r"\d{4}-\d\d-\d\dT"))
 
     page.get_by_role("combobox", name="Member").click()
     page.get_by_role("option", name=EMAILS["developer"], exact=True).click()

@@ -101,3 +101,28 @@ def test_rebuilds_from_the_attempts_table_match_what_was_kept(kwik, receiver):
         assert {t: conn.execute(t.select()).all() for t in kept} == kept
         assert rollups.rebuild(conn, since=utcnow() - dt.timedelta(days=1)) == 2  # the docs' screenshots use it
         assert {t: conn.execute(t.select()).all() for t in kept} == kept
+
+
+def test_the_first_delivery_since_a_time_is_found_by_its_id_with_gaps_in_the_ids(kwik):
+    """Delivered rates count deliveries from the first one made since the window opened: found by halving the
+    ids, it must be the one a scan by time would find, whatever ids retention or deletes left out."""
+    from sqlalchemy import delete, select, update
+
+    from kwik_console.store.tables import Delivery
+
+    hook = make_hook()
+    ids = [publish("payment.created", {"n": n}, webhook_id=hook.id, wake=False).delivery_ids[0] for n in range(40)]
+    start = utcnow() - dt.timedelta(hours=40)
+    engine = db.get_engine()
+    with engine.begin() as conn:
+        for n, delivery_id in enumerate(ids):  # an hour apart, oldest first
+            conn.execute(
+                update(Delivery).where(Delivery.id == delivery_id).values(created_at=start + dt.timedelta(hours=n))
+            )
+        conn.execute(delete(Delivery).where(Delivery.id.in_(ids[5:25:3] + ids[30:33])))  # gaps
+    with engine.connect() as conn:
+        kept = conn.execute(select(Delivery.id, Delivery.created_at).order_by(Delivery.id)).all()
+        for hours in (-1, 0, 0.5, 7, 11, 20, 29.5, 31, 39, 39.5, 45):
+            since = start + dt.timedelta(hours=hours)
+            expected = next((r.id for r in kept if r.created_at >= since), None)
+            assert rollups._first_delivery_since(conn, since) == expected, hours

@@ -5,6 +5,7 @@ from __future__ import annotations
 import reflex as rx
 from reflex_components_core.el.elements.forms import Form
 
+from kwik_console.ui.components import dates
 from kwik_console.ui.state.session import PasswordState, SessionState
 
 
@@ -53,13 +54,9 @@ def status_badge(label: rx.Var) -> rx.Component:
     )
 
 
-# Every time the console shows, in one form.
-DATE_TIME = "D MMM YYYY, HH:mm:ss"
-
-
-def local_time(iso: rx.Var) -> rx.Component:
-    """A UTC timestamp (ISO 8601), shown in the viewer's own time zone, in the console's one form."""
-    return rx.cond(iso != "", rx.moment(iso, format=DATE_TIME, local=True), rx.text("—", color_scheme="gray"))
+def local_time(iso: rx.Var, fmt: str = dates.DATE_TIME) -> rx.Component:
+    """Pages not yet moved to dates.when: the same one form (a date alone stays a date)."""
+    return dates.when(iso, "day" if fmt == dates.DATE else "seconds")
 
 
 _NAV = (

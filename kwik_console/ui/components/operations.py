@@ -5,7 +5,8 @@ from __future__ import annotations
 import reflex as rx
 
 from kwik_console.events import catalog
-from kwik_console.ui.components.common import field_error, local_time, status_badge
+from kwik_console.ui.components.common import field_error, status_badge
+from kwik_console.ui.components.dates import when
 from kwik_console.ui.state.operations import ALL, HealthState
 from kwik_console.ui.state.operations import RecoverState as R
 from kwik_console.ui.state.operations import RecoveryProgressState as Shown
@@ -20,7 +21,7 @@ def failing_badge(since: rx.Var) -> rx.Component:
     return rx.badge(
         rx.icon("triangle-alert", size=12),
         "Failing since ",
-        local_time(since),
+        when(since, "minutes"),
         color_scheme="amber",
         variant="soft",
         high_contrast=True,
@@ -29,20 +30,30 @@ def failing_badge(since: rx.Var) -> rx.Component:
 
 
 def disabled_banner(
-    webhook_id: rx.Var, name: rx.Var | None, disabled_at: rx.Var, reason: rx.Var, on_recover
+    webhook_id: rx.Var,
+    name: rx.Var | None,
+    disabled_at: rx.Var,
+    reason: rx.Var,
+    on_recover,
+    failing_since: rx.Var | str = "",
 ) -> rx.Component:
-    """ "Disabled automatically on <date>: <reason>", with Re-enable and Recover right there."""
+    """ "Disabled automatically: <reason>", its times in the viewer's zone, with Re-enable and Recover right there."""
     return rx.callout.root(
         rx.callout.icon(rx.icon("circle-alert")),
         rx.flex(
             rx.box(
                 rx.text(
                     *([rx.text.strong(name), ": "] if name is not None else []),
-                    "Disabled automatically on ",
-                    local_time(disabled_at),
-                    ": ",
+                    "Disabled automatically: ",
                     reason,
                     size="2",
+                ),
+                rx.text(
+                    "Disabled ",
+                    when(disabled_at, "minutes"),
+                    rx.cond(failing_since != "", rx.fragment(" · failing since ", when(failing_since, "minutes"))),
+                    size="1",
+                    high_contrast=True,
                 ),
                 rx.text(
                     "Nothing is sent to it until it is re-enabled. Recover what failed once the endpoint works again.",
@@ -268,7 +279,7 @@ def recovery_panel() -> rx.Component:
             rx.text(
                 p.filters,
                 ", created since ",
-                local_time(p.since),
+                when(p.since, "minutes"),
                 " · started by ",
                 p.created_by,
                 size="1",
@@ -315,7 +326,7 @@ def recovery_panel() -> rx.Component:
             ),
             rx.cond(
                 ~p.running & (p.finished_at != ""),
-                rx.text(p.state, " ", local_time(p.finished_at), size="1", color_scheme="gray"),
+                rx.text(p.state, " ", when(p.finished_at), size="1", color_scheme="gray"),
             ),
             spacing="2",
             width="100%",

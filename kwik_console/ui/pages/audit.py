@@ -5,10 +5,11 @@ from __future__ import annotations
 import reflex as rx
 
 from kwik_console.team import audit
-from kwik_console.ui.components.common import loading_rows, local_time, page
+from kwik_console.ui.components.common import loading_rows, page
+from kwik_console.ui.components.dates import when
 from kwik_console.ui.state.audit import ALL
 from kwik_console.ui.state.audit import AuditState as A
-from kwik_console.ui.views import AuditRow
+from kwik_console.ui.views import AuditDetailLine, AuditRow
 
 COLUMNS = ("When", "Member", "Action", "Target", "Details")
 
@@ -17,31 +18,43 @@ COLUMNS = ("When", "Member", "Action", "Target", "Details")
 PHONE_ONLY, WIDE_ONLY = ["table-cell", "none"], ["none", "table-cell"]
 
 
+def _value(text: rx.Var, at: rx.Var) -> rx.Component:
+    return rx.cond(at != "", when(at), rx.text(text, as_="span"))
+
+
+def _detail_line(line: AuditDetailLine) -> rx.Component:
+    return rx.text(
+        line.label,
+        ": ",
+        rx.cond(line.change, rx.fragment(_value(line.was, line.was_at), " → ")),
+        _value(line.value, line.value_at),
+        size="1",
+        color_scheme="gray",
+        style={"word_break": "break-word"},
+    )
+
+
+def _details(row: AuditRow, **props) -> rx.Component:
+    return rx.vstack(rx.foreach(row.detail, _detail_line), spacing="0", **props)
+
+
 def _row(row: AuditRow) -> rx.Component:
     return rx.table.row(
         rx.table.cell(
             rx.vstack(
                 rx.text(row.action, size="2", weight="medium"),
                 rx.cond(row.target != "", rx.text(row.target, size="2", style={"word_break": "break-word"})),
-                rx.text(row.actor, " · ", local_time(row.at), size="1", color_scheme="gray"),
-                rx.cond(
-                    row.detail != "",
-                    rx.text(row.detail, size="1", color_scheme="gray", style={"word_break": "break-word"}),
-                ),
+                rx.text(row.actor, " · ", when(row.at), size="1", color_scheme="gray"),
+                _details(row),
                 spacing="1",
             ),
             display=PHONE_ONLY,
         ),
-        rx.table.cell(local_time(row.at), white_space="nowrap", display=WIDE_ONLY),
+        rx.table.cell(when(row.at), white_space="nowrap", display=WIDE_ONLY),
         rx.table.cell(rx.text(row.actor, size="2"), display=WIDE_ONLY),
         rx.table.cell(rx.text(row.action, size="2", weight="medium"), white_space="nowrap", display=WIDE_ONLY),
         rx.table.cell(rx.text(row.target, size="2", style={"word_break": "break-word"}), display=WIDE_ONLY),
-        rx.table.cell(
-            rx.text(
-                row.detail, size="1", color_scheme="gray", style={"word_break": "break-word"}, title=row.client_address
-            ),
-            display=WIDE_ONLY,
-        ),
+        rx.table.cell(_details(row, title=row.client_address), display=WIDE_ONLY),
         align="center",
     )
 

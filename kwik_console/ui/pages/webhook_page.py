@@ -8,11 +8,11 @@ from kwik_console.ui.components.common import (
     code_block,
     copy_button,
     error_callout,
-    local_time,
     page,
     status_badge,
     table_name,
 )
+from kwik_console.ui.components.dates import when
 from kwik_console.ui.components.dialogs import delete_dialog, test_dialog
 from kwik_console.ui.components.operations import (
     RECOVER_LABEL,
@@ -117,24 +117,25 @@ def _actions() -> rx.Component:
     )
 
 
-def _stat(label: str, value: rx.Var, tone: rx.Var | str = "gray") -> rx.Component:
+def _stat(label: str, value: rx.Var, tone: rx.Var | str = "gray", note: rx.Var | str = "") -> rx.Component:
     return rx.vstack(
         rx.text(label, size="1", color_scheme="gray", weight="medium"),
-        rx.text(value, size="5", weight="bold", color_scheme=tone, high_contrast=True),
+        rx.text(value, size="4", weight="bold", color_scheme=tone, high_contrast=True, white_space="nowrap"),
+        rx.cond(note != "", rx.text(note, size="1", color_scheme="gray")),
         spacing="0",
         min_width="0",
     )
 
 
 def figures_row(f: FiguresView) -> rx.Component:
+    # Five columns from a tablet up (one row in each half of the page at 1280 px), two on a phone.
     return rx.grid(
-        _stat("Attempts", f.attempts),
-        _stat("Success rate", f.success_rate, rx.cond(f.healthy, "green", "red")),
+        _stat("Delivered", f.delivery_rate, rx.cond(f.delivered_healthy, "green", "red"), "of finished deliveries"),
+        _stat("Attempt success", f.success_rate, rx.cond(f.healthy, "green", "red"), f.attempts + " attempts"),
         _stat("p50 duration", f.p50),
         _stat("p95 duration", f.p95),
         _stat("Retrying now", f.retrying, rx.cond(f.retrying == "0", "gray", "amber")),
-        # One row of five from 1024 px (two cards side by side at 1280), in rows of two or three below.
-        columns=rx.breakpoints(initial="2", xs="3", md="5"),
+        columns=rx.breakpoints(initial="2", sm="5"),
         gap="12px",
         width="100%",
     )
@@ -279,7 +280,7 @@ def _settings() -> rx.Component:
                         )
                     ),
                 ),
-                rx.data_list.item(rx.data_list.label("Created"), rx.data_list.value(local_time(P.created_at))),
+                rx.data_list.item(rx.data_list.label("Created"), rx.data_list.value(when(P.created_at, "minutes"))),
                 rx.data_list.item(
                     rx.data_list.label("Events"),
                     rx.data_list.value(
@@ -413,13 +414,13 @@ def _recent_row(row: DeliveryRow) -> rx.Component:
                 style={"cursor": "pointer", "text_align": "left"},
             ),
             rx.text(
-                local_time(row.created_at),
+                when(row.created_at),
                 size="1",
                 color_scheme="gray",
                 display=["block", "none"],
             ),
         ),
-        rx.table.cell(local_time(row.created_at), white_space="nowrap", display=["none", "table-cell"]),
+        rx.table.cell(when(row.created_at), white_space="nowrap", display=["none", "table-cell"]),
         rx.table.cell(status_badge(row.status)),
         rx.table.cell(rx.text(row.http_code, font_family="var(--code-font-family)"), display=["none", "table-cell"]),
         **opens_details(row),
@@ -532,7 +533,14 @@ def webhook_page() -> rx.Component:
                     rx.cond(P.just_created & SessionState.can_test & (P.status == "Live"), _next_step()),
                     rx.cond(
                         P.disabled_reason != "",
-                        disabled_banner(P.webhook_id, None, P.disabled_at, P.disabled_reason, RecoverState.open_dialog),
+                        disabled_banner(
+                            P.webhook_id,
+                            None,
+                            P.disabled_at,
+                            P.disabled_reason,
+                            RecoverState.open_dialog,
+                            P.failing_since,
+                        ),
                     ),
                     rx.cond(
                         P.operational,

@@ -8,11 +8,11 @@ from kwik_console.ui.components.common import (
     SR_ONLY,
     error_callout,
     loading_rows,
-    local_time,
     page,
     status_badge,
     table_name,
 )
+from kwik_console.ui.components.dates import when
 from kwik_console.ui.components.dialogs import delete_dialog, test_dialog
 from kwik_console.ui.components.operations import disabled_banner, failing_badge
 from kwik_console.ui.components.webhook_form import webhook_form_dialog
@@ -71,7 +71,7 @@ def _row(row: WebhookRow) -> rx.Component:
     # The whole row opens the webhook (as Stripe and Svix do); its name is the link keyboards and readers use.
     return rx.table.row(
         rx.table.cell(
-            local_time(row.created_at),
+            when(row.created_at, "minutes"),
             white_space="nowrap",
             display=["none", "none", "table-cell"],
         ),
@@ -320,6 +320,7 @@ def webhooks_page() -> rx.Component:
                     w.disabled_at,
                     w.disabled_reason,
                     rx.redirect("/webhooks/" + w.id.to_string() + "?recover=1"),
+                    w.failing_since,
                 ),
             ),
             rx.cond(List.any_webhooks & ~List.loading, _overview()),

@@ -42,9 +42,13 @@ class DiffView:
 
 
 def _known_secrets(session, webhook) -> list[tuple[str, str]]:
+    # How long a previous secret still signs, rather than a time in some zone inside the sentence.
+    now = utcnow()
     known = [("the current secret", webhook.secret)]
-    for old in webhooks.previous_secrets(session=session, webhook_id=webhook.id, now=utcnow()):
-        known.append((f"the previous secret (signing until {old.expires_at:%d %b %H:%M} UTC)", old.secret))
+    for old in webhooks.previous_secrets(session=session, webhook_id=webhook.id, now=now):
+        minutes = max(int((old.expires_at - now).total_seconds() // 60), 1)
+        left = f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+        known.append((f"the previous secret (it signs for another {left})", old.secret))
     return known
 
 
