@@ -412,6 +412,14 @@ class Worker:
                 total += int(fields[11]) + int(fields[12])
         return total / tick
 
+    def steps(self) -> dict[str, float]:
+        """The engine's seconds per step, as each of its dispatchers said on stopping (summed)."""
+        totals: dict[str, float] = collections.Counter()
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if "engine steps (seconds): " in line:
+                totals.update(json.loads(line.split("engine steps (seconds): ", 1)[1]))
+        return dict(totals)
+
     def tail(self, lines: int = 12) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
@@ -666,10 +674,10 @@ class Bench:
                     )
         self.rows = rows
 
-    def per_delivery(self, scenario: str, cpu: float, delivered: int, steps: dict) -> None:
+    def per_delivery(self, scenario: str, cpu: float, delivered: int, steps: dict, worker: Worker) -> dict:
         """Where each delivery's time went: the worker's CPU beside the bare clients', and each step's wall time."""
         if not delivered:
-            return
+            return {}
         us = lambda seconds: seconds * 1e6 / delivered  # noqa: E731
         own, fastest = self.ceiling_cpu.get(("dispatcher", "uvloop")), self.ceiling_cpu.get(("aiohttp", "uvloop"))
         beside = "".join(
@@ -689,15 +697,32 @@ class Bench:
             f"{us(steps['claim_s']):,.0f} / {us(steps['send_s']):,.0f} / {us(steps['record_s']):,.0f}",
             f"{steps['claims']:,} claims of {steps['claimed'] / claims:.1f}; {steps['records']:,} record batches",
         )
-        self.figures.setdefault(scenario, {})["per_delivery_us"] = {
-            "worker_cpu": round(us(cpu), 1),
-            "own_client_cpu": round(min(own) * 1e6, 1) if own else None,
-            "aiohttp_cpu": round(min(fastest) * 1e6, 1) if fastest else None,
-            "claim_wall": round(us(steps["claim_s"]), 1),
-            "send_wall": round(us(steps["send_s"]), 1),
-            "record_wall": round(us(steps["record_s"]), 1),
-            "claims": steps["claims"],
-            "record_batches": steps["records"],
+        said = worker.steps()
+        cpu_steps = {k.removesuffix(" cpu"): v for k, v in said.items() if k.endswith(" cpu")}
+        if cpu_steps:
+            self.add(
+                scenario,
+                "  CPU per delivery by step, µs (the rest: sending and the loop)",
+                ", ".join(f"{k} {us(v):,.0f}" for k, v in sorted(cpu_steps.items(), key=lambda kv: -kv[1]))
+                + f"; rest {us(cpu - sum(cpu_steps.values())):,.0f}",
+            )
+            walls = {k.removesuffix(" wall"): v for k, v in said.items() if k.endswith(" wall")}
+            self.add(
+                scenario,
+                "  database wall per delivery by step, µs",
+                ", ".join(f"{k} {us(v):,.0f}" for k, v in sorted(walls.items(), key=lambda kv: -kv[1])),
+            )
+        return {"worker_steps_us": {k: round(us(v), 1) for k, v in said.items()}} | {
+            "per_delivery_us": {
+                "worker_cpu": round(us(cpu), 1),
+                "own_client_cpu": round(min(own) * 1e6, 1) if own else None,
+                "aiohttp_cpu": round(min(fastest) * 1e6, 1) if fastest else None,
+                "claim_wall": round(us(steps["claim_s"]), 1),
+                "send_wall": round(us(steps["send_s"]), 1),
+                "record_wall": round(us(steps["record_s"]), 1),
+                "claims": steps["claims"],
+                "record_batches": steps["records"],
+            }
         }
 
     def throughput_targets(self) -> tuple[float, float]:
@@ -830,7 +855,7 @@ class Bench:
         finally:
             worker.stop()
         stats = self.drain_stats()
-        self.per_delivery("a", drain_cpu, stats["success"], engine_steps(self.url, since=steps))
+        per_delivery = self.per_delivery("a", drain_cpu, stats["success"], engine_steps(self.url, since=steps), worker)
         start = min(t for t in (worker.ready, stats["first_attempt"]) if t is not None)
         elapsed = (stats["last_success"] or start) - start
         rate = stats["success"] / elapsed if elapsed > 0 else 0.0
@@ -851,7 +876,7 @@ class Bench:
         self.throughput_rows("a", rate)
         self.add("a", "  from the worker's spawn (includes its start-up)", f"{from_spawn:,.0f}/s")
         self.add("a", "  attempts per delivery", f"{figures['attempts_per_delivery']:.3f}")
-        self.figures["a"] = figures
+        self.figures["a"] = figures | per_delivery
 
     # ------------------------------------------------ (b) burst to many webhooks
 
@@ -907,8 +932,11 @@ class Bench:
             if worker is not None:
                 worker.stop()
         stats = self.drain_stats()
+        per_delivery = {}
         if not in_webhook_order:
-            self.per_delivery("b", drain_cpu, stats["success"], engine_steps(self.url, since=steps))
+            per_delivery = self.per_delivery(
+                "b", drain_cpu, stats["success"], engine_steps(self.url, since=steps), worker
+            )
         if in_webhook_order and stats["first_attempt"] is not None:
             started = min(started, stats["first_attempt"])
         elapsed = (stats["last_success"] or started) - started
@@ -929,6 +957,7 @@ class Bench:
             "complete": complete,
             "throughput": round(rate, 1),
             "attempts_per_delivery": round(stats["attempts"] / max(1, stats["success"]), 3),
+            **per_delivery,
         }
 
         # Fairness: the first arrival of each (webhook, event), in arrival order, up to half of all deliveries.
