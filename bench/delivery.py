@@ -302,8 +302,9 @@ async def _drive(post, url: str, body: bytes, headers: dict, total: int, seconds
     return sent
 
 
-async def client_rate(client: str, url: str, body: bytes, total: int, seconds: float) -> float:
-    """POSTs per second at concurrency 8 through one client, after a warm-up that opens the connections.
+async def client_rate(client: str, url: str, body: bytes, total: int, seconds: float) -> tuple[float, float]:
+    """POSTs per second at concurrency 8 through one client, after a warm-up that opens the connections,
+    and this process's CPU seconds per request.
 
     `total` requests, or as many as start within `seconds` on a slow client.
     """
@@ -330,9 +331,10 @@ async def client_rate(client: str, url: str, body: bytes, total: int, seconds: f
         post, close = functools.partial(_httpx_post, http), http.aclose
     try:
         await _drive(post, url, body, headers, WARMUP)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         sent = await _drive(post, url, body, headers, total, seconds)
-        return sent / (time.perf_counter() - started)
+        # The receiver runs in a process of its own: this process's CPU is the client's.
+        return sent / (time.perf_counter() - started), (time.process_time() - cpu) / max(1, sent)
     finally:
         await close()
 
@@ -397,6 +399,27 @@ class Worker:
             start_new_session=True,  # its own process group: stop() ends all of it
         )
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds (user + system) used so far by the worker's live processes (its process group), from /proc."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # ended meanwhile
+            if int(fields[2]) == self.process.pid:  # the process group (fields from the state on)
+                total += int(fields[11]) + int(fields[12])
+        return total / tick
+
+    def steps(self) -> dict[str, float]:
+        """The engine's seconds per step, as each of its dispatchers said on stopping (summed)."""
+        totals: dict[str, float] = collections.Counter()
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if "engine steps (seconds): " in line:
+                totals.update(json.loads(line.split("engine steps (seconds): ", 1)[1]))
+        return dict(totals)
+
     def tail(self, lines: int = 12) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
@@ -460,6 +483,7 @@ class Bench:
         }
         self.rows: list[Row] = []
         self.ceilings: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
+        self.ceiling_cpu: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
         self.startups: list[float] = []
         self.engine = None
         self.url: str | None = None
@@ -650,6 +674,57 @@ class Bench:
                     )
         self.rows = rows
 
+    def per_delivery(self, scenario: str, cpu: float, delivered: int, steps: dict, worker: Worker) -> dict:
+        """Where each delivery's time went: the worker's CPU beside the bare clients', and each step's wall time."""
+        if not delivered:
+            return {}
+        us = lambda seconds: seconds * 1e6 / delivered  # noqa: E731
+        own, fastest = self.ceiling_cpu.get(("dispatcher", "uvloop")), self.ceiling_cpu.get(("aiohttp", "uvloop"))
+        beside = "".join(
+            f"; {label} {min(cpu_runs) * 1e6:,.0f}"
+            for label, cpu_runs in (("own client", own), ("aiohttp", fastest))
+            if cpu_runs
+        )
+        self.add(
+            scenario,
+            "  worker CPU per delivery, µs (bare clients' CPU per request beside it)",
+            f"{us(cpu):,.0f}{beside}",
+        )
+        claims = steps["claims"] or 1
+        self.add(
+            scenario,
+            "  wall per delivery, µs: claim / send (on the wire) / record",
+            f"{us(steps['claim_s']):,.0f} / {us(steps['send_s']):,.0f} / {us(steps['record_s']):,.0f}",
+            f"{steps['claims']:,} claims of {steps['claimed'] / claims:.1f}; {steps['records']:,} record batches",
+        )
+        said = worker.steps()
+        cpu_steps = {k.removesuffix(" cpu"): v for k, v in said.items() if k.endswith(" cpu")}
+        if cpu_steps:
+            self.add(
+                scenario,
+                "  CPU per delivery by step, µs (the rest: sending and the loop)",
+                ", ".join(f"{k} {us(v):,.0f}" for k, v in sorted(cpu_steps.items(), key=lambda kv: -kv[1]))
+                + f"; rest {us(cpu - sum(cpu_steps.values())):,.0f}",
+            )
+            walls = {k.removesuffix(" wall"): v for k, v in said.items() if k.endswith(" wall")}
+            self.add(
+                scenario,
+                "  database wall per delivery by step, µs",
+                ", ".join(f"{k} {us(v):,.0f}" for k, v in sorted(walls.items(), key=lambda kv: -kv[1])),
+            )
+        return {"worker_steps_us": {k: round(us(v), 1) for k, v in said.items()}} | {
+            "per_delivery_us": {
+                "worker_cpu": round(us(cpu), 1),
+                "own_client_cpu": round(min(own) * 1e6, 1) if own else None,
+                "aiohttp_cpu": round(min(fastest) * 1e6, 1) if fastest else None,
+                "claim_wall": round(us(steps["claim_s"]), 1),
+                "send_wall": round(us(steps["send_s"]), 1),
+                "record_wall": round(us(steps["record_s"]), 1),
+                "claims": steps["claims"],
+                "record_batches": steps["records"],
+            }
+        }
+
     def throughput_targets(self) -> tuple[float, float]:
         return (0.8, 0.3) if self.kind == "sqlite" else (0.6, 0.2)
 
@@ -718,10 +793,13 @@ class Bench:
         for client, loop in CEILING_CLIENTS:
             if client == "raw sockets":
                 rate = run_on(loop, raw_ceiling(self.receiver.port, body, total * 4, CONCURRENCY))
+                cpu = None
             else:
-                rate = run_on(loop, client_rate(client, url, body, total, self.sizes.ceiling_seconds))
+                rate, cpu = run_on(loop, client_rate(client, url, body, total, self.sizes.ceiling_seconds))
+                self.ceiling_cpu[(client, loop)].append(cpu)
             self.ceilings[(client, loop)].append(rate)
-            say(f"  ceiling {round_name}: {client} on {loop}: {rate:,.0f}/s")
+            per = "" if cpu is None else f", {cpu * 1e6:,.0f} µs CPU per request"
+            say(f"  ceiling {round_name}: {client} on {loop}: {rate:,.0f}/s{per}")
         self.receiver.reset()
 
     def report_ceilings(self) -> None:
@@ -741,8 +819,12 @@ class Bench:
             if not rates:
                 continue
             runs = ", ".join(f"{r:,.0f}" for r in rates)
-            self.add("ceil", labels[key], f"{max(rates):,.0f}/s", f"runs: {runs}")
+            cpu = self.ceiling_cpu.get(key)
+            per = f", {min(cpu) * 1e6:,.0f} µs CPU/request" if cpu else ""
+            self.add("ceil", labels[key], f"{max(rates):,.0f}/s{per}", f"runs: {runs}")
             out[f"{key[0]} {key[1]}"] = {"best": round(max(rates), 1), "runs": [round(r, 1) for r in rates]}
+            if cpu:
+                out[f"{key[0]} {key[1]}"]["cpu_us_per_request"] = round(min(cpu) * 1e6, 1)
         fastest = self.fastest_ceiling()
         if fastest:
             self.add("ceil", "fastest ceiling: best aiohttp", f"{fastest:,.0f}/s")
@@ -764,12 +846,16 @@ class Bench:
             events += 1
         publish_seconds = time.perf_counter() - started
         say(f"  (a) published {events:,} events in {publish_seconds:.1f} s; starting the worker")
+        steps = engine_steps(self.url)
         worker = self.start_worker("a")
         try:
+            ready_cpu = worker.cpu_seconds()
             complete = wait_for(lambda: self.count_success() >= events, s.backlog_cap)
+            drain_cpu = worker.cpu_seconds() - ready_cpu
         finally:
             worker.stop()
         stats = self.drain_stats()
+        per_delivery = self.per_delivery("a", drain_cpu, stats["success"], engine_steps(self.url, since=steps), worker)
         start = min(t for t in (worker.ready, stats["first_attempt"]) if t is not None)
         elapsed = (stats["last_success"] or start) - start
         rate = stats["success"] / elapsed if elapsed > 0 else 0.0
@@ -790,7 +876,7 @@ class Bench:
         self.throughput_rows("a", rate)
         self.add("a", "  from the worker's spawn (includes its start-up)", f"{from_spawn:,.0f}/s")
         self.add("a", "  attempts per delivery", f"{figures['attempts_per_delivery']:.3f}")
-        self.figures["a"] = figures
+        self.figures["a"] = figures | per_delivery
 
     # ------------------------------------------------ (b) burst to many webhooks
 
@@ -817,6 +903,8 @@ class Bench:
         webhook_ids = self.make_webhooks(paths)
         published = dict.fromkeys(paths, s.burst_events)
         worker = None
+        steps = engine_steps(self.url)
+        ready_cpu = drain_cpu = 0.0
         try:
             if in_webhook_order:
                 began = time.perf_counter()
@@ -828,19 +916,27 @@ class Bench:
                         kwik_publish(EVENT_TYPE, event_data(), webhook_id=webhook_id)
                 self.receiver.reset()
                 worker = self.start_worker(f"b-{name}")
+                ready_cpu = worker.cpu_seconds()
                 started = worker.ready
             else:
                 worker = self.start_worker(f"b-{name}")
+                ready_cpu = worker.cpu_seconds()
                 self.receiver.reset()
                 started = time.time()
                 for _ in range(s.burst_events):
                     publish()  # one event, one delivery for each of the webhooks
             total = sum(published.values())
             complete = wait_for(lambda: self.count_success() >= total, s.burst_cap)
+            drain_cpu = worker.cpu_seconds() - ready_cpu
         finally:
             if worker is not None:
                 worker.stop()
         stats = self.drain_stats()
+        per_delivery = {}
+        if not in_webhook_order:
+            per_delivery = self.per_delivery(
+                "b", drain_cpu, stats["success"], engine_steps(self.url, since=steps), worker
+            )
         if in_webhook_order and stats["first_attempt"] is not None:
             started = min(started, stats["first_attempt"])
         elapsed = (stats["last_success"] or started) - started
@@ -861,6 +957,7 @@ class Bench:
             "complete": complete,
             "throughput": round(rate, 1),
             "attempts_per_delivery": round(stats["attempts"] / max(1, stats["success"]), 3),
+            **per_delivery,
         }
 
         # Fairness: the first arrival of each (webhook, event), in arrival order, up to half of all deliveries.
@@ -1165,6 +1262,37 @@ class Bench:
                 f"{statistics.median(self.startups):.2f} s over {len(self.startups)} starts"
             )
         return "\n".join(lines)
+
+
+def engine_steps(database_url: str, since: dict | None = None) -> dict:
+    """The engine's step totals counted by the worker's metrics (core/metrics.py), less `since`.
+
+    The worker counts in its deployment's metrics directory, found from the database URL as it finds it.
+    """
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    from kwik_console.core import metrics
+
+    names = {
+        "kwik_claim_duration_seconds_sum": "claim_s",
+        "kwik_claim_duration_seconds_count": "claims",
+        "kwik_deliveries_claimed_total": "claimed",
+        "kwik_record_duration_seconds_sum": "record_s",
+        "kwik_record_duration_seconds_count": "records",
+        "kwik_attempt_duration_seconds_sum": "send_s",
+    }
+    totals = dict.fromkeys(names.values(), 0.0)
+    path = metrics.directory_for(database_url)
+    if path.is_dir():
+        for family in MultiProcessCollector(None, str(path)).collect():
+            for sample in family.samples:
+                if sample.name in names:
+                    totals[names[sample.name]] += sample.value
+    for key in ("claims", "claimed", "records"):
+        totals[key] = int(totals[key])
+    if since:
+        totals = {k: v - since.get(k, 0) for k, v in totals.items()}
+    return totals
 
 
 def claim_once(engine, webhook_id: int, *, webhook_full: bool) -> int:

@@ -60,6 +60,11 @@ def directory() -> Path:
     return _directory(settings.metrics_dir, settings.database_url)
 
 
+def directory_for(database_url: str) -> Path:
+    """The default metrics directory of the deployment on this database (KWIK_METRICS_DIR unset)."""
+    return _directory("", database_url)
+
+
 @functools.lru_cache(maxsize=16)
 def _directory(metrics_dir: str, database_url: str) -> Path:
     # Cached: the dispatcher reports several metrics per attempt.
