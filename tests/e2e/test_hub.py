@@ -29,7 +29,7 @@ def test_recent_deliveries_then_check_a_signature_from_one(page: Page, console, 
     expect(recent.get_by_role("row").filter(has_text="invoice.created")).to_have_count(1)
 
     recent.get_by_role("row").filter(has_text="invoice.created").click()
-    drawer = page.get_by_role("dialog", name="Delivery details")
+    drawer = page.get_by_role("dialog", name="invoice.created")  # the details, titled by the event type
     expect(drawer.get_by_text("Attempt 1")).to_be_visible()
     drawer.get_by_role("link", name="Check signature").click()
 
