@@ -80,6 +80,7 @@ def seed(receiver) -> int:
     from kwik_console.events import catalog
     from kwik_console.events.publishing import publish
     from kwik_console.store import db
+    from kwik_console.team import audit
     from kwik_console.webhooks import service as webhooks
     from kwik_console.webhooks.rules import WebhookInput
 
@@ -107,7 +108,9 @@ def seed(receiver) -> int:
     ]
     with db.session_scope() as s:
         ids = [
-            webhooks.create_webhook(session=s, data=WebhookInput(name=name, url=url, events=events, status=status)).id
+            webhooks.create_webhook(
+                session=s, data=WebhookInput(name=name, url=url, events=events, status=status), actor=audit.CLI
+            ).id
             for name, url, events, status in hooks
         ]
     orders = ids[0]

@@ -265,7 +265,7 @@ def _secret_section() -> rx.Component:
             wrap="wrap",
         ),
         rx.text("Verify in Python with the standardwebhooks package:", size="1", color_scheme="gray"),
-        code_block(VERIFY_EXAMPLE, max_height="120px"),
+        code_block(VERIFY_EXAMPLE, max_height="none"),
         spacing="2",
         width="100%",
     )

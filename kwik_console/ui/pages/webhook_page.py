@@ -376,7 +376,7 @@ def _secret() -> rx.Component:
                         spacing="2",
                         wrap="wrap",
                     ),
-                    code_block(VERIFY_EXAMPLE, max_height="120px"),
+                    code_block(VERIFY_EXAMPLE, max_height="none"),
                     rx.link(
                         "Check a signature, and code for Node, Go and PHP →",
                         href="/developers?webhook=" + P.webhook_id.to_string(),
