@@ -19,6 +19,7 @@ from kwik_console.api import auth, batches, idempotency
 from kwik_console.api.auth import CallerDep
 from kwik_console.api.problems import invalid_input
 from kwik_console.api.schemas import (
+    DateText,
     DeliveryDetailOut,
     DeliveryOut,
     DeliveryPage,
@@ -293,8 +294,8 @@ def list_deliveries(
     test: Annotated[bool | None, Query(description="Only test events (true) or only real ones (false).")] = None,
     limit: Annotated[int, Query(ge=1, le=DELIVERIES_MAX_LIMIT)] = deliveries.PAGE_SIZE,
     cursor: Annotated[str | None, Query(max_length=100)] = None,
-    since: Annotated[dt.datetime | None, Query(description=SINCE_HELP)] = None,
-    until: Annotated[dt.datetime | None, Query(description=UNTIL_HELP)] = None,
+    since: Annotated[DateText | None, Query(description=SINCE_HELP)] = None,
+    until: Annotated[DateText | None, Query(description=UNTIL_HELP)] = None,
 ) -> DeliveryPage:
     with session_scope() as session:
         page = deliveries.list_deliveries(
