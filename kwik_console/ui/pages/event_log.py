@@ -214,16 +214,7 @@ def _row(row: DeliveryRow) -> rx.Component:
         rx.table.cell(local_time(row.created_at), white_space="nowrap", display=WIDE),
         rx.table.cell(
             rx.vstack(
-                # The row opens the details on a click; this button does it for keyboards and readers too
-                # (and gives the table, which scrolls sideways on a phone, something to reach by Tab).
-                rx.el.button(
-                    rx.text(row.event_type, weight="medium", size="2"),
-                    type="button",
-                    on_click=Log.show(row.id).stop_propagation,
-                    class_name="rt-reset kwik-row-open",
-                    aria_haspopup="dialog",
-                    style=_ROW_BUTTON,
-                ),
+                details_button(row),
                 rx.text(
                     row.event_id,
                     size="1",
@@ -248,6 +239,19 @@ def _row(row: DeliveryRow) -> rx.Component:
             on_click=rx.stop_propagation,
         ),
         **opens_details(row),
+    )
+
+
+def details_button(row: DeliveryRow) -> rx.Component:
+    """The event type, as a button: the row opens the details on a click, and this does it for keyboards and
+    readers too."""
+    return rx.el.button(
+        rx.text(row.event_type, weight="medium", size="2"),
+        type="button",
+        on_click=Log.show(row.id).stop_propagation,
+        class_name="rt-reset kwik-row-open",
+        aria_haspopup="dialog",
+        style=_ROW_BUTTON,
     )
 
 

@@ -22,8 +22,7 @@ from kwik_console.ui.components.operations import (
     recovery_panel,
 )
 from kwik_console.ui.components.webhook_form import VERIFY_EXAMPLE, webhook_form_dialog
-from kwik_console.ui.pages.event_log import delivery_drawer, opens_details
-from kwik_console.ui.state.event_log import EventLogState as Log
+from kwik_console.ui.pages.event_log import delivery_drawer, details_button, opens_details
 from kwik_console.ui.state.operations import HealthState, RecoverState
 from kwik_console.ui.state.operations import RecoveryProgressState as Shown
 from kwik_console.ui.state.session import SessionState
@@ -405,14 +404,7 @@ RECENT_REFRESH_MS = 2500
 def _recent_row(row: DeliveryRow) -> rx.Component:
     return rx.table.row(
         rx.table.cell(
-            rx.el.button(
-                rx.text(row.event_type, weight="medium", size="2"),
-                type="button",
-                on_click=Log.show(row.id).stop_propagation,
-                class_name="rt-reset",
-                aria_haspopup="dialog",
-                style={"cursor": "pointer", "text_align": "left"},
-            ),
+            details_button(row),
             rx.text(
                 when(row.created_at),
                 size="1",
