@@ -97,6 +97,7 @@ class DeliveryScheduler:
         """Look for due deliveries now. Safe to call from any thread."""
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._wake_now)
+        doorbell.changed()  # this process published: its pages show the new deliveries
 
     async def deliver(self, delivery_ids: list[int]) -> list[Outcome]:
         """Attempt deliveries at once on the delivery thread; await their outcomes from any loop."""
@@ -183,7 +184,8 @@ class DeliveryScheduler:
         task.add_done_callback(self._tasks.discard)
 
     async def _watch_other_processes(self) -> None:
-        """Wake when another process publishes: LISTEN on PostgreSQL, `data_version` on SQLite."""
+        """Wake when another process publishes: LISTEN on PostgreSQL, `data_version` on SQLite. Either also
+        tells the change listeners, as do this process's own publishes and records."""
         engine = self.dispatcher.engine
         if engine.dialect.name == "postgresql":
             await asyncio.to_thread(self._listen, engine)
@@ -197,6 +199,7 @@ class DeliveryScheduler:
                 version = cursor.execute("PRAGMA data_version").fetchone()[0]
                 if version != seen and seen is not None:
                     self._wake_now()
+                    doorbell.changed()
                 seen = version
                 await asyncio.sleep(DATA_VERSION_SECONDS)
         finally:
@@ -211,9 +214,12 @@ class DeliveryScheduler:
             try:
                 with psycopg.connect(url, autocommit=True, **POSTGRES_CONNECT_ARGS) as conn:
                     conn.execute(f"LISTEN {doorbell.CHANNEL}")
+                    conn.execute(f"LISTEN {doorbell.CHANGED_CHANNEL}")
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=0.5, stop_after=1):
-                            self._loop.call_soon_threadsafe(self._wake_now)
+                        for notice in conn.notifies(timeout=0.5, stop_after=1):
+                            if notice.channel == doorbell.CHANNEL:
+                                self._loop.call_soon_threadsafe(self._wake_now)
+                            doorbell.changed()
             except psycopg.Error:
                 log.warning("listening for publishes failed; polling until it reconnects", exc_info=True)
                 time.sleep(1.0)
@@ -249,6 +255,7 @@ class DeliveryScheduler:
         self._arm_retry(await self.dispatcher.next_due_at(after=began), replace=True)
 
     def _after_record(self, outcomes: list[Outcome]) -> None:
+        doorbell.changed()
         self._arm_retry(min((o.next_attempt_at for o in outcomes if o.next_attempt_at), default=None))
 
 

@@ -1,5 +1,5 @@
 """What recording attempts also moves on, in the same transaction: recoveries' counts, webhooks' health, notices
-and alert emails."""
+and alert emails; and the word to the pages that show deliveries live."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import datetime as dt
 
 from sqlalchemy import bindparam, update
 
+from kwik_console.core import doorbell
 from kwik_console.core.clock import utcnow
 from kwik_console.core.settings import get_settings
 from kwik_console.operations import alerts, health, notices
@@ -44,6 +45,7 @@ _FAILING = (
 
 def operations_after_record(conn, recorded: list[tuple], *, max_attempts: int) -> None:
     """`recorded`: (webhook_id, recovery_id, outcome, attempted_at) for each attempt just stored."""
+    doorbell.changed_on_commit(conn)  # the pages that show deliveries live, in every process
     counts: dict[int, list[int]] = collections.defaultdict(lambda: [0, 0, 0])
     last: dict[int, tuple] = {}
     first_failure: dict[int, dt.datetime] = {}

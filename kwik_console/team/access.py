@@ -116,6 +116,8 @@ HANDLER_RULES: dict[str, Action] = {
     f"{_UI}.webhook_page.WebhookPageState.load_charts": Action.READ,
     f"{_UI}.webhook_page.WebhookPageState.set_range": Action.READ,
     f"{_UI}.webhook_page.WebhookPageState.refresh_recent": Action.READ,
+    f"{_UI}.webhook_page.WebhookPageState.follow": Action.READ,
+    f"{_UI}.webhook_page.WebhookPageState.stop_following": Action.READ,
     f"{_UI}.webhook_page.SecretState.toggle": Action.REVEAL_SECRET,
     f"{_UI}.webhook_page.SecretState.copy": Action.REVEAL_SECRET,
     f"{_UI}.webhook_page.SecretState.rotate": Action.ROTATE_SECRET,
@@ -126,6 +128,8 @@ HANDLER_RULES: dict[str, Action] = {
     # The event log.
     f"{_UI}.event_log.EventLogState.open_page": Action.READ,
     f"{_UI}.event_log.EventLogState.refresh": Action.READ,
+    f"{_UI}.event_log.EventLogState.follow": Action.READ,
+    f"{_UI}.event_log.EventLogState.stop_following": Action.READ,
     f"{_UI}.event_log.EventLogState.set_status": Action.READ,
     f"{_UI}.event_log.EventLogState.set_event_type": Action.READ,
     f"{_UI}.event_log.EventLogState.set_test": Action.READ,

@@ -71,6 +71,8 @@ LEAST_ROLE: dict[str, str] = {
         load_charts=VIEWER,
         set_range=VIEWER,
         refresh_recent=VIEWER,
+        follow=VIEWER,
+        stop_following=VIEWER,
     ),
     **_each(
         UI + "developers.SignatureCheckState",
@@ -83,6 +85,8 @@ LEAST_ROLE: dict[str, str] = {
         UI + "event_log.EventLogState",
         open_page=VIEWER,
         refresh=VIEWER,
+        follow=VIEWER,
+        stop_following=VIEWER,
         set_status=VIEWER,
         set_event_type=VIEWER,
         set_test=VIEWER,

@@ -21,7 +21,6 @@ from kwik_console.ui.state.event_log import EventLogState as Log
 from kwik_console.ui.state.session import SessionState
 from kwik_console.ui.views import AttemptView, DeliveryRow
 
-REFRESH_MS = 2500
 COLUMNS = ("Time", "Event", "Status", "HTTP Code", "Test Event", "Retry Timestamp", "Retry Counter")
 
 
@@ -318,7 +317,7 @@ def _empty() -> rx.Component:
 
 def _pager() -> rx.Component:
     return rx.hstack(
-        rx.text("Newest first · refreshes every few seconds", size="1", color_scheme="gray", display=["none", "block"]),
+        rx.text("Newest first · live", size="1", color_scheme="gray", display=["none", "block"]),
         rx.spacer(),
         rx.button("Newer", size="1", variant="soft", on_click=Log.newer, disabled=Log.cursors.length() == 0),
         rx.text("Page " + Log.page_number.to_string(), size="2", white_space="nowrap"),
@@ -473,7 +472,7 @@ def delivery_drawer() -> rx.Component:
 
 def event_log_page() -> rx.Component:
     return page(
-        rx.moment(interval=REFRESH_MS, on_change=Log.refresh, display="none"),
+        rx.box(display="none", on_unmount=Log.stop_following),
         rx.vstack(
             rx.link(
                 rx.hstack(rx.icon("arrow-left", size=14), rx.text("Webhooks"), align="center", spacing="1"),

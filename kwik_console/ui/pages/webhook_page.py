@@ -397,10 +397,6 @@ def _secret() -> rx.Component:
     )
 
 
-# How often the page's last deliveries are read again while it is open.
-RECENT_REFRESH_MS = 2500
-
-
 def _recent_row(row: DeliveryRow) -> rx.Component:
     return rx.table.row(
         rx.table.cell(
@@ -564,5 +560,5 @@ def webhook_page() -> rx.Component:
         rx.cond(SessionState.can_test, test_dialog()),
         rx.cond(SessionState.can_recover, recover_dialog()),
         delivery_drawer(),
-        rx.moment(interval=RECENT_REFRESH_MS, on_change=P.refresh_recent, display="none"),
+        rx.box(display="none", on_unmount=P.stop_following),
     )

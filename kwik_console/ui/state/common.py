@@ -1,11 +1,17 @@
 """What several UI states share: which webhook a page is about, the viewer's time zone, reading a secret,
-and values shown once."""
+values shown once, and following a webhook's deliveries as they happen."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import secrets
 import zoneinfo
+from collections.abc import AsyncIterator
 
+from reflex.utils import prerequisites
+
+from kwik_console.events import watch
 from kwik_console.operations import notices
 from kwik_console.store.db import session_scope
 from kwik_console.team import access
@@ -66,3 +72,39 @@ def read_secret(webhook_id: int, action: str, *, operational: bool = False) -> s
         return webhooks.reveal_secret(
             session=session, webhook_id=webhook_id, actor=access.actor(), copied=action == "secret.copied"
         ).secret
+
+
+# A following tab checks this often, while its webhook is quiet, that it is still open and on the page.
+FOLLOW_CHECK_SECONDS = 30.0
+# While its webhook keeps changing, a tab refreshes at most this often.
+REFRESH_GAP_SECONDS = 0.2
+
+
+async def follow_deliveries(state, webhook_id: int, refresh) -> AsyncIterator:
+    """For a background handler: yield `refresh` each time the webhook's deliveries change, until the tab
+    closes or leaves the page (its `_following` mark changes: another page, a reset at a session's end).
+
+    Only the process's watcher reads the database meanwhile. Each refresh goes back through the browser as
+    an event of its own, so the guard checks it as it checks every event.
+    """
+    async with state:
+        mine = state._following = secrets.token_hex(8)
+        token = state.router.session.client_token
+    seen = watch.version(webhook_id)
+    while True:
+        now = await watch.changed_after(webhook_id, seen, timeout=FOLLOW_CHECK_SECONDS)
+        async with state:
+            if state._following != mine:
+                return
+        if not await _tab_open(token):
+            return
+        if now is not None:
+            seen = now
+            yield refresh
+            await asyncio.sleep(REFRESH_GAP_SECONDS)
+
+
+async def _tab_open(token: str) -> bool:
+    """Whether the tab has a socket on any of the console's processes (Reflex keeps that in Redis when shared)."""
+    # Reflex 0.10's token manager: the app's own record of which tabs are connected.
+    return await prerequisites.get_app().app.event_namespace._token_manager.is_token_connected(token)

@@ -17,7 +17,7 @@ from kwik_console.events import deliveries, search
 from kwik_console.store.db import session_scope
 from kwik_console.store.tables import DeliveryStatus
 from kwik_console.team import access
-from kwik_console.ui.state.common import parse_local, viewer_zone
+from kwik_console.ui.state.common import follow_deliveries, parse_local, viewer_zone
 from kwik_console.ui.views import DeliveryDetailView, DeliveryRow
 from kwik_console.webhooks import service as webhooks
 
@@ -49,6 +49,7 @@ class EventLogState(rx.State):
     detail_open: bool = False
     detail: DeliveryDetailView = DeliveryDetailView()
     retention: str = ""  # what the page says of KWIK_RETENTION_DAYS
+    _following: str = ""  # the mark of the tab's one live follow (follow_deliveries)
 
     @rx.var
     def page_number(self) -> int:
@@ -72,7 +73,20 @@ class EventLogState(rx.State):
         return [
             rx.call_script("Intl.DateTimeFormat().resolvedOptions().timeZone", callback=EventLogState.set_time_zone),
             EventLogState.refresh,
+            EventLogState.follow,
         ]
+
+    @rx.event(background=True)
+    async def follow(self):
+        """While the page is open: refresh as soon as this webhook's deliveries change."""
+        async with self:
+            webhook_id = self.webhook_id_shown
+        async for event in follow_deliveries(self, webhook_id, EventLogState.refresh):
+            yield event
+
+    @rx.event
+    def stop_following(self):
+        self._following = ""
 
     @rx.event
     def set_time_zone(self, name: str):
@@ -92,7 +106,7 @@ class EventLogState(rx.State):
 
     @rx.event
     def refresh(self):
-        """Reload the current page; the 2.5 s timer calls this too, keeping filters and page."""
+        """Reload the current page, keeping filters and page; `follow` calls this at each change too."""
         webhook_id = self.webhook_id_shown
         since, until = self._window()
         try:

@@ -15,7 +15,7 @@ from kwik_console.operations.health import health_of
 from kwik_console.store.db import get_engine, session_scope
 from kwik_console.store.tables import WebhookStatus
 from kwik_console.team import access
-from kwik_console.ui.state.common import forget, read_secret, viewer_zone, webhook_id_from
+from kwik_console.ui.state.common import follow_deliveries, forget, read_secret, viewer_zone, webhook_id_from
 from kwik_console.ui.views import DeliveryRow, FiguresView
 from kwik_console.webhooks import rules
 from kwik_console.webhooks import service as webhooks
@@ -72,6 +72,7 @@ class WebhookPageState(rx.State):
     error: str = ""
     just_created: bool = False  # opened right after Create: the next step, a test, is offered at the top
     recent: list[DeliveryRow] = []  # its last deliveries, newest first, kept up to date while the page is open
+    _following: str = ""  # the mark of the tab's one live follow (follow_deliveries)
 
     @rx.event
     async def open_page(self):
@@ -86,7 +87,20 @@ class WebhookPageState(rx.State):
         return [
             rx.call_script("Intl.DateTimeFormat().resolvedOptions().timeZone", callback=WebhookPageState.set_time_zone),
             WebhookPageState.load,
+            WebhookPageState.follow,
         ]
+
+    @rx.event(background=True)
+    async def follow(self):
+        """While the page is open: its recent deliveries again as soon as they change."""
+        async with self:
+            webhook_id = self.webhook_id
+        async for event in follow_deliveries(self, webhook_id, WebhookPageState.refresh_recent):
+            yield event
+
+    @rx.event
+    def stop_following(self):
+        self._following = ""
 
     def _read_recent(self, session) -> None:
         page = deliveries.list_deliveries(session=session, webhook_id=self.webhook_id, limit=RECENT)
@@ -94,7 +108,7 @@ class WebhookPageState(rx.State):
 
     @rx.event
     def refresh_recent(self):
-        """The page's timer: its last deliveries, as they are now."""
+        """The page's last deliveries, as they are now (`follow` calls this at each change)."""
         if not self.webhook_id or self.missing:
             return
         try:
