@@ -1,6 +1,7 @@
 """A real HTTP endpoint on 127.0.0.1 that behaves, per path, like the endpoints merchants run.
 
     /ok       200
+    /wide     200 with a 600-character word in its body (a response no screen is wide enough for)
     /fail     500
     /busy     503 with Retry-After (seconds from `retry_after`)
     /gone     410
@@ -135,6 +136,7 @@ class Receiver:
             def _route(self, path: str, flaky_count: int):
                 route = {
                     "/ok": lambda: self._reply(200, b'{"received":true}'),
+                    "/wide": lambda: self._reply(200, b'{"received":true,"trace":"' + b"x" * 600 + b'"}'),
                     "/fail": lambda: self._reply(500, b"internal error"),
                     "/busy": lambda: self._reply(503, b"busy", {"Retry-After": str(receiver.retry_after)}),
                     "/gone": lambda: self._reply(410, b"gone"),

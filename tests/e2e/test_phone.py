@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 @pytest.mark.parametrize("width", [390, 1280])
 def test_every_other_dialog_fits_the_screen(browser, console, receiver, make, scheme, width):  # noqa: F811
     events = tuple(EVENT_TYPES)[:12]
-    hook_id, name = make("Phone", receiver.url("/ok"), events=events)
+    hook_id, name = make("Phone", receiver.url("/wide"), events=events)  # answers with one 600-character word
     deliver(hook_id, 1)
     phone = width == 390
     context = browser.new_context(
@@ -64,10 +64,17 @@ def test_every_other_dialog_fits_the_screen(browser, console, receiver, make, sc
         send.scroll_into_view_if_needed()
         box = send.bounding_box()
         assert box and box["x"] + box["width"] <= width, box
+        dialog.get_by_role("button", name="Reset to sample").click()  # a payload that fits the schema
+        send.click()
+        outcome = dialog.get_by_label("Test outcome")
+        expect(outcome).to_contain_text("HTTP 200")
+        expect(outcome).to_contain_text("x" * 600)  # the response, shown whole
+        assert_clean(page, f"the Test Webhook dialog's outcome with a wide response {where}")
         page.keyboard.press("Escape")
 
         action(page, name, "Pause")
-        expect(page.get_by_role("row").filter(has_text=name)).to_contain_text("Paused")
+        # The list's row (the overview above it has one for the webhook too, once it has attempts).
+        expect(page.get_by_role("row").filter(has_text=name).filter(has_text="127.0.0.1")).to_contain_text("Paused")
         assert_clean(page, f"the list with a paused webhook {where}")
 
         page.goto(console.url + f"/webhooks/{hook_id}")
