@@ -289,6 +289,7 @@ def cmd_retention_purge(args) -> None:
         "events": purged.events,
         "deliveries": purged.deliveries,
         "attempts": purged.attempts,
+        "alerts": purged.alerts,
         "batches": purged.batches,
         "longest_lock_ms": round(purged.longest_lock_ms, 1),
         "seconds": round(purged.seconds, 3),

@@ -1,5 +1,6 @@
-"""Retention: events, deliveries and attempts older than KWIK_RETENTION_DAYS are purged, and the charts'
-rollups older than the charts read (events/rollups.py: a day of minute rows, 30 days of hour rows).
+"""Retention: events, deliveries and attempts older than KWIK_RETENTION_DAYS are purged, the alert emails
+sent or given up on before then, and the charts' rollups older than the charts read (events/rollups.py: a day
+of minute rows, 30 days of hour rows).
 
 In bounded batches, each its own short transaction, so the purge never holds
 the write lock for long (the longest is measured and logged). Walks the rows
@@ -25,7 +26,7 @@ from kwik_console.core.clock import utcnow
 from kwik_console.core.errors import InvalidInput
 from kwik_console.events import rollups
 from kwik_console.store.db_clock import database_now
-from kwik_console.store.tables import Attempt, Delivery, Event
+from kwik_console.store.tables import Alert, AlertState, Attempt, Delivery, Event
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ BATCH = 500
 D = Delivery.__table__.c
 A = Attempt.__table__.c
 E = Event.__table__.c
+AL = Alert.__table__.c
 
 
 @dataclasses.dataclass
@@ -41,13 +43,14 @@ class Purged:
     deliveries: int = 0
     attempts: int = 0
     rollups: int = 0  # the charts' minute and hour rows
+    alerts: int = 0  # alert emails sent or given up on
     batches: int = 0
     longest_lock_ms: float = 0.0
     seconds: float = 0.0
 
     @property
     def rows(self) -> int:
-        return self.events + self.deliveries + self.attempts + self.rollups
+        return self.events + self.deliveries + self.attempts + self.rollups + self.alerts
 
 
 # A hundred years: past it, a cutoff falls before the calendar's first day.
@@ -146,6 +149,25 @@ def purge(
         if done:
             break
 
+    last_alert = 0
+    while not out_of_time():
+
+        def alerts(conn):
+            rows = conn.execute(
+                select(AL.id, AL.created_at).where(AL.id > last_alert).order_by(AL.id).limit(batch)
+            ).all()
+            old = [r.id for r in rows if r.created_at < cutoff]
+            if old:  # one still to send is kept, however old: its email has not gone yet
+                report.alerts += conn.execute(
+                    delete(Alert).where(AL.id.in_(old), AL.state != AlertState.PENDING)
+                ).rowcount
+            done = len(rows) < batch or any(r.created_at >= cutoff for r in rows)
+            return (rows[-1].id if rows else last_alert), done
+
+        last_alert, done = timed(alerts)
+        if done:
+            break
+
     def rollups_before(table, read_since: int) -> None:
         """One grain's rows older than `read_since`, walked by their key (webhook, bucket)."""
         R = table.c
@@ -171,12 +193,13 @@ def purge(
     report.seconds = time.monotonic() - started
     if report.rows:
         log.info(
-            "retention (%g days): purged %d events, %d deliveries, %d attempts older than %s and %d chart "
-            "rollups in %d batches, %.1f s; longest write lock %.1f ms",
+            "retention (%g days): purged %d events, %d deliveries, %d attempts, %d alert emails older than %s "
+            "and %d chart rollups in %d batches, %.1f s; longest write lock %.1f ms",
             days,
             report.events,
             report.deliveries,
             report.attempts,
+            report.alerts,
             cutoff.isoformat(timespec="seconds"),
             report.rollups,
             report.batches,

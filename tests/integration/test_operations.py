@@ -25,7 +25,7 @@ from kwik_console.events import rollups
 from kwik_console.events.publishing import publish, publish_together
 from kwik_console.operations import health, jobs, notices, recovery, retention
 from kwik_console.store import db
-from kwik_console.store.tables import Attempt, Delivery, Event, Recovery, Webhook
+from kwik_console.store.tables import Alert, Attempt, Delivery, Event, Recovery, Webhook
 from kwik_console.store.team_tables import AuditEntry
 from kwik_console.team import audit
 from kwik_console.webhooks import service as webhooks
@@ -540,6 +540,32 @@ def test_retention_purges_old_finished_rows_and_keeps_retrying_ones(kwik, receiv
     assert not set(old_ok) & kept
     assert retention.purge(db.get_engine(), days=30).rows == 0
     assert retention.purge(db.get_engine(), days=0).rows == 0  # 0 keeps everything
+
+
+def test_retention_purges_old_alert_emails_once_sent_or_given_up_on(kwik):
+    now = utcnow()
+    old, recent = now - dt.timedelta(days=40), now - dt.timedelta(days=2)
+    # In the order they were made, as ids run: the old ones first.
+    rows = [("sent", old), ("failed", old), ("pending", old)] * 5 + [("sent", recent)] * 5
+    with db.session_scope() as s:
+        for state, created in rows:
+            s.add(
+                Alert(
+                    webhook_id=1,
+                    kind="failing",
+                    recipients=["ops@merchant.invalid"],
+                    subject="s",
+                    body="b",
+                    state=state,
+                    next_try_at=created,
+                    created_at=created,
+                )
+            )
+    purged = retention.purge(db.get_engine(), days=30, batch=3)
+    assert purged.alerts == 10 and purged.rows == 10
+    with Session(db.get_engine()) as s:
+        left = sorted((a.state, a.created_at > now - dt.timedelta(days=30)) for a in s.exec(select(Alert)).all())
+    assert left == [("pending", False)] * 5 + [("sent", True)] * 5
 
 
 def test_retention_prunes_the_charts_rollups_older_than_the_charts_read(kwik):
