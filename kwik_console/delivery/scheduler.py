@@ -175,7 +175,8 @@ class DeliveryScheduler:
         try:
             await self.dispatcher.dispatch_due()
         except Exception:  # noqa: BLE001  a wake-up's claim that failed is the poll's to make again
-            log.warning("claiming after a wake-up failed; the next look tries again", exc_info=True)
+            if self.dispatcher.database_trouble is None:  # else said once already, not at every wake-up
+                log.warning("claiming after a wake-up failed; the next look tries again", exc_info=True)
 
     def _spawn(self, coroutine) -> None:
         # Hold a reference: the event loop keeps only weak ones to its tasks.

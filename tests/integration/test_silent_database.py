@@ -134,3 +134,29 @@ def test_a_wake_up_whose_claim_fails_is_logged_and_the_poll_still_delivers(kwik,
     assert failures == [1]
     assert "claiming after a wake-up failed" in caplog.text
     assert "Task exception was never retrieved" not in caplog.text
+
+
+def test_wake_ups_whose_claims_fail_while_the_database_is_down_add_no_warning_each(kwik, receiver, caplog):
+    """Once the dispatcher has said the database cannot be reached, a failed wake-up says nothing more (the
+    scheduler's own looks reach the real database here, so the dispatcher may say it answers again between)."""
+    _hook(receiver)
+    failures = []
+
+    async def work():
+        async with scheduler.running() as running:
+
+            async def unreachable():
+                failures.append(1)
+                running.dispatcher._database_failed(OperationalError("SELECT 1", {}, ConnectionError("refused")))
+                raise OperationalError("SELECT 1", {}, ConnectionError("refused"))
+
+            running.dispatcher.dispatch_due = unreachable
+            for _ in range(3):
+                running.wake()
+                await asyncio.sleep(0.2)
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(work())
+    assert len(failures) >= 3
+    assert "the database cannot be reached: refused" in caplog.text
+    assert "claiming after a wake-up failed" not in caplog.text
