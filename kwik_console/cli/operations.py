@@ -285,7 +285,7 @@ def cmd_retention_purge(args) -> None:
     purged = retention.purge(get_engine(), days=days)
     data = {
         "days": days,
-        "cutoff": iso(retention.cutoff_for(days)) if days else None,
+        "cutoff": iso(purged.cutoff) if purged.cutoff else None,
         "events": purged.events,
         "deliveries": purged.deliveries,
         "attempts": purged.attempts,
@@ -299,7 +299,7 @@ def cmd_retention_purge(args) -> None:
     else:
         text = (
             f"Purged {purged.events} events, {purged.deliveries} deliveries and {purged.attempts} attempts "
-            f"older than {days:g} days ({when(retention.cutoff_for(days))}) in {purged.batches} batches.\n"
+            f"older than {days:g} days ({when(purged.cutoff)}) in {purged.batches} batches.\n"
             f"Longest write lock: {purged.longest_lock_ms:.1f} ms."
         )
     emit(args, data, text)

@@ -44,6 +44,7 @@ class Purged:
     attempts: int = 0
     rollups: int = 0  # the charts' minute and hour rows
     alerts: int = 0  # alert emails sent or given up on
+    cutoff: dt.datetime | None = None  # what was older than this went, by the database's clock
     batches: int = 0
     longest_lock_ms: float = 0.0
     seconds: float = 0.0
@@ -85,7 +86,7 @@ def purge(
     if now is None:  # by the database's clock, as every process shares it
         with engine.connect() as conn:
             now = database_now(conn)
-    cutoff = cutoff_for(days, now)
+    cutoff = report.cutoff = cutoff_for(days, now)
     started = time.monotonic()
 
     sqlite = engine.dialect.name == "sqlite"

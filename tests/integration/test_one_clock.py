@@ -16,6 +16,7 @@ from kwik_console.delivery import scheduler
 from kwik_console.events.publishing import publish
 from kwik_console.operations import health, retention
 from kwik_console.store import db
+from kwik_console.store.db_clock import database_now
 from tests.conftest import configure
 from tests.factories import PAYMENT, make_hook
 
@@ -112,6 +113,10 @@ def test_retention_cuts_off_by_the_databases_clock(postgres):
         skew_this_process(skewed, 2 * 24 * HOUR)
         purged = retention.purge(db.get_engine(), days=1)
     assert purged.events == 0
+    # The cutoff it reports (the CLI prints it) is the one it used: a day before the database's now.
+    with db.get_engine().connect() as conn:
+        day_ago = database_now(conn) - dt.timedelta(days=1)
+    assert abs(purged.cutoff - day_ago) < dt.timedelta(minutes=5)  # not two days off, as the worker's clock is
     with db.get_engine().connect() as conn:
         kept = conn.execute(text("SELECT count(*) FROM event WHERE id = :id"), {"id": published.event.id}).scalar_one()
     assert kept == 1
