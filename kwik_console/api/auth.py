@@ -64,6 +64,14 @@ class _Admission:
     text: str
 
 
+def sees_secrets(caller: Caller) -> bool:
+    """Whether the caller may see signing secrets, and so custom header values: a token whose scopes allow
+    it, or the local console's own caller (on loopback, with no token)."""
+    if caller.token is not None:
+        return access.token_may(caller.token.scopes, access.Action.REVEAL_SECRET)
+    return caller.owner == "local"
+
+
 async def authorize(request: Request) -> Caller:
     # On the event loop: only a token's check goes to a thread, and not even that for a route that checks it
     # in its own transaction (one thread hop per request, not two).

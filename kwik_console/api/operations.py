@@ -11,6 +11,7 @@ import datetime as dt
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 
+from kwik_console.api import auth
 from kwik_console.api.auth import CallerDep
 from kwik_console.api.problems import ApiProblem
 from kwik_console.api.schemas import (
@@ -22,6 +23,7 @@ from kwik_console.api.schemas import (
     RecoveryStart,
     ResendOutcome,
     WebhookOut,
+    webhook_out,
 )
 from kwik_console.core.errors import InvalidInput, NotFound
 from kwik_console.delivery import resend
@@ -46,10 +48,6 @@ def _conflict(exc: InvalidInput, field: str, code: str, title: str) -> Exception
 # ---------------------------------------------------------------- pause and resume
 
 
-def _webhook_out(session, webhook) -> WebhookOut:
-    return WebhookOut.of(webhook, webhooks.webhook_events(session=session, webhook_id=webhook.id))
-
-
 @router.post(
     "/webhooks/{webhook_id}/pause",
     response_model=WebhookOut,
@@ -58,7 +56,8 @@ def _webhook_out(session, webhook) -> WebhookOut:
 )
 def pause_webhook(caller: CallerDep, webhook_id: int) -> WebhookOut:
     with session_scope() as session:
-        return _webhook_out(session, health.pause_webhook(session=session, webhook_id=webhook_id, actor=caller.actor))
+        webhook = health.pause_webhook(session=session, webhook_id=webhook_id, actor=caller.actor)
+        return webhook_out(session, webhook, sees_secrets=auth.sees_secrets(caller))
 
 
 @router.post(
@@ -69,7 +68,8 @@ def pause_webhook(caller: CallerDep, webhook_id: int) -> WebhookOut:
 )
 def resume_webhook(caller: CallerDep, webhook_id: int) -> WebhookOut:
     with session_scope() as session:
-        return _webhook_out(session, health.resume_webhook(session=session, webhook_id=webhook_id, actor=caller.actor))
+        webhook = health.resume_webhook(session=session, webhook_id=webhook_id, actor=caller.actor)
+        return webhook_out(session, webhook, sees_secrets=auth.sees_secrets(caller))
 
 
 # ---------------------------------------------------------------- resend

@@ -34,6 +34,7 @@ from kwik_console.api.schemas import (
     WebhookOut,
     WebhookPage,
     WebhookUpdate,
+    webhook_out,
 )
 from kwik_console.core.errors import InvalidInput
 from kwik_console.delivery import scheduler
@@ -128,10 +129,6 @@ def list_event_types(caller: CallerDep) -> EventTypeList:
 # ---------------------------------------------------------------- webhooks
 
 
-def _out(session, webhook) -> WebhookOut:
-    return WebhookOut.of(webhook, webhooks.webhook_events(session=session, webhook_id=webhook.id))
-
-
 @router.get("/webhooks", response_model=WebhookPage, tags=["webhooks"], summary="Webhooks, newest first")
 def list_webhooks(
     caller: CallerDep,
@@ -145,7 +142,8 @@ def list_webhooks(
             result = webhooks.list_webhooks(session=session, search=search, per_page=limit, after=after)
         except InvalidInput as exc:
             raise invalid_input({"limit" if k == "per_page" else k: v for k, v in exc.errors.items()}) from None
-        items = [_out(session, w) for w in result.items]
+        shown = auth.sees_secrets(caller)
+        items = [webhook_out(session, w, sees_secrets=shown) for w in result.items]
     return WebhookPage(
         items=items, total=result.total, next_cursor=_webhook_cursor(result.next_after) if result.next_after else None
     )
@@ -162,9 +160,10 @@ def create_webhook(caller: CallerDep, body: WebhookCreate) -> WebhookOut:
         headers=body.headers,
     )
     with session_scope() as session:
-        out = _out(
+        out = webhook_out(
             session,
             webhooks.create_webhook(session=session, data=data, actor=caller.actor, client_address=caller.address),
+            sees_secrets=auth.sees_secrets(caller),
         )
     return out
 
@@ -172,7 +171,8 @@ def create_webhook(caller: CallerDep, body: WebhookCreate) -> WebhookOut:
 @router.get("/webhooks/{webhook_id}", response_model=WebhookOut, tags=["webhooks"], summary="One webhook")
 def get_webhook(caller: CallerDep, webhook_id: int) -> WebhookOut:
     with session_scope() as session:
-        return _out(session, webhooks.get_webhook(session=session, webhook_id=webhook_id))
+        webhook = webhooks.get_webhook(session=session, webhook_id=webhook_id)
+        return webhook_out(session, webhook, sees_secrets=auth.sees_secrets(caller))
 
 
 @router.patch(
@@ -194,11 +194,12 @@ def update_webhook(caller: CallerDep, webhook_id: int, body: WebhookUpdate) -> W
         name=body.name, url=body.url, events=body.events, status=body.status, max_per_second=rate, headers=headers
     )
     with session_scope() as session:
-        out = _out(
+        out = webhook_out(
             session,
             webhooks.update_webhook(
                 session=session, webhook_id=webhook_id, data=data, actor=caller.actor, client_address=caller.address
             ),
+            sees_secrets=auth.sees_secrets(caller),
         )
     return out
 
@@ -323,7 +324,8 @@ def list_deliveries(
 )
 def get_delivery(caller: CallerDep, delivery_id: int) -> DeliveryDetailOut:
     with session_scope() as session:
-        return DeliveryDetailOut.of_detail(deliveries.get_delivery(session=session, delivery_id=delivery_id))
+        detail = deliveries.get_delivery(session=session, delivery_id=delivery_id)
+        return DeliveryDetailOut.of_detail(detail, sees_secrets=auth.sees_secrets(caller))
 
 
 # ---------------------------------------------------------------- publishing

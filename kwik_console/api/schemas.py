@@ -13,7 +13,8 @@ from pydantic_core import PydanticCustomError
 from kwik_console.events import catalog
 from kwik_console.events.deliveries import DeliveryDetail
 from kwik_console.store.tables import Attempt, Delivery, Webhook, WebhookStatus
-from kwik_console.webhooks.rules import HEADER_VALUE_MAX, HEADERS_MAX, RATE_MAX, RATE_MIN
+from kwik_console.webhooks import service as webhooks
+from kwik_console.webhooks.rules import HEADER_VALUE_MAX, HEADERS_MAX, RATE_MAX, RATE_MIN, headers_shown
 
 EVENTS_DESCRIPTION = (
     'Event types from GET /event-types, at least one; or ["*"] for all events, including types added later '
@@ -81,7 +82,10 @@ class WebhookOut(BaseModel):
     status: str = Field(description="`live`, `paused` (deliveries wait) or `disabled`.")
     events: list[str] = Field(description='The event types it receives; ["*"] for all events.')
     max_per_second: float | None = Field(description="Max deliveries per second; null for no limit.")
-    headers: dict[str, str] = Field(description="Custom headers sent with each delivery.")
+    headers: dict[str, str] = Field(
+        description="Custom headers sent with each delivery. A value is often a secret: a token without the "
+        "`write` scope sees •••••••• instead."
+    )
     failing_since: dt.datetime | None = Field(
         description="When its attempts started failing (the first failure after a success); null while they succeed."
     )
@@ -93,7 +97,7 @@ class WebhookOut(BaseModel):
     updated_at: dt.datetime
 
     @classmethod
-    def of(cls, webhook: Webhook, events: list[str]) -> WebhookOut:
+    def of(cls, webhook: Webhook, events: list[str], *, sees_secrets: bool) -> WebhookOut:
         disabled = webhook.status == WebhookStatus.DISABLED
         return cls(
             id=webhook.id,
@@ -102,7 +106,7 @@ class WebhookOut(BaseModel):
             status=webhook.status,
             events=events,
             max_per_second=webhook.max_per_second,
-            headers=dict(webhook.headers or {}),
+            headers=headers_shown(webhook.headers or {}, sees_secrets=sees_secrets),
             failing_since=webhook.failing_since,
             disabled_reason=webhook.disabled_reason if disabled else None,
             disabled_at=webhook.disabled_at if disabled else None,
@@ -223,17 +227,23 @@ class AttemptOut(BaseModel):
     error: str | None
 
     @classmethod
-    def of(cls, a: Attempt) -> AttemptOut:
+    def of(cls, a: Attempt, *, sees_secrets: bool) -> AttemptOut:
         return cls(
             number=a.number,
             attempted_at=a.attempted_at,
             http_code=a.http_code,
             duration_ms=a.duration_ms,
-            request_headers={str(k): str(v) for k, v in a.request_headers.items()},
+            request_headers=headers_shown(a.request_headers, sees_secrets=sees_secrets),
             response_headers={str(k): str(v) for k, v in a.response_headers.items()},
             response_body=a.response_body,
             error=a.error,
         )
+
+
+def webhook_out(session, webhook: Webhook, *, sees_secrets: bool) -> WebhookOut:
+    return WebhookOut.of(
+        webhook, webhooks.webhook_events(session=session, webhook_id=webhook.id), sees_secrets=sees_secrets
+    )
 
 
 class DeliveryDetailOut(DeliveryOut):
@@ -241,9 +251,10 @@ class DeliveryDetailOut(DeliveryOut):
     attempts: list[AttemptOut]
 
     @classmethod
-    def of_detail(cls, detail: DeliveryDetail) -> DeliveryDetailOut:
+    def of_detail(cls, detail: DeliveryDetail, *, sees_secrets: bool) -> DeliveryDetailOut:
         base = DeliveryOut.of(detail.delivery).model_dump()
-        return cls(**base, payload=json.loads(detail.event.body), attempts=[AttemptOut.of(a) for a in detail.attempts])
+        attempts = [AttemptOut.of(a, sees_secrets=sees_secrets) for a in detail.attempts]
+        return cls(**base, payload=json.loads(detail.event.body), attempts=attempts)
 
 
 # ---------------------------------------------------------------- operating deliveries

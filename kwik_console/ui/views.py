@@ -12,6 +12,7 @@ from kwik_console.events.deliveries import DeliveryDetail
 from kwik_console.operations.health import health_of
 from kwik_console.store.tables import Attempt, Delivery, DeliveryStatus, RecoveryState, Webhook, WebhookStatus
 from kwik_console.team.audit import describe
+from kwik_console.webhooks import rules
 
 
 @dataclasses.dataclass
@@ -156,7 +157,7 @@ class DeliveryDetailView:
     attempts: list[AttemptView] = dataclasses.field(default_factory=list)
 
     @classmethod
-    def of(cls, detail: DeliveryDetail) -> DeliveryDetailView:
+    def of(cls, detail: DeliveryDetail, *, sees_secrets: bool) -> DeliveryDetailView:
         attempts = [AttemptView.of(a) for a in detail.attempts]
         # The headers of the latest attempt: the signature changes on every attempt.
         request = detail.attempts[-1].request_headers if detail.attempts else {}
@@ -164,7 +165,7 @@ class DeliveryDetailView:
             DeliveryRow.of(detail.delivery),
             (iso(detail.delivery.created_at) or ""),
             json.dumps(json.loads(detail.event.body), indent=2),
-            headers_of(request),
+            headers_of(rules.headers_shown(request, sees_secrets=sees_secrets)),
             list(reversed(attempts)),
         )
 

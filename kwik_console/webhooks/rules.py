@@ -193,10 +193,26 @@ def validate_max_per_second(value: str | float | None) -> float | None:
     return round(number, 2)
 
 
+# What stands for a custom header's value before those who may not see signing secrets.
+HIDDEN_VALUE = "•" * 8
+
+
+def _reserved(lower: str) -> bool:
+    return lower in _RESERVED_HEADERS or lower.startswith(_RESERVED_PREFIXES)
+
+
+def headers_shown(headers: Mapping[str, str], *, sees_secrets: bool) -> dict[str, str]:
+    """Headers as a member or token may see them: a custom header's value is often a secret (an API key, a
+    bearer token), so only those who may see signing secrets see it; the console's own are shown to all."""
+    if sees_secrets:
+        return {str(n): str(v) for n, v in headers.items()}
+    return {str(n): str(v) if _reserved(str(n).lower()) else HIDDEN_VALUE for n, v in headers.items()}
+
+
 def header_refusal(name: str) -> str | None:
     """Why a custom header may not have this name, or None."""
     lower = name.lower()
-    if lower in _RESERVED_HEADERS or lower.startswith(_RESERVED_PREFIXES):
+    if _reserved(lower):
         if lower.startswith("webhook-"):
             return f"{name}: webhook-* headers carry the signature; the console sets them."
         if lower.startswith("content-"):

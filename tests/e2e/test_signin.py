@@ -40,6 +40,7 @@ PASSWORDS = {
 }
 EMAILS = {role: f"{role}@merchant.example" for role in PASSWORDS}
 WEBHOOK = "Orders service"
+API_KEY = "sk_live_orders_9f3a"  # the team webhook's custom header value: developers and admins only
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -100,6 +101,7 @@ def team(hosted, hosted_db) -> dict[str, int]:
                     url="https://orders.merchant.example/kwik",
                     events=["payment.created"],
                     status="disabled",
+                    headers={"X-Api-Key": API_KEY},  # a custom header's value is often a secret
                 ),
                 actor=audit.CLI,
             ).id
@@ -318,6 +320,11 @@ def test_the_viewer_sees_and_receives_no_secret_and_a_crafted_event_is_refused(b
     expect(page.get_by_role("row").filter(has_text=WEBHOOK)).to_be_visible()
     assert frames and any(WEBHOOK in f for f in frames)  # the capture works...
     assert not [f for f in frames + answers if "whsec_" in f]  # ...and never carried a signing secret
+
+    page.goto(f"{hosted.url}/webhooks/{webhook.id}")  # its custom header: the name, and the value hidden
+    expect(page.get_by_text("X-Api-Key")).to_be_visible()
+    expect(page.get_by_text("••••••••").first).to_be_visible()
+    assert not [f for f in frames + answers if API_KEY in f]
     page.context.close()
 
 

@@ -405,3 +405,28 @@ def test_publish_answers_alike_whether_fastapi_parses_it_or_the_direct_path_does
     assert direct_writes["events"] == 8
     # Every request whose parameters parse took the direct path; the others went to FastAPI.
     assert taken.count(True) == 21 and taken.count(False) == 7
+
+
+def test_custom_header_values_reach_only_tokens_that_may_see_secrets(remote, receiver):
+    """A custom header's value is often a secret: a `read` token, like a viewer, sees it hidden, in the webhook
+    and in the headers each attempt sent; a `write` token, like a developer, sees it whole."""
+    from tests.factories import make_hook, send_test
+
+    hook = make_hook(receiver.url("/ok"), headers={"X-Api-Key": "sk_live_orders_123"})
+    _, outcome = send_test(hook.id)
+    reader, writer = _bearer(_token(["read"])), _bearer(_token(["write"]))
+
+    def seen(headers):
+        webhook = remote.get(f"/api/v1/webhooks/{hook.id}", headers=headers).json()
+        listed = remote.get("/api/v1/webhooks", headers=headers).json()["items"][0]
+        (attempt,) = remote.get(f"/api/v1/deliveries/{outcome.delivery_id}", headers=headers).json()["attempts"]
+        return webhook["headers"], listed["headers"], attempt["request_headers"]
+
+    webhook, listed, sent = seen(reader)
+    assert webhook == listed == {"X-Api-Key": "••••••••"}
+    assert sent["X-Api-Key"] == "••••••••"
+    assert sent["webhook-id"] and sent["webhook-signature"].startswith("v1,")  # the console's own: shown to all
+    webhook, listed, sent = seen(writer)
+    assert webhook == listed == {"X-Api-Key": "sk_live_orders_123"} and sent["X-Api-Key"] == "sk_live_orders_123"
+    (hit,) = receiver.hits("/ok")
+    assert hit.headers["x-api-key"] == "sk_live_orders_123"  # hidden from readers, never from the receiver

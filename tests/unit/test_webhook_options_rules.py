@@ -95,3 +95,20 @@ def test_validate_checks_headers_with_the_other_fields_and_leaves_them_alone_on_
     assert rules.validate(rules.WebhookInput(name="A"), partial=True).headers is None
     made = rules.validate(rules.WebhookInput(name="A", url="https://example.com", events=["*"]), local_mode=True)
     assert made.headers == {} and made.events == ["*"]
+
+
+def test_a_custom_header_value_is_shown_only_to_those_who_may_see_secrets():
+    sent = {
+        "content-type": "application/json",
+        "user-agent": "Kwik-Webhooks/1",
+        "webhook-id": "evt_1",
+        "webhook-signature": "v1,abc",
+        "X-Api-Key": "sk_live_1",
+        "Authorization": "Bearer t0k3n",
+    }
+    hidden = rules.headers_shown(sent, sees_secrets=False)
+    assert hidden["X-Api-Key"] == hidden["Authorization"] == rules.HIDDEN_VALUE
+    assert {k: v for k, v in hidden.items() if v != rules.HIDDEN_VALUE} == {
+        k: sent[k] for k in ("content-type", "user-agent", "webhook-id", "webhook-signature")
+    }
+    assert rules.headers_shown(sent, sees_secrets=True) == sent

@@ -43,6 +43,11 @@ def parse_local(value: str, zone: dt.tzinfo) -> dt.datetime | None:
     return naive if naive.tzinfo else naive.replace(tzinfo=zone)
 
 
+def sees_secrets() -> bool:
+    """Whether the member this handler runs for may see signing secrets, and so custom header values."""
+    return access.may(access.member().role, access.Action.REVEAL_SECRET)
+
+
 def forget(state, *names: str) -> None:
     """Set the server's copy of shown-once vars back to their defaults, once a delta has taken them to the
     browser (the handler sets them, yields, then calls this).

@@ -17,7 +17,7 @@ from kwik_console.events import deliveries, search
 from kwik_console.store.db import session_scope
 from kwik_console.store.tables import DeliveryStatus
 from kwik_console.team import access
-from kwik_console.ui.state.common import follow_deliveries, parse_local, viewer_zone
+from kwik_console.ui.state.common import follow_deliveries, parse_local, sees_secrets, viewer_zone
 from kwik_console.ui.views import DeliveryDetailView, DeliveryRow
 from kwik_console.webhooks import service as webhooks
 
@@ -126,7 +126,8 @@ class EventLogState(rx.State):
                 )
                 if self.detail_open:
                     self.detail = DeliveryDetailView.of(
-                        deliveries.get_delivery(session=session, delivery_id=self.detail.row.id)
+                        deliveries.get_delivery(session=session, delivery_id=self.detail.row.id),
+                        sees_secrets=sees_secrets(),
                     )
         except NotFound:
             self.missing, self.loading, self.rows = True, False, []
@@ -218,7 +219,9 @@ class EventLogState(rx.State):
     def show(self, delivery_id: int):
         try:
             with session_scope() as session:
-                self.detail = DeliveryDetailView.of(deliveries.get_delivery(session=session, delivery_id=delivery_id))
+                self.detail = DeliveryDetailView.of(
+                    deliveries.get_delivery(session=session, delivery_id=delivery_id), sees_secrets=sees_secrets()
+                )
         except NotFound as exc:
             return rx.toast.error(str(exc))
         self.detail_open = True

@@ -15,7 +15,14 @@ from kwik_console.operations.health import health_of
 from kwik_console.store.db import get_engine, session_scope
 from kwik_console.store.tables import WebhookStatus
 from kwik_console.team import access
-from kwik_console.ui.state.common import follow_deliveries, forget, read_secret, viewer_zone, webhook_id_from
+from kwik_console.ui.state.common import (
+    follow_deliveries,
+    forget,
+    read_secret,
+    sees_secrets,
+    viewer_zone,
+    webhook_id_from,
+)
 from kwik_console.ui.views import DeliveryRow, FiguresView
 from kwik_console.webhooks import rules
 from kwik_console.webhooks import service as webhooks
@@ -145,8 +152,8 @@ class WebhookPageState(rx.State):
             return
         self.name, self.url, self.status = webhook.name, webhook.url, WebhookStatus(webhook.status).label
         self.all_events = self.events == [rules.ALL_EVENTS]
-        shown = access.may(access.member().role, access.Action.REVEAL_SECRET)
-        self.headers = [[n, v if shown else "•" * 8] for n, v in (webhook.headers or {}).items()]
+        shown = rules.headers_shown(webhook.headers or {}, sees_secrets=sees_secrets())
+        self.headers = [[n, v] for n, v in shown.items()]
         self.max_per_second = "" if webhook.max_per_second is None else f"{webhook.max_per_second:g}"
         state = health_of(webhook)
         self.warn, self.failing_since = state.warn, (iso(state.failing_since) or "")
