@@ -228,6 +228,24 @@ def delivery_outcomes(conn, webhook_id: int | None, *, since: dt.datetime) -> tu
     return delivered + counts.get(DeliveryStatus.FAILURE.value, 0), delivered
 
 
+def delivery_outcomes_of(conn, webhook_ids: list[int], *, since: dt.datetime) -> dict[int, tuple[int, int]]:
+    """`delivery_outcomes` for each of these webhooks, in one read: {webhook id: (finished, delivered)}."""
+    first = _first_delivery_since(conn, since) if webhook_ids else None
+    if first is None:
+        return {}
+    ended = (DeliveryStatus.SUCCESS.value, DeliveryStatus.FAILURE.value)
+    rows = conn.execute(
+        sa.select(Delivery.webhook_id, Delivery.status, sa.func.count())
+        .where(Delivery.webhook_id.in_(webhook_ids), Delivery.status.in_(ended), Delivery.id >= first)
+        .group_by(Delivery.webhook_id, Delivery.status)
+    ).all()
+    out: dict[int, tuple[int, int]] = {}
+    for webhook_id, status, count in rows:
+        finished, delivered = out.get(webhook_id, (0, 0))
+        out[webhook_id] = (finished + count, delivered + (count if status == DeliveryStatus.SUCCESS.value else 0))
+    return out
+
+
 def summary(conn, webhook_id: int, *, now: dt.datetime) -> dict[str, Figures]:
     """The last 24 h (minute rows) and the last 7 days (hour rows) of one webhook."""
     t = _epoch(now)
@@ -329,8 +347,17 @@ def overview(conn, *, now: dt.datetime, limit: int = 8) -> tuple[Figures, list[W
             )
         )
     )
+    outcomes = delivery_outcomes_of(conn, [r.webhook_id for r in worst], since=dt.datetime.fromtimestamp(since, dt.UTC))
     rows = [
-        WebhookFigures(r.webhook_id, *names.get(r.webhook_id, ("", "")), _figures(r, retrying_now(conn, r.webhook_id)))
+        WebhookFigures(
+            r.webhook_id,
+            *names[r.webhook_id],
+            dataclasses.replace(
+                _figures(r, retrying_now(conn, r.webhook_id)),
+                finished=outcomes.get(r.webhook_id, (0, 0))[0],
+                delivered=outcomes.get(r.webhook_id, (0, 0))[1],
+            ),
+        )
         for r in worst
         if r.webhook_id in names
     ]

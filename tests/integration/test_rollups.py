@@ -64,6 +64,9 @@ def test_recorded_attempts_reach_the_summary_and_the_charts(kwik, receiver):
         overall, worst = rollups.overview(conn, now=now)
         assert (overall.attempts, overall.successes, overall.retrying) == (4, 3, 1)
         assert [w.name for w in worst] == ["Failing", "OK"]  # failing first
+        # Delivered, of each webhook's finished deliveries: the retrying one has none finished yet.
+        assert [(w.figures.finished, w.figures.delivered) for w in worst] == [(0, 0), (3, 3)]
+        assert worst[1].figures.delivery_rate == 1.0 and worst[0].figures.delivery_rate is None
 
 
 def test_rows_are_added_not_replaced_and_leave_with_their_webhook(kwik):

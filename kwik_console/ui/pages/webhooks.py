@@ -243,7 +243,15 @@ def _overview_row(row: OverviewRow) -> rx.Component:
                 wrap="wrap",
             )
         ),
-        rx.table.cell(f.attempts),
+        rx.table.cell(f.attempts, display=["none", "table-cell"]),
+        rx.table.cell(
+            rx.text(
+                f.delivery_rate,
+                color_scheme=rx.cond(f.delivered_healthy, "green", "red"),
+                high_contrast=True,
+                weight="medium",
+            )
+        ),
         rx.table.cell(
             rx.text(
                 f.success_rate, color_scheme=rx.cond(f.healthy, "green", "red"), high_contrast=True, weight="medium"
@@ -270,8 +278,9 @@ def _overview() -> rx.Component:
                         rx.table.header(
                             rx.table.row(
                                 rx.table.column_header_cell("Webhook"),
-                                rx.table.column_header_cell("Attempts"),
-                                rx.table.column_header_cell("Success rate"),
+                                rx.table.column_header_cell("Attempts", display=["none", "table-cell"]),
+                                rx.table.column_header_cell("Delivered"),
+                                rx.table.column_header_cell("Attempt success"),
                                 rx.table.column_header_cell("Failed", display=["none", "table-cell"]),
                                 rx.table.column_header_cell("p95", display=["none", "table-cell"]),
                                 rx.table.column_header_cell("Retrying now"),
