@@ -177,8 +177,17 @@ def main() -> None:
 
 
 def settle(page) -> None:
-    """Fonts loaded and two frames drawn: what the merchant would see, not a frame mid-layout."""
+    """Fonts loaded, animations done (a drawer sliding in) and two frames drawn: what the merchant would see,
+    not a frame mid-layout."""
     page.evaluate("document.fonts.ready")
+    page.evaluate(
+        """Promise.race([
+            Promise.all(document.getAnimations()
+                .filter(a => a.effect && a.effect.getTiming().iterations !== Infinity)
+                .map(a => a.finished.catch(() => null))),
+            new Promise(r => setTimeout(r, 3000)),
+        ])"""
+    )
     page.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
 
 

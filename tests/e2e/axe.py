@@ -55,8 +55,9 @@ def violations(page) -> list[dict]:
 
 def overflowing(page) -> list[str]:
     """Every element drawn past the viewport's left or right edge, however it is clipped: a dialog wider
-    than a phone is cut off by its own scroll container, which axe never sees. Code blocks scroll inside
-    their own box, so what is inside a <pre> is not counted; the <pre> itself is."""
+    than a phone is cut off by its own scroll container, which axe never sees; and every box whose content
+    scrolls sideways inside it. Code blocks scroll inside their own box, so what is inside a <pre> is not
+    counted; the <pre> itself is."""
     return page.evaluate("""() => {
         const width = document.documentElement.clientWidth;
         const out = [];
@@ -65,9 +66,13 @@ def overflowing(page) -> list[str]:
             if (box.width === 0 || box.height === 0 || el.parentElement.closest('pre')) continue;
             const style = getComputedStyle(el);
             if (style.visibility === 'hidden' || style.position === 'fixed' && box.width <= 1) continue;
+            const what = (el.getAttribute('aria-label') || el.innerText || '').trim().slice(0, 40);
             if (box.right > width + 1 || box.left < -1) {
-                const what = (el.getAttribute('aria-label') || el.innerText || '').trim().slice(0, 40);
                 out.push(`<${el.tagName.toLowerCase()}> ${Math.round(box.left)}..${Math.round(box.right)} px: ${what}`);
+            } else if (/auto|scroll/.test(style.overflowX) && el.scrollWidth > el.clientWidth + 1) {
+                // Inside the screen, but its content is wider than it: a table cut at the edge of its card.
+                const by = el.scrollWidth - el.clientWidth;
+                out.push(`<${el.tagName.toLowerCase()}> scrolls sideways by ${by} px: ${what}`);
             }
         }
         if (document.documentElement.scrollWidth > width) out.unshift(`the page scrolls sideways`);

@@ -460,6 +460,8 @@ def delivery_drawer() -> rx.Component:
                 width=["100%", "100%", "560px"],
                 z_index="60",
                 overflow_y="auto",
+                # Never sideways: the drawer's own backdrop (a pseudo-element past its edge) made it scroll.
+                overflow_x="hidden",
                 background=rx.color("gray", 1),
                 position="fixed",
             ),

@@ -259,7 +259,7 @@ def _overview_row(row: OverviewRow) -> rx.Component:
         ),
         rx.table.cell(f.failures, display=["none", "table-cell"]),
         rx.table.cell(f.p95, display=["none", "table-cell"]),
-        rx.table.cell(f.retrying),
+        rx.table.cell(f.retrying, display=["none", "table-cell"]),
         align="center",
     )
 
@@ -283,7 +283,8 @@ def _overview() -> rx.Component:
                                 rx.table.column_header_cell("Attempt success"),
                                 rx.table.column_header_cell("Failed", display=["none", "table-cell"]),
                                 rx.table.column_header_cell("p95", display=["none", "table-cell"]),
-                                rx.table.column_header_cell("Retrying now"),
+                                # On a phone: the two rates only (the summary above says what is retrying).
+                                rx.table.column_header_cell("Retrying now", display=["none", "table-cell"]),
                             )
                         ),
                         rx.table.body(rx.foreach(List.worst, _overview_row)),
