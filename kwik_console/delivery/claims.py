@@ -80,16 +80,19 @@ _PENDING_STATES = {
     ),
 }
 
-# The choice, given [webhook, take, holds, turn] for each webhook that may take some: each one's oldest
+# The choice, given (webhook, take, holds, turn) for each webhook that may take some: each one's oldest
 # due, unleased deliveries, up to `take` (its room, and its fair part of the limit), ranked round by round
 # (the claims it already holds count as rounds taken), then by turn (`Turns`), then by due time; the first
 # `limit` of them. Each chosen row carries how many of its webhook's were in the running, and how many
 # were in all (`saturated` and `limited` are read from these).
+# Each webhook's `per` oldest are read (a LIMIT that is the same for all: SQLite's takes no column, and
+# PostgreSQL's planner, seeing a constant and arrays it can count, keeps its estimates, and so its plan,
+# small: with a LIMIT by column it expected millions of rows and compiled the statement (JIT), 0.5 s a claim
+# on a 300,000 backlog), then cut to the webhook's take.
 _WEBHOOKS_IN_TURN = {
     "postgresql": """
-        SELECT CAST(e->>0 AS integer) AS id, CAST(e->>1 AS integer) AS take, CAST(e->>2 AS integer) AS holds,
-               CAST(e->>3 AS double precision) AS turn
-        FROM json_array_elements(CAST(:webhooks AS json)) AS e
+        SELECT * FROM unnest(CAST(:ids AS integer[]), CAST(:takes AS integer[]), CAST(:holds AS integer[]),
+                             CAST(:turns AS double precision[])) AS w(id, take, holds, turn)
     """,
     "sqlite": """
         SELECT value ->> 0 AS id, value ->> 1 AS take, value ->> 2 AS holds, value ->> 3 AS turn
@@ -108,21 +111,21 @@ _PICK_AND_LEASE = text(
     f"""
     WITH w AS ({_WEBHOOKS_IN_TURN["postgresql"]}),
     due AS (
-        SELECT d.id, d.webhook_id, d.next_attempt_at, w.turn,
-               w.holds + row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at, d.id) AS round,
-               count(*) OVER (PARTITION BY d.webhook_id) AS found
+        SELECT d.id, d.webhook_id, d.next_attempt_at, w.turn, w.take, w.holds,
+               row_number() OVER (PARTITION BY d.webhook_id ORDER BY d.next_attempt_at, d.id) AS rank
         FROM w CROSS JOIN LATERAL (
             SELECT id, webhook_id, next_attempt_at FROM delivery
             WHERE webhook_id = w.id AND next_attempt_at IS NOT NULL AND next_attempt_at <= :now
               AND (lease_until IS NULL OR lease_until < :now)
-            ORDER BY next_attempt_at LIMIT w.take
+            ORDER BY next_attempt_at LIMIT :per
             FOR UPDATE SKIP LOCKED
         ) AS d
     ),
+    kept AS (SELECT *, count(*) OVER (PARTITION BY webhook_id) AS found FROM due WHERE rank <= take),
     chosen AS (
         SELECT id, found, count(*) OVER () AS candidates,
-               row_number() OVER (ORDER BY round, turn, next_attempt_at, id) AS place
-        FROM due ORDER BY place LIMIT :limit
+               row_number() OVER (ORDER BY holds + rank, turn, next_attempt_at, id) AS place
+        FROM kept ORDER BY place LIMIT :limit
     ),
     leased AS (
         UPDATE delivery SET lease_until = :lease_until, leased_by = :owner
@@ -371,11 +374,15 @@ def _claim_due(conn, *, owner, now, lease_until, states, limit: int, room: dict[
     # Round-robin: each webhook's first before anyone's second, counting the claims it
     # already holds; among equals, the webhook given fewest so far first (`Turns`), so a
     # limit never favours the same ones.
-    webhooks = json.dumps([[w, min(per, room.get(w, per_webhook)), held.get(w, 0), turns.of(w)] for w in pending])
+    takes = [min(per, room.get(w, per_webhook)) for w in pending]
+    holds = [held.get(w, 0) for w in pending]
+    turn = [turns.of(w) for w in pending]
     if postgres:
-        params = {"webhooks": webhooks, "now": now, "limit": limit, "lease_until": lease_until, "owner": owner}
+        params = {"ids": pending, "takes": takes, "holds": holds, "turns": turn, "now": now, "per": per}
+        params |= {"limit": limit, "lease_until": lease_until, "owner": owner}
         chosen = rows = _json_rows(conn.execute(_PICK_AND_LEASE, params).scalar())
     else:
+        webhooks = json.dumps([list(w) for w in zip(pending, takes, holds, turn)])
         chosen = _json_rows(
             conn.execute(_PICK, {"webhooks": webhooks, "now": now, "per": per, "limit": limit}).scalar()
         )
