@@ -52,8 +52,9 @@ _RETRYING, _FAILURE, _DISABLED = (
 )
 # PostgreSQL: in one statement (one round trip), only deliveries still ours, each moved on and its attempt
 # stored; a webhook disabled while its attempt was in flight finishes it as Failure. The next attempt is due
-# by the database's clock (store/db_clock.py), as the claims that take it read it. Returns, for each one
-# still ours, [id, webhook_id, recovery_id, whether its webhook is disabled].
+# by the database's clock (store/db_clock.py), as the claims that take it read it. Its recovery is let go:
+# after_record counts it there, once. Returns, for each one still ours, [id, webhook_id, recovery_id (as it
+# was), whether its webhook is disabled].
 _RECORD = {
     "postgresql": text(
         f"""
