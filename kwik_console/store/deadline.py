@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, exc
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,8 @@ _steps: dict[int, tuple[float, float]] = {}
 # Per thread: the driver connections it holds from a watched pool.
 _held: dict[int, dict[int, object]] = {}
 _watchdog: threading.Thread | None = None
+# Driver connections whose sockets were shut, by id: never handed out again.
+_cut: dict[int, object] = {}
 
 
 @contextlib.contextmanager
@@ -52,10 +54,22 @@ def watch(engine: Engine) -> None:
 
     @event.listens_for(engine, "checkout")
     def _taken(dbapi_connection, record, _proxy) -> None:
+        with _lock:
+            was_cut = _cut.pop(id(dbapi_connection), None) is dbapi_connection
+        if was_cut:
+            # Given back unused after its socket was shut (a job cancelled while stopping): the pool drops
+            # it and hands out another, instead of the next step failing on it.
+            raise exc.DisconnectionError("its socket was shut when a step ran out of time")
         me = threading.get_ident()
         record.info["kwik_held_by"] = me
         with _lock:
             _held.setdefault(me, {})[id(record)] = dbapi_connection
+
+    @event.listens_for(engine, "invalidate")
+    @event.listens_for(engine, "close")
+    def _gone(dbapi_connection, *_args) -> None:
+        with _lock:
+            _cut.pop(id(dbapi_connection), None)
 
     @event.listens_for(engine, "before_cursor_execute")
     def _statement(*_args) -> None:
@@ -115,6 +129,8 @@ def _watch_steps() -> None:
 
 def _shut(dbapi_connection) -> None:
     """Shut the connection's socket down: a read or write blocked on it returns at once with an error."""
+    with _lock:
+        _cut[id(dbapi_connection)] = dbapi_connection
     try:
         fd = getattr(dbapi_connection, "driver_connection", dbapi_connection).pgconn.socket
     except Exception:  # noqa: BLE001  closed already, or not a psycopg connection: nothing to cut

@@ -12,12 +12,13 @@ import sys
 import time
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from kwik_console.delivery import scheduler
 from kwik_console.events.publishing import publish
-from kwik_console.store import db
+from kwik_console.store import db, deadline
 from kwik_console.team import audit
 from kwik_console.webhooks import service as webhooks
 from kwik_console.webhooks.rules import WebhookInput
@@ -160,3 +161,19 @@ def test_wake_ups_whose_claims_fail_while_the_database_is_down_add_no_warning_ea
     assert len(failures) >= 3
     assert "the database cannot be reached: refused" in caplog.text
     assert "claiming after a wake-up failed" not in caplog.text
+
+
+def test_a_connection_cut_as_its_step_ends_is_never_handed_out_again(kwik):
+    """The cut and the step's end race: the watchdog (or a stop's cut_all) reads which connections a late step
+    holds, the step ends meanwhile and gives its connection back, and only then is the socket shut. The next
+    step must get another connection, not that one ("server closed the connection unexpectedly")."""
+    engine = db.get_engine()
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite is a file on this machine: nothing to cut")
+    with deadline.within(60), engine.connect() as held:
+        held.execute(sa.text("SELECT 1"))
+        driver_connection = held.connection.dbapi_connection
+    deadline._shut(driver_connection)  # as the watchdog does, a moment too late: it is back in the pool
+    for _ in range(3):
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT 1")).scalar_one() == 1
