@@ -167,6 +167,12 @@ def init_db(engine: Engine) -> None:
     if state.up_to_date:
         return
     if not get_settings().local_mode and not state.empty:
+        # Its two reads (the version, then the tables) may straddle another replica's migration committing:
+        # no version yet, then its tables, reads as "made before migrations". Read again, after that commit.
+        state = schema_state(engine)
+        if state.up_to_date:
+            return
+    if not get_settings().local_mode and not state.empty:
         raise SchemaBehind(
             f"Database schema is behind (revision {state.shown}, code needs {state.head}): run `{UPGRADE_COMMAND}`"
         )

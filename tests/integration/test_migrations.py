@@ -632,3 +632,29 @@ def test_sqlite_file_and_its_new_folders_are_readable_only_by_their_owner(tmp_pa
         settings.get_settings.cache_clear()
     assert modes == {"new": 0o700, "data": 0o700, "kwik.db": 0o600, "kwik.db-wal": 0o600, "kwik.db-shm": 0o600}
     assert stat.S_IMODE(tmp_path.stat().st_mode) == existing  # a folder we did not make is left as it was
+
+
+def test_a_hosted_start_whose_reads_straddle_another_replicas_migration_starts(database_url, monkeypatch):
+    """A hosted start reads the schema's version, then whether its tables exist. When another replica's
+    migration commits between the two, it saw no version and then the tables: "made before migrations"."""
+    configure(monkeypatch, KWIK_DATABASE_URL=database_url, KWIK_MODE="hosted", KWIK_SECRET_KEY=_secret_key())
+    real_inspect = sa.inspect
+    migrated = []
+
+    def inspect_once_another_replica_migrated(subject):
+        if not migrated:
+            migrated.append(True)
+            other = db.make_engine(database_url)
+            try:
+                schema.upgrade(other)  # another replica, on its own connection, commits the whole schema
+            finally:
+                other.dispose()
+        return real_inspect(subject)
+
+    monkeypatch.setattr(schema.sa, "inspect", inspect_once_another_replica_migrated)
+    engine = db.make_engine(database_url)
+    try:
+        schema.init_db(engine)  # no SchemaBehind
+        assert migrated and schema.schema_state(engine).up_to_date
+    finally:
+        engine.dispose()
