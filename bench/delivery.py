@@ -726,7 +726,7 @@ class Bench:
         }
 
     def throughput_targets(self) -> tuple[float, float]:
-        return (0.8, 0.3) if self.kind == "sqlite" else (0.6, 0.2)
+        return (0.8, 0.3) if self.kind == "sqlite" else (0.7, 0.2)
 
     def insert_event(self) -> str:
         """One stored event, for deliveries inserted in bulk to share."""

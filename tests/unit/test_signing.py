@@ -1,4 +1,10 @@
+import base64
 import datetime as dt
+import hashlib
+import hmac
+import sys
+import threading
+import time
 
 import pytest
 from standardwebhooks.webhooks import Webhook as Verifier
@@ -73,3 +79,45 @@ def test_new_secret_is_32_random_bytes():
     assert secret.startswith("whsec_")
     assert len(base64.b64decode(secret.removeprefix("whsec_"))) == 32
     assert secret != new_secret()
+
+
+@pytest.mark.parametrize("size", [0, 1, 2046, 2047, 2048, 4095, 100_000])
+def test_a_body_fed_in_pieces_signs_as_the_one_shot_hmac(size):
+    secret = new_secret()
+    body = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    mac = hmac.digest(base64.b64decode(secret.removeprefix("whsec_")), b"evt_1.1614265330." + body, hashlib.sha256)
+    assert sign(secret, "evt_1", 1614265330, body) == "v1," + base64.b64encode(mac).decode()
+    assert sign(secret, "evt_1", 1614265330, body) == sign(secret, "evt_1", 1614265330, body)  # the kept HMAC unchanged
+
+
+def test_signing_never_lets_go_of_the_interpreter_lock():
+    # Another thread counts each time it gets the lock. While this one signs and never lets go, it cannot count.
+    # hmac.digest, and hashing 2,048 bytes or more at once, let go (the dispatcher's loop then waits for them).
+    counted, stop = [0], threading.Event()
+
+    def count():
+        while not stop.is_set():
+            counted[0] += 1
+            time.sleep(0)  # lets go at once: only this test's thread's let-gos give it the lock again
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(100)  # no forced hand-over while signing
+    counter = threading.Thread(target=count)
+    try:
+        counter.start()
+        while counted[0] < 3:
+            time.sleep(0)
+        secret, big = new_secret(), b"x" * 50_000
+        before = counted[0]
+        for n in range(20):
+            sign(secret, f"evt_{n}", 1614265330, big)
+        assert counted[0] == before
+        # The check can fail: the one-shot HMAC lets the counter in.
+        key = base64.b64decode(secret.removeprefix("whsec_"))
+        for _ in range(20):
+            hmac.digest(key, big, hashlib.sha256)
+        assert counted[0] > before
+    finally:
+        stop.set()
+        sys.setswitchinterval(interval)
+        counter.join()
