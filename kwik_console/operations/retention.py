@@ -133,41 +133,40 @@ def purge(
         if done:
             break
 
-    last_event = ""
-    while not out_of_time():
+    def old_by_id(table, start, remove) -> int:
+        """Walk `table` by id, a batch per transaction, until its rows are no longer old; `remove(conn, ids)`
+        deletes those of the old ids that may go and says how many it did. Returns how many went in all."""
+        removed, last = 0, start
+        while not out_of_time():
 
-        def events(conn):
-            rows = conn.execute(select(E.id, E.created_at).where(E.id > last_event).order_by(E.id).limit(batch)).all()
-            old = [r.id for r in rows if r.created_at < cutoff]
-            if old:
-                report.events += conn.execute(
-                    delete(Event).where(E.id.in_(old), ~exists().where(D.event_id == E.id))
-                ).rowcount
-            done = len(rows) < batch or any(r.created_at >= cutoff for r in rows)
-            return (rows[-1].id if rows else last_event), done
+            def step(conn):
+                rows = conn.execute(
+                    select(table.id, table.created_at).where(table.id > last).order_by(table.id).limit(batch)
+                ).all()
+                old = [r.id for r in rows if r.created_at < cutoff]
+                done = len(rows) < batch or any(r.created_at >= cutoff for r in rows)
+                return (rows[-1].id if rows else last), (remove(conn, old) if old else 0), done
 
-        last_event, done = timed(events)
-        if done:
-            break
+            last, went, done = timed(step)
+            removed += went
+            if done:
+                break
+        return removed
 
-    last_alert = 0
-    while not out_of_time():
-
-        def alerts(conn):
-            rows = conn.execute(
-                select(AL.id, AL.created_at).where(AL.id > last_alert).order_by(AL.id).limit(batch)
-            ).all()
-            old = [r.id for r in rows if r.created_at < cutoff]
-            if old:  # one still to send is kept, however old: its email has not gone yet
-                report.alerts += conn.execute(
-                    delete(Alert).where(AL.id.in_(old), AL.state != AlertState.PENDING)
-                ).rowcount
-            done = len(rows) < batch or any(r.created_at >= cutoff for r in rows)
-            return (rows[-1].id if rows else last_alert), done
-
-        last_alert, done = timed(alerts)
-        if done:
-            break
+    # An event goes once no delivery refers to it.
+    report.events = old_by_id(
+        E,
+        "",
+        lambda conn, old: (
+            conn.execute(delete(Event).where(E.id.in_(old), ~exists().where(D.event_id == E.id))).rowcount
+        ),
+    )
+    # An alert still to send is kept, however old: its email has not gone yet.
+    report.alerts = old_by_id(
+        AL,
+        0,
+        lambda conn, old: conn.execute(delete(Alert).where(AL.id.in_(old), AL.state != AlertState.PENDING)).rowcount,
+    )
 
     def rollups_before(table, read_since: int) -> None:
         """One grain's rows older than `read_since`, walked by their key (webhook, bucket)."""
