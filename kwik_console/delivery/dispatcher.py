@@ -140,6 +140,9 @@ class Dispatcher:
         self._finished: list[Finished] = []
         self._record_wakeup = asyncio.Event()
         self._recorder: asyncio.Task | None = None
+        # Held while a batch is recorded: a stop hands back what is left only once no record is under way,
+        # or it would hand back deliveries whose attempts that record is about to store (and they would go again).
+        self._recording = asyncio.Lock()
         self._recheck: dict[int, asyncio.Future[bool]] = {}
         self._rechecking: asyncio.Task | None = None
         # Per webhook, the last started claim's decision to send or not (see `_sendable`).
@@ -183,14 +186,15 @@ class Dispatcher:
         reachable = not waiting or await self._closing_step(release_claims, owner=self.owner, ids=waiting)
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout or self.settings.attempt_timeout + 1)
+        if self._recorder:
+            async with self._recording:  # a record under way ends first; the recorder stops between batches
+                self._recorder.cancel()
         if reachable:
             reachable = await self._flush(tries=1)
         if reachable:
             # Whatever else this dispatcher still holds was never sent (a claim that raced the
             # stop): hand it back too. Attempts abandoned on the wire keep theirs until it expires.
             await self._closing_step(release_unsent, owner=self.owner, on_wire=list(self._on_wire))
-        if self._recorder:
-            self._recorder.cancel()
         if self._rate_timer is not None:
             self._rate_timer.cancel()
         if self._client:
@@ -558,6 +562,10 @@ class Dispatcher:
 
     async def _flush(self, tries: int = 3) -> bool:
         """Record the finished attempts; False if the database did not take them."""
+        async with self._recording:
+            return await self._record(tries)
+
+    async def _record(self, tries: int) -> bool:
         batch, self._finished = self._finished, []
         if not batch:
             return True
@@ -581,6 +589,8 @@ class Dispatcher:
                 break
             except Exception:  # noqa: BLE001  the database is away: the leases expire and the attempts are made again
                 log.exception("recording %d attempts failed (try %d of %d)", len(batch), attempt + 1, tries)
+                if self._closing:  # a stop waits for this record: one try, as its own
+                    break
                 if attempt + 1 < tries:
                     await asyncio.sleep(0.5 * (attempt + 1))
         cpu = time.thread_time()
