@@ -496,7 +496,7 @@ def claim_deliveries(
                     conn, now=now, lease_until=lease_until, states=states
                 )
                 claims = _claims_of(conn, rows, now)
-                return Taken(claims, checked, saturated, limited, next_rate_at)
+                return Taken(claims, checked, saturated, limited, next_rate_at, _seen_live(states, rows))
     with short_write(engine) as conn:
         clock, states = _pending_states(conn)
         if not states:
@@ -508,7 +508,14 @@ def claim_deliveries(
         _lock_rate_clocks(conn, states)
         rows, checked, saturated, limited, next_rate_at = due(conn, now=now, lease_until=lease_until, states=states)
         claims = _claims_of(conn, rows, now)
-    return Taken(claims, checked, saturated, limited, next_rate_at)
+    return Taken(claims, checked, saturated, limited, next_rate_at, _seen_live(states, rows))
+
+
+def _seen_live(states: dict[int, list], rows: list) -> set[int]:
+    """The webhooks this claim saw Live: in the pending states, and in every row it leased of theirs."""
+    return {w for w, (status, *_) in states.items() if status == WebhookStatus.LIVE} - {
+        r[1] for r in rows if r[5] != WebhookStatus.LIVE
+    }
 
 
 def _claim_these(engine: Engine, *, owner: str, ids: list[int], lease_seconds, now, lease_until) -> Taken:

@@ -66,7 +66,9 @@ RECORD_GATHER_BUSY_SECONDS = 0.02
 # Time kept at the end of a lease for recording an attempt's outcome.
 RECORD_MARGIN_SECONDS = 1.0
 # A claim that waited longer than this for a slot is checked again before its
-# request starts: the webhook may have been disabled or deleted meanwhile.
+# request starts: the webhook may have been disabled or deleted meanwhile. A later
+# claim that saw its webhook Live vouches for it as a check would: what else a check
+# reads (the lease, the due time) moves only with this dispatcher or with that status.
 RECHECK_AFTER_SECONDS = 0.05
 # An attempt still waiting for its response after this long is a slow one: it
 # gives its global slot to others (it keeps its webhook's).
@@ -145,6 +147,8 @@ class Dispatcher:
         self._recording = asyncio.Lock()
         self._recheck: dict[int, asyncio.Future[bool]] = {}
         self._rechecking: asyncio.Task | None = None
+        # When a claim last saw each webhook Live (time.monotonic()): see RECHECK_AFTER_SECONDS.
+        self._seen_live: dict[int, float] = {}
         # Per webhook, the last started claim's decision to send or not (see `_sendable`).
         self._deciding: dict[int, asyncio.Future[None]] = {}
         self._waiters: dict[int, asyncio.Future[Outcome]] = {}
@@ -301,6 +305,9 @@ class Dispatcher:
         for claim in taken.claims:
             claim = dataclasses.replace(claim, send_by=send_by, claimed_at=taken_at)
             self._ready.setdefault(claim.webhook_id, collections.deque()).append(claim)
+        if len(self._seen_live) > 10_000:  # only the last RECHECK_AFTER_SECONDS count
+            self._seen_live = {w: t for w, t in self._seen_live.items() if taken_at - t <= RECHECK_AFTER_SECONDS}
+        self._seen_live.update(dict.fromkeys(taken.live, taken_at))
         self._saturated = taken.saturated | (self._saturated - taken.checked)
         self._limited = taken.limited
         if taken.next_rate_at is not None:
@@ -432,7 +439,8 @@ class Dispatcher:
 
     def _recheck_if_stale(self, claim: Claim) -> asyncio.Future[bool] | None:
         """A claim that waited too long for its slot is checked again, in the next batch; a fresh one is not."""
-        if time.monotonic() - claim.claimed_at <= RECHECK_AFTER_SECONDS:
+        seen = max(claim.claimed_at, self._seen_live.get(claim.webhook_id, 0.0))
+        if time.monotonic() - seen <= RECHECK_AFTER_SECONDS:
             return None
         future = self._recheck.get(claim.delivery_id)
         if future is None:

@@ -60,3 +60,5 @@ class Taken:
     limited: bool
     # When a rate-limited webhook that still has due deliveries may send its next one.
     next_rate_at: dt.datetime | None = None
+    # Webhooks the claim saw Live as it read their state: their claims already waiting are as good as fresh.
+    live: set[int] = dataclasses.field(default_factory=set)

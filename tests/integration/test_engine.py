@@ -266,6 +266,48 @@ def test_disabling_a_webhook_stops_its_claims_waiting_in_memory(kwik, receiver, 
     assert len(receiver.hits("/hang")) == 1
 
 
+@pytest.mark.parametrize("claimed_again", [True, False], ids=["seen-live-since", "not-seen-since"])
+def test_a_claim_that_waited_is_checked_again_unless_a_later_claim_saw_its_webhook_live(
+    kwik, receiver, monkeypatch, claimed_again
+):
+    configure(
+        monkeypatch,
+        KWIK_MAX_IN_FLIGHT_PER_WEBHOOK="1",
+        KWIK_ATTEMPT_TIMEOUT="10",
+        KWIK_LEASE_SECONDS="30",
+        KWIK_POLL_SECONDS="3600",
+    )
+    # Long enough that a later claim's word still holds when the slot frees, on a loaded machine.
+    monkeypatch.setattr(dispatcher, "RECHECK_AFTER_SECONDS", 1.0)
+    checked = []
+    check = dispatcher.still_sendable
+
+    def counted(engine, **kwargs):
+        checked.extend(kwargs["ids"])
+        return check(engine, **kwargs)
+
+    monkeypatch.setattr(dispatcher, "still_sendable", counted)
+    make_hook(receiver.url("/hang"))
+    ids = [i for n in range(2) for i in publish("payment.created", {"n": n}, wake=False).delivery_ids]
+
+    async def body(running):
+        running.wake()
+        # The first hangs on the wire; the second was claimed with it and waits for the slot.
+        assert await until(lambda: receiver.hits("/hang"), timeout=10)
+        assert await until(lambda: running.dispatcher.ready == 1, timeout=10)
+        await asyncio.sleep(1.1)  # longer than a claim is trusted alone
+        if claimed_again:  # a new delivery: the next claim reads the webhook's state to take it
+            ids.extend(publish("payment.created", {"n": 2}, wake=False).delivery_ids)
+            running.wake()
+            assert await until(lambda: running.dispatcher.ready == 2, timeout=10)
+        receiver.release.set()
+        return await until(lambda: all_finished(ids), timeout=20)
+
+    assert run_scheduler(body)
+    assert [delivery(i).status for i in ids] == ["success"] * len(ids)
+    assert checked == ([] if claimed_again else [ids[1]])
+
+
 def test_an_attempt_that_ends_after_its_webhook_was_disabled_is_recorded_as_failure_at_once(
     kwik, receiver, monkeypatch
 ):
@@ -308,9 +350,31 @@ def test_the_live_check_at_claim_time(kwik, receiver):
         db.get_engine(), owner="a", now=now, lease_until=now.replace(year=now.year + 1), limit=10, per_webhook=8
     )
     assert taken.claims == []
+    assert taken.live == set()  # nor does it vouch for the webhook's claims already waiting
     d = delivery(delivery_id)
     assert (d.status, d.next_attempt_at, d.leased_by) == ("failure", None, None)
     assert not receiver.requests
+
+
+def test_a_claim_says_which_webhooks_it_saw_live(kwik, receiver):
+    full = make_hook(receiver.url("/ok"), events=["payment.created"], name="Full")
+    paused = make_hook(receiver.url("/ok"), events=["payout.created"], name="Paused")
+    publish("payment.created", {}, wake=False)
+    publish("payout.created", {}, wake=False)
+    with db.session_scope() as s:
+        webhooks.update_webhook(session=s, webhook_id=paused.id, data=WebhookInput(status="paused"), actor=audit.CLI)
+    now = utcnow()
+    taken = claim_deliveries(
+        db.get_engine(),
+        owner="a",
+        now=now,
+        lease_until=now.replace(year=now.year + 1),
+        limit=10,
+        room={full.id: 0},
+        per_webhook=8,
+    )
+    # Nothing taken, but the claim read both webhooks' state: the one at its reach is Live, the other is not.
+    assert (taken.claims, taken.live) == ([], {full.id})
 
 
 def test_a_retry_runs_from_its_own_timed_job_not_the_poll(kwik, receiver, monkeypatch):
