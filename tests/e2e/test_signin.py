@@ -4,8 +4,8 @@ One hosted console (production build) and one database for the module. The team 
 admin, a developer and a viewer with their passwords, and a webhook to work on) is made through the services
 once; each test makes its own members and records beyond that, so each runs alone or in any order: an admin
 signs in with the CLI's one-time link; an admin invites a developer and a viewer, who accept their links; the
-viewer can change nothing and never receives a signing secret; the developer rotates a secret; the admin reads
-the audit trail, then signs out.
+viewer can change nothing and never receives a signing secret; the developer rotates a secret and turns alert
+emails on and off (the console has a mail server on loopback); the admin reads the audit trail, then signs out.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from kwik_console.webhooks import service as webhooks
 from kwik_console.webhooks.rules import WebhookInput
 from tests.conftest import KWIK_CONSOLE, TEST_SECRET_KEY, configure
 from tests.e2e.server import ConsoleServer
+from tests.mailbox import Mailbox
 
 pytestmark = pytest.mark.e2e
 
@@ -57,12 +58,22 @@ def hosted_db(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def hosted(hosted_db, tmp_path_factory):
+def mailbox():
+    box = Mailbox().start()
+    yield box
+    box.stop()
+
+
+@pytest.fixture(scope="module")
+def hosted(hosted_db, mailbox, tmp_path_factory):
     server = ConsoleServer(
         hosted_db,
         tmp_path_factory.mktemp("hosted-logs") / "console.log",
         KWIK_MODE="hosted",
         KWIK_SECRET_KEY=TEST_SECRET_KEY,
+        # A mail server on loopback: members are offered alert emails.
+        KWIK_SMTP_URL=f"smtp://127.0.0.1:{mailbox.port}",
+        KWIK_ALERT_FROM="Kwik Console <kwik@merchant.example>",
     )
     # The address members use; http is allowed because it is loopback.
     server.env["KWIK_PUBLIC_URL"] = server.url
@@ -207,6 +218,35 @@ def test_a_first_admin_signs_in_with_the_clis_one_time_link(browser, hosted):
     again.goto(link)  # works once
     expect(again.get_by_role("heading", name="This link no longer works")).to_be_visible()
     again.context.close()
+
+
+def test_a_member_turns_alert_emails_on_and_off_and_an_admin_always_gets_them(browser, hosted, team, local_db):
+    def email_alerts() -> bool:
+        with db.session_scope() as session:
+            return members.get_member(session=session, member_id=team["developer"]).email_alerts
+
+    page = signed_in(browser, hosted.url, "developer")
+    page.get_by_role("button", name="Account menu").click()
+    toggle = page.get_by_role("menuitemcheckbox", name="Email me alerts")
+    expect(toggle).to_have_attribute("aria-checked", "false")
+    toggle.click()
+    expect(page.get_by_text("You will get alert emails.")).to_be_visible()
+    assert email_alerts()
+
+    page.reload()  # read back from the member, not kept by the tab
+    expect(page.get_by_role("heading", name="Webhooks", exact=True)).to_be_visible()
+    page.get_by_role("button", name="Account menu").click()
+    expect(toggle).to_have_attribute("aria-checked", "true")
+    toggle.click()
+    expect(page.get_by_text("Alert emails turned off.")).to_be_visible()
+    assert not email_alerts()
+    page.context.close()
+
+    admin = signed_in(browser, hosted.url, "admin")
+    admin.get_by_role("button", name="Account menu").click()
+    expect(admin.get_by_role("menuitem", name="Alert emails: always, as an admin")).to_be_disabled()
+    expect(admin.get_by_role("menuitemcheckbox")).to_have_count(0)
+    admin.context.close()
 
 
 def test_a_wrong_password_gets_the_same_answer_as_an_unknown_email(browser, hosted, team):
